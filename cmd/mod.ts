@@ -1,0 +1,86 @@
+/**
+ * The `seguro` command line: builds the program from the command modules and
+ * runs it with consistent errors (one line on stderr; exit 2 for usage
+ * errors, 1 for failures).
+ * @module
+ */
+
+import { Command, CommanderError } from "@commander-js/extra-typings";
+import denoJson from "../deno.json" with { type: "json" };
+import { CliError, EXIT_FAILURE, EXIT_USAGE } from "./errors.ts";
+import { colors } from "./output.ts";
+import { nounCommand } from "./noun.ts";
+import { pillCommand } from "./pill.ts";
+
+/** The version `seguro --version` prints. */
+export const VERSION: string = denoJson.version;
+
+/** Applies the settings every command shares, to it and its subcommands. */
+function configure(command: Command): void {
+  command
+    .exitOverride()
+    .configureOutput({ outputError: () => {} })
+    .showSuggestionAfterError(true)
+    .allowExcessArguments(false);
+  for (const sub of command.commands as Command[]) configure(sub);
+}
+
+/** Builds the whole `seguro` program. */
+export function buildCli(): Command {
+  const program = new Command("seguro")
+    .description("Seguro: a replicated event log for Urbit ships")
+    .version(VERSION, "-V, --version", "print the version")
+    .helpOption("-h, --help", "show help");
+  program.addCommand(nounCommand());
+  program.addCommand(pillCommand());
+  configure(program);
+  return program;
+}
+
+/** The words of the (sub)command `argv` names, e.g. `seguro noun cue`. */
+function commandPathOf(argv: readonly string[]): string {
+  const words = ["seguro"];
+  let cur = buildCli();
+  for (const arg of argv) {
+    const sub = (cur.commands as Command[]).find((c) => c.name() === arg);
+    if (sub === undefined) break;
+    words.push(arg);
+    cur = sub;
+  }
+  return words.join(" ");
+}
+
+/**
+ * Runs the CLI on `argv` (the arguments after the program name) and returns
+ * the exit code. Errors are printed as one line: `error: <what>; <fix>`.
+ */
+export async function runCli(argv: readonly string[]): Promise<number> {
+  const program = buildCli();
+  try {
+    await program.parseAsync([...argv], { from: "user" });
+    return 0;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.code === "commander.helpDisplayed" || e.code === "commander.version") return 0;
+      if (e.code === "commander.help" || e.code === "commander.executeSubCommandAsync") {
+        return e.exitCode;
+      }
+      const what = e.message.replace(/^error: /, "").replace(/\n+/g, " ").trim();
+      const where = commandPathOf(argv);
+      console.error(`${colors.red("error:")} ${what}; run '${where} --help' for usage`);
+      return EXIT_USAGE;
+    }
+    if (e instanceof CliError) {
+      console.error(`${colors.red("error:")} ${e.message}`);
+      return e.exitCode;
+    }
+    const err = e as Error;
+    console.error(
+      `${
+        colors.red("error:")
+      } internal error: ${err.message}; please report it with the command you ran`,
+    );
+    if (Deno.env.get("SEGURO_DEBUG")) console.error(err.stack);
+    return EXIT_FAILURE;
+  }
+}
