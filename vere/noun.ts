@@ -137,11 +137,21 @@ export function bytesToAtom(bytes: Uint8Array): bigint {
 }
 
 /** The atom held in `count` (> 0) bits of `bytes` from bit `from`, read without a copy. */
+/** Reused text buffer of bitsToAtom: large atoms would otherwise each allocate one. */
+let hexScratch = new Uint16Array(4096);
+const HEX_SCRATCH_MAX = 1 << 21; // 4 MiB of u16
+
 function bitsToAtom(bytes: Uint8Array, from: number, count: number): bigint {
   const len = (count + 7) >>> 3;
   const off = from & 7;
   const first = from >>> 3;
-  const text = new Uint16Array(len + 1);
+  if (hexScratch.length < len + 1 && len + 1 <= HEX_SCRATCH_MAX) {
+    hexScratch = new Uint16Array(
+      Math.min(HEX_SCRATCH_MAX, Math.max(len + 1, hexScratch.length * 2)),
+    );
+  }
+  // Beyond the cap, a one-off buffer: a huge atom must not pin its size in memory.
+  const text = len + 1 <= hexScratch.length ? hexScratch : new Uint16Array(len + 1);
   text[0] = LITTLE_ENDIAN ? 0x7830 : 0x3078; // "0x"
   // Every byte but the top one, highest first in the text.
   if (off === 0) {
@@ -159,7 +169,7 @@ function bitsToAtom(bytes: Uint8Array, from: number, count: number): bigint {
   const k = topFrom >>> 3;
   const word = bytes[k] | (k + 1 < bytes.length ? bytes[k + 1] << 8 : 0);
   text[1] = HEX_PAIR[(word >>> (topFrom & 7)) & ((1 << topBits) - 1)];
-  return BigInt(latin1.decode(text));
+  return BigInt(latin1.decode(text.subarray(0, len + 1)));
 }
 
 /** The minimal little-endian bytes of an atom (0 gives no bytes). */
