@@ -6,14 +6,17 @@
  */
 
 import { Command, CommanderError } from "@commander-js/extra-typings";
-import denoJson from "../deno.json" with { type: "json" };
+import { VERSION } from "../cluster/version.ts";
 import { CliError, EXIT_FAILURE, EXIT_USAGE } from "./errors.ts";
 import { colors } from "./output.ts";
 import { nounCommand } from "./noun.ts";
 import { pillCommand } from "./pill.ts";
-
-/** The version `seguro --version` prints. */
-export const VERSION: string = denoJson.version;
+import { initCommand } from "./init.ts";
+import { joinCommand } from "./join.ts";
+import { runCommand } from "./run.ts";
+import { statusCommand } from "./status.ts";
+import { memberCommand } from "./member.ts";
+import { tokenCommand } from "./token.ts";
 
 /** Applies the settings every command shares, to it and its subcommands. */
 function configure(command: Command): void {
@@ -31,6 +34,12 @@ export function buildCli(): Command {
     .description("Seguro: a replicated event log for Urbit ships")
     .version(VERSION, "-V, --version", "print the version")
     .helpOption("-h, --help", "show help");
+  program.addCommand(initCommand());
+  program.addCommand(joinCommand());
+  program.addCommand(runCommand());
+  program.addCommand(statusCommand());
+  program.addCommand(memberCommand());
+  program.addCommand(tokenCommand());
   program.addCommand(nounCommand());
   program.addCommand(pillCommand());
   configure(program);

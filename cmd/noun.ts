@@ -3,7 +3,7 @@
  * @module
  */
 
-import { Command } from "@commander-js/extra-typings";
+import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
 import { mug, type Noun, NounError } from "../vere/noun.ts";
 import { nounAt, nounStats, parseAxisPath, renderNoun } from "../vere/noun_show.ts";
 import { readNounFile } from "./files.ts";
@@ -19,7 +19,7 @@ function parseMaxChars(value: string): number {
 }
 
 /** Builds the `noun` command group. */
-export function nounCommand(): Command {
+export function nounCommand(): CommandUnknownOpts {
   const group = new Command("noun").description("look inside jammed nouns (Urbit's binary format)");
 
   group

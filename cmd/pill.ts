@@ -3,7 +3,7 @@
  * @module
  */
 
-import { Command } from "@commander-js/extra-typings";
+import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
 import { parse as parseAura } from "@urbit/aura";
 import {
   bootSequence,
@@ -46,7 +46,7 @@ function parseTimeOption(value: string): bigint {
 }
 
 /** Builds the `pill` command group. */
-export function pillCommand(): Command {
+export function pillCommand(): CommandUnknownOpts {
   const group = new Command("pill").description("read Urbit boot pills");
 
   group

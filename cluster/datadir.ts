@@ -1,0 +1,66 @@
+/**
+ * A node's data dir: the store (`seguro.db`) plus two small files the admin
+ * commands read while the node runs and holds the database lock:
+ *
+ * - `node.json`: cluster id, node id, listen and advertise addresses;
+ * - `token` (mode 0600): the join token, i.e. the cluster secret.
+ * @module
+ */
+
+import { join } from "node:path";
+import { decodeToken, encodeToken } from "./token.ts";
+import type { ClusterCredentials } from "./token.ts";
+
+/** Where a data dir is when none is given: $SEGURO_DATA_DIR, else ~/.seguro. */
+export function defaultDataDir(): string {
+  const fromEnv = Deno.env.get("SEGURO_DATA_DIR");
+  if (fromEnv) return fromEnv;
+  const home = Deno.env.get("HOME") ?? ".";
+  return join(home, ".seguro");
+}
+
+/** What node.json holds. */
+export interface NodeFile {
+  /** Cluster id. */
+  clusterId: string;
+  /** This node's id. */
+  nodeId: number;
+  /** Address the node listens on. */
+  listen: string;
+  /** Address other nodes reach it at. */
+  advertise: string;
+}
+
+/** Writes node.json and the token file (0600), each tmp -> fsync -> rename. */
+export function writeNodeFiles(dir: string, node: NodeFile, credentials: ClusterCredentials): void {
+  writeDurably(join(dir, "node.json"), JSON.stringify(node, null, 2) + "\n", 0o644);
+  writeDurably(join(dir, "token"), encodeToken(credentials) + "\n", 0o600);
+}
+
+function writeDurably(path: string, text: string, mode: number): void {
+  const tmp = `${path}.tmp`;
+  const file = Deno.openSync(tmp, { write: true, create: true, truncate: true, mode });
+  try {
+    file.writeSync(new TextEncoder().encode(text));
+    file.syncSync();
+  } finally {
+    file.close();
+  }
+  Deno.chmodSync(tmp, mode);
+  Deno.renameSync(tmp, path);
+}
+
+/** Reads node.json; undefined when the dir has none. */
+export function readNodeFile(dir: string): NodeFile | undefined {
+  try {
+    return JSON.parse(Deno.readTextFileSync(join(dir, "node.json"))) as NodeFile;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return undefined;
+    throw new Error(`${join(dir, "node.json")} is unreadable: ${(e as Error).message}`);
+  }
+}
+
+/** Reads the token file of a data dir. */
+export function readTokenFile(dir: string): ClusterCredentials {
+  return decodeToken(Deno.readTextFileSync(join(dir, "token")));
+}

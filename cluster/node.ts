@@ -1,0 +1,703 @@
+/**
+ * The node driver: the Raft core (core/) brought to life with a clock, a
+ * disk (cluster/store.ts) and a network (cluster/transport.ts).
+ *
+ * Real timers drive `tick()`. The Ready loop follows the core's durability
+ * contract for every batch:
+ *   1. send `messages` (they may go out while the batch is being written);
+ *   2. write hard state, entries and snapshot in ONE SQLite transaction
+ *      (`synchronous=FULL`: durable when `persist` returns);
+ *   3. send `messagesAfterPersist` (votes, acknowledgements);
+ *   4. apply committed entries and answer the clients waiting on them;
+ *   5. `advance()`.
+ * Nothing is acknowledged to anyone before step 2 for it has returned, so a
+ * crash (kill -9) at any point loses nothing that was acknowledged.
+ * @module
+ */
+
+import { setImmediate } from "node:timers";
+import {
+  type ConfChange,
+  type ConfState,
+  decodeConfChangeRecord,
+  type Entry,
+  type HardState,
+  majority,
+  type Message,
+  RaftInvariantError,
+  RaftNode,
+  type Ready,
+} from "../core/mod.ts";
+import type { PersistBatch, Store } from "./store.ts";
+import { Transport } from "./transport.ts";
+import { encodeAddress, encodeRaw, Machine } from "./machine.ts";
+import {
+  ApiError,
+  decodeReadRequest,
+  encodeEntries,
+  encodeIndex,
+  type LogEntryView,
+  notLeader,
+  Op,
+  serveClient,
+  Status,
+} from "./api.ts";
+import type { FrameConn } from "./frame.ts";
+import { VERSION } from "./version.ts";
+
+/** Default milliseconds per tick: heartbeats every tick, elections after 10 to 20 ticks. */
+export const TICK_MS_DEFAULT = 50;
+const READ_BYTES_MAX = 4 * 1024 * 1024;
+const ENTRY_TYPE_CODE = { normal: 0, conf: 1, noop: 2 } as const;
+
+/** Default election timeout in ticks (the real one is uniform in [this, 2 * this)). */
+export const ELECTION_TICKS_DEFAULT = 10;
+
+/** How a node is started. */
+export interface NodeConfig {
+  /** The node's open store (the node closes it on stop). */
+  store: Store;
+  /** A bound listener for peers and clients. */
+  listener: Deno.TcpListener;
+  /** Where other nodes reach this one. */
+  advertise: string;
+  /** Log sink (one line per event). */
+  log: (line: string) => void;
+  /** Milliseconds per tick. */
+  tickMs?: number;
+  /** Election timeout in ticks. */
+  electionTicks?: number;
+}
+
+/** One member as `seguro status` shows it. */
+export interface MemberStatus {
+  /** Node id. */
+  id: number;
+  /** Address, or null if unknown. */
+  address: string | null;
+  /** Voter or learner. */
+  membership: "voter" | "learner";
+  /** Leader's view: highest index durably replicated there (null on followers). */
+  match: number | null;
+  /** Leader's view: replication state (probe / replicate / snapshot). */
+  state: string | null;
+  /** Milliseconds since a message from it arrived here (null: never, or self). */
+  lastContactMs: number | null;
+  /** True while this node's connection to it is up (self: true). */
+  connected: boolean;
+}
+
+/** What one node says about itself and the cluster, for `seguro status`. */
+export interface NodeStatus {
+  /** Seguro version. */
+  version: string;
+  /** Cluster id. */
+  clusterId: string;
+  /** This node's id. */
+  nodeId: number;
+  /** This node's advertised address. */
+  address: string;
+  /** leader, follower, learner, candidate, preCandidate, or removed. */
+  role: string;
+  /** Current term. */
+  term: number;
+  /** Known leader id, 0 when none. */
+  leaderId: number;
+  /** The leader's address when known. */
+  leaderAddress: string | null;
+  /** Last log index. */
+  lastIndex: number;
+  /** Commit index. */
+  commitIndex: number;
+  /** Applied index. */
+  appliedIndex: number;
+  /** Membership. */
+  conf: ConfState;
+  /** Every member. */
+  members: MemberStatus[];
+  /** Milliseconds since this process started the node. */
+  uptimeMs: number;
+  /** Store counters: fsyncs, transactions, entries and bytes written. */
+  store: { fsyncs: number; transactions: number; entriesWritten: number; bytesWritten: number };
+}
+
+/** What a node answers a `join`. */
+export interface JoinAnswer {
+  /** The id the new node must use. */
+  nodeId: number;
+  /** The cluster id. */
+  clusterId: string;
+  /** The leader that added it. */
+  leaderId: number;
+}
+
+/** A member operation, as the CLI sends it. */
+export interface MemberRequest {
+  /** What to do. */
+  action: "add" | "remove" | "promote" | "transfer";
+  /** The node (remove, promote, transfer). */
+  nodeId?: number;
+  /** The address (add). */
+  address?: string;
+  /** Remove even when the rest of the cluster would lose quorum. */
+  force?: boolean;
+}
+
+interface Waiter {
+  term: number;
+  resolve: () => void;
+  reject: (e: Error) => void;
+}
+
+function cryptoRandomInt(maxExclusive: number): number {
+  const buf = new Uint32Array(1);
+  crypto.getRandomValues(buf);
+  return buf[0] % maxExclusive;
+}
+
+/** A running cluster node. */
+export class ClusterNode {
+  /** The Raft core. */
+  readonly raft: RaftNode;
+  /** The network side. */
+  readonly transport: Transport;
+  /** The applied state. */
+  readonly machine: Machine;
+  readonly #store: Store;
+  readonly #cfg: NodeConfig;
+  readonly #tickMs: number;
+  readonly #electionTicks: number;
+  readonly #startedAt = Date.now();
+  readonly #waiters = new Map<number, Waiter[]>();
+  #wake: (() => void) | undefined;
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #loop: Promise<void> | undefined;
+  #stopping = false;
+  #wasLeader = false;
+  #lastSeen = "";
+  /** Hard state last written to the store. */
+  #durableHardState: HardState;
+  /** A commit-only hard state not written yet (see #handle). */
+  #pendingHardState: HardState | undefined;
+  #peersSignature = "";
+  readonly #commitWatchers = new Set<() => void>();
+  #memberLock: Promise<unknown> = Promise.resolve();
+  #ticks = 0;
+  #fatal: Error | undefined;
+  #stopped: Promise<void>;
+  #resolveStopped!: () => void;
+
+  /** Restores the node from its store. Call {@linkcode start} to run it. */
+  constructor(config: NodeConfig) {
+    this.#cfg = config;
+    this.#store = config.store;
+    this.#tickMs = config.tickMs ?? TICK_MS_DEFAULT;
+    this.#electionTicks = config.electionTicks ?? ELECTION_TICKS_DEFAULT;
+    const identity = this.#store.identity;
+    const initial = this.#store.loadRaftState();
+    this.raft = new RaftNode(
+      {
+        id: identity.nodeId,
+        groupId: identity.groupId,
+        randomInt: cryptoRandomInt,
+        electionTimeoutTicks: this.#electionTicks,
+        heartbeatIntervalTicks: 1,
+      },
+      initial,
+    );
+    this.machine = new Machine(this.#store);
+    this.#durableHardState = initial.hardState;
+    this.transport = new Transport({
+      clusterId: identity.clusterId,
+      nodeId: identity.nodeId,
+      secret: this.#store.secret(),
+      listener: config.listener,
+      advertise: config.advertise,
+      onRaft: (m) => this.#step(m),
+      onClient: (fc) => this.#serve(fc),
+      log: config.log,
+    });
+    this.#stopped = new Promise((resolve) => this.#resolveStopped = resolve);
+  }
+
+  /** This node's id. */
+  get id(): number {
+    return this.raft.id;
+  }
+
+  /** Resolves when the node has stopped (after {@linkcode stop}, or a fatal error). */
+  get stopped(): Promise<void> {
+    return this.#stopped;
+  }
+
+  /** The fatal error that stopped the node, if any. */
+  get fatal(): Error | undefined {
+    return this.#fatal;
+  }
+
+  /** Starts the timers, the network and the Ready loop. */
+  start(): void {
+    this.#updatePeers();
+    this.transport.start();
+    this.#timer = setInterval(() => this.#tick(), this.#tickMs);
+    this.#loop = this.#run();
+    this.#cfg.log(
+      `node ${this.id} of cluster ${
+        this.#store.identity.clusterId.slice(0, 8)
+      } listening at ${this.#cfg.advertise} (term ${this.raft.term}, last index ${this.raft.lastIndex})`,
+    );
+  }
+
+  /** Stops gracefully: finishes the batch in flight, closes sockets, releases the data dir. */
+  async stop(): Promise<void> {
+    if (this.#stopping) return this.#stopped;
+    this.#stopping = true;
+    clearInterval(this.#timer);
+    this.#wake?.();
+    this.#notifyCommitWatchers();
+    await this.#loop;
+    await this.transport.close();
+    this.#failAll(new ApiError(Status.error, "The node is shutting down; retry on another node"));
+    try {
+      if (!this.#fatal) this.#persist({ hardState: this.#pendingHardState, entries: [] });
+    } finally {
+      this.#store.close();
+      this.#resolveStopped();
+    }
+  }
+
+  #die(e: Error): void {
+    if (this.#fatal) return;
+    this.#fatal = e;
+    this.#cfg.log(`FATAL: ${e.stack ?? e.message}`);
+    this.stop();
+  }
+
+  #kick(): void {
+    const wake = this.#wake;
+    this.#wake = undefined;
+    wake?.();
+  }
+
+  #tick(): void {
+    this.raft.tick();
+    this.#ticks++;
+    if (this.raft.role === "leader" && this.#ticks % 5 === 0) this.#promoteCaughtUpLearners();
+    this.#kick();
+  }
+
+  #step(m: Message): void {
+    if (this.#stopping) return;
+    try {
+      this.raft.step(m);
+    } catch (e) {
+      if (e instanceof RaftInvariantError) {
+        this.#die(e);
+        return;
+      }
+      this.#cfg.log(`dropped a ${m.type} message from node ${m.from}: ${(e as Error).message}`);
+    }
+    this.#kick();
+  }
+
+  async #run(): Promise<void> {
+    while (!this.#stopping) {
+      if (!this.raft.hasReady()) {
+        await new Promise<void>((resolve) => this.#wake = resolve);
+        continue;
+      }
+      try {
+        this.#handle(this.raft.ready());
+      } catch (e) {
+        this.#die(e as Error);
+        return;
+      }
+      // Let network input and new proposals in, so the next batch gathers them.
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  }
+
+  #handle(rd: Ready): void {
+    for (const m of rd.messages) this.transport.send(m);
+    const hardState = rd.hardState ?? this.#pendingHardState;
+    const durable = this.#durableHardState;
+    // A batch that only moves the commit index need not be fsynced on its own:
+    // commit is re-learned from the leader after a crash. It rides with the
+    // next write (term and vote changes never wait).
+    const commitOnly = rd.entries.length === 0 && rd.snapshot === undefined &&
+      rd.hardState !== undefined && rd.hardState.term === durable.term &&
+      rd.hardState.vote === durable.vote;
+    if (commitOnly) {
+      this.#pendingHardState = rd.hardState;
+    } else if (hardState !== undefined || rd.entries.length > 0 || rd.snapshot !== undefined) {
+      this.#persist({ hardState, entries: rd.entries, snapshot: rd.snapshot });
+    }
+    for (const m of rd.messagesAfterPersist) this.transport.send(m);
+    for (const e of rd.committedEntries) this.#apply(e);
+    this.raft.advance();
+    this.#afterReady(rd);
+  }
+
+  /** Writes one batch; the applied index saved never passes the commit index saved. */
+  #persist(batch: PersistBatch): void {
+    const commit = (batch.hardState ?? this.#durableHardState).commit;
+    this.#store.persist({ ...batch, applied: Math.min(this.raft.appliedIndex, commit) });
+    if (batch.hardState !== undefined) this.#durableHardState = batch.hardState;
+    this.#pendingHardState = undefined;
+  }
+
+  #apply(e: Entry): void {
+    if (e.type === "normal") this.machine.apply(e.data);
+    else if (e.type === "conf") {
+      const record = decodeConfChangeRecord(e.data);
+      this.#cfg.log(
+        `membership: ${record.change.type} node ${record.change.nodeId} -> voters [${record.conf.voters}] learners [${record.conf.learners}]`,
+      );
+    }
+    const waiting = this.#waiters.get(e.index);
+    if (waiting === undefined) return;
+    this.#waiters.delete(e.index);
+    for (const w of waiting) {
+      if (w.term === e.term) w.resolve();
+      else {
+        w.reject(
+          new ApiError(
+            Status.error,
+            "The write was replaced after a leader change and did not commit; retry it",
+          ),
+        );
+      }
+    }
+  }
+
+  #afterReady(rd: Ready): void {
+    const leader = rd.role === "leader";
+    const seen = `${rd.role}/${rd.leaderId}`;
+    if (seen !== this.#lastSeen && !leader) {
+      // Followers log whom they follow once known; candidates log that they campaign.
+      if (rd.role !== "follower") this.#cfg.log(`now ${rd.role} at term ${this.raft.term}`);
+      else if (rd.leaderId !== 0) {
+        this.#cfg.log(`now follower at term ${this.raft.term} (leader ${rd.leaderId})`);
+      }
+    }
+    this.#lastSeen = seen;
+    if (leader !== this.#wasLeader) {
+      this.#wasLeader = leader;
+      if (leader) {
+        this.#cfg.log(`became leader at term ${this.raft.term}`);
+        if (this.machine.addresses.get(this.id) !== this.#cfg.advertise) {
+          this.raft.propose(encodeAddress(this.id, this.#cfg.advertise));
+        }
+      } else {
+        this.#failAll(
+          new ApiError(
+            Status.error,
+            "Leadership changed before the write committed; it may or may not be applied, retry it",
+          ),
+        );
+      }
+    }
+    this.#updatePeers();
+    if (rd.committedEntries.length > 0) this.#notifyCommitWatchers();
+  }
+
+  #failAll(e: ApiError): void {
+    for (const waiting of this.#waiters.values()) for (const w of waiting) w.reject(e);
+    this.#waiters.clear();
+  }
+
+  #updatePeers(): void {
+    const conf = this.raft.conf;
+    const ids = new Set([...conf.voters, ...conf.learners, this.raft.leaderId]);
+    const peers = new Map<number, string>();
+    for (const id of ids) {
+      const address = this.machine.addresses.get(id);
+      if (id !== 0 && id !== this.id && address !== undefined) peers.set(id, address);
+    }
+    const signature = [...peers].map(([id, a]) => `${id}@${a}`).sort().join(",");
+    if (signature === this.#peersSignature) return;
+    this.#peersSignature = signature;
+    this.transport.setPeers(peers);
+  }
+
+  /** Resolves once the entry at `index` of `term` is applied here; rejects if it was replaced. */
+  #waitApplied(index: number, term: number): Promise<void> {
+    if (this.raft.appliedIndex >= index) {
+      return this.raft.termAt(index) === term || this.raft.termAt(index) === undefined
+        ? Promise.resolve()
+        : Promise.reject(new ApiError(Status.error, "The write was replaced; retry it"));
+    }
+    return new Promise((resolve, reject) => {
+      const list = this.#waiters.get(index) ?? [];
+      list.push({ term, resolve, reject });
+      this.#waiters.set(index, list);
+    });
+  }
+
+  #requireLeader(): void {
+    if (this.raft.role !== "leader") {
+      const leader = this.raft.leaderId;
+      throw notLeader(leader, this.machine.addresses.get(leader));
+    }
+  }
+
+  /** Proposes opaque bytes; resolves with the index once committed and applied here. */
+  async propose(data: Uint8Array): Promise<number> {
+    this.#requireLeader();
+    const result = this.raft.propose(encodeRaw(data));
+    if (!result.accepted) throw new ApiError(Status.error, result.reason);
+    this.#kick();
+    await this.#waitApplied(result.index, result.term);
+    return result.index;
+  }
+
+  async #proposeCommand(data: Uint8Array): Promise<void> {
+    this.#requireLeader();
+    const result = this.raft.propose(data);
+    if (!result.accepted) throw new ApiError(Status.error, result.reason);
+    this.#kick();
+    await this.#waitApplied(result.index, result.term);
+  }
+
+  async #changeConf(change: ConfChange): Promise<void> {
+    this.#requireLeader();
+    const result = this.raft.proposeConfChange(change);
+    if (!result.accepted) throw new ApiError(Status.error, result.reason);
+    this.#kick();
+    await this.#waitApplied(result.index, result.term);
+  }
+
+  /** Runs membership operations one at a time. */
+  #serialized<T>(f: () => Promise<T>): Promise<T> {
+    const run = this.#memberLock.then(f, f);
+    this.#memberLock = run.catch(() => {});
+    return run;
+  }
+
+  #promoteCaughtUpLearners(): void {
+    for (const id of this.raft.conf.learners) {
+      const pr = this.raft.progressOf(id);
+      if (pr === undefined || pr.match < this.raft.commitIndex) continue;
+      this.#serialized(async () => {
+        if (!this.raft.conf.learners.includes(id)) return;
+        await this.#changeConf({ type: "promoteLearner", nodeId: id });
+        this.#cfg.log(`promoted node ${id} to voter (caught up)`);
+      }).catch((e) => this.#cfg.log(`promotion of node ${id} postponed: ${(e as Error).message}`));
+      return; // one change at a time
+    }
+  }
+
+  #nextNodeId(): number {
+    const ids = [
+      ...this.raft.conf.voters,
+      ...this.raft.conf.learners,
+      ...this.machine.addresses.keys(),
+    ];
+    return Math.max(0, ...ids) + 1;
+  }
+
+  /** Adds a learner at `address` (or finds the learner already there); returns its id. */
+  #addLearner(address: string): Promise<number> {
+    return this.#serialized(async () => {
+      this.#requireLeader();
+      for (const [id, known] of this.machine.addresses) {
+        if (known !== address) continue;
+        if (this.raft.conf.learners.includes(id)) return id;
+        if (this.raft.conf.voters.includes(id)) {
+          throw new ApiError(
+            Status.error,
+            `${address} is already voter ${id}; if that node lost its data dir, run 'seguro member remove ${id}' first, then join again`,
+          );
+        }
+      }
+      const id = this.#nextNodeId();
+      await this.#proposeCommand(encodeAddress(id, address));
+      await this.#changeConf({ type: "addLearner", nodeId: id });
+      this.#cfg.log(`added node ${id} at ${address} as a learner`);
+      return id;
+    });
+  }
+
+  #remove(id: number, force: boolean): Promise<string> {
+    return this.#serialized(async () => {
+      this.#requireLeader();
+      const conf = this.raft.conf;
+      if (!conf.voters.includes(id) && !conf.learners.includes(id)) {
+        throw new ApiError(Status.error, `Node ${id} is not a member; see 'seguro member list'`);
+      }
+      if (conf.voters.includes(id) && !force) {
+        const rest = conf.voters.filter((v) => v !== id);
+        const healthy = rest.filter((v) => v === this.id || this.#isHealthy(v)).length;
+        const needed = majority(rest.length);
+        if (healthy < needed) {
+          throw new ApiError(
+            Status.error,
+            `Removing node ${id} would leave ${rest.length} voters of which ${healthy} are reachable, fewer than the ${needed} a quorum needs; bring nodes back first, or pass --force`,
+          );
+        }
+      }
+      await this.#changeConf({ type: "removeNode", nodeId: id });
+      return `Removed node ${id}`;
+    });
+  }
+
+  #isHealthy(id: number): boolean {
+    // Connected now (a dead peer's socket closes at once) and heard from within an election timeout.
+    const peer = this.transport.peers().find((p) => p.id === id);
+    return peer !== undefined && peer.connected && peer.lastHeardMs !== null &&
+      peer.lastHeardMs < this.#electionTicks * this.#tickMs;
+  }
+
+  async #transfer(id: number): Promise<string> {
+    this.#requireLeader();
+    if (id === this.id) return `Node ${id} is already the leader`;
+    const result = this.raft.transferLeadership(id);
+    if (!result.accepted) throw new ApiError(Status.error, result.reason);
+    this.#kick();
+    const deadline = Date.now() + 4 * this.#electionTicks * this.#tickMs;
+    while (Date.now() < deadline) {
+      if (this.raft.leaderId === id) return `Node ${id} is now the leader`;
+      await new Promise((resolve) => setTimeout(resolve, this.#tickMs));
+    }
+    throw new ApiError(
+      Status.error,
+      `Node ${id} did not take over in time (it may be lagging or down); leadership stays with node ${this.raft.leaderId}`,
+    );
+  }
+
+  /** Resolves when the commit index reaches `index`, or after `waitMs`, or at stop. */
+  #waitCommitted(index: number, waitMs: number): Promise<void> {
+    return new Promise((resolve) => {
+      const finish = () => {
+        clearTimeout(timer);
+        this.#commitWatchers.delete(check);
+        resolve();
+      };
+      const check = () => {
+        if (this.raft.commitIndex >= index || this.#stopping) finish();
+      };
+      const timer = setTimeout(finish, waitMs);
+      this.#commitWatchers.add(check);
+    });
+  }
+
+  #notifyCommitWatchers(): void {
+    for (const check of [...this.#commitWatchers]) check();
+  }
+
+  /** Committed entries from `from` (at most `count`, at most 4 MiB of data) still in the log. */
+  readCommitted(from: number, count: number): LogEntryView[] {
+    const out: LogEntryView[] = [];
+    const last = Math.min(this.raft.commitIndex, from + Math.min(count, 100_000) - 1);
+    let bytes = 0;
+    for (let i = Math.max(from, this.raft.firstIndex); i <= last && bytes < READ_BYTES_MAX; i++) {
+      const e = this.raft.entryAt(i);
+      out.push({ index: e.index, term: e.term, type: ENTRY_TYPE_CODE[e.type], data: e.data });
+      bytes += e.data.length;
+    }
+    return out;
+  }
+
+  /** The status this node reports. */
+  status(): NodeStatus {
+    const conf = this.raft.conf;
+    const peers = new Map(this.transport.peers().map((p) => [p.id, p]));
+    const leader = this.raft.role === "leader";
+    const member = (id: number, membership: "voter" | "learner"): MemberStatus => {
+      const pr = leader ? this.raft.progressOf(id) : undefined;
+      const peer = peers.get(id);
+      return {
+        id,
+        address: this.machine.addresses.get(id) ?? null,
+        membership,
+        match: id === this.id ? this.raft.persistedIndex : pr?.match ?? null,
+        state: id === this.id ? null : pr?.state ?? null,
+        lastContactMs: id === this.id ? 0 : peer?.lastHeardMs ?? null,
+        connected: id === this.id || (peer?.connected ?? false),
+      };
+    };
+    const members = [
+      ...conf.voters.map((id) => member(id, "voter")),
+      ...conf.learners.map((id) => member(id, "learner")),
+    ].sort((a, b) => a.id - b.id);
+    const isMember = conf.voters.includes(this.id) || conf.learners.includes(this.id);
+    const role = !isMember && conf.voters.length > 0
+      ? "removed"
+      : conf.learners.includes(this.id)
+      ? "learner"
+      : this.raft.role;
+    const leaderId = this.raft.leaderId;
+    return {
+      version: VERSION,
+      clusterId: this.#store.identity.clusterId,
+      nodeId: this.id,
+      address: this.#cfg.advertise,
+      role,
+      term: this.raft.term,
+      leaderId,
+      leaderAddress: this.machine.addresses.get(leaderId) ?? null,
+      lastIndex: this.raft.lastIndex,
+      commitIndex: this.raft.commitIndex,
+      appliedIndex: this.raft.appliedIndex,
+      conf,
+      members,
+      uptimeMs: Date.now() - this.#startedAt,
+      store: this.#store.stats(),
+    };
+  }
+
+  #serve(fc: FrameConn): void {
+    serveClient(fc, (op, payload) => this.#request(op, payload), this.#cfg.log);
+  }
+
+  async #request(op: number, payload: Uint8Array): Promise<Uint8Array> {
+    const json = (value: unknown) => new TextEncoder().encode(JSON.stringify(value));
+    const body = () => JSON.parse(new TextDecoder().decode(payload));
+    switch (op) {
+      case Op.status:
+        return json(this.status());
+      case Op.propose:
+        return encodeIndex(await this.propose(payload));
+      case Op.read: {
+        const { from, count, waitMs } = decodeReadRequest(payload);
+        if (waitMs > 0 && this.raft.commitIndex < from) await this.#waitCommitted(from, waitMs);
+        return encodeEntries(this.readCommitted(from, count));
+      }
+      case Op.join: {
+        const { address } = body() as { address: string };
+        const nodeId = await this.#addLearner(String(address));
+        const answer: JoinAnswer = {
+          nodeId,
+          clusterId: this.#store.identity.clusterId,
+          leaderId: this.id,
+        };
+        return json(answer);
+      }
+      case Op.member: {
+        const request = body() as MemberRequest;
+        const id = Number(request.nodeId);
+        switch (request.action) {
+          case "add": {
+            const nodeId = await this.#addLearner(String(request.address));
+            return json({
+              message: `Added node ${nodeId} at ${request.address} as a learner`,
+              nodeId,
+            });
+          }
+          case "remove":
+            return json({ message: await this.#remove(id, request.force === true) });
+          case "promote":
+            await this.#serialized(() => this.#changeConf({ type: "promoteLearner", nodeId: id }));
+            return json({ message: `Promoted node ${id} to voter` });
+          case "transfer":
+            return json({ message: await this.#transfer(id) });
+        }
+        throw new ApiError(Status.error, `Unknown member action '${request.action}'`);
+      }
+    }
+    throw new ApiError(
+      Status.error,
+      `Unknown request kind ${op}; is this seguro older than the client?`,
+    );
+  }
+}

@@ -1,0 +1,1006 @@
+/**
+ * The durable store of one Seguro node: the Raft hard state, log, snapshot
+ * name and membership, the node's identity and cluster secret, and its
+ * settings, in one SQLite database (`seguro.db`, WAL, `synchronous=FULL`) in
+ * the node's data dir.
+ *
+ * The node driver calls {@linkcode Store.persist} once per Ready: one
+ * transaction, one fsync, for the snapshot, the entries and the hard state
+ * together (group commit). Nothing in a batch may be acknowledged to anyone
+ * before `persist` returns.
+ *
+ * Every table is keyed by `group_id`, so hosting one Raft group per ship
+ * later needs no format change; a `Store` serves the group named in its
+ * identity.
+ *
+ * ```ts ignore
+ * import { Store } from "./store.ts";
+ *
+ * const store = Store.open("/var/lib/seguro");
+ * const initial = store.loadRaftState(); // feed to new RaftNode(config, initial)
+ * store.persist({ hardState: { term: 2, vote: 1, commit: 0 }, entries: [] });
+ * store.close();
+ * ```
+ *
+ * @module
+ */
+
+import { DatabaseSync, type StatementSync } from "node:sqlite";
+import type {
+  ConfState,
+  Entry,
+  EntryType,
+  HardState,
+  RaftInitialState,
+  SnapshotMeta,
+} from "../core/mod.ts";
+import { NO_NODE } from "../core/mod.ts";
+
+/** Version of the database schema this Seguro writes; see {@linkcode MIGRATIONS}. */
+export const SCHEMA_VERSION = 1;
+
+/** Name of the database file inside a data dir. */
+export const DATABASE_FILE = "seguro.db";
+
+/** Name of the file holding the pid of the process that has the data dir open (advisory). */
+export const PID_FILE = "seguro.pid";
+
+/** SQLite `application_id` marking a Seguro database: 'SGUR'. */
+export const APPLICATION_ID = 0x53475552;
+
+/** How long a second opener waits for the database lock before giving up. */
+const BUSY_TIMEOUT_MS = 50;
+
+/** Smallest accepted cluster secret. */
+const SECRET_BYTES_MIN = 16;
+
+/** SQLite's error code for "database is locked". */
+const SQLITE_BUSY = 5;
+
+/** The 16 bytes every SQLite 3 database file starts with. */
+const SQLITE_HEADER = new TextEncoder().encode("SQLite format 3\0");
+
+/** A problem with a data dir or its use: one line saying what is wrong and what to do. */
+export class StoreError extends Error {
+  /** Creates the error; `message` is a complete sentence without a trailing period. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "StoreError";
+  }
+}
+
+/**
+ * A caller broke a rule of the store (a bug in the node driver, never a
+ * condition to handle): the message names the offending values. Nothing was
+ * written.
+ */
+export class StoreInvariantError extends StoreError {
+  /** Creates the error; `message` names the broken rule and the values. */
+  constructor(message: string) {
+    super(message);
+    this.name = "StoreInvariantError";
+  }
+}
+
+/** Who a data dir belongs to: fixed when the dir is created. */
+export interface StoreIdentity {
+  /** Cluster id: 32 lowercase hex characters. */
+  readonly clusterId: string;
+  /** This node's Raft id (>= 1). */
+  readonly nodeId: number;
+  /** Raft group this store serves (>= 0). */
+  readonly groupId: number;
+}
+
+/**
+ * What one Ready asks to make durable, written in this order in one
+ * transaction: `snapshot` (replaces the whole log, as the core's own log does
+ * when it installs one), `entries` (an entry at index i replaces every stored
+ * entry >= i), `hardState`, then `applied`.
+ */
+export interface PersistBatch {
+  /** New hard state, or undefined when unchanged. */
+  readonly hardState?: HardState;
+  /** Entries to write, contiguous, possibly overwriting a suffix of the log. */
+  readonly entries: readonly Entry[];
+  /** Snapshot installed from a leader, or undefined. */
+  readonly snapshot?: SnapshotMeta;
+  /** Index the application has durably applied (never decreases), or undefined. */
+  readonly applied?: number;
+}
+
+/** Counters since the store was opened, for benchmarks. */
+export interface StoreStats {
+  /** Transactions that wrote something (each costs one fsync of the WAL). */
+  readonly fsyncs: number;
+  /** Calls of `persist`, `compact` and `setSetting`, including those with nothing to write. */
+  readonly transactions: number;
+  /** Log entries written. */
+  readonly entriesWritten: number;
+  /** Payload bytes (`Entry.data`) of the entries written. */
+  readonly bytesWritten: number;
+}
+
+/** One forward migration: the SQL that takes the schema from `version - 1` to `version`. */
+export interface Migration {
+  /** Schema version after this migration. */
+  readonly version: number;
+  /** Statements to run, inside the migration's transaction. */
+  readonly sql: string;
+}
+
+/**
+ * Every schema change, in order; index i holds version i + 1. A new version
+ * is one more entry here plus `SCHEMA_VERSION` raised to match. Old data dirs
+ * run the missing entries, in one transaction, when opened.
+ */
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    sql: `
+      CREATE TABLE identity (
+        singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+        cluster_id TEXT NOT NULL,
+        node_id INTEGER NOT NULL,
+        group_id INTEGER NOT NULL,
+        secret BLOB NOT NULL,
+        created_at_ms INTEGER NOT NULL
+      ) STRICT;
+      CREATE TABLE hard_state (
+        group_id INTEGER PRIMARY KEY,
+        term INTEGER NOT NULL,
+        vote INTEGER NOT NULL,
+        commit_index INTEGER NOT NULL,
+        applied_index INTEGER NOT NULL
+      ) STRICT;
+      CREATE TABLE log_entry (
+        group_id INTEGER NOT NULL,
+        idx INTEGER NOT NULL,
+        term INTEGER NOT NULL,
+        type INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        PRIMARY KEY (group_id, idx)
+      ) STRICT;
+      CREATE TABLE snapshot_meta (
+        group_id INTEGER PRIMARY KEY,
+        idx INTEGER NOT NULL,
+        term INTEGER NOT NULL
+      ) STRICT;
+      CREATE TABLE snapshot_member (
+        group_id INTEGER NOT NULL,
+        node_id INTEGER NOT NULL,
+        learner INTEGER NOT NULL CHECK (learner IN (0, 1)),
+        PRIMARY KEY (group_id, node_id)
+      ) STRICT;
+      CREATE TABLE setting (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+      ) STRICT;
+    `,
+  },
+];
+
+const ENTRY_TYPE_CODES: Readonly<Record<EntryType, number>> = { normal: 0, conf: 1, noop: 2 };
+const ENTRY_TYPES: readonly EntryType[] = ["normal", "conf", "noop"];
+
+/** Held prepared statements (compiled once per open). */
+interface Statements {
+  begin: StatementSync;
+  commit: StatementSync;
+  rollback: StatementSync;
+  insertEntry: StatementSync;
+  deleteEntriesFrom: StatementSync;
+  deleteEntriesUpTo: StatementSync;
+  deleteAllEntries: StatementSync;
+  termAt: StatementSync;
+  lastEntry: StatementSync;
+  selectEntries: StatementSync;
+  updateHardState: StatementSync;
+  selectHardState: StatementSync;
+  updateSnapshot: StatementSync;
+  selectSnapshot: StatementSync;
+  deleteMembers: StatementSync;
+  insertMember: StatementSync;
+  selectMembers: StatementSync;
+  getSetting: StatementSync;
+  setSetting: StatementSync;
+}
+
+/** Durable state of the group, cached in memory (the store is the only writer). */
+interface GroupState {
+  term: number;
+  vote: number;
+  commit: number;
+  applied: number;
+  snapshot: SnapshotMeta;
+  lastIndex: number;
+  lastTerm: number;
+}
+
+/**
+ * One open data dir. Holds an exclusive SQLite lock for its whole life, so
+ * no second process can open the same dir; {@linkcode Store.close} releases it
+ * (and so does the OS when the process dies).
+ */
+export class Store {
+  /** The data dir. */
+  readonly dir: string;
+  /** Who this data dir belongs to. */
+  readonly identity: StoreIdentity;
+
+  #db: DatabaseSync | undefined;
+  #st: Statements;
+  #secret: Uint8Array;
+  #state: GroupState;
+  #fsyncs = 0;
+  #transactions = 0;
+  #entriesWritten = 0;
+  #bytesWritten = 0;
+
+  private constructor(dir: string, db: DatabaseSync) {
+    this.dir = dir;
+    this.#db = db;
+    this.#st = prepareStatements(db);
+    const row = db.prepare(
+      "SELECT cluster_id, node_id, group_id, secret FROM identity WHERE singleton = 1",
+    ).get();
+    if (row === undefined) {
+      throw new StoreError(`${dbPath(dir)} has no identity row; restore this node from a backup`);
+    }
+    this.identity = {
+      clusterId: String(row.cluster_id),
+      nodeId: Number(row.node_id),
+      groupId: Number(row.group_id),
+    };
+    this.#secret = new Uint8Array(row.secret as Uint8Array);
+    this.#state = this.#readState();
+  }
+
+  /**
+   * Creates a data dir: the directory (absent, or present and empty), the
+   * database with its schema, identity, secret, founding membership and
+   * settings. Returns the store open and locked.
+   */
+  static create(
+    dir: string,
+    init: {
+      identity: StoreIdentity;
+      secret: Uint8Array;
+      conf: ConfState;
+      settings?: Record<string, string>;
+    },
+  ): Store {
+    validateIdentity(init.identity);
+    if (!(init.secret instanceof Uint8Array) || init.secret.length < SECRET_BYTES_MIN) {
+      throw new StoreError(
+        `The cluster secret has ${init.secret?.length} bytes; use at least ${SECRET_BYTES_MIN} random bytes`,
+      );
+    }
+    validateConf(init.conf, "founding membership");
+    let entries: Deno.DirEntry[];
+    try {
+      entries = [...Deno.readDirSync(dir)];
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) {
+        throw new StoreError(`Cannot read ${dir} (${errorText(e)}); pass another --data-dir`);
+      }
+      Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
+      entries = [];
+    }
+    if (entries.length > 0) {
+      const what = entries.some((e) => e.name === DATABASE_FILE)
+        ? "already holds a Seguro data dir"
+        : "is not empty";
+      throw new StoreError(
+        `${dir} ${what}; use an empty or absent directory for a new data dir`,
+      );
+    }
+    const db = new DatabaseSync(dbPath(dir));
+    let locked = false;
+    try {
+      lockDatabase(db, dir);
+      locked = true;
+      db.exec("PRAGMA journal_mode = WAL");
+      db.exec("BEGIN IMMEDIATE");
+      migrate(db, 0);
+      db.prepare(
+        "INSERT INTO identity (singleton, cluster_id, node_id, group_id, secret, created_at_ms) VALUES (1, ?, ?, ?, ?, ?)",
+      ).run(
+        init.identity.clusterId,
+        init.identity.nodeId,
+        init.identity.groupId,
+        init.secret,
+        Date.now(),
+      );
+      const g = init.identity.groupId;
+      db.prepare(
+        "INSERT INTO hard_state (group_id, term, vote, commit_index, applied_index) VALUES (?, 0, ?, 0, 0)",
+      ).run(g, NO_NODE);
+      db.prepare("INSERT INTO snapshot_meta (group_id, idx, term) VALUES (?, 0, 0)").run(g);
+      const member = db.prepare(
+        "INSERT INTO snapshot_member (group_id, node_id, learner) VALUES (?, ?, ?)",
+      );
+      for (const id of init.conf.voters) member.run(g, id, 0);
+      for (const id of init.conf.learners) member.run(g, id, 1);
+      const setting = db.prepare("INSERT INTO setting (key, value) VALUES (?, ?)");
+      for (const [key, value] of Object.entries(init.settings ?? {})) setting.run(key, value);
+      db.exec("COMMIT");
+      const store = new Store(dir, db);
+      writePidFile(dir);
+      return store;
+    } catch (e) {
+      if (db.isTransaction) db.exec("ROLLBACK");
+      db.close();
+      // Leave the dir empty again so that `create` can be retried; unless
+      // another process won the race to create it (then the files are its).
+      if (locked) {
+        for (const suffix of ["", "-wal", "-shm"]) {
+          try {
+            Deno.removeSync(dbPath(dir) + suffix);
+          } catch {
+            // Never created.
+          }
+        }
+      }
+      throw e;
+    }
+  }
+
+  /**
+   * Opens an existing data dir and takes its lock. Before writing anything it
+   * checks that the dir holds a SQLite database written by a Seguro whose
+   * schema this one can read, and that the database passes `quick_check`; a
+   * failed open leaves `seguro.db` unchanged.
+   */
+  static open(dir: string): Store {
+    checkBeforeOpen(dir);
+    const db = new DatabaseSync(dbPath(dir));
+    try {
+      lockDatabase(db, dir);
+      const version = Number(db.prepare("PRAGMA user_version").get()?.user_version);
+      if (version < SCHEMA_VERSION) {
+        db.exec("BEGIN IMMEDIATE");
+        migrate(db, version);
+        db.exec("COMMIT");
+      }
+      const store = new Store(dir, db);
+      writePidFile(dir);
+      return store;
+    } catch (e) {
+      if (db.isTransaction) db.exec("ROLLBACK");
+      db.close();
+      throw e;
+    }
+  }
+
+  /** A copy of the cluster secret. */
+  secret(): Uint8Array {
+    this.#check();
+    return new Uint8Array(this.#secret);
+  }
+
+  /** The value of setting `key`, or undefined. */
+  getSetting(key: string): string | undefined {
+    this.#check();
+    const row = this.#st.getSetting.get(key);
+    return row === undefined ? undefined : String(row.value);
+  }
+
+  /** Sets setting `key` to `value`, durably, in its own transaction. */
+  setSetting(key: string, value: string): void {
+    this.#check();
+    this.#transactions++;
+    this.#write(() => this.#st.setSetting.run(key, value));
+  }
+
+  /**
+   * The durable Raft state, ready for `new RaftNode(config, state)`: the
+   * hard state, the snapshot (index 0, term 0, the founding membership when
+   * never compacted), the entries after the snapshot in order, and the
+   * applied index.
+   */
+  loadRaftState(): Required<RaftInitialState> {
+    this.#check();
+    const s = this.#state;
+    const entries: Entry[] = [];
+    let expected = s.snapshot.index + 1;
+    for (const row of this.#st.selectEntries.iterate(this.identity.groupId)) {
+      const idx = Number(row.idx);
+      const term = Number(row.term);
+      const code = Number(row.type);
+      const data = row.data as Uint8Array;
+      const type = ENTRY_TYPES[code];
+      if (idx !== expected || type === undefined) {
+        throw new StoreError(
+          `${
+            dbPath(this.dir)
+          } holds log entry ${idx} (type ${code}) where entry ${expected} belongs; restore this node from a backup or re-join it`,
+        );
+      }
+      entries.push({ index: idx, term, type, data });
+      expected++;
+    }
+    return {
+      hardState: { term: s.term, vote: s.vote, commit: s.commit },
+      snapshot: s.snapshot,
+      entries,
+      applied: s.applied,
+    };
+  }
+
+  /**
+   * Makes one Ready durable in one transaction: snapshot, then entries, then
+   * hard state, then the applied index. Durable when it returns. Throws
+   * {@linkcode StoreInvariantError}, writing nothing, when the batch breaks
+   * a rule (non-contiguous entries, commit going back, truncating committed
+   * entries, ...).
+   */
+  persist(batch: PersistBatch): void {
+    this.#check();
+    this.#transactions++;
+    const old = this.#state;
+    const next: GroupState = { ...old };
+    const snap = batch.snapshot;
+    if (snap !== undefined) {
+      validateSnapshot(snap, old.snapshot);
+      const committedTerm = this.#termAt(old.commit) ?? 0;
+      invariant(
+        snap.term >= committedTerm,
+        () =>
+          `snapshot (index ${snap.index}, term ${snap.term}) is older than the committed entry ${old.commit} (term ${committedTerm})`,
+      );
+      next.snapshot = snap;
+      next.lastIndex = snap.index;
+      next.lastTerm = snap.term;
+      next.commit = Math.max(next.commit, snap.index);
+      next.applied = Math.max(next.applied, snap.index);
+    }
+    const entries = batch.entries;
+    let truncateFrom = 0;
+    if (entries.length > 0) {
+      truncateFrom = this.#validateEntries(entries, next, snap !== undefined);
+      const last = entries[entries.length - 1];
+      next.lastIndex = last.index;
+      next.lastTerm = last.term;
+    }
+    const hs = batch.hardState;
+    if (hs !== undefined) {
+      validateHardState(hs, old);
+      next.term = hs.term;
+      next.vote = hs.vote;
+      next.commit = Math.max(next.commit, hs.commit);
+    }
+    if (batch.applied !== undefined) {
+      const a = batch.applied;
+      invariant(
+        Number.isSafeInteger(a) && a >= old.applied,
+        () => `applied index ${a} is below the stored applied index ${old.applied}`,
+      );
+      next.applied = Math.max(next.applied, a);
+    }
+    invariant(
+      next.term >= next.lastTerm,
+      () => `hard state term ${next.term} is below the last log term ${next.lastTerm}`,
+    );
+    invariant(
+      next.commit <= next.lastIndex,
+      () => `commit index ${next.commit} passes the last log index ${next.lastIndex}`,
+    );
+    invariant(
+      next.applied <= next.commit,
+      () => `applied index ${next.applied} passes the commit index ${next.commit}`,
+    );
+    const hardStateChanged = next.term !== old.term || next.vote !== old.vote ||
+      next.commit !== old.commit || next.applied !== old.applied;
+    if (snap === undefined && entries.length === 0 && !hardStateChanged) return;
+
+    const g = this.identity.groupId;
+    const st = this.#st;
+    let bytes = 0;
+    this.#write(() => {
+      if (snap !== undefined) {
+        st.deleteAllEntries.run(g);
+        this.#writeSnapshot(snap);
+      }
+      if (truncateFrom > 0) st.deleteEntriesFrom.run(g, truncateFrom);
+      for (const e of entries) {
+        st.insertEntry.run(g, e.index, e.term, ENTRY_TYPE_CODES[e.type], e.data);
+        bytes += e.data.length;
+      }
+      if (hardStateChanged) {
+        st.updateHardState.run(next.term, next.vote, next.commit, next.applied, g);
+      }
+    });
+    this.#state = next;
+    this.#entriesWritten += entries.length;
+    this.#bytesWritten += bytes;
+  }
+
+  /**
+   * Drops the entries up to `snapshot.index` (the application has durably
+   * saved its state there) and records `snapshot` with its membership as the
+   * log's new start. The index must lie between the current snapshot index
+   * and the commit index, and `snapshot.term` must be the term of the entry
+   * held there.
+   */
+  compact(snapshot: SnapshotMeta): void {
+    this.#check();
+    this.#transactions++;
+    const old = this.#state;
+    const { index, term } = snapshot;
+    validateConf(snapshot.conf, `compaction snapshot ${index}`);
+    invariant(
+      Number.isSafeInteger(index) && index >= old.snapshot.index && index <= old.commit,
+      () =>
+        `compaction index ${index} is outside [snapshot index ${old.snapshot.index}, commit index ${old.commit}]`,
+    );
+    if (index === old.snapshot.index) {
+      invariant(
+        term === old.snapshot.term,
+        () => `compaction snapshot ${index} has term ${term}, the stored one ${old.snapshot.term}`,
+      );
+      return;
+    }
+    const held = this.#termAt(index);
+    invariant(
+      held === term,
+      () => `compaction snapshot ${index} has term ${term} but the entry held there has ${held}`,
+    );
+    const g = this.identity.groupId;
+    const applied = Math.max(old.applied, index);
+    this.#write(() => {
+      this.#st.deleteEntriesUpTo.run(g, index);
+      this.#writeSnapshot(snapshot);
+      if (applied !== old.applied) {
+        this.#st.updateHardState.run(old.term, old.vote, old.commit, applied, g);
+      }
+    });
+    this.#state = { ...old, snapshot, applied };
+  }
+
+  /** Index of the last log entry (the snapshot index when the log is empty). */
+  lastIndex(): number {
+    this.#check();
+    return this.#state.lastIndex;
+  }
+
+  /** Index of the first log entry held: one past the snapshot index. */
+  firstIndex(): number {
+    this.#check();
+    return this.#state.snapshot.index + 1;
+  }
+
+  /** Counters since open. */
+  stats(): StoreStats {
+    return {
+      fsyncs: this.#fsyncs,
+      transactions: this.#transactions,
+      entriesWritten: this.#entriesWritten,
+      bytesWritten: this.#bytesWritten,
+    };
+  }
+
+  /** Closes the database and releases the data dir's lock. Safe to call twice. */
+  close(): void {
+    const db = this.#db;
+    if (db === undefined) return;
+    this.#db = undefined;
+    removePidFile(this.dir);
+    db.close();
+  }
+
+  // ------------------------------------------------------------ internals
+
+  #check(): void {
+    if (this.#db === undefined) {
+      throw new StoreError(`The store of ${this.dir} is closed; open it again`);
+    }
+  }
+
+  /**
+   * Runs `body` in one write transaction. A failed write (disk full, I/O
+   * error) closes the store: after a failed fsync the state of the file is
+   * unknown, so the node must restart and reload.
+   */
+  #write(body: () => void): void {
+    const st = this.#st;
+    try {
+      st.begin.run();
+      body();
+      st.commit.run();
+    } catch (e) {
+      const db = this.#db!;
+      try {
+        if (db.isTransaction) st.rollback.run();
+      } finally {
+        this.close();
+      }
+      throw new StoreError(
+        `Writing to ${dbPath(this.dir)} failed (${
+          errorText(e)
+        }); the store is closed, fix the disk and restart the node`,
+        { cause: e },
+      );
+    }
+    this.#fsyncs++;
+  }
+
+  #writeSnapshot(s: SnapshotMeta): void {
+    const g = this.identity.groupId;
+    const st = this.#st;
+    st.updateSnapshot.run(s.index, s.term, g);
+    st.deleteMembers.run(g);
+    for (const id of s.conf.voters) st.insertMember.run(g, id, 0);
+    for (const id of s.conf.learners) st.insertMember.run(g, id, 1);
+  }
+
+  #termAt(index: number): number | undefined {
+    const s = this.#state.snapshot;
+    if (index === s.index) return s.term;
+    const row = this.#st.termAt.get(this.identity.groupId, index);
+    return row === undefined ? undefined : Number(row.term);
+  }
+
+  /**
+   * Checks `entries` against the log as it stands after the batch's snapshot
+   * (`next`); returns the index to truncate from (0 when only appending).
+   */
+  #validateEntries(entries: readonly Entry[], next: GroupState, afterSnapshot: boolean): number {
+    const first = entries[0].index;
+    const snapIndex = next.snapshot.index;
+    invariant(
+      Number.isSafeInteger(first) && first > snapIndex && first <= next.lastIndex + 1,
+      () =>
+        `batch starts at entry ${first}; it must lie in [${snapIndex + 1}, ${
+          next.lastIndex + 1
+        }] (after the snapshot, at most one past the last index)`,
+    );
+    // Appending (the common case) needs no read: the last term is cached.
+    let prevTerm = first - 1 === next.lastIndex
+      ? next.lastTerm
+      : afterSnapshot || first - 1 === snapIndex
+      ? next.snapshot.term
+      : this.#termAt(first - 1)!;
+    for (let k = 0; k < entries.length; k++) {
+      const e = entries[k];
+      invariant(
+        e.index === first + k,
+        () => `batch entry ${k} has index ${e.index}; entries must be contiguous from ${first}`,
+      );
+      invariant(
+        Number.isSafeInteger(e.term) && e.term >= prevTerm && e.term >= 1,
+        () =>
+          `entry ${e.index} has term ${e.term}; terms are integers >= 1 and >= the term ${prevTerm} of the entry before`,
+      );
+      invariant(
+        ENTRY_TYPE_CODES[e.type] !== undefined && e.data instanceof Uint8Array,
+        () => `entry ${e.index} has type ${e.type} and data ${typeof e.data}`,
+      );
+      prevTerm = e.term;
+    }
+    if (first > next.lastIndex) return 0;
+    invariant(
+      first > next.commit,
+      () =>
+        `batch starting at entry ${first} would truncate committed entries (commit ${next.commit})`,
+    );
+    return first;
+  }
+
+  #readState(): GroupState {
+    const g = this.identity.groupId;
+    const st = this.#st;
+    const hs = st.selectHardState.get(g);
+    const sm = st.selectSnapshot.get(g);
+    if (hs === undefined || sm === undefined) {
+      throw new StoreError(
+        `${
+          dbPath(this.dir)
+        } has no state for group ${g}; restore this node from a backup or re-join it`,
+      );
+    }
+    const voters: number[] = [];
+    const learners: number[] = [];
+    for (const row of st.selectMembers.iterate(g)) {
+      (row.learner ? learners : voters).push(Number(row.node_id));
+    }
+    const snapshot: SnapshotMeta = {
+      index: Number(sm.idx),
+      term: Number(sm.term),
+      conf: { voters, learners },
+    };
+    const last = st.lastEntry.get(g);
+    return {
+      term: Number(hs.term),
+      vote: Number(hs.vote),
+      commit: Number(hs.commit_index),
+      applied: Number(hs.applied_index),
+      snapshot,
+      lastIndex: last === undefined ? snapshot.index : Number(last.idx),
+      lastTerm: last === undefined ? snapshot.term : Number(last.term),
+    };
+  }
+}
+
+// ---------------------------------------------------------------- helpers
+
+function dbPath(dir: string): string {
+  return `${dir}/${DATABASE_FILE}`;
+}
+
+function errorText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+function invariant(ok: boolean, message: () => string): void {
+  if (!ok) throw new StoreInvariantError(`Store invariant broken: ${message()}`);
+}
+
+function isBusy(e: unknown): boolean {
+  return e instanceof Error && (e as Error & { errcode?: number }).errcode === SQLITE_BUSY;
+}
+
+function inUseError(dir: string): StoreError {
+  let pid = "unknown";
+  try {
+    const text = Deno.readTextFileSync(`${dir}/${PID_FILE}`).trim();
+    if (/^\d+$/.test(text)) pid = text;
+  } catch {
+    // No pid file: the holder may be an older or foreign process.
+  }
+  return new StoreError(`${dir} is in use by another seguro process (pid ${pid}?); stop it first`);
+}
+
+function writePidFile(dir: string): void {
+  Deno.writeTextFileSync(`${dir}/${PID_FILE}`, `${Deno.pid}\n`);
+}
+
+function removePidFile(dir: string): void {
+  try {
+    if (Deno.readTextFileSync(`${dir}/${PID_FILE}`).trim() === String(Deno.pid)) {
+      Deno.removeSync(`${dir}/${PID_FILE}`);
+    }
+  } catch {
+    // Already gone: nothing to release.
+  }
+}
+
+/**
+ * Puts a read-write connection in exclusive locking mode and takes the lock
+ * with an empty write transaction: SQLite then holds it until the connection
+ * closes (or the process dies). A holder elsewhere makes this fail within
+ * BUSY_TIMEOUT_MS.
+ */
+function lockDatabase(db: DatabaseSync, dir: string): void {
+  db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
+  db.exec("PRAGMA locking_mode = EXCLUSIVE");
+  try {
+    db.exec("BEGIN IMMEDIATE");
+    db.exec("COMMIT");
+  } catch (e) {
+    if (isBusy(e)) throw inUseError(dir);
+    throw e;
+  }
+  db.exec("PRAGMA synchronous = FULL");
+  db.exec("PRAGMA trusted_schema = OFF");
+}
+
+/** Runs the migrations after `fromVersion`, inside the caller's transaction. */
+function migrate(db: DatabaseSync, fromVersion: number): void {
+  for (const m of MIGRATIONS) {
+    if (m.version <= fromVersion) continue;
+    db.exec(m.sql);
+    db.exec(`PRAGMA user_version = ${m.version}`);
+  }
+  db.exec(`PRAGMA application_id = ${APPLICATION_ID}`);
+}
+
+/** Every check `open` makes before it opens the database for writing. */
+function checkBeforeOpen(dir: string): void {
+  const path = dbPath(dir);
+  let isFile = false;
+  try {
+    isFile = Deno.statSync(path).isFile;
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory)) {
+      throw new StoreError(`Cannot read ${path} (${errorText(e)}); check its permissions`);
+    }
+  }
+  if (!isFile) {
+    throw new StoreError(
+      `${dir} is not a Seguro data dir (no ${DATABASE_FILE}); run 'seguro init' or 'seguro join' to create one, or pass --data-dir`,
+    );
+  }
+  const header = new Uint8Array(SQLITE_HEADER.length);
+  const file = Deno.openSync(path, { read: true });
+  let got = 0;
+  try {
+    while (got < header.length) {
+      const n = file.readSync(header.subarray(got));
+      if (n === null) break;
+      got += n;
+    }
+  } finally {
+    file.close();
+  }
+  if (got < header.length || !SQLITE_HEADER.every((b, i) => header[i] === b)) {
+    throw new StoreError(
+      `${path} is not a SQLite database; move it away, or pass the --data-dir of a Seguro node`,
+    );
+  }
+  // Reading a WAL database creates -wal/-shm files if missing; remove those
+  // this check created (they hold nothing: a read-only connection never writes).
+  const sidecars = [`${path}-wal`, `${path}-shm`].filter((p) => !exists(p));
+  try {
+    checkReadOnly(dir, path);
+  } finally {
+    for (const p of sidecars) {
+      try {
+        if (!p.endsWith("-wal") || Deno.statSync(p).size === 0) Deno.removeSync(p);
+      } catch {
+        // Not created after all.
+      }
+    }
+  }
+}
+
+function checkReadOnly(dir: string, path: string): void {
+  let db: DatabaseSync;
+  try {
+    db = new DatabaseSync(path, { readOnly: true });
+  } catch (e) {
+    throw new StoreError(`Cannot open ${path} (${errorText(e)}); check its permissions`);
+  }
+  try {
+    db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
+    const appId = Number(db.prepare("PRAGMA application_id").get()?.application_id);
+    const tables = Number(db.prepare("SELECT count(*) AS n FROM sqlite_schema").get()?.n);
+    if (appId === 0 && tables === 0) {
+      throw new StoreError(
+        `${path} is an empty SQLite database (was creating the data dir interrupted?); remove ${dir} and run 'seguro init' or 'seguro join' again`,
+      );
+    }
+    if (appId !== APPLICATION_ID) {
+      throw new StoreError(
+        `${path} is a SQLite database of another program (application_id 0x${
+          (appId >>> 0).toString(16).padStart(8, "0")
+        }, Seguro's is 0x${
+          APPLICATION_ID.toString(16)
+        }); move it away, or pass the --data-dir of a Seguro node`,
+      );
+    }
+    const version = Number(db.prepare("PRAGMA user_version").get()?.user_version);
+    if (version > SCHEMA_VERSION) {
+      throw new StoreError(
+        `${path} was written by a newer Seguro (schema ${version}, this one reads up to ${SCHEMA_VERSION}); upgrade seguro`,
+      );
+    }
+    if (version < 1) {
+      throw new StoreError(
+        `${path} has schema version ${version}, so its creation never finished; remove ${dir} and run 'seguro init' or 'seguro join' again`,
+      );
+    }
+    // The first finding, on one line (SQLite heads it with "*** in database main ***").
+    const first = db.prepare("PRAGMA quick_check").get();
+    const verdict = String(first?.quick_check ?? "no answer").split("\n")
+      .find((line) => line.trim() !== "" && !line.startsWith("***")) ?? "no answer";
+    if (verdict !== "ok") {
+      throw new StoreError(
+        `${path} is corrupt: ${verdict}; restore this node from a backup or remove it from the cluster and re-join it`,
+      );
+    }
+  } catch (e) {
+    if (e instanceof StoreError) throw e;
+    if (isBusy(e)) throw inUseError(dir);
+    throw new StoreError(
+      `${path} is corrupt: ${
+        errorText(e)
+      }; restore this node from a backup or remove it from the cluster and re-join it`,
+      { cause: e },
+    );
+  } finally {
+    db.close();
+  }
+}
+
+function exists(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function prepareStatements(db: DatabaseSync): Statements {
+  const st: Statements = {
+    begin: db.prepare("BEGIN IMMEDIATE"),
+    commit: db.prepare("COMMIT"),
+    rollback: db.prepare("ROLLBACK"),
+    insertEntry: db.prepare(
+      "INSERT INTO log_entry (group_id, idx, term, type, data) VALUES (?, ?, ?, ?, ?)",
+    ),
+    deleteEntriesFrom: db.prepare("DELETE FROM log_entry WHERE group_id = ? AND idx >= ?"),
+    deleteEntriesUpTo: db.prepare("DELETE FROM log_entry WHERE group_id = ? AND idx <= ?"),
+    deleteAllEntries: db.prepare("DELETE FROM log_entry WHERE group_id = ?"),
+    termAt: db.prepare("SELECT term FROM log_entry WHERE group_id = ? AND idx = ?"),
+    lastEntry: db.prepare(
+      "SELECT idx, term FROM log_entry WHERE group_id = ? ORDER BY idx DESC LIMIT 1",
+    ),
+    selectEntries: db.prepare(
+      "SELECT idx, term, type, data FROM log_entry WHERE group_id = ? ORDER BY idx",
+    ),
+    updateHardState: db.prepare(
+      "UPDATE hard_state SET term = ?, vote = ?, commit_index = ?, applied_index = ? WHERE group_id = ?",
+    ),
+    selectHardState: db.prepare(
+      "SELECT term, vote, commit_index, applied_index FROM hard_state WHERE group_id = ?",
+    ),
+    updateSnapshot: db.prepare("UPDATE snapshot_meta SET idx = ?, term = ? WHERE group_id = ?"),
+    selectSnapshot: db.prepare("SELECT idx, term FROM snapshot_meta WHERE group_id = ?"),
+    deleteMembers: db.prepare("DELETE FROM snapshot_member WHERE group_id = ?"),
+    insertMember: db.prepare(
+      "INSERT INTO snapshot_member (group_id, node_id, learner) VALUES (?, ?, ?)",
+    ),
+    selectMembers: db.prepare(
+      "SELECT node_id, learner FROM snapshot_member WHERE group_id = ? ORDER BY node_id",
+    ),
+    getSetting: db.prepare("SELECT value FROM setting WHERE key = ?"),
+    setSetting: db.prepare(
+      "INSERT INTO setting (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    ),
+  };
+  return st;
+}
+
+function validateIdentity(id: StoreIdentity): void {
+  if (!/^[0-9a-f]{32}$/.test(id.clusterId)) {
+    throw new StoreError(
+      `Cluster id '${id.clusterId}' is invalid; use 32 lowercase hex characters`,
+    );
+  }
+  if (!Number.isSafeInteger(id.nodeId) || id.nodeId < 1) {
+    throw new StoreError(`Node id ${id.nodeId} is invalid; use an integer >= 1`);
+  }
+  if (!Number.isSafeInteger(id.groupId) || id.groupId < 0) {
+    throw new StoreError(`Group id ${id.groupId} is invalid; use an integer >= 0`);
+  }
+}
+
+function validateConf(conf: ConfState, what: string): void {
+  const all = [...conf.voters, ...conf.learners];
+  const ok = all.every((id) => Number.isSafeInteger(id) && id >= 1) &&
+    new Set(all).size === all.length;
+  invariant(
+    ok,
+    () =>
+      `${what} has voters [${conf.voters}] and learners [${conf.learners}]; ids must be distinct integers >= 1`,
+  );
+}
+
+function validateSnapshot(snap: SnapshotMeta, current: SnapshotMeta): void {
+  validateConf(snap.conf, `snapshot ${snap.index}`);
+  invariant(
+    Number.isSafeInteger(snap.index) && Number.isSafeInteger(snap.term) &&
+      snap.index >= current.index && snap.term >= current.term &&
+      (snap.index > current.index || snap.term === current.term),
+    () =>
+      `snapshot (index ${snap.index}, term ${snap.term}) does not follow the stored one (index ${current.index}, term ${current.term})`,
+  );
+}
+
+function validateHardState(hs: HardState, old: GroupState): void {
+  invariant(
+    Number.isSafeInteger(hs.term) && hs.term >= old.term,
+    () => `hard state term ${hs.term} is below the stored term ${old.term}`,
+  );
+  invariant(
+    Number.isSafeInteger(hs.vote) && hs.vote >= 0 &&
+      (hs.term > old.term || old.vote === NO_NODE || hs.vote === old.vote),
+    () => `hard state changes the vote in term ${hs.term} from ${old.vote} to ${hs.vote}`,
+  );
+  invariant(
+    Number.isSafeInteger(hs.commit) && hs.commit >= old.commit,
+    () => `hard state commit ${hs.commit} is below the stored commit ${old.commit}`,
+  );
+}

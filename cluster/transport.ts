@@ -1,0 +1,339 @@
+/**
+ * TCP between nodes. One port per node takes both peers and admin clients;
+ * every connection starts with the handshake (cluster/handshake.ts).
+ *
+ * Each node dials each peer it must send to and uses that connection only
+ * for its own messages; replies come back over the peer's own connection.
+ * A peer that is down is redialled with capped exponential backoff, and
+ * messages for it are dropped meanwhile (Raft retransmits). Every
+ * connection's send queue is bounded, so a slow peer cannot exhaust memory.
+ * Malformed, oversized, unauthenticated or wrong-cluster input closes that
+ * connection with a logged reason; the node keeps running.
+ * @module
+ */
+
+import type { Message } from "../core/mod.ts";
+import { WireError } from "./codec.ts";
+import { FrameConn, FrameType } from "./frame.ts";
+import { handshake, HandshakeError, type Hello } from "./handshake.ts";
+import { decodeMessage, encodeMessage } from "./wire.ts";
+import { parseAddress } from "./address.ts";
+
+/** First redial delay after a failed connection. */
+export const BACKOFF_MIN_MS = 50;
+/** Longest redial delay. */
+export const BACKOFF_MAX_MS = 2000;
+/** Bytes held for a peer while its connection is being made. */
+export const WAITING_BYTES_MAX = 4 * 1024 * 1024;
+/** Per-peer send queue bound (bytes). */
+export const PEER_QUEUE_BYTES_MAX = 32 * 1024 * 1024;
+
+/** Settings of a transport. */
+export interface TransportConfig {
+  /** This node's cluster id (32 hex characters). */
+  clusterId: string;
+  /** This node's id. */
+  nodeId: number;
+  /** The cluster secret. */
+  secret: Uint8Array;
+  /** A bound listener; the transport accepts on it until closed. */
+  listener: Deno.TcpListener;
+  /** The address peers reach this node at (host:port). */
+  advertise: string;
+  /** Called for every authenticated, well-formed Raft message addressed to this node. */
+  onRaft: (message: Message) => void;
+  /** Called for every authenticated admin client connection. */
+  onClient: (conn: FrameConn, hello: Hello) => void;
+  /** Where connection events go (never secrets). */
+  log: (line: string) => void;
+  /** Per-peer send queue bound; default {@linkcode PEER_QUEUE_BYTES_MAX}. */
+  peerQueueBytesMax?: number;
+}
+
+/** What the transport knows of one peer, for `seguro status`. */
+export interface PeerView {
+  /** Peer node id. */
+  id: number;
+  /** Its address. */
+  address: string;
+  /** True while our connection to it is up. */
+  connected: boolean;
+  /** Messages dropped because it was down or its queue was full. */
+  dropped: number;
+  /** Milliseconds since a message from it last arrived, or null if never. */
+  lastHeardMs: number | null;
+}
+
+class PeerLink {
+  readonly id: number;
+  address: string;
+  conn: FrameConn | undefined;
+  dialing = false;
+  backoffMs = 0;
+  retryAt = 0;
+  dropped = 0;
+  lastHeard = 0;
+  failing = false;
+  /** Messages that arrived while the first connection was being made (bounded). */
+  waiting: Uint8Array[] = [];
+  waitingBytes = 0;
+
+  constructor(id: number, address: string) {
+    this.id = id;
+    this.address = address;
+  }
+}
+
+/** The node's network side: peers out, peers and clients in. */
+export class Transport {
+  readonly #cfg: TransportConfig;
+  readonly #peers = new Map<number, PeerLink>();
+  readonly #inbound = new Set<FrameConn>();
+  /** Addresses from the replicated membership. */
+  #known: ReadonlyMap<number, string> = new Map();
+  /**
+   * Addresses authenticated peers announced in their hello: how a new learner
+   * answers a leader whose address it has not applied yet.
+   */
+  readonly #hints = new Map<number, string>();
+  #closed = false;
+  #accepting: Promise<void> | undefined;
+
+  /** Makes a transport; call {@linkcode start} to accept connections. */
+  constructor(config: TransportConfig) {
+    this.#cfg = config;
+  }
+
+  /** Starts accepting connections. */
+  start(): void {
+    this.#accepting = this.#acceptLoop();
+  }
+
+  /**
+   * Sets where each peer is (from the replicated membership). A peer that is
+   * in neither this map nor the hints (addresses authenticated peers gave in
+   * their hello) is dropped.
+   */
+  setPeers(addresses: ReadonlyMap<number, string>): void {
+    this.#known = addresses;
+    this.#applyPeers();
+  }
+
+  #applyPeers(): void {
+    const addresses = new Map(this.#hints);
+    for (const [id, address] of this.#known) addresses.set(id, address);
+    for (const [id, address] of addresses) {
+      if (id === this.#cfg.nodeId) continue;
+      const link = this.#peers.get(id);
+      if (link === undefined) {
+        const fresh = new PeerLink(id, address);
+        this.#peers.set(id, fresh);
+        this.#dial(fresh); // connect before the first message needs it
+      } else if (link.address !== address) {
+        link.address = address;
+        link.conn?.close();
+      }
+    }
+    for (const [id, link] of this.#peers) {
+      if (!addresses.has(id)) {
+        link.conn?.close();
+        this.#peers.delete(id);
+      }
+    }
+  }
+
+  /** Sends a Raft message to its recipient; drops it when the peer is down or backed up. */
+  send(m: Message): void {
+    const link = this.#peers.get(m.to);
+    if (link === undefined) return;
+    if (link.conn === undefined || link.conn.closed) {
+      this.#dial(link);
+      // While a dial is under way, hold messages so that the first vote
+      // request to a peer never connected before is not lost; while backing
+      // off from a failed dial, drop them (Raft retransmits).
+      const bytes = encodeMessage(m);
+      if (link.dialing && link.waitingBytes + bytes.length <= WAITING_BYTES_MAX) {
+        link.waiting.push(bytes);
+        link.waitingBytes += bytes.length;
+      } else {
+        link.dropped++;
+      }
+      return;
+    }
+    if (!link.conn.send(FrameType.raft, encodeMessage(m))) link.dropped++;
+  }
+
+  /** One row per known peer. */
+  peers(): PeerView[] {
+    const now = Date.now();
+    return [...this.#peers.values()].map((l) => ({
+      id: l.id,
+      address: l.address,
+      connected: l.conn !== undefined && !l.conn.closed,
+      dropped: l.dropped,
+      lastHeardMs: l.lastHeard === 0 ? null : now - l.lastHeard,
+    }));
+  }
+
+  #dial(link: PeerLink): void {
+    if (this.#closed || link.dialing || Date.now() < link.retryAt) return;
+    link.dialing = true;
+    this.#connect(link).finally(() => {
+      link.dialing = false;
+    });
+  }
+
+  async #connect(link: PeerLink): Promise<void> {
+    const address = link.address;
+    let fc: FrameConn | undefined;
+    try {
+      const { hostname, port } = parseAddress(address);
+      const conn = await Deno.connect({ hostname, port });
+      fc = new FrameConn(conn, this.#cfg.peerQueueBytesMax ?? PEER_QUEUE_BYTES_MAX);
+      const hello = await handshake(fc, "initiator", {
+        kind: "peer",
+        clusterId: this.#cfg.clusterId,
+        nodeId: this.#cfg.nodeId,
+        address: this.#cfg.advertise,
+      }, this.#cfg.secret);
+      if (hello.nodeId !== link.id) {
+        await fc.goodbye(`This address belongs to node ${link.id}, not ${hello.nodeId}`);
+        throw new HandshakeError(`${address} answered as node ${hello.nodeId}, not ${link.id}`);
+      }
+      if (this.#closed || this.#peers.get(link.id) !== link || link.address !== address) {
+        fc.close();
+        return;
+      }
+      link.conn = fc;
+      link.backoffMs = 0;
+      for (const bytes of link.waiting) if (!fc.send(FrameType.raft, bytes)) link.dropped++;
+      link.waiting = [];
+      link.waitingBytes = 0;
+      if (link.failing) this.#cfg.log(`peer ${link.id} at ${address}: connected`);
+      link.failing = false;
+      // The peer never sends on this connection but a goodbye; read to notice it closing.
+      this.#drainOutbound(link, fc);
+    } catch (e) {
+      fc?.close();
+      link.dropped += link.waiting.length;
+      link.waiting = [];
+      link.waitingBytes = 0;
+      link.backoffMs = Math.min(
+        BACKOFF_MAX_MS,
+        Math.max(BACKOFF_MIN_MS, link.backoffMs * 2),
+      );
+      // Jitter spreads redials of many nodes: 50-100% of the delay.
+      link.retryAt = Date.now() + link.backoffMs * (0.5 + Math.random() / 2);
+      if (!link.failing) {
+        this.#cfg.log(`peer ${link.id} at ${address}: ${reason(e)}; retrying with backoff`);
+      }
+      link.failing = true;
+    }
+  }
+
+  async #drainOutbound(link: PeerLink, fc: FrameConn): Promise<void> {
+    try {
+      while (true) {
+        const f = await fc.read();
+        if (f === null) break;
+        if (f.type === FrameType.goodbye) {
+          this.#cfg.log(`peer ${link.id}: closed: ${new TextDecoder().decode(f.body)}`);
+          break;
+        }
+      }
+    } catch (e) {
+      if (!fc.closed) this.#cfg.log(`peer ${link.id}: ${reason(e)}`);
+    } finally {
+      fc.close();
+      if (link.conn === fc) link.conn = undefined;
+    }
+  }
+
+  async #acceptLoop(): Promise<void> {
+    while (!this.#closed) {
+      let conn: Deno.TcpConn;
+      try {
+        conn = await this.#cfg.listener.accept();
+      } catch (e) {
+        if (this.#closed) return;
+        this.#cfg.log(`accept failed: ${reason(e)}`);
+        continue;
+      }
+      this.#serve(new FrameConn(conn));
+    }
+  }
+
+  async #serve(fc: FrameConn): Promise<void> {
+    this.#inbound.add(fc);
+    fc.onClose(() => this.#inbound.delete(fc));
+    const from = fc.remote;
+    let hello: Hello;
+    try {
+      hello = await handshake(fc, "acceptor", {
+        kind: "peer",
+        clusterId: this.#cfg.clusterId,
+        nodeId: this.#cfg.nodeId,
+        address: this.#cfg.advertise,
+      }, this.#cfg.secret);
+    } catch (e) {
+      this.#cfg.log(`closed connection from ${from}: ${reason(e)}`);
+      fc.close();
+      return;
+    }
+    if (hello.kind === "client") {
+      this.#cfg.onClient(fc, hello);
+      return;
+    }
+    if (hello.address !== "" && this.#hints.get(hello.nodeId) !== hello.address) {
+      this.#hints.set(hello.nodeId, hello.address);
+      if (!this.#known.has(hello.nodeId)) this.#applyPeers();
+    }
+    try {
+      while (true) {
+        const f = await fc.read();
+        if (f === null) break;
+        if (f.type === FrameType.goodbye) break;
+        if (f.type !== FrameType.raft) {
+          throw new WireError(`A peer sent frame type ${f.type}, which peers do not send`);
+        }
+        const m = decodeMessage(f.body);
+        if (m.from !== hello.nodeId || m.to !== this.#cfg.nodeId) {
+          throw new WireError(
+            `A message from ${m.from} to ${m.to} arrived on node ${hello.nodeId}'s connection to node ${this.#cfg.nodeId}`,
+          );
+        }
+        const link = this.#peers.get(m.from);
+        if (link !== undefined) link.lastHeard = Date.now();
+        this.#cfg.onRaft(m);
+      }
+    } catch (e) {
+      if (!fc.closed) {
+        this.#cfg.log(`closed connection from node ${hello.nodeId} (${from}): ${reason(e)}`);
+        await fc.goodbye(reason(e));
+      }
+    } finally {
+      fc.close();
+    }
+  }
+
+  /** Stops accepting, closes every connection. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      this.#cfg.listener.close();
+    } catch {
+      // already closed
+    }
+    for (const link of this.#peers.values()) link.conn?.close();
+    for (const fc of this.#inbound) fc.close();
+    await this.#accepting;
+  }
+}
+
+function reason(e: unknown): string {
+  if (e instanceof HandshakeError || e instanceof WireError) return e.message;
+  if (e instanceof Deno.errors.ConnectionRefused) return "connection refused";
+  if (e instanceof Error) return e.message;
+  return String(e);
+}

@@ -1,0 +1,162 @@
+/**
+ * What the cluster commands share: finding the data dir, reading the token
+ * without it showing in `ps`, reaching the cluster, and running a node in the
+ * foreground until SIGINT/SIGTERM.
+ * @module
+ */
+
+import { defaultDataDir, readNodeFile, readTokenFile } from "../cluster/datadir.ts";
+import { type ClusterCredentials, decodeToken } from "../cluster/token.ts";
+import { formatAddress, parseAddress } from "../cluster/address.ts";
+import { ClusterNode } from "../cluster/node.ts";
+import { Store, StoreError } from "../cluster/store.ts";
+import { ApiError, ClientError } from "../cluster/api.ts";
+import { CliError, UsageError } from "./errors.ts";
+
+/** Options every cluster command accepts for finding its node or cluster. */
+export interface TargetOptions {
+  /** Data dir of a local node. */
+  dataDir?: string;
+  /** Address of any member (instead of a local data dir). */
+  cluster?: string;
+  /** Token on the command line (visible in `ps`; prefer the file or SEGURO_TOKEN). */
+  token?: string;
+  /** File holding the token. */
+  tokenFile?: string;
+}
+
+/** The data dir: --data-dir, else $SEGURO_DATA_DIR, else ~/.seguro. */
+export function dataDirOf(options: { dataDir?: string }): string {
+  return options.dataDir ?? defaultDataDir();
+}
+
+/** Parses an address option; a bad one is a usage error. */
+export function addressOption(value: string): string {
+  try {
+    return formatAddress(parseAddress(value));
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+}
+
+/** The token from --token-file, SEGURO_TOKEN or --token (in that order), if any. */
+export function tokenFromOptions(options: TargetOptions): ClusterCredentials | undefined {
+  let text: string | undefined;
+  let source = "";
+  if (options.tokenFile !== undefined) {
+    try {
+      text = Deno.readTextFileSync(options.tokenFile);
+      source = `the token file ${options.tokenFile}`;
+    } catch (e) {
+      throw new CliError(
+        `cannot read the token file ${options.tokenFile}: ${(e as Error).message}`,
+      );
+    }
+  } else if (Deno.env.get("SEGURO_TOKEN")) {
+    text = Deno.env.get("SEGURO_TOKEN");
+    source = "SEGURO_TOKEN";
+  } else if (options.token !== undefined) {
+    text = options.token;
+    source = "--token";
+  }
+  if (text === undefined) return undefined;
+  try {
+    return decodeToken(text);
+  } catch (e) {
+    throw new UsageError(`${source}: ${(e as Error).message}`);
+  }
+}
+
+/** Where an admin command connects, and with what credentials. */
+export interface Target {
+  /** Address of a member. */
+  address: string;
+  /** Cluster credentials. */
+  credentials: ClusterCredentials;
+}
+
+/** Finds the cluster: --cluster plus a token, else the local data dir's node. */
+export function targetOf(options: TargetOptions): Target {
+  if (options.cluster !== undefined) {
+    const credentials = tokenFromOptions(options);
+    if (credentials === undefined) {
+      throw new UsageError(
+        "--cluster needs the cluster token: pass --token-file FILE or set SEGURO_TOKEN",
+      );
+    }
+    return { address: addressOption(options.cluster), credentials };
+  }
+  const dir = dataDirOf(options);
+  const node = readNodeFile(dir);
+  if (node === undefined) {
+    throw new CliError(
+      `${dir} holds no Seguro node; pass --data-dir, or --cluster HOST:PORT with a token`,
+    );
+  }
+  return { address: node.advertise, credentials: readTokenFile(dir) };
+}
+
+/** Turns client-side failures into one-line CLI errors. */
+export function cliErrorOf(e: unknown): unknown {
+  if (e instanceof ClientError || e instanceof ApiError || e instanceof StoreError) {
+    return new CliError(e.message);
+  }
+  return e;
+}
+
+/** A log line with a timestamp, to stderr. */
+function logLine(nodeLabel: string, line: string): void {
+  console.error(`${new Date().toISOString()} ${nodeLabel} ${line}`);
+}
+
+/**
+ * Opens the store in `dir` and runs its node in the foreground until SIGINT or
+ * SIGTERM, then shuts down gracefully. Returns the process exit code.
+ */
+export async function runNode(
+  dir: string,
+  overrides: { listen?: string; advertise?: string } = {},
+): Promise<number> {
+  const node = readNodeFile(dir);
+  let store: Store;
+  try {
+    store = Store.open(dir);
+  } catch (e) {
+    throw cliErrorOf(e);
+  }
+  const listen = overrides.listen ?? node?.listen ?? store.getSetting("listen");
+  const advertise = overrides.advertise ?? node?.advertise ?? store.getSetting("advertise");
+  if (listen === undefined || advertise === undefined) {
+    store.close();
+    throw new CliError(`${dir} does not say where to listen; pass --listen and --advertise`);
+  }
+  let listener: Deno.TcpListener;
+  try {
+    listener = Deno.listen(parseAddress(listen));
+  } catch (e) {
+    store.close();
+    if (e instanceof Deno.errors.AddrInUse) {
+      throw new CliError(`${listen} is already in use; stop what uses it or pass --listen`);
+    }
+    throw new CliError(`cannot listen on ${listen}: ${(e as Error).message}`);
+  }
+  const label = `seguro[node ${store.identity.nodeId}]`;
+  const cluster = new ClusterNode({
+    store,
+    listener,
+    advertise,
+    log: (line) => logLine(label, line),
+  });
+  const stop = () => {
+    logLine(label, "stopping (signal)");
+    cluster.stop();
+  };
+  Deno.addSignalListener("SIGINT", stop);
+  Deno.addSignalListener("SIGTERM", stop);
+  cluster.start();
+  await cluster.stopped;
+  Deno.removeSignalListener("SIGINT", stop);
+  Deno.removeSignalListener("SIGTERM", stop);
+  logLine(label, cluster.fatal ? "stopped after a fatal error" : "stopped");
+  return cluster.fatal ? 1 : 0;
+}

@@ -1,0 +1,106 @@
+/**
+ * `seguro init`: creates a one-node cluster and runs it.
+ * @module
+ */
+
+import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
+import { Store } from "../cluster/store.ts";
+import { writeNodeFiles } from "../cluster/datadir.ts";
+import { encodeToken } from "../cluster/token.ts";
+import { parseAddress } from "../cluster/address.ts";
+import { CliError, UsageError } from "./errors.ts";
+import { addressOption, cliErrorOf, dataDirOf, runNode } from "./cluster_options.ts";
+import { colors, print } from "./output.ts";
+
+/** Default address a node listens on. */
+export const LISTEN_DEFAULT = "127.0.0.1:7700";
+
+function randomHex(bytes: number): string {
+  return Array.from(
+    crypto.getRandomValues(new Uint8Array(bytes)),
+    (b) => b.toString(16).padStart(2, "0"),
+  ).join("");
+}
+
+/** Refuses a data dir that already holds something. */
+export function assertFreshDataDir(dir: string): void {
+  try {
+    for (const _ of Deno.readDirSync(dir)) {
+      throw new CliError(
+        `${dir} is not empty (it may hold a node already); use 'seguro run --data-dir ${dir}', or choose another --data-dir`,
+      );
+    }
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return;
+    throw e;
+  }
+}
+
+/** The advertised address: --advertise, else --listen unless that is a wildcard. */
+export function advertiseOf(listen: string, advertise: string | undefined): string {
+  if (advertise !== undefined) return advertise;
+  const host = parseAddress(listen).hostname;
+  if (host === "0.0.0.0" || host === "::") {
+    throw new UsageError(
+      `--listen ${listen} is every interface; also pass --advertise HOST:PORT, the address other machines reach this one at`,
+    );
+  }
+  return listen;
+}
+
+/** Builds the `init` command. */
+export function initCommand(): CommandUnknownOpts {
+  return new Command("init")
+    .description("create a new cluster with this machine as its first node, then run it")
+    .option(
+      "--data-dir <dir>",
+      "where this node keeps its data (default $SEGURO_DATA_DIR or ~/.seguro)",
+    )
+    .option(
+      "--listen <host:port>",
+      "address to listen on for peers and clients",
+      addressOption,
+      LISTEN_DEFAULT,
+    )
+    .option(
+      "--advertise <host:port>",
+      "address other machines reach this node at (default: --listen)",
+      addressOption,
+    )
+    .option("--no-start", "only create the node; start it later with 'seguro run'")
+    .action(async (options) => {
+      const dir = dataDirOf(options);
+      const advertise = advertiseOf(options.listen, options.advertise);
+      assertFreshDataDir(dir);
+      const clusterId = randomHex(16);
+      const secret = crypto.getRandomValues(new Uint8Array(32));
+      try {
+        Store.create(dir, {
+          identity: { clusterId, nodeId: 1, groupId: 1 },
+          secret,
+          conf: { voters: [1], learners: [] },
+          settings: { listen: options.listen, advertise },
+        }).close();
+      } catch (e) {
+        throw cliErrorOf(e);
+      }
+      writeNodeFiles(dir, { clusterId, nodeId: 1, listen: options.listen, advertise }, {
+        clusterId,
+        secret,
+      });
+      const token = encodeToken({ clusterId, secret });
+      print(`Created cluster ${clusterId} with node 1 at ${advertise} (data dir ${dir}).`);
+      print("");
+      print("To add a machine, run this on it (the token is a password: it is also in");
+      print(`${dir}/token; SEGURO_TOKEN keeps it out of 'ps'):`);
+      print("");
+      print(colors.bold(`  SEGURO_TOKEN=${token} seguro join ${advertise} --listen HOST:PORT`));
+      print("");
+      if (!options.start) {
+        print(`Start this node with: seguro run --data-dir ${dir}`);
+        return;
+      }
+      const code = await runNode(dir);
+      if (code !== 0) throw new CliError("the node stopped after a fatal error; see the log above");
+    });
+}

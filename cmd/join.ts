@@ -1,0 +1,100 @@
+/**
+ * `seguro join HOST:PORT`: adds this machine to a cluster and runs it.
+ * @module
+ */
+
+import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
+import { Store } from "../cluster/store.ts";
+import { readNodeFile, writeNodeFiles } from "../cluster/datadir.ts";
+import { Op, withLeader } from "../cluster/api.ts";
+import type { JoinAnswer } from "../cluster/node.ts";
+import { CliError, UsageError } from "./errors.ts";
+import {
+  addressOption,
+  cliErrorOf,
+  dataDirOf,
+  runNode,
+  tokenFromOptions,
+} from "./cluster_options.ts";
+import { advertiseOf, assertFreshDataDir, LISTEN_DEFAULT } from "./init.ts";
+import { note } from "./output.ts";
+
+/** Builds the `join` command. */
+export function joinCommand(): CommandUnknownOpts {
+  return new Command("join")
+    .description(
+      "add this machine to a cluster as a learner (promoted once caught up), then run it",
+    )
+    .argument("<host:port>", "address of any member of the cluster", addressOption)
+    .option(
+      "--token <token>",
+      "the cluster token (visible in ps; prefer SEGURO_TOKEN or --token-file)",
+    )
+    .option("--token-file <file>", "file holding the cluster token")
+    .option(
+      "--data-dir <dir>",
+      "where this node keeps its data (default $SEGURO_DATA_DIR or ~/.seguro)",
+    )
+    .option("--listen <host:port>", "address to listen on", addressOption, LISTEN_DEFAULT)
+    .option(
+      "--advertise <host:port>",
+      "address other machines reach this node at (default: --listen)",
+      addressOption,
+    )
+    .option("--no-start", "only join; start the node later with 'seguro run'")
+    .action(async (member, options) => {
+      const dir = dataDirOf(options);
+      const credentials = tokenFromOptions(options);
+      const existing = readNodeFile(dir);
+      if (existing !== undefined) {
+        // Idempotent: this machine already joined; just run it.
+        if (credentials !== undefined && credentials.clusterId !== existing.clusterId) {
+          throw new CliError(
+            `${dir} belongs to cluster ${existing.clusterId.slice(0, 8)}..., not the token's ${
+              credentials.clusterId.slice(0, 8)
+            }...; use another --data-dir`,
+          );
+        }
+        note(`${dir} already holds node ${existing.nodeId}; running it`);
+      } else {
+        if (credentials === undefined) {
+          throw new UsageError(
+            "join needs the cluster token: set SEGURO_TOKEN or pass --token-file FILE",
+          );
+        }
+        const advertise = advertiseOf(options.listen, options.advertise);
+        assertFreshDataDir(dir);
+        note(`asking ${member} to add ${advertise} to the cluster...`);
+        let answer: JoinAnswer;
+        try {
+          answer = await withLeader(
+            member,
+            credentials,
+            (c) => c.requestJson<JoinAnswer>(Op.join, { address: advertise }),
+          );
+        } catch (e) {
+          throw cliErrorOf(e);
+        }
+        try {
+          Store.create(dir, {
+            identity: { clusterId: answer.clusterId, nodeId: answer.nodeId, groupId: 1 },
+            secret: credentials.secret,
+            conf: { voters: [], learners: [] },
+            settings: { listen: options.listen, advertise },
+          }).close();
+        } catch (e) {
+          throw cliErrorOf(e);
+        }
+        writeNodeFiles(dir, {
+          clusterId: answer.clusterId,
+          nodeId: answer.nodeId,
+          listen: options.listen,
+          advertise,
+        }, credentials);
+        note(`joined as node ${answer.nodeId} (a learner until it has caught up; then a voter)`);
+      }
+      if (!options.start) return;
+      const code = await runNode(dir);
+      if (code !== 0) throw new CliError("the node stopped after a fatal error; see the log above");
+    });
+}

@@ -1,0 +1,119 @@
+/**
+ * `seguro member list | add | remove | promote | transfer-leader`.
+ * @module
+ */
+
+import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
+import { Op, withLeader } from "../cluster/api.ts";
+import type { MemberRequest } from "../cluster/node.ts";
+import { UsageError } from "./errors.ts";
+import { addressOption, cliErrorOf, targetOf, type TargetOptions } from "./cluster_options.ts";
+import { clusterStatus } from "./status.ts";
+import { formatTable, print, toJson } from "./output.ts";
+
+function nodeIdArgument(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) {
+    throw new UsageError(
+      `'${value}' is not a node id; node ids are whole numbers from 1 (see 'seguro member list')`,
+    );
+  }
+  return n;
+}
+
+async function change(options: TargetOptions, request: MemberRequest): Promise<void> {
+  const target = targetOf(options);
+  try {
+    const answer = await withLeader(
+      target.address,
+      target.credentials,
+      (c) => c.requestJson<{ message: string }>(Op.member, request),
+    );
+    print(answer.message);
+  } catch (e) {
+    throw cliErrorOf(e);
+  }
+}
+
+function targetFlags<T extends Command>(command: T): T {
+  return command
+    .option(
+      "--data-dir <dir>",
+      "use the node of this data dir (default $SEGURO_DATA_DIR or ~/.seguro)",
+    )
+    .option("--cluster <host:port>", "use this member instead (needs the token)", addressOption)
+    .option("--token-file <file>", "file holding the cluster token (or set SEGURO_TOKEN)") as T;
+}
+
+/** Builds the `member` command group. */
+export function memberCommand(): CommandUnknownOpts {
+  const group = new Command("member").description(
+    "list and change the cluster's members (one change at a time)",
+  );
+
+  targetFlags(group.command("list").description("list members: id, address, voter or learner"))
+    .option("--json", "print JSON")
+    .action(async (options: TargetOptions & { json?: boolean }) => {
+      const target = targetOf(options);
+      let status;
+      try {
+        status = await clusterStatus(target.address, target.credentials);
+      } catch (e) {
+        throw cliErrorOf(e);
+      }
+      const rows = status.rows.map((r) => ({
+        id: r.id,
+        address: r.address,
+        membership: r.membership,
+        leader: r.id === status.leaderId,
+        health: r.health,
+      }));
+      if (options.json) {
+        print(toJson(rows));
+        return;
+      }
+      print(formatTable(rows, [
+        { header: "id", cell: (r) => String(r.id), right: true },
+        { header: "address", cell: (r) => r.address ?? "?" },
+        { header: "membership", cell: (r) => r.membership + (r.leader ? " (leader)" : "") },
+        { header: "health", cell: (r) => r.health },
+      ]));
+    });
+
+  targetFlags(
+    group.command("add").description(
+      "register a learner at HOST:PORT (then run 'seguro join' there)",
+    ),
+  )
+    .argument("<host:port>", "the new member's address", addressOption)
+    .action((address: string, options: TargetOptions) =>
+      change(options, { action: "add", address })
+    );
+
+  targetFlags(
+    group.command("remove").description("remove a member (refused if the rest would lose quorum)"),
+  )
+    .argument("<id>", "node id", nodeIdArgument)
+    .option("--force", "remove even if the remaining voters cannot form a quorum now")
+    .action((nodeId: number, options: TargetOptions & { force?: boolean }) =>
+      change(options, { action: "remove", nodeId, force: options.force === true })
+    );
+
+  targetFlags(
+    group.command("promote").description(
+      "make a learner a voter now (normally automatic once caught up)",
+    ),
+  )
+    .argument("<id>", "node id", nodeIdArgument)
+    .action((nodeId: number, options: TargetOptions) =>
+      change(options, { action: "promote", nodeId })
+    );
+
+  targetFlags(group.command("transfer-leader").description("hand leadership to another voter"))
+    .argument("<id>", "node id", nodeIdArgument)
+    .action((nodeId: number, options: TargetOptions) =>
+      change(options, { action: "transfer", nodeId })
+    );
+
+  return group;
+}

@@ -1,0 +1,103 @@
+/**
+ * `seguro run`: runs an existing node; with `--machines`, first bootstraps a
+ * static cluster from a list of addresses.
+ * @module
+ */
+
+import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
+import { Store } from "../cluster/store.ts";
+import { readNodeFile, writeNodeFiles } from "../cluster/datadir.ts";
+import { Machine } from "../cluster/machine.ts";
+import { CliError, UsageError } from "./errors.ts";
+import {
+  addressOption,
+  cliErrorOf,
+  dataDirOf,
+  runNode,
+  tokenFromOptions,
+} from "./cluster_options.ts";
+import { note } from "./output.ts";
+
+function machinesOption(value: string): string[] {
+  const list = value.split(",").map((s) => s.trim()).filter((s) => s !== "");
+  if (list.length === 0) throw new UsageError("--machines needs at least one HOST:PORT");
+  const out = list.map(addressOption);
+  if (new Set(out).size !== out.length) throw new UsageError("--machines lists an address twice");
+  return out;
+}
+
+/** Builds the `run` command. */
+export function runCommand(): CommandUnknownOpts {
+  return new Command("run")
+    .description("run this machine's node in the foreground (SIGINT/SIGTERM stop it cleanly)")
+    .option("--data-dir <dir>", "the node's data dir (default $SEGURO_DATA_DIR or ~/.seguro)")
+    .option(
+      "--listen <host:port>",
+      "listen here instead of the address recorded at init/join",
+      addressOption,
+    )
+    .option(
+      "--advertise <host:port>",
+      "advertise this address instead of the recorded one",
+      addressOption,
+    )
+    .option(
+      "--machines <list>",
+      "bootstrap a static cluster: every member's HOST:PORT, comma-separated, same order on every machine (needs the token)",
+      machinesOption,
+    )
+    .option("--token <token>", "cluster token for --machines (prefer SEGURO_TOKEN or --token-file)")
+    .option("--token-file <file>", "file holding the cluster token")
+    .action(async (options) => {
+      const dir = dataDirOf(options);
+      if (options.machines !== undefined && readNodeFile(dir) === undefined) {
+        bootstrapStatic(dir, options.machines, options);
+      }
+      const code = await runNode(dir, { listen: options.listen, advertise: options.advertise });
+      if (code !== 0) throw new CliError("the node stopped after a fatal error; see the log above");
+    });
+}
+
+function bootstrapStatic(
+  dir: string,
+  machines: string[],
+  options: { listen?: string; advertise?: string; token?: string; tokenFile?: string },
+): void {
+  const credentials = tokenFromOptions(options);
+  if (credentials === undefined) {
+    throw new UsageError(
+      "--machines needs the cluster token on every machine: make one with 'seguro token new', then set SEGURO_TOKEN",
+    );
+  }
+  const self = options.advertise ?? options.listen;
+  const position = self === undefined ? -1 : machines.indexOf(self);
+  if (position < 0) {
+    throw new UsageError(
+      "--machines: pass --advertise (or --listen) with this machine's own entry of the list",
+    );
+  }
+  const nodeId = position + 1;
+  const ids = machines.map((_, i) => i + 1);
+  let store: Store;
+  try {
+    store = Store.create(dir, {
+      identity: { clusterId: credentials.clusterId, nodeId, groupId: 1 },
+      secret: credentials.secret,
+      conf: { voters: ids, learners: [] },
+      settings: { listen: options.listen ?? self!, advertise: self! },
+    });
+  } catch (e) {
+    throw cliErrorOf(e);
+  }
+  // Every machine seeds the same addresses: the same state as if they had been applied.
+  const machine = new Machine(store);
+  machines.forEach((address, i) => machine.setAddress(i + 1, address));
+  store.close();
+  writeNodeFiles(dir, {
+    clusterId: credentials.clusterId,
+    nodeId,
+    listen: options.listen ?? self!,
+    advertise: self!,
+  }, credentials);
+  note(`bootstrapped node ${nodeId} of a static ${machines.length}-node cluster in ${dir}`);
+}

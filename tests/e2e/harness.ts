@@ -1,0 +1,239 @@
+/**
+ * Real clusters for end-to-end tests: `seguro` child processes on loopback,
+ * random free ports, temp data dirs, always cleaned up. Tests wait on log
+ * lines and answers, never on sleeps.
+ * @module
+ */
+
+import { fileURLToPath } from "node:url";
+import { join } from "node:path";
+import { ClusterClient, decodeIndex, Op, withLeader } from "../../cluster/api.ts";
+import { decodeToken } from "../../cluster/token.ts";
+import type { ClusterCredentials } from "../../cluster/token.ts";
+import type { NodeStatus } from "../../cluster/node.ts";
+
+const MAIN = fileURLToPath(new URL("../../main.ts", import.meta.url));
+
+/** A port nothing listens on right now. */
+export function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = l.addr.port;
+  l.close();
+  return port;
+}
+
+/** One `seguro` child process and its log. */
+export class NodeProcess {
+  readonly child: Deno.ChildProcess;
+  readonly lines: string[] = [];
+  readonly exited: Promise<Deno.CommandStatus>;
+  #waiters: { re: RegExp; from: number; resolve: (line: string) => void }[] = [];
+
+  constructor(args: string[], env: Record<string, string> = {}) {
+    this.child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", MAIN, ...args],
+      env: { NO_COLOR: "1", ...env },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const pumps = [this.#pump(this.child.stdout), this.#pump(this.child.stderr)];
+    // Exited means: the process ended and every line it wrote has been read.
+    this.exited = Promise.all(pumps).then(() => this.child.status);
+  }
+
+  async #pump(stream: ReadableStream<Uint8Array>): Promise<void> {
+    let rest = "";
+    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+      rest += chunk;
+      const parts = rest.split("\n");
+      rest = parts.pop()!;
+      for (const line of parts) this.#add(line);
+    }
+    if (rest !== "") this.#add(rest);
+  }
+
+  #add(line: string): void {
+    if (Deno.env.get("SEGURO_E2E_VERBOSE")) console.error(`  | ${line}`);
+    this.lines.push(line);
+    const n = this.lines.length - 1;
+    this.#waiters = this.#waiters.filter((w) => {
+      if (n >= w.from && w.re.test(line)) {
+        w.resolve(line);
+        return false;
+      }
+      return true;
+    });
+  }
+
+  /** Log position, to wait only for lines after it. */
+  mark(): number {
+    return this.lines.length;
+  }
+
+  /** Resolves with the first line matching `re` at or after `from`. */
+  waitFor(re: RegExp, from = 0, timeoutMs = 30_000): Promise<string> {
+    for (let i = from; i < this.lines.length; i++) {
+      if (re.test(this.lines[i])) return Promise.resolve(this.lines[i]);
+    }
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        reject(
+          new Error(
+            `no log line matching ${re} within ${timeoutMs} ms; log:\n${
+              this.lines.slice(-30).join("\n")
+            }`,
+          ),
+        );
+      }, timeoutMs);
+      this.#waiters.push({
+        re,
+        from,
+        resolve: (line) => {
+          clearTimeout(timer);
+          resolve(line);
+        },
+      });
+      this.exited.then(() => {
+        // A process that exits cannot print more; let the timer report.
+      });
+    });
+  }
+
+  /** Sends a signal (SIGKILL by default) and waits for the exit. */
+  async kill(signal: Deno.Signal = "SIGKILL"): Promise<Deno.CommandStatus> {
+    try {
+      this.child.kill(signal);
+    } catch {
+      // already exited
+    }
+    return await this.exited;
+  }
+}
+
+/** A member of a test cluster. */
+export interface TestMember {
+  /** Node id. */
+  id: number;
+  /** host:port. */
+  address: string;
+  /** Data dir. */
+  dir: string;
+  /** The running process, if any. */
+  proc: NodeProcess | undefined;
+}
+
+/** A cluster of real processes in a temp dir. */
+export class TestCluster {
+  readonly root: string;
+  readonly members = new Map<number, TestMember>();
+  credentials!: ClusterCredentials;
+  token = "";
+
+  private constructor(root: string) {
+    this.root = root;
+  }
+
+  /** `seguro init` of node 1, waiting until it leads. */
+  static async init(): Promise<TestCluster> {
+    const c = new TestCluster(await Deno.makeTempDir({ prefix: "seguro-e2e-" }));
+    const address = `127.0.0.1:${freePort()}`;
+    const dir = join(c.root, "n1");
+    const proc = new NodeProcess(["init", "--data-dir", dir, "--listen", address]);
+    c.members.set(1, { id: 1, address, dir, proc });
+    await proc.waitFor(/became leader/);
+    c.token = (await Deno.readTextFile(join(dir, "token"))).trim();
+    c.credentials = decodeToken(c.token);
+    return c;
+  }
+
+  /** `seguro join` of a new node; resolves once the leader has promoted it to voter. */
+  async join(): Promise<TestMember> {
+    const address = `127.0.0.1:${freePort()}`;
+    const dir = join(this.root, `n${this.members.size + 1}-${address.split(":")[1]}`);
+    const leader = this.leader();
+    const mark = leader?.proc?.mark() ?? 0;
+    const proc = new NodeProcess(
+      ["join", this.anyAddress(), "--data-dir", dir, "--listen", address],
+      { SEGURO_TOKEN: this.token },
+    );
+    const line = await proc.waitFor(/joined as node (\d+)/);
+    const id = Number(/joined as node (\d+)/.exec(line)![1]);
+    const member = { id, address, dir, proc };
+    this.members.set(id, member);
+    if (leader?.proc) await leader.proc.waitFor(new RegExp(`promoted node ${id} to voter`), mark);
+    return member;
+  }
+
+  /** Restarts a stopped member with `seguro run`. */
+  restart(id: number): NodeProcess {
+    const m = this.members.get(id)!;
+    m.proc = new NodeProcess(["run", "--data-dir", m.dir]);
+    return m.proc;
+  }
+
+  /** Address of some running member. */
+  anyAddress(): string {
+    for (const m of this.members.values()) if (m.proc) return m.address;
+    throw new Error("no member is running");
+  }
+
+  /** The member whose log last said it became leader (a hint; the cluster is the truth). */
+  leader(): TestMember | undefined {
+    let best: TestMember | undefined;
+    let bestTerm = -1;
+    for (const m of this.members.values()) {
+      if (!m.proc) continue;
+      for (const line of m.proc.lines) {
+        const t = /became leader at term (\d+)/.exec(line);
+        if (t && Number(t[1]) > bestTerm) {
+          bestTerm = Number(t[1]);
+          best = m;
+        }
+      }
+    }
+    return best;
+  }
+
+  /** Status of one member. */
+  async status(id: number): Promise<NodeStatus> {
+    const client = await ClusterClient.connect(this.members.get(id)!.address, this.credentials);
+    try {
+      return await client.requestJson<NodeStatus>(Op.status);
+    } finally {
+      client.close();
+    }
+  }
+
+  /** Writes `payloads` through the leader, `inFlight` at a time; returns index -> payload of the acknowledged ones. */
+  async write(payloads: Uint8Array[], inFlight = 16): Promise<Map<number, Uint8Array>> {
+    const acked = new Map<number, Uint8Array>();
+    const start = this.leader()?.proc ? this.leader()!.address : this.anyAddress();
+    await withLeader(start, this.credentials, async (client) => {
+      let next = 0;
+      const worker = async () => {
+        while (next < payloads.length) {
+          const p = payloads[next++];
+          acked.set(decodeIndex(await client.request(Op.propose, p)), p);
+        }
+      };
+      await Promise.all(Array.from({ length: inFlight }, worker));
+    });
+    return acked;
+  }
+
+  /** Kills every process and removes the temp dir. */
+  async destroy(): Promise<void> {
+    for (const m of this.members.values()) await m.proc?.kill();
+    await Deno.remove(this.root, { recursive: true }).catch(() => {});
+  }
+}
+
+/** `count` distinct payloads of `size` bytes, tagged with `tag`. */
+export function payloads(tag: string, count: number, size = 100): Uint8Array[] {
+  return Array.from({ length: count }, (_, i) => {
+    const p = new Uint8Array(size);
+    p.set(new TextEncoder().encode(`${tag}-${i}`));
+    return p;
+  });
+}
