@@ -9,6 +9,11 @@
  *         2 propose  payload: opaque bytes   answer: index:u64 (once committed and applied)
  *         3 join     payload: JSON {address} answer: JSON JoinAnswer
  *         4 member   payload: JSON MemberRequest  answer: JSON {message}
+ *         6 ship     payload: JSON ShipRequest   answer: JSON (see cluster/node.ts)
+ *         7 events   payload: an events command (cluster/machine.ts)  answer: JSON ApplyResult
+ *         8 log      payload: ship:16 from:u64 count:u32 waitMs:u32
+ *                    answer: n:u32 (eve:u64 mug:u32 job:bytes)*n  (applied events; waits
+ *                    up to waitMs for event `from` to exist, for `log tail -f`)
  *         5 read     payload: from:u64 count:u32 waitMs:u32
  *                    answer: n:u32 (index:u64 term:u64 type:u8 data:bytes)*n
  *                    committed entries from `from` (at most `count`, at most 4 MiB of data);
@@ -26,7 +31,16 @@ import { parseAddress } from "./address.ts";
 import type { ClusterCredentials } from "./token.ts";
 
 /** Request kinds. */
-export const Op = { status: 1, propose: 2, join: 3, member: 4, read: 5 } as const;
+export const Op = {
+  status: 1,
+  propose: 2,
+  join: 3,
+  member: 4,
+  read: 5,
+  ship: 6,
+  events: 7,
+  log: 8,
+} as const;
 /** Response kinds. */
 export const Status = { ok: 0, error: 1, notLeader: 2 } as const;
 
@@ -333,6 +347,58 @@ export function decodeEntries(payload: Uint8Array): LogEntryView[] {
       type: r.u8("type"),
       data: r.bytes("data"),
     });
+  }
+  return out;
+}
+
+/** One event as `log` returns it. */
+export interface EventView {
+  /** Event number. */
+  eve: number;
+  /** Stored mug. */
+  mug: number;
+  /** Jam bytes of the job. */
+  job: Uint8Array;
+}
+
+/** Encodes a `log` request. */
+export function encodeLogRequest(
+  shipKeyBytes: Uint8Array,
+  from: number,
+  count: number,
+  waitMs = 0,
+): Uint8Array {
+  return new ByteWriter(32).raw(shipKeyBytes).u64(from).u32(count).u32(waitMs).finish();
+}
+
+/** Decodes a `log` request. */
+export function decodeLogRequest(
+  payload: Uint8Array,
+): { key: Uint8Array; from: number; count: number; waitMs: number } {
+  const r = new ByteReader(payload);
+  const key = r.raw(16, "ship");
+  const from = r.u64("from");
+  const count = r.u32("count");
+  const waitMs = Math.min(r.u32("wait"), READ_WAIT_MS_MAX);
+  r.end("log request");
+  return { key, from, count, waitMs };
+}
+
+/** Encodes a `log` answer. */
+export function encodeEvents(events: readonly EventView[]): Uint8Array {
+  const w = new ByteWriter(64 + events.reduce((n, e) => n + 16 + e.job.length, 0));
+  w.u32(events.length);
+  for (const e of events) w.u64(e.eve).u32(e.mug).bytes(e.job);
+  return w.finish();
+}
+
+/** Decodes a `log` answer. */
+export function decodeEvents(payload: Uint8Array): EventView[] {
+  const r = new ByteReader(payload);
+  const n = r.u32("event count");
+  const out: EventView[] = [];
+  for (let i = 0; i < n; i++) {
+    out.push({ eve: r.u64("eve"), mug: r.u32("mug"), job: r.bytes("job") });
   }
   return out;
 }

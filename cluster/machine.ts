@@ -5,23 +5,57 @@
  *
  * ```
  * command := kind:u8 body
- * kind 1  raw      body: opaque bytes (test and benchmark writes; no effect)
- * kind 2  address  body: nodeId:u32 address:text   (where a member listens)
+ * kind 1  raw      opaque bytes (test and benchmark writes; no effect)
+ * kind 2  address  nodeId:u32 address:text           (where a member listens)
+ * kind 3  shipAdd  ship:16 fake:u8 optimism:i32 life:u32
+ * kind 4  shipRemove  ship:16
+ * kind 5  shipSet  ship:16 optimism:i32
+ * kind 6  events   ship:16 firstEve:u64 n:u32 (mug:u32 job:bytes)*n
+ * ship := 16 bytes, big-endian;  optimism -1 = the cluster default (quorum)
  * ```
- * Applying is idempotent, so entries re-applied after a restart (those after
- * the last persisted applied index) change nothing.
+ * Applying is deterministic and idempotent: an event already stored with the
+ * same mug and bytes is skipped; a different event at an existing number, or
+ * a gap, is refused the same way on every node. Entries re-applied after a
+ * restart change nothing.
  * @module
  */
 
+import type { StatementSync } from "node:sqlite";
 import { ByteReader, ByteWriter } from "./codec.ts";
+import { shipKey, shipOfKey, ShipTables } from "./ships.ts";
+import type { Store } from "./store.ts";
 
 /** Kinds of command in a `normal` entry. */
-export const CommandKind = { raw: 1, address: 2 } as const;
+export const CommandKind = {
+  raw: 1,
+  address: 2,
+  shipAdd: 3,
+  shipRemove: 4,
+  shipSet: 5,
+  events: 6,
+} as const;
+
+/** One event in an `events` command. */
+export interface PlannedEvent {
+  /** Mug of the kernel after the event (0 for boot events). */
+  mug: number;
+  /** The job's jam bytes. */
+  job: Uint8Array;
+}
 
 /** A decoded command. */
 export type Command =
   | { kind: "raw"; data: Uint8Array }
-  | { kind: "address"; nodeId: number; address: string };
+  | { kind: "address"; nodeId: number; address: string }
+  | { kind: "shipAdd"; ship: bigint; fake: boolean; optimism: number; life: number }
+  | { kind: "shipRemove"; ship: bigint }
+  | { kind: "shipSet"; ship: bigint; optimism: number }
+  | { kind: "events"; ship: bigint; firstEve: number; events: PlannedEvent[] };
+
+/** What applying one command did. */
+export type ApplyResult =
+  | { ok: true; appended: number; skipped: number }
+  | { ok: false; reason: string; appended: number; skipped: number };
 
 /** Encodes a raw write (opaque bytes). */
 export function encodeRaw(data: Uint8Array): Uint8Array {
@@ -31,47 +65,107 @@ export function encodeRaw(data: Uint8Array): Uint8Array {
   return out;
 }
 
-/** Encodes "node `nodeId` listens at `address`". */
-export function encodeAddress(nodeId: number, address: string): Uint8Array {
-  return new ByteWriter(64).u8(CommandKind.address).u32(nodeId).text(address).finish();
+/** Encodes a command other than raw. */
+export function encodeCommand(c: Exclude<Command, { kind: "raw" }>): Uint8Array {
+  switch (c.kind) {
+    case "address":
+      return new ByteWriter(64).u8(CommandKind.address).u32(c.nodeId).text(c.address).finish();
+    case "shipAdd":
+      return new ByteWriter(32).u8(CommandKind.shipAdd).raw(shipKey(c.ship)).u8(c.fake ? 1 : 0)
+        .u32(c.optimism >>> 0).u32(c.life).finish();
+    case "shipRemove":
+      return new ByteWriter(17).u8(CommandKind.shipRemove).raw(shipKey(c.ship)).finish();
+    case "shipSet":
+      return new ByteWriter(21).u8(CommandKind.shipSet).raw(shipKey(c.ship)).u32(c.optimism >>> 0)
+        .finish();
+    case "events": {
+      const size = 29 + c.events.reduce((n, e) => n + 8 + e.job.length, 0);
+      const w = new ByteWriter(size).u8(CommandKind.events).raw(shipKey(c.ship)).u64(c.firstEve)
+        .u32(c.events.length);
+      for (const e of c.events) w.u32(e.mug).bytes(e.job);
+      return w.finish();
+    }
+  }
 }
 
-/** Decodes a command; throws WireError when malformed. */
+/** Encodes "node `nodeId` listens at `address`". */
+export function encodeAddress(nodeId: number, address: string): Uint8Array {
+  return encodeCommand({ kind: "address", nodeId, address });
+}
+
+/** Decodes a command; throws WireError or RangeError when malformed. */
 export function decodeCommand(data: Uint8Array): Command {
   const r = new ByteReader(data);
   const kind = r.u8("command kind");
-  if (kind === CommandKind.raw) return { kind: "raw", data: data.subarray(1) };
-  if (kind === CommandKind.address) {
-    const nodeId = r.u32("node id");
-    const address = r.text("address");
-    r.end("address command");
-    return { kind: "address", nodeId, address };
+  let c: Command;
+  switch (kind) {
+    case CommandKind.raw:
+      return { kind: "raw", data: data.subarray(1) };
+    case CommandKind.address:
+      c = { kind: "address", nodeId: r.u32("node id"), address: r.text("address") };
+      break;
+    case CommandKind.shipAdd:
+      c = {
+        kind: "shipAdd",
+        ship: shipOfKey(r.raw(16, "ship")),
+        fake: r.u8("fake") === 1,
+        optimism: r.u32("optimism") | 0,
+        life: r.u32("life"),
+      };
+      break;
+    case CommandKind.shipRemove:
+      c = { kind: "shipRemove", ship: shipOfKey(r.raw(16, "ship")) };
+      break;
+    case CommandKind.shipSet:
+      c = { kind: "shipSet", ship: shipOfKey(r.raw(16, "ship")), optimism: r.u32("optimism") | 0 };
+      break;
+    case CommandKind.events: {
+      const ship = shipOfKey(r.raw(16, "ship"));
+      const firstEve = r.u64("first event");
+      const n = r.u32("event count");
+      if (n * 8 > r.remaining) throw new RangeError(`An events command claims ${n} events`);
+      const events: PlannedEvent[] = [];
+      for (let i = 0; i < n; i++) events.push({ mug: r.u32("mug"), job: r.bytes("job") });
+      c = { kind: "events", ship, firstEve, events };
+      break;
+    }
+    default:
+      throw new RangeError(`Unknown command kind ${kind} in a committed entry`);
   }
-  throw new RangeError(`Unknown command kind ${kind} in a committed entry`);
-}
-
-/** Where the machine keeps what must survive a restart. */
-export interface MachineStore {
-  /** Reads a setting. */
-  getSetting(key: string): string | undefined;
-  /** Writes a setting durably. */
-  setSetting(key: string, value: string): void;
+  r.end(`${c.kind} command`);
+  return c;
 }
 
 const ADDRESS_PREFIX = "member.address.";
 
-/** The applied state: member addresses, and counters of raw writes. */
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** Formats a ship for messages; kept here so cluster/ does not depend on vere/. */
+export type ShipName = (ship: bigint) => string;
+
+/** The applied state: member addresses and ships' event logs. */
 export class Machine {
-  readonly #store: MachineStore;
+  readonly #setSetting: StatementSync;
   readonly #addresses = new Map<number, string>();
+  readonly #name: ShipName;
+  /** The ship tables (read them freely; only the machine writes). */
+  readonly ships: ShipTables;
   /** Raw writes applied since this process started. */
   rawApplied = 0;
   /** Bytes of raw writes applied since this process started. */
   rawBytesApplied = 0;
 
-  /** Loads the addresses already applied. */
-  constructor(store: MachineStore) {
-    this.#store = store;
+  /** Loads the addresses already applied. `name` renders ships in refusals. */
+  constructor(store: Store, name: ShipName = (s) => `ship ${s}`) {
+    this.#name = name;
+    this.ships = new ShipTables(store.database);
+    this.#setSetting = store.database.prepare(
+      "INSERT INTO setting (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    );
     const listed = store.getSetting("member.ids");
     for (const id of listed ? listed.split(",").map(Number) : []) {
       const address = store.getSetting(ADDRESS_PREFIX + id);
@@ -84,23 +178,100 @@ export class Machine {
     return this.#addresses;
   }
 
-  /** Records an address durably (used when applying, and when seeding a static cluster). */
+  /** Records an address (inside an apply transaction). */
   setAddress(nodeId: number, address: string): void {
     if (this.#addresses.get(nodeId) === address) return;
     this.#addresses.set(nodeId, address);
-    this.#store.setSetting(ADDRESS_PREFIX + nodeId, address);
-    this.#store.setSetting("member.ids", [...this.#addresses.keys()].join(","));
+    this.#setSetting.run(ADDRESS_PREFIX + nodeId, address);
+    this.#setSetting.run("member.ids", [...this.#addresses.keys()].join(","));
   }
 
-  /** Applies one committed `normal` entry's data. */
-  apply(data: Uint8Array): Command {
-    const command = decodeCommand(data);
-    if (command.kind === "raw") {
-      this.rawApplied++;
-      this.rawBytesApplied += command.data.length;
-    } else {
-      this.setAddress(command.nodeId, command.address);
+  /** Applies one committed `normal` entry (inside an apply transaction). */
+  apply(data: Uint8Array, entryIndex: number): ApplyResult {
+    const c = decodeCommand(data);
+    const done: ApplyResult = { ok: true, appended: 0, skipped: 0 };
+    switch (c.kind) {
+      case "raw":
+        this.rawApplied++;
+        this.rawBytesApplied += c.data.length;
+        return done;
+      case "address":
+        this.setAddress(c.nodeId, c.address);
+        return done;
+      case "shipAdd":
+        if (this.ships.get(c.ship) !== undefined) {
+          return {
+            ok: false,
+            reason: `${this.#name(c.ship)} is already on this cluster`,
+            appended: 0,
+            skipped: 0,
+          };
+        }
+        this.ships.insertShip({ ...c, addedIndex: entryIndex });
+        return done;
+      case "shipRemove":
+        if (this.ships.get(c.ship) === undefined) return this.#unknown(c.ship);
+        this.ships.deleteShip(c.ship);
+        return done;
+      case "shipSet":
+        if (this.ships.get(c.ship) === undefined) return this.#unknown(c.ship);
+        this.ships.setOptimism(c.ship, c.optimism);
+        return done;
+      case "events":
+        return this.#appendEvents(c.ship, c.firstEve, c.events, entryIndex);
     }
-    return command;
+  }
+
+  #unknown(ship: bigint): ApplyResult {
+    return {
+      ok: false,
+      reason: `${this.#name(ship)} is not on this cluster; add it with 'seguro ship add'`,
+      appended: 0,
+      skipped: 0,
+    };
+  }
+
+  #appendEvents(
+    ship: bigint,
+    firstEve: number,
+    events: readonly PlannedEvent[],
+    entryIndex: number,
+  ): ApplyResult {
+    const info = this.ships.get(ship);
+    if (info === undefined) return this.#unknown(ship);
+    let last = info.lastEve;
+    let appended = 0;
+    let skipped = 0;
+    for (let i = 0; i < events.length; i++) {
+      const eve = firstEve + i;
+      const e = events[i];
+      if (eve <= last) {
+        const stored = this.ships.event(ship, eve);
+        if (stored !== undefined && stored.mug === e.mug && sameBytes(stored.job, e.job)) {
+          skipped++;
+          continue;
+        }
+        return {
+          ok: false,
+          reason: `${this.#name(ship)} already has a different event ${eve}; re-sync from event ${
+            last + 1
+          }`,
+          appended,
+          skipped,
+        };
+      }
+      if (eve !== last + 1) {
+        return {
+          ok: false,
+          reason: `${this.#name(ship)}'s last event is ${last}; event ${eve} would leave a gap`,
+          appended,
+          skipped,
+        };
+      }
+      this.ships.appendEvent(ship, { eve, mug: e.mug, job: e.job, entryIndex });
+      last = eve;
+      appended++;
+    }
+    return { ok: true, appended, skipped };
   }
 }

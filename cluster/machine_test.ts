@@ -1,14 +1,45 @@
 import assert from "node:assert/strict";
-import { decodeCommand, encodeAddress, encodeRaw, Machine } from "./machine.ts";
+import {
+  type ApplyResult,
+  decodeCommand,
+  encodeAddress,
+  encodeCommand,
+  encodeRaw,
+  Machine,
+} from "./machine.ts";
+import { Store } from "./store.ts";
 
-/** A settings map standing in for the store's settings table. */
-function memoryStore() {
-  const m = new Map<string, string>();
-  return {
-    getSetting: (k: string) => m.get(k),
-    setSetting: (k: string, v: string) => void m.set(k, v),
-    map: m,
-  };
+async function withStore(f: (store: Store, dir: string) => void | Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "seguro-machine-" });
+  const store = Store.create(dir, {
+    identity: { clusterId: "ab".repeat(16), nodeId: 1, groupId: 1 },
+    secret: new Uint8Array(32).fill(3),
+    conf: { voters: [1], learners: [] },
+  });
+  try {
+    await f(store, dir);
+  } finally {
+    store.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** Applies commands as if committed at indexes 1, 2, ... (the store needs log entries there). */
+function applyAll(store: Store, machine: Machine, commands: Uint8Array[], from = 1) {
+  store.persist({
+    entries: commands.map((data, i) => ({
+      index: from + i,
+      term: 1,
+      type: "normal" as const,
+      data,
+    })),
+    hardState: { term: 1, vote: 1, commit: from + commands.length - 1 },
+  });
+  const results: ApplyResult[] = [];
+  store.applyTransaction(from + commands.length - 1, () => {
+    commands.forEach((c, i) => results.push(machine.apply(c, from + i)));
+  });
+  return results;
 }
 
 Deno.test("commands round-trip and unknown kinds are refused", () => {
@@ -17,22 +48,84 @@ Deno.test("commands round-trip and unknown kinds are refused", () => {
     nodeId: 7,
     address: "10.0.0.7:7700",
   });
+  const events = {
+    kind: "events" as const,
+    ship: (1n << 127n) + 5n,
+    firstEve: 9,
+    events: [{ mug: 0xdeadbeef, job: new Uint8Array([1, 2]) }],
+  };
+  assert.deepEqual(decodeCommand(encodeCommand(events)), events);
+  const set = { kind: "shipSet" as const, ship: 0n, optimism: -1 };
+  assert.deepEqual(decodeCommand(encodeCommand(set)), set);
   const raw = decodeCommand(encodeRaw(new Uint8Array([1, 2, 3])));
-  assert.equal(raw.kind, "raw");
   assert.deepEqual(raw.kind === "raw" && [...raw.data], [1, 2, 3]);
   assert.throws(() => decodeCommand(new Uint8Array([99])), /Unknown command kind 99/);
 });
 
-Deno.test("applying addresses is idempotent and survives a restart", () => {
-  const store = memoryStore();
-  const a = new Machine(store);
-  a.apply(encodeAddress(1, "a:1"));
-  a.apply(encodeAddress(2, "b:2"));
-  a.apply(encodeAddress(2, "b:2")); // re-applied after a restart: no change
-  a.apply(encodeAddress(1, "a:9")); // a node that moved
-  const b = new Machine(store);
-  assert.deepEqual([...b.addresses], [[1, "a:9"], [2, "b:2"]]);
-  b.apply(encodeRaw(new Uint8Array(10)));
-  assert.equal(b.rawApplied, 1);
-  assert.equal(b.rawBytesApplied, 10);
+Deno.test("addresses are applied, idempotent, and survive a reopen", async () => {
+  await withStore((store) => {
+    const m = new Machine(store);
+    applyAll(store, m, [
+      encodeAddress(1, "a:1"),
+      encodeAddress(2, "b:2"),
+      encodeAddress(2, "b:2"),
+      encodeAddress(1, "a:9"),
+    ]);
+    assert.deepEqual([...new Machine(store).addresses], [[1, "a:9"], [2, "b:2"]]);
+  });
+});
+
+Deno.test("ship events: contiguous, idempotent by (ship, eve), gaps and conflicts refused, ships independent", async () => {
+  await withStore((store) => {
+    const m = new Machine(store, (s) => `~ship${s}`);
+    const job = (n: number) => new Uint8Array([n, 1]);
+    const ev = (ship: bigint, firstEve: number, jobs: number[]) =>
+      encodeCommand({
+        kind: "events",
+        ship,
+        firstEve,
+        events: jobs.map((n) => ({ mug: n, job: job(n) })),
+      });
+    const results = applyAll(store, m, [
+      encodeCommand({ kind: "shipAdd", ship: 0n, fake: true, optimism: -1, life: 0 }),
+      encodeCommand({ kind: "shipAdd", ship: 1n, fake: true, optimism: 2, life: 0 }),
+      ev(0n, 1, [1, 2, 3]),
+      ev(1n, 1, [7]),
+      ev(0n, 2, [2, 3, 4]), // retried overlap: 2 and 3 skipped, 4 appended
+      ev(0n, 6, [6]), // gap
+      ev(0n, 3, [9]), // a different event 3
+      ev(5n, 1, [1]), // unknown ship
+      encodeCommand({ kind: "shipAdd", ship: 1n, fake: true, optimism: -1, life: 0 }),
+    ]);
+    assert.deepEqual(results.slice(0, 5).map((r) => [r.ok, r.appended, r.skipped]), [
+      [true, 0, 0],
+      [true, 0, 0],
+      [true, 3, 0],
+      [true, 1, 0],
+      [true, 1, 2],
+    ]);
+    assert.match(
+      results[5].ok ? "" : results[5].reason,
+      /last event is 4; event 6 would leave a gap/,
+    );
+    assert.match(results[6].ok ? "" : results[6].reason, /already has a different event 3/);
+    assert.match(results[7].ok ? "" : results[7].reason, /~ship5 is not on this cluster/);
+    assert.match(results[8].ok ? "" : results[8].reason, /already on this cluster/);
+    const zod = m.ships.get(0n)!;
+    assert.equal(zod.lastEve, 4);
+    assert.equal(zod.lastMug, 4);
+    assert.equal(zod.bytes, 8);
+    assert.deepEqual(m.ships.events(0n, 1, 10).map((e) => [e.eve, e.mug, [...e.job]]), [
+      [1, 1, [1, 1]],
+      [2, 2, [2, 1]],
+      [3, 3, [3, 1]],
+      [4, 4, [4, 1]],
+    ]);
+    assert.equal(m.ships.get(1n)!.lastEve, 1);
+    assert.equal(m.ships.get(1n)!.optimism, 2);
+    applyAll(store, m, [encodeCommand({ kind: "shipRemove", ship: 0n })], 10);
+    assert.equal(m.ships.get(0n), undefined);
+    assert.deepEqual(m.ships.events(0n, 1, 10), []);
+    assert.deepEqual(m.ships.list().map((s) => s.ship), [1n]);
+  });
 });

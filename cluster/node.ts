@@ -30,11 +30,23 @@ import {
 } from "../core/mod.ts";
 import type { PersistBatch, Store } from "./store.ts";
 import { Transport } from "./transport.ts";
-import { encodeAddress, encodeRaw, Machine } from "./machine.ts";
+import {
+  type ApplyResult,
+  decodeCommand,
+  encodeAddress,
+  encodeCommand,
+  encodeRaw,
+  Machine,
+} from "./machine.ts";
+import { SHIP_MAX, type ShipInfo, shipOfKey } from "./ships.ts";
+import { createHash } from "node:crypto";
+import { cue, jam } from "../vere/noun.ts";
 import {
   ApiError,
+  decodeLogRequest,
   decodeReadRequest,
   encodeEntries,
+  encodeEvents,
   encodeIndex,
   type LogEntryView,
   notLeader,
@@ -67,6 +79,8 @@ export interface NodeConfig {
   tickMs?: number;
   /** Election timeout in ticks. */
   electionTicks?: number;
+  /** Renders a ship in messages (e.g. `~zod`); cluster/ does not depend on vere/. */
+  shipName?: (ship: bigint) => string;
 }
 
 /** One member as `seguro status` shows it. */
@@ -121,6 +135,69 @@ export interface NodeStatus {
   store: { fsyncs: number; transactions: number; entriesWritten: number; bytesWritten: number };
 }
 
+/** A ship operation, as the CLI sends it (ships as decimal strings). */
+export interface ShipRequest {
+  /** What to do. */
+  action: "list" | "add" | "remove" | "verify";
+  /** The ship, as a decimal string of its @p number. */
+  ship?: string;
+  /** Add: a fake ship. */
+  fake?: boolean;
+  /** Add: number of boot formulas its log starts with. */
+  life?: number;
+}
+
+/** A ship as the admin protocol shows it. */
+export interface ShipJson {
+  /** Decimal @p number. */
+  ship: string;
+  /** Fake ship. */
+  fake: boolean;
+  /** Boot formulas at the start of its log. */
+  life: number;
+  /** Last event number. */
+  lastEve: number;
+  /** Last event's mug. */
+  lastMug: number;
+  /** Bytes of events stored. */
+  bytes: number;
+}
+
+/** What `verify` finds on one node. */
+export interface ShipVerify {
+  /** The node that checked. */
+  nodeId: number;
+  /** Decimal @p number. */
+  ship: string;
+  /** Last event number. */
+  lastEve: number;
+  /** Bytes of jam checked. */
+  bytes: number;
+  /** SHA-256 (hex) over every event's (eve:u64 mug:u32 job). */
+  digest: string;
+  /** The first problems found (at most 20). */
+  problems: { eve: number; problem: string }[];
+}
+
+function shipJson(info: ShipInfo): ShipJson {
+  return {
+    ship: String(info.ship),
+    fake: info.fake,
+    life: info.life,
+    lastEve: info.lastEve,
+    lastMug: info.lastMug,
+    bytes: info.bytes,
+  };
+}
+
+function parseShipField(text: string | undefined): bigint | undefined {
+  if (text === undefined) return undefined;
+  if (!/^[0-9]{1,39}$/.test(text) || BigInt(text) > SHIP_MAX) {
+    throw new ApiError(Status.error, `'${text}' is not a ship number`);
+  }
+  return BigInt(text);
+}
+
 /** What a node answers a `join`. */
 export interface JoinAnswer {
   /** The id the new node must use. */
@@ -145,9 +222,11 @@ export interface MemberRequest {
 
 interface Waiter {
   term: number;
-  resolve: () => void;
+  resolve: (result: ApplyResult) => void;
   reject: (e: Error) => void;
 }
+
+const APPLIED: ApplyResult = { ok: true, appended: 0, skipped: 0 };
 
 function cryptoRandomInt(maxExclusive: number): number {
   const buf = new Uint32Array(1);
@@ -205,7 +284,7 @@ export class ClusterNode {
       },
       initial,
     );
-    this.machine = new Machine(this.#store);
+    this.machine = new Machine(this.#store, config.shipName);
     this.#durableHardState = initial.hardState;
     this.transport = new Transport({
       clusterId: identity.clusterId,
@@ -333,32 +412,44 @@ export class ClusterNode {
       this.#persist({ hardState, entries: rd.entries, snapshot: rd.snapshot });
     }
     for (const m of rd.messagesAfterPersist) this.transport.send(m);
-    for (const e of rd.committedEntries) this.#apply(e);
+    const committed = rd.committedEntries;
+    if (committed.length > 0) {
+      // Apply the batch in one transaction (no fsync of its own), then answer.
+      const results: ApplyResult[] = [];
+      this.#store.applyTransaction(committed[committed.length - 1].index, () => {
+        for (const e of committed) results.push(this.#apply(e));
+      });
+      committed.forEach((e, i) => this.#answer(e, results[i]));
+    }
     this.raft.advance();
     this.#afterReady(rd);
   }
 
-  /** Writes one batch; the applied index saved never passes the commit index saved. */
+  /** Writes one batch durably (the applied index is kept by applyTransaction). */
   #persist(batch: PersistBatch): void {
-    const commit = (batch.hardState ?? this.#durableHardState).commit;
-    this.#store.persist({ ...batch, applied: Math.min(this.raft.appliedIndex, commit) });
+    this.#store.persist(batch);
     if (batch.hardState !== undefined) this.#durableHardState = batch.hardState;
     this.#pendingHardState = undefined;
   }
 
-  #apply(e: Entry): void {
-    if (e.type === "normal") this.machine.apply(e.data);
-    else if (e.type === "conf") {
+  #apply(e: Entry): ApplyResult {
+    if (e.type === "normal") return this.machine.apply(e.data, e.index);
+    if (e.type === "conf") {
       const record = decodeConfChangeRecord(e.data);
       this.#cfg.log(
         `membership: ${record.change.type} node ${record.change.nodeId} -> voters [${record.conf.voters}] learners [${record.conf.learners}]`,
       );
     }
+    return APPLIED;
+  }
+
+  /** Answers the clients waiting for entry `e`. */
+  #answer(e: Entry, result: ApplyResult): void {
     const waiting = this.#waiters.get(e.index);
     if (waiting === undefined) return;
     this.#waiters.delete(e.index);
     for (const w of waiting) {
-      if (w.term === e.term) w.resolve();
+      if (w.term === e.term) w.resolve(result);
       else {
         w.reject(
           new ApiError(
@@ -420,11 +511,12 @@ export class ClusterNode {
     this.transport.setPeers(peers);
   }
 
-  /** Resolves once the entry at `index` of `term` is applied here; rejects if it was replaced. */
-  #waitApplied(index: number, term: number): Promise<void> {
+  /** Resolves with the apply result once the entry at `index` of `term` is applied here. */
+  #waitApplied(index: number, term: number): Promise<ApplyResult> {
     if (this.raft.appliedIndex >= index) {
+      // Applied before we could wait (only possible for a one-node cluster); its result is gone.
       return this.raft.termAt(index) === term || this.raft.termAt(index) === undefined
-        ? Promise.resolve()
+        ? Promise.resolve(APPLIED)
         : Promise.reject(new ApiError(Status.error, "The write was replaced; retry it"));
     }
     return new Promise((resolve, reject) => {
@@ -451,12 +543,15 @@ export class ClusterNode {
     return result.index;
   }
 
-  async #proposeCommand(data: Uint8Array): Promise<void> {
+  /** Proposes a command; resolves once applied here, rejects with the reason if it was refused. */
+  async proposeCommand(data: Uint8Array): Promise<ApplyResult & { ok: true }> {
     this.#requireLeader();
     const result = this.raft.propose(data);
     if (!result.accepted) throw new ApiError(Status.error, result.reason);
     this.#kick();
-    await this.#waitApplied(result.index, result.term);
+    const applied = await this.#waitApplied(result.index, result.term);
+    if (!applied.ok) throw new ApiError(Status.error, applied.reason);
+    return applied;
   }
 
   async #changeConf(change: ConfChange): Promise<void> {
@@ -511,7 +606,7 @@ export class ClusterNode {
         }
       }
       const id = this.#nextNodeId();
-      await this.#proposeCommand(encodeAddress(id, address));
+      await this.proposeCommand(encodeAddress(id, address));
       await this.#changeConf({ type: "addLearner", nodeId: id });
       this.#cfg.log(`added node ${id} at ${address} as a learner`);
       return id;
@@ -567,6 +662,11 @@ export class ClusterNode {
 
   /** Resolves when the commit index reaches `index`, or after `waitMs`, or at stop. */
   #waitCommitted(index: number, waitMs: number): Promise<void> {
+    return this.#waitFor(() => this.raft.commitIndex >= index, waitMs);
+  }
+
+  /** Resolves when `ready()` holds after an apply, or after `waitMs`, or at stop. */
+  #waitFor(ready: () => boolean, waitMs: number): Promise<void> {
     return new Promise((resolve) => {
       const finish = () => {
         clearTimeout(timer);
@@ -574,7 +674,7 @@ export class ClusterNode {
         resolve();
       };
       const check = () => {
-        if (this.raft.commitIndex >= index || this.#stopping) finish();
+        if (ready() || this.#stopping) finish();
       };
       const timer = setTimeout(finish, waitMs);
       this.#commitWatchers.add(check);
@@ -583,6 +683,91 @@ export class ClusterNode {
 
   #notifyCommitWatchers(): void {
     for (const check of [...this.#commitWatchers]) check();
+  }
+
+  async #shipRequest(request: ShipRequest): Promise<unknown> {
+    const ship = parseShipField(request.ship);
+    switch (request.action) {
+      case "list":
+        return this.machine.ships.list().map(shipJson);
+      case "add":
+        await this.proposeCommand(encodeCommand({
+          kind: "shipAdd",
+          ship: ship!,
+          fake: request.fake === true,
+          optimism: -1,
+          life: Number(request.life ?? 0),
+        }));
+        return shipJson(this.machine.ships.get(ship!)!);
+      case "remove":
+        await this.proposeCommand(encodeCommand({ kind: "shipRemove", ship: ship! }));
+        return { removed: String(ship) };
+      case "verify":
+        return await this.#verifyShip(ship!);
+    }
+    throw new ApiError(Status.error, `Unknown ship action '${request.action}'`);
+  }
+
+  /**
+   * Checks one ship's log on this node: events numbered 1..last with no gap,
+   * each job a valid jam that re-jams to the same bytes; and a SHA-256 over
+   * (eve, mug, job) of every event, to compare across nodes. Yields between
+   * chunks so the node keeps serving.
+   */
+  async #verifyShip(ship: bigint): Promise<ShipVerify> {
+    const info = this.machine.ships.get(ship);
+    if (info === undefined) {
+      throw new ApiError(Status.error, `${this.#shipName(ship)} is not on this cluster`);
+    }
+    const hash = createHash("sha256");
+    const problems: { eve: number; problem: string }[] = [];
+    let expected = 1;
+    let bytes = 0;
+    while (expected <= info.lastEve) {
+      const chunk = this.machine.ships.events(ship, expected, 500);
+      if (chunk.length === 0) break;
+      for (const e of chunk) {
+        if (e.eve !== expected && problems.length < 20) {
+          problems.push({ eve: expected, problem: `missing (next stored is ${e.eve})` });
+        }
+        expected = e.eve + 1;
+        const head = new DataView(new ArrayBuffer(12));
+        head.setUint32(0, Math.floor(e.eve / 0x1_0000_0000));
+        head.setUint32(4, e.eve >>> 0);
+        head.setUint32(8, e.mug);
+        hash.update(new Uint8Array(head.buffer)).update(e.job);
+        bytes += e.job.length;
+        let problem: string | undefined;
+        try {
+          const again = jam(cue(e.job));
+          if (again.length !== e.job.length || again.some((b, i) => b !== e.job[i])) {
+            problem = "the stored jam does not re-jam to the same bytes";
+          }
+        } catch (err) {
+          problem = `the stored job is not a valid jam: ${(err as Error).message}`;
+        }
+        if (problem !== undefined && problems.length < 20) problems.push({ eve: e.eve, problem });
+      }
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    if (expected !== info.lastEve + 1 && problems.length < 20) {
+      problems.push({
+        eve: expected,
+        problem: `events end at ${expected - 1}, not ${info.lastEve}`,
+      });
+    }
+    return {
+      nodeId: this.id,
+      ship: String(ship),
+      lastEve: info.lastEve,
+      bytes,
+      digest: hash.digest("hex"),
+      problems,
+    };
+  }
+
+  #shipName(ship: bigint): string {
+    return this.#cfg.shipName?.(ship) ?? `ship ${ship}`;
   }
 
   /** Committed entries from `from` (at most `count`, at most 4 MiB of data) still in the log. */
@@ -658,6 +843,23 @@ export class ClusterNode {
         return json(this.status());
       case Op.propose:
         return encodeIndex(await this.propose(payload));
+      case Op.ship:
+        return json(await this.#shipRequest(body() as ShipRequest));
+      case Op.events: {
+        const command = decodeCommand(payload);
+        if (command.kind !== "events") {
+          throw new ApiError(Status.error, "An events request must carry an events command");
+        }
+        const applied = await this.proposeCommand(payload);
+        return json({ appended: applied.appended, skipped: applied.skipped });
+      }
+      case Op.log: {
+        const { key, from, count, waitMs } = decodeLogRequest(payload);
+        const ship = shipOfKey(key);
+        const have = () => (this.machine.ships.get(ship)?.lastEve ?? 0) >= from;
+        if (waitMs > 0 && !have()) await this.#waitFor(have, waitMs);
+        return encodeEvents(this.machine.ships.events(ship, from, count));
+      }
       case Op.read: {
         const { from, count, waitMs } = decodeReadRequest(payload);
         if (waitMs > 0 && this.raft.commitIndex < from) await this.#waitCommitted(from, waitMs);

@@ -37,7 +37,7 @@ import type {
 import { NO_NODE } from "../core/mod.ts";
 
 /** Version of the database schema this Seguro writes; see {@linkcode MIGRATIONS}. */
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 
 /** Name of the database file inside a data dir. */
 export const DATABASE_FILE = "seguro.db";
@@ -175,6 +175,30 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE TABLE setting (
         key TEXT PRIMARY KEY,
         value TEXT NOT NULL
+      ) STRICT;
+    `,
+  },
+  {
+    // The applied state of ships (cluster/ships.ts): each ship's event log.
+    version: 2,
+    sql: `
+      CREATE TABLE ship (
+        ship BLOB PRIMARY KEY,
+        fake INTEGER NOT NULL CHECK (fake IN (0, 1)),
+        optimism INTEGER NOT NULL,
+        life INTEGER NOT NULL,
+        last_eve INTEGER NOT NULL,
+        last_mug INTEGER NOT NULL,
+        bytes INTEGER NOT NULL,
+        added_index INTEGER NOT NULL
+      ) STRICT;
+      CREATE TABLE event (
+        ship BLOB NOT NULL,
+        eve INTEGER NOT NULL,
+        mug INTEGER NOT NULL,
+        job BLOB NOT NULL,
+        entry_index INTEGER NOT NULL,
+        PRIMARY KEY (ship, eve)
       ) STRICT;
     `,
   },
@@ -426,6 +450,45 @@ export class Store {
       entries,
       applied: s.applied,
     };
+  }
+
+  /**
+   * Runs `body` (writes to the applied-state tables through
+   * {@linkcode Store.database}) and records `applied` as the applied index, in
+   * one transaction that is NOT fsynced on its own: the write-ahead log is
+   * sequential, so the next `persist` (synchronous=FULL) makes it durable,
+   * and a crash before that loses a suffix of applied state together with
+   * its applied index, which the node re-applies from the Raft log. The
+   * stored commit index rises to at least `applied`.
+   */
+  applyTransaction(applied: number, body: () => void): void {
+    this.#check();
+    const old = this.#state;
+    invariant(
+      Number.isSafeInteger(applied) && applied >= old.applied && applied <= old.lastIndex,
+      () =>
+        `applied index ${applied} is outside ${old.applied}..${old.lastIndex} (stored applied..last index)`,
+    );
+    this.#transactions++;
+    const commit = Math.max(old.commit, applied);
+    const db = this.#db!;
+    db.exec("PRAGMA synchronous = NORMAL");
+    try {
+      this.#write(() => {
+        body();
+        this.#st.updateHardState.run(old.term, old.vote, commit, applied, this.identity.groupId);
+      });
+      this.#fsyncs--; // NORMAL: this commit did not fsync
+    } finally {
+      if (this.#db !== undefined) db.exec("PRAGMA synchronous = FULL");
+    }
+    this.#state = { ...old, commit, applied };
+  }
+
+  /** The open connection, for modules that own applied-state tables (use inside applyTransaction). */
+  get database(): DatabaseSync {
+    this.#check();
+    return this.#db!;
   }
 
   /**

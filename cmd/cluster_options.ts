@@ -12,6 +12,8 @@ import { ClusterNode } from "../cluster/node.ts";
 import { Store, StoreError } from "../cluster/store.ts";
 import { ApiError, ClientError } from "../cluster/api.ts";
 import { CliError, UsageError } from "./errors.ts";
+import type { CommandUnknownOpts } from "@commander-js/extra-typings";
+import { renderShip } from "../vere/event.ts";
 
 /** Options every cluster command accepts for finding its node or cluster. */
 export interface TargetOptions {
@@ -146,6 +148,7 @@ export async function runNode(
     listener,
     advertise,
     log: (line) => logLine(label, line),
+    shipName: renderShip,
   });
   const stop = () => {
     logLine(label, "stopping (signal)");
@@ -159,4 +162,19 @@ export async function runNode(
   Deno.removeSignalListener("SIGTERM", stop);
   logLine(label, cluster.fatal ? "stopped after a fatal error" : "stopped");
   return cluster.fatal ? 1 : 0;
+}
+
+/** Adds the flags every cluster command takes to find its cluster. */
+export function targetFlags<T extends CommandUnknownOpts>(command: T): T {
+  return command
+    .option(
+      "--data-dir <dir>",
+      "use the node of this data dir (default $SEGURO_DATA_DIR or ~/.seguro)",
+    )
+    .option("--cluster <host:port>", "use this member instead (needs the token)", addressOption)
+    .option("--token-file <file>", "file holding the cluster token (or set SEGURO_TOKEN)")
+    .option(
+      "--token <token>",
+      "the cluster token (visible in ps; prefer SEGURO_TOKEN or --token-file)",
+    ) as T;
 }

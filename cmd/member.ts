@@ -7,7 +7,13 @@ import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
 import { Op, withLeader } from "../cluster/api.ts";
 import type { MemberRequest } from "../cluster/node.ts";
 import { UsageError } from "./errors.ts";
-import { addressOption, cliErrorOf, targetOf, type TargetOptions } from "./cluster_options.ts";
+import {
+  addressOption,
+  cliErrorOf,
+  targetFlags,
+  targetOf,
+  type TargetOptions,
+} from "./cluster_options.ts";
 import { clusterStatus } from "./status.ts";
 import { formatTable, print, toJson } from "./output.ts";
 
@@ -33,16 +39,6 @@ async function change(options: TargetOptions, request: MemberRequest): Promise<v
   } catch (e) {
     throw cliErrorOf(e);
   }
-}
-
-function targetFlags<T extends Command>(command: T): T {
-  return command
-    .option(
-      "--data-dir <dir>",
-      "use the node of this data dir (default $SEGURO_DATA_DIR or ~/.seguro)",
-    )
-    .option("--cluster <host:port>", "use this member instead (needs the token)", addressOption)
-    .option("--token-file <file>", "file holding the cluster token (or set SEGURO_TOKEN)") as T;
 }
 
 /** Builds the `member` command group. */

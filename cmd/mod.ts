@@ -17,6 +17,8 @@ import { runCommand } from "./run.ts";
 import { statusCommand } from "./status.ts";
 import { memberCommand } from "./member.ts";
 import { tokenCommand } from "./token.ts";
+import { shipCommand } from "./ship.ts";
+import { logCommand } from "./log.ts";
 
 /** Applies the settings every command shares, to it and its subcommands. */
 function configure(command: Command): void {
@@ -39,6 +41,8 @@ export function buildCli(): Command {
   program.addCommand(runCommand());
   program.addCommand(statusCommand());
   program.addCommand(memberCommand());
+  program.addCommand(shipCommand());
+  program.addCommand(logCommand());
   program.addCommand(tokenCommand());
   program.addCommand(nounCommand());
   program.addCommand(pillCommand());

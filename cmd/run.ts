@@ -91,7 +91,7 @@ function bootstrapStatic(
   }
   // Every machine seeds the same addresses: the same state as if they had been applied.
   const machine = new Machine(store);
-  machines.forEach((address, i) => machine.setAddress(i + 1, address));
+  store.applyTransaction(0, () => machines.forEach((a, i) => machine.setAddress(i + 1, a)));
   store.close();
   writeNodeFiles(dir, {
     clusterId: credentials.clusterId,

@@ -135,6 +135,10 @@ export function statusCommand(): CommandUnknownOpts {
     )
     .option("--cluster <host:port>", "ask this member instead (needs the token)", addressOption)
     .option("--token-file <file>", "file holding the cluster token (or set SEGURO_TOKEN)")
+    .option(
+      "--token <token>",
+      "the cluster token (visible in ps; prefer SEGURO_TOKEN or --token-file)",
+    )
     .option("--json", "print JSON")
     .action(async (options) => {
       const target = targetOf(options);

@@ -33,32 +33,13 @@ async function committedEntries(c: TestCluster, id: number): Promise<Map<number,
  * has learned they are committed (a follower learns it a heartbeat later).
  */
 async function assertHolds(c: TestCluster, id: number, acked: Map<number, Uint8Array>) {
-  await waitCommitted(c, id, Math.max(...acked.keys()));
+  await c.waitCommitted(id, Math.max(...acked.keys()));
   const held = await committedEntries(c, id);
   for (const [index, payload] of acked) {
     const data = held.get(index);
     assert.ok(data !== undefined, `node ${id} lost acknowledged entry ${index}`);
     assert.deepEqual(data, encodeRaw(payload), `node ${id} entry ${index} differs`);
   }
-}
-
-/**
- * Waits until member `id` has committed `index`: a long-poll read on the node
- * answers as soon as it has (after a restart, first waits for it to listen).
- */
-async function waitCommitted(c: TestCluster, id: number, index: number): Promise<void> {
-  const m = c.members.get(id)!;
-  await m.proc!.waitFor(/listening at/);
-  const client = await ClusterClient.connect(m.address, c.credentials);
-  try {
-    for (let i = 0; i < 30; i++) {
-      const got = decodeEntries(await client.request(Op.read, encodeReadRequest(index, 1, 2000)));
-      if (got.length > 0) return;
-    }
-  } finally {
-    client.close();
-  }
-  throw new Error(`node ${id} did not commit index ${index} within a minute`);
 }
 
 Deno.test({

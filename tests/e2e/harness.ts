@@ -7,7 +7,14 @@
 
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
-import { ClusterClient, decodeIndex, Op, withLeader } from "../../cluster/api.ts";
+import {
+  ClusterClient,
+  decodeEntries,
+  decodeIndex,
+  encodeReadRequest,
+  Op,
+  withLeader,
+} from "../../cluster/api.ts";
 import { decodeToken } from "../../cluster/token.ts";
 import type { ClusterCredentials } from "../../cluster/token.ts";
 import type { NodeStatus } from "../../cluster/node.ts";
@@ -220,6 +227,26 @@ export class TestCluster {
       await Promise.all(Array.from({ length: inFlight }, worker));
     });
     return acked;
+  }
+
+  /**
+   * Waits until member `id` has committed (and so applied) `index`: a
+   * long-poll read answers as soon as it has (after a restart, it first
+   * waits for the node to listen).
+   */
+  async waitCommitted(id: number, index: number): Promise<void> {
+    const m = this.members.get(id)!;
+    await m.proc!.waitFor(/listening at/);
+    const client = await ClusterClient.connect(m.address, this.credentials);
+    try {
+      for (let i = 0; i < 30; i++) {
+        const got = decodeEntries(await client.request(Op.read, encodeReadRequest(index, 1, 2000)));
+        if (got.length > 0) return;
+      }
+    } finally {
+      client.close();
+    }
+    throw new Error(`node ${id} did not commit index ${index} within a minute`);
   }
 
   /** Kills every process and removes the temp dir. */

@@ -1,0 +1,208 @@
+/**
+ * `seguro ship add | list | remove`: the ships whose event logs the cluster keeps.
+ * @module
+ */
+
+import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
+import { ClusterClient, Op, withLeader } from "../cluster/api.ts";
+import { encodeCommand, type PlannedEvent } from "../cluster/machine.ts";
+import type { ShipJson } from "../cluster/node.ts";
+import { bootSequence, daFromMillis, parsePill, parseShip, renderShip } from "../vere/event.ts";
+import { jam, NounError } from "../vere/noun.ts";
+import { CliError, UsageError } from "./errors.ts";
+import {
+  cliErrorOf,
+  type Target,
+  targetFlags,
+  targetOf,
+  type TargetOptions,
+} from "./cluster_options.ts";
+import { readNounFile } from "./files.ts";
+import { count, formatTable, hex32, note, print, toJson } from "./output.ts";
+
+/** Parses a ship argument; a bad one is a usage error. */
+export function shipArgument(value: string): bigint {
+  const ship = parseShip(value);
+  if (ship === undefined) {
+    throw new UsageError(
+      `'${value}' is not a ship name; give an @p such as ~zod or ~sampel-palnet`,
+    );
+  }
+  return ship;
+}
+
+/** Runs `f` with a client connected to the target node (reads: any node will do). */
+export async function withNode<T>(target: Target, f: (c: ClusterClient) => Promise<T>): Promise<T> {
+  try {
+    const client = await ClusterClient.connect(target.address, target.credentials);
+    try {
+      return await f(client);
+    } finally {
+      client.close();
+    }
+  } catch (e) {
+    throw cliErrorOf(e);
+  }
+}
+
+/** The cluster's record of one ship, or a CliError saying it is not there. */
+export async function shipInfo(target: Target, ship: bigint): Promise<ShipJson> {
+  const ships = await withNode(
+    target,
+    (c) => c.requestJson<ShipJson[]>(Op.ship, { action: "list" }),
+  );
+  const found = ships.find((s) => s.ship === String(ship));
+  if (found === undefined) {
+    throw new CliError(`${renderShip(ship)} is not on this cluster; see 'seguro ship list'`);
+  }
+  return found;
+}
+
+/** Events per `events` request: big enough to batch, small enough for one frame. */
+const PLAN_BATCH_BYTES = 4 * 1024 * 1024;
+
+async function planEvents(target: Target, ship: bigint, events: PlannedEvent[]): Promise<void> {
+  const total = events.reduce((n, e) => n + e.job.length, 0);
+  let sent = 0;
+  let bytes = 0;
+  await withLeader(target.address, target.credentials, async (client) => {
+    while (sent < events.length) {
+      const batch: PlannedEvent[] = [];
+      let size = 0;
+      while (
+        sent + batch.length < events.length &&
+        (batch.length === 0 || size + events[sent + batch.length].job.length <= PLAN_BATCH_BYTES)
+      ) {
+        size += events[sent + batch.length].job.length;
+        batch.push(events[sent + batch.length]);
+      }
+      await client.request(
+        Op.events,
+        encodeCommand({ kind: "events", ship, firstEve: sent + 1, events: batch }),
+      );
+      sent += batch.length;
+      bytes += size;
+      note(`planned ${sent}/${events.length} events (${count(bytes)} of ${count(total)} bytes)`);
+    }
+  });
+}
+
+/** Builds the `ship` command group. */
+export function shipCommand(): CommandUnknownOpts {
+  const group = new Command("ship").description("the ships whose event logs this cluster keeps");
+
+  targetFlags(
+    group.command("add")
+      .description("add a ship; with --pill, plan a fake ship's boot sequence as its first events")
+      .argument("<ship>", "the ship, e.g. ~zod", shipArgument)
+      .option("--fake", "a fake ship (no network identity), as for development")
+      .option("--pill <file>", "boot the fake ship from this pill (e.g. brass.pill)"),
+  ).action(async (ship: bigint, options: TargetOptions & { fake?: boolean; pill?: string }) => {
+    const target = targetOf(options);
+    let events: PlannedEvent[] = [];
+    let life = 0;
+    if (options.pill !== undefined) {
+      if (!options.fake) {
+        throw new UsageError(
+          "--pill boots a fake ship; pass --fake too (real ships are imported from their pier)",
+        );
+      }
+      const { noun } = readNounFile(options.pill);
+      try {
+        const seq = bootSequence(parsePill(noun), {
+          ship,
+          bootTime: daFromMillis(Date.now()),
+          entropy: crypto.getRandomValues(new Uint8Array(64)),
+        });
+        life = seq.life;
+        events = seq.events.map((job) => ({ mug: 0, job: jam(job) }));
+      } catch (e) {
+        if (e instanceof NounError) {
+          throw new CliError(`${options.pill} is not a usable pill: ${e.message}`);
+        }
+        throw e;
+      }
+    }
+    try {
+      await withLeader(
+        target.address,
+        target.credentials,
+        (c) =>
+          c.requestJson(Op.ship, {
+            action: "add",
+            ship: String(ship),
+            fake: options.fake === true,
+            life,
+          }),
+      );
+      if (events.length > 0) await planEvents(target, ship, events);
+    } catch (e) {
+      throw cliErrorOf(e);
+    }
+    print(
+      `Added ${renderShip(ship)}${
+        events.length > 0 ? ` with its ${events.length} boot events (life ${life})` : ""
+      }.`,
+    );
+  });
+
+  targetFlags(
+    group.command("list").description("every ship: events, last mug, bytes").option(
+      "--json",
+      "print JSON",
+    ),
+  )
+    .action(async (options: TargetOptions & { json?: boolean }) => {
+      const ships = await withNode(
+        targetOf(options),
+        (c) => c.requestJson<ShipJson[]>(Op.ship, { action: "list" }),
+      );
+      if (options.json) {
+        print(toJson(ships.map((s) => ({ ...s, name: renderShip(BigInt(s.ship)) }))));
+        return;
+      }
+      print(formatTable(ships, [
+        { header: "ship", cell: (s) => renderShip(BigInt(s.ship)) },
+        { header: "events", cell: (s) => count(s.lastEve), right: true },
+        { header: "last mug", cell: (s) => hex32(s.lastMug) },
+        { header: "bytes", cell: (s) => count(s.bytes), right: true },
+        { header: "life", cell: (s) => String(s.life), right: true },
+        { header: "kind", cell: (s) => s.fake ? "fake" : "real" },
+      ]));
+      if (ships.length === 0) note("no ships yet; add one with 'seguro ship add ~ship'");
+    });
+
+  targetFlags(
+    group.command("remove")
+      .description("remove a ship and every event of it from the cluster (asks for confirmation)")
+      .argument("<ship>", "the ship", shipArgument)
+      .option("--yes", "do not ask: remove it"),
+  ).action(async (ship: bigint, options: TargetOptions & { yes?: boolean }) => {
+    const target = targetOf(options);
+    const info = await shipInfo(target, ship);
+    const name = renderShip(ship);
+    if (!options.yes) {
+      if (!Deno.stdin.isTerminal()) {
+        throw new UsageError(
+          `removing ${name} deletes its ${info.lastEve} events on every node; pass --yes to confirm`,
+        );
+      }
+      const answer = prompt(
+        `Remove ${name} and its ${info.lastEve} events from every node? Type ${name} to confirm:`,
+      );
+      if (answer?.trim() !== name) throw new CliError(`not removed: the answer was not ${name}`);
+    }
+    try {
+      await withLeader(
+        target.address,
+        target.credentials,
+        (c) => c.requestJson(Op.ship, { action: "remove", ship: String(ship) }),
+      );
+    } catch (e) {
+      throw cliErrorOf(e);
+    }
+    print(`Removed ${name} (${info.lastEve} events).`);
+  });
+
+  return group;
+}
