@@ -39,6 +39,7 @@ import {
   Machine,
 } from "./machine.ts";
 import { SHIP_MAX, type ShipInfo, shipOfKey } from "./ships.ts";
+import { ShipMaster } from "./ship_master.ts";
 import { createHash } from "node:crypto";
 import { cue, jam } from "../vere/noun.ts";
 import {
@@ -63,7 +64,7 @@ const READ_BYTES_MAX = 4 * 1024 * 1024;
 const ENTRY_TYPE_CODE = { normal: 0, conf: 1, noop: 2 } as const;
 
 /** Default election timeout in ticks (the real one is uniform in [this, 2 * this)). */
-export const ELECTION_TICKS_DEFAULT = 10;
+export const ELECTION_TICKS_DEFAULT = 15;
 
 /** How a node is started. */
 export interface NodeConfig {
@@ -131,6 +132,13 @@ export interface NodeStatus {
   members: MemberStatus[];
   /** Milliseconds since this process started the node. */
   uptimeMs: number;
+  /** Runtime side: whether this node releases, releases so far, why releases wait, losses found. */
+  release: {
+    master: boolean;
+    released: number;
+    stalled: { need: number; have: number } | null;
+    losses: { ship: string; firstEve: number; lastEve: number; index: number; term: number }[];
+  };
   /** Store counters: fsyncs, transactions, entries and bytes written. */
   store: { fsyncs: number; transactions: number; entriesWritten: number; bytesWritten: number };
 }
@@ -138,13 +146,15 @@ export interface NodeStatus {
 /** A ship operation, as the CLI sends it (ships as decimal strings). */
 export interface ShipRequest {
   /** What to do. */
-  action: "list" | "add" | "remove" | "verify";
+  action: "list" | "add" | "remove" | "set" | "verify";
   /** The ship, as a decimal string of its @p number. */
   ship?: string;
   /** Add: a fake ship. */
   fake?: boolean;
   /** Add: number of boot formulas its log starts with. */
   life?: number;
+  /** Set: replicas that must hold an event before release; -1 = quorum. */
+  optimism?: number;
 }
 
 /** A ship as the admin protocol shows it. */
@@ -161,6 +171,8 @@ export interface ShipJson {
   lastMug: number;
   /** Bytes of events stored. */
   bytes: number;
+  /** Replicas that must hold an event before release; -1 = quorum. */
+  optimism: number;
 }
 
 /** What `verify` finds on one node. */
@@ -187,6 +199,7 @@ function shipJson(info: ShipInfo): ShipJson {
     lastEve: info.lastEve,
     lastMug: info.lastMug,
     bytes: info.bytes,
+    optimism: info.optimism,
   };
 }
 
@@ -242,6 +255,8 @@ export class ClusterNode {
   readonly transport: Transport;
   /** The applied state. */
   readonly machine: Machine;
+  /** The runtime side: plans in, releases out (while this node leads). */
+  readonly ships: ShipMaster;
   readonly #store: Store;
   readonly #cfg: NodeConfig;
   readonly #tickMs: number;
@@ -285,6 +300,32 @@ export class ClusterNode {
       initial,
     );
     this.machine = new Machine(this.#store, config.shipName);
+    this.ships = new ShipMaster({
+      raft: this.raft,
+      ships: this.machine.ships,
+      propose: (data) => {
+        const result = this.raft.propose(data);
+        if (!result.accepted) return result.reason;
+        this.#kick();
+        return { ...result, applied: this.#waitApplied(result.index, result.term) };
+      },
+    });
+    this.ships.subscribe({
+      release: () => {},
+      refuse: () => {},
+      role: (master) =>
+        this.#cfg.log(master ? "master of every ship: releasing" : "fenced: not master"),
+      lost: (loss) => {
+        const name = this.#shipName(loss.ship);
+        this.#cfg.log(
+          `RELEASED BUT LOST: ${name} events ${loss.firstEve}-${loss.lastEve} (entry ${loss.index}, term ${loss.term}) were released before commit and erased by a failover`,
+        );
+        this.#store.setSetting(
+          `loss.${loss.index}.${loss.ship}`,
+          JSON.stringify({ ...loss, ship: String(loss.ship), at: new Date().toISOString() }),
+        );
+      },
+    });
     this.#durableHardState = initial.hardState;
     this.transport = new Transport({
       clusterId: identity.clusterId,
@@ -423,6 +464,7 @@ export class ClusterNode {
     }
     this.raft.advance();
     this.#afterReady(rd);
+    this.ships.afterReady();
   }
 
   /** Writes one batch durably (the applied index is kept by applyTransaction). */
@@ -702,6 +744,17 @@ export class ClusterNode {
       case "remove":
         await this.proposeCommand(encodeCommand({ kind: "shipRemove", ship: ship! }));
         return { removed: String(ship) };
+      case "set": {
+        const optimism = Number(request.optimism);
+        if (!Number.isInteger(optimism) || optimism < -1 || optimism > 1000) {
+          throw new ApiError(
+            Status.error,
+            `Optimism ${request.optimism} is not -1 (quorum) or a replica count`,
+          );
+        }
+        await this.proposeCommand(encodeCommand({ kind: "shipSet", ship: ship!, optimism }));
+        return shipJson(this.machine.ships.get(ship!)!);
+      }
       case "verify":
         return await this.#verifyShip(ship!);
     }
@@ -766,6 +819,15 @@ export class ClusterNode {
     };
   }
 
+  /** Losses this node found since it started (each is also logged and recorded in the store). */
+  #recordedLosses(): NodeStatus["release"]["losses"] {
+    const out: NodeStatus["release"]["losses"] = [];
+    for (const loss of this.ships.losses) {
+      out.push({ ...loss, ship: String(loss.ship) });
+    }
+    return out;
+  }
+
   #shipName(ship: bigint): string {
     return this.#cfg.shipName?.(ship) ?? `ship ${ship}`;
   }
@@ -827,6 +889,12 @@ export class ClusterNode {
       conf,
       members,
       uptimeMs: Date.now() - this.#startedAt,
+      release: {
+        master: this.ships.isMaster,
+        released: this.ships.released,
+        stalled: this.ships.stalled ?? null,
+        losses: this.#recordedLosses(),
+      },
       store: this.#store.stats(),
     };
   }

@@ -14,6 +14,11 @@ import { ApiError, ClientError } from "../cluster/api.ts";
 import { CliError, UsageError } from "./errors.ts";
 import type { CommandUnknownOpts } from "@commander-js/extra-typings";
 import { renderShip } from "../vere/event.ts";
+import { RuntimeServer } from "../vere/runtime_server.ts";
+import { join } from "node:path";
+
+/** The runtime socket's name in a data dir. */
+export const RUNTIME_SOCKET = "runtime.sock";
 
 /** Options every cluster command accepts for finding its node or cluster. */
 export interface TargetOptions {
@@ -150,14 +155,33 @@ export async function runNode(
     log: (line) => logLine(label, line),
     shipName: renderShip,
   });
+  const runtime = new RuntimeServer({
+    nodeId: cluster.id,
+    isMaster: () => cluster.ships.isMaster,
+    masterAddress: () => cluster.machine.addresses.get(cluster.raft.leaderId) ?? "",
+    ships: () => cluster.machine.ships.list().map((s) => s.ship),
+    plan: (p) => cluster.ships.plan(p),
+    head: (ship) => {
+      const s = cluster.machine.ships.get(ship);
+      return s === undefined ? undefined : { eve: s.lastEve, mug: s.lastMug };
+    },
+    read: (ship, from, count) =>
+      cluster.machine.ships.events(ship, from, Math.min(count, 10_000))
+        .map(({ eve, mug, job }) => ({ eve, mug, job })),
+    subscribe: (l) => cluster.ships.subscribe({ ...l, lost: () => {} }),
+  }, { socketPath: join(dir, RUNTIME_SOCKET), log: (line) => logLine(label, line) });
   const stop = () => {
     logLine(label, "stopping (signal)");
+    runtime.close();
     cluster.stop();
   };
   Deno.addSignalListener("SIGINT", stop);
   Deno.addSignalListener("SIGTERM", stop);
   cluster.start();
+  runtime.start();
+  logLine(label, `runtime socket at ${join(dir, RUNTIME_SOCKET)}`);
   await cluster.stopped;
+  runtime.close();
   Deno.removeSignalListener("SIGINT", stop);
   Deno.removeSignalListener("SIGTERM", stop);
   logLine(label, cluster.fatal ? "stopped after a fatal error" : "stopped");

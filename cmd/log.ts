@@ -221,7 +221,7 @@ export function logCommand(): CommandUnknownOpts {
       );
     }
     if (!options.json) {
-      note(`${renderShip(ship)}: ${ok.length} nodes agree on ${ok[0]?.lastEve ?? 0} events`);
+      note(`${renderShip(ship)}: ${ok.length} nodes agree on ${count(ok[0]?.lastEve ?? 0)} events`);
     }
   });
 

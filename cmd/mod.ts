@@ -19,6 +19,7 @@ import { memberCommand } from "./member.ts";
 import { tokenCommand } from "./token.ts";
 import { shipCommand } from "./ship.ts";
 import { logCommand } from "./log.ts";
+import { demoCommand } from "./demo.ts";
 
 /** Applies the settings every command shares, to it and its subcommands. */
 function configure(command: Command): void {
@@ -36,6 +37,7 @@ export function buildCli(): Command {
     .description("Seguro: a replicated event log for Urbit ships")
     .version(VERSION, "-V, --version", "print the version")
     .helpOption("-h, --help", "show help");
+  program.addCommand(demoCommand());
   program.addCommand(initCommand());
   program.addCommand(joinCommand());
   program.addCommand(runCommand());

@@ -58,6 +58,18 @@ export async function shipInfo(target: Target, ship: bigint): Promise<ShipJson> 
   return found;
 }
 
+/** Parses --optimism: a replica count or `quorum` (-1). */
+export function optimismOption(value: string): number {
+  if (value === "quorum") return -1;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 1000) {
+    throw new UsageError(
+      `--optimism must be 'quorum' or a number of replicas from 0 (got '${value}')`,
+    );
+  }
+  return n;
+}
+
 /** Events per `events` request: big enough to batch, small enough for one frame. */
 const PLAN_BATCH_BYTES = 4 * 1024 * 1024;
 
@@ -167,10 +179,37 @@ export function shipCommand(): CommandUnknownOpts {
         { header: "last mug", cell: (s) => hex32(s.lastMug) },
         { header: "bytes", cell: (s) => count(s.bytes), right: true },
         { header: "life", cell: (s) => String(s.life), right: true },
+        { header: "optimism", cell: (s) => s.optimism === -1 ? "quorum" : String(s.optimism) },
         { header: "kind", cell: (s) => s.fake ? "fake" : "real" },
       ]));
       if (ships.length === 0) note("no ships yet; add one with 'seguro ship add ~ship'");
     });
+
+  targetFlags(
+    group.command("set")
+      .description("change a ship's optimism: replicas that must hold an event before release")
+      .argument("<ship>", "the ship", shipArgument)
+      .requiredOption(
+        "--optimism <k>",
+        "a number of replicas (0 = fastest), or 'quorum' (default)",
+        optimismOption,
+      ),
+  ).action(async (ship: bigint, options: TargetOptions & { optimism: number }) => {
+    const target = targetOf(options);
+    try {
+      await withLeader(
+        target.address,
+        target.credentials,
+        (c) =>
+          c.requestJson(Op.ship, { action: "set", ship: String(ship), optimism: options.optimism }),
+      );
+    } catch (e) {
+      throw cliErrorOf(e);
+    }
+    print(
+      `${renderShip(ship)}: optimism ${options.optimism === -1 ? "quorum" : options.optimism}.`,
+    );
+  });
 
   targetFlags(
     group.command("remove")

@@ -1,0 +1,153 @@
+/**
+ * Release tracking ("optimism"): on the master, an event's effects may be
+ * released once the master and K other replicas hold it durably. K is per
+ * ship (or the cluster default: a quorum, K = majority - 1, where released
+ * and committed coincide).
+ *
+ * With K below the quorum a release can precede commit; such events are
+ * remembered until their entry commits, and if a failover erases one (its
+ * index ends up holding an entry of another term) it is reported as
+ * "released but lost", never silently.
+ *
+ * The tracker is pure: the node feeds it what the core knows (durable index
+ * here, match indexes of replicas) and carries out what it returns.
+ * @module
+ */
+
+/** Optimism meaning "a quorum": K = majority - 1. */
+export const OPTIMISM_QUORUM = -1;
+
+/** Events of one ship carried by one Raft entry. */
+export interface PlannedEntry {
+  /** Raft index of the entry. */
+  index: number;
+  /** Term it was proposed in. */
+  term: number;
+  /** The ship. */
+  ship: bigint;
+  /** First and last event number in the entry. */
+  firstEve: number;
+  /** Last event number in the entry. */
+  lastEve: number;
+  /** Replicas besides the master that must hold it (resolved, >= 0). */
+  k: number;
+}
+
+/** A release to announce: every event of `ship` up to `eve`. */
+export interface Release {
+  /** The ship. */
+  ship: bigint;
+  /** Released up to and including this event. */
+  eve: number;
+}
+
+/** Events released before commit whose entry was then overwritten. */
+export interface Loss {
+  /** The ship. */
+  ship: bigint;
+  /** First lost event. */
+  firstEve: number;
+  /** Last lost event. */
+  lastEve: number;
+  /** The entry index that held them. */
+  index: number;
+  /** The term they were released in. */
+  term: number;
+}
+
+/** Resolves a ship's optimism setting to K for a cluster of `voters` voters and `replicas` other members. */
+export function resolveK(optimism: number, voters: number, replicas: number): number {
+  if (optimism === OPTIMISM_QUORUM) return Math.max(0, Math.floor(voters / 2));
+  return Math.min(Math.max(0, optimism), replicas);
+}
+
+/** Tracks planned entries until released, and released-but-uncommitted ones until committed. */
+export class ReleaseTracker {
+  #pending: PlannedEntry[] = [];
+  #uncommitted: PlannedEntry[] = [];
+  #stalledFor: { need: number; have: number } | undefined;
+  #lastPlanned = 0;
+
+  /** Entries waiting for replicas. */
+  get pendingCount(): number {
+    return this.#pending.length;
+  }
+
+  /** Released entries not yet known committed. */
+  get uncommittedCount(): number {
+    return this.#uncommitted.length;
+  }
+
+  /** Why the oldest pending entry waits (too few replicas hold it), if it does. */
+  get stalled(): { need: number; have: number } | undefined {
+    return this.#stalledFor;
+  }
+
+  /** Registers an entry proposed on this master. Indexes must increase. */
+  planned(entry: PlannedEntry): void {
+    if (entry.index <= this.#lastPlanned) {
+      throw new Error(`planned entry ${entry.index} does not follow ${this.#lastPlanned}`);
+    }
+    this.#lastPlanned = entry.index;
+    this.#pending.push(entry);
+  }
+
+  /**
+   * Releases what is now held widely enough: `durable` is the master's own
+   * durable index, `matches` the durable index of each other replica,
+   * `commit` the commit index. Entries are released in index order.
+   */
+  update(durable: number, matches: readonly number[], commit: number): Release[] {
+    const out: Release[] = [];
+    this.#stalledFor = undefined;
+    let released = 0;
+    for (const e of this.#pending) {
+      const have = matches.filter((m) => m >= e.index).length;
+      if (durable < e.index || have < e.k) {
+        if (durable >= e.index) this.#stalledFor = { need: e.k, have };
+        break;
+      }
+      out.push({ ship: e.ship, eve: e.lastEve });
+      if (e.index > commit) this.#uncommitted.push(e);
+      released++;
+    }
+    if (released > 0) this.#pending = this.#pending.slice(released);
+    this.#uncommitted = this.#uncommitted.filter((e) => e.index > commit);
+    return out;
+  }
+
+  /**
+   * Checks released-but-uncommitted entries against the log after a change
+   * of leader: `termAt(index)` is the term of the entry now at that index
+   * (undefined if the log no longer reaches it), `commit` the commit index.
+   * Returns the losses and forgets them; entries that committed are dropped.
+   */
+  audit(termAt: (index: number) => number | undefined, commit: number): Loss[] {
+    const lost: Loss[] = [];
+    const keep: PlannedEntry[] = [];
+    for (const e of this.#uncommitted) {
+      const t = termAt(e.index);
+      if (t !== undefined && t !== e.term) {
+        lost.push({
+          ship: e.ship,
+          firstEve: e.firstEve,
+          lastEve: e.lastEve,
+          index: e.index,
+          term: e.term,
+        });
+      } else if (t === undefined || e.index > commit) {
+        keep.push(e);
+      }
+    }
+    this.#uncommitted = keep;
+    return lost;
+  }
+
+  /** Drops planned entries that will never be released here (this node lost leadership). */
+  abandonPending(): PlannedEntry[] {
+    const dropped = this.#pending;
+    this.#pending = [];
+    this.#lastPlanned = 0; // a later term appends at indexes this one may have used
+    return dropped;
+  }
+}

@@ -1,0 +1,45 @@
+import assert from "node:assert/strict";
+import { OPTIMISM_QUORUM, ReleaseTracker, resolveK } from "./release.ts";
+
+const entry = (index: number, k: number, term = 2) => ({
+  index,
+  term,
+  ship: 0n,
+  firstEve: index * 10,
+  lastEve: index * 10 + 9,
+  k,
+});
+
+Deno.test("K: quorum is majority - 1; explicit values are clamped to the replicas there are", () => {
+  assert.equal(resolveK(OPTIMISM_QUORUM, 3, 2), 1);
+  assert.equal(resolveK(OPTIMISM_QUORUM, 5, 4), 2);
+  assert.equal(resolveK(0, 3, 2), 0);
+  assert.equal(resolveK(7, 3, 2), 2);
+});
+
+Deno.test("an entry is released exactly when the master and K replicas hold it, in order", () => {
+  const t = new ReleaseTracker();
+  t.planned(entry(5, 1));
+  t.planned(entry(6, 2));
+  assert.deepEqual(t.update(4, [5, 5], 4), [], "the master itself does not hold 5 yet");
+  assert.deepEqual(t.update(6, [4, 4], 4), [], "no replica holds 5");
+  assert.deepEqual(t.stalled, { need: 1, have: 0 });
+  assert.deepEqual(t.update(6, [5, 4], 5), [{ ship: 0n, eve: 59 }]);
+  assert.deepEqual(t.update(6, [6, 5], 5), [], "6 needs two replicas");
+  assert.deepEqual(t.stalled, { need: 2, have: 1 });
+  assert.deepEqual(t.update(6, [6, 6], 6), [{ ship: 0n, eve: 69 }]);
+  assert.equal(t.pendingCount, 0);
+  assert.throws(() => t.planned(entry(6, 0)), /does not follow/);
+});
+
+Deno.test("K = 0 releases before commit; a failover that erases the entry is reported as a loss", () => {
+  const t = new ReleaseTracker();
+  t.planned(entry(7, 0, 3));
+  t.planned(entry(8, 0, 3));
+  assert.deepEqual(t.update(8, [6, 6], 6).map((r) => r.eve), [79, 89]);
+  assert.equal(t.uncommittedCount, 2);
+  // New leader: entry 7 survived (same term) and committed, entry 8 was replaced by term 4.
+  const lost = t.audit((i) => (i === 7 ? 3 : i === 8 ? 4 : undefined), 8);
+  assert.deepEqual(lost, [{ ship: 0n, firstEve: 80, lastEve: 89, index: 8, term: 3 }]);
+  assert.equal(t.uncommittedCount, 0);
+});
