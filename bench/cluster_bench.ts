@@ -14,7 +14,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { fileURLToPath } from "node:url";
+import { runAnchors } from "./anchors.ts";
 import { ClusterClient, decodeIndex, Op } from "../cluster/api.ts";
 import type { NodeStatus } from "../cluster/node.ts";
 import { TestCluster } from "../tests/e2e/harness.ts";
@@ -120,55 +120,11 @@ async function seguro(): Promise<void> {
   }
 }
 
-/** Runs one anchor script with a small budget and collects its 3-node rows. */
-async function anchor(script: string, prefix: string): Promise<void> {
-  const dir = fileURLToPath(new URL("../../shared/bench/anchors/", import.meta.url));
-  const jsonl = await Deno.makeTempFile({ suffix: ".jsonl" });
-  console.error(`${prefix}: running ${dir}${script} (REPEATS=1)...`);
-  const run = await new Deno.Command("bash", {
-    args: [dir + script],
-    env: {
-      RESULTS_JSONL: jsonl,
-      REPEATS: "1",
-      DUR: String(SECONDS),
-      N_C1: String(Math.min(N, 2000)),
-      N_C16: String(N),
-      N_C64: String(N),
-      BACKOFF_SWEEP: "0",
-      NATIVE: "0",
-      STRACE: "0",
-    },
-    stdout: "null",
-    stderr: "piped",
-  }).output();
-  if (!run.success) {
-    console.error(
-      `${prefix}: ${script} failed:\n${new TextDecoder().decode(run.stderr).slice(-2000)}`,
-    );
-  }
-  for (const line of (await Deno.readTextFile(jsonl)).split("\n")) {
-    if (!line.trim()) continue;
-    const r = JSON.parse(line);
-    const m = new RegExp(`^${prefix}-c(\\d+)$`).exec(r.label ?? "");
-    if (!m || !r.lat_ms) continue;
-    rows.push({
-      system: prefix,
-      c: Number(m[1]),
-      ops: r.ok,
-      ops_per_s: r.ops_per_s,
-      p50_ms: r.lat_ms.p50,
-      p99_ms: r.lat_ms.p99,
-      fsyncs_per_write_leader: null,
-      fsyncs_per_write_follower: null,
-    });
-  }
-  await Deno.remove(jsonl);
-}
-
 await seguro();
 if (values.anchors) {
-  await anchor("run-etcd.sh", "etcd3");
-  await anchor("run-dqlite.sh", "dqlite3");
+  for (const r of await runAnchors(N, SECONDS)) {
+    rows.push({ ...r, fsyncs_per_write_leader: null, fsyncs_per_write_follower: null });
+  }
 }
 
 if (values.json) {

@@ -20,6 +20,7 @@ import { tokenCommand } from "./token.ts";
 import { shipCommand } from "./ship.ts";
 import { logCommand } from "./log.ts";
 import { demoCommand } from "./demo.ts";
+import { benchCommand } from "./bench.ts";
 
 /** Applies the settings every command shares, to it and its subcommands. */
 function configure(command: Command): void {
@@ -45,6 +46,7 @@ export function buildCli(): Command {
   program.addCommand(memberCommand());
   program.addCommand(shipCommand());
   program.addCommand(logCommand());
+  program.addCommand(benchCommand());
   program.addCommand(tokenCommand());
   program.addCommand(nounCommand());
   program.addCommand(pillCommand());
