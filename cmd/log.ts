@@ -225,5 +225,35 @@ export function logCommand(): CommandUnknownOpts {
     }
   });
 
+  targetFlags(
+    group.command("audit")
+      .description("events of a ship that were released before commit and then lost in a failover")
+      .argument("<ship>", "the ship", shipArgument)
+      .option("--json", "print JSON"),
+  ).action(async (ship: bigint, options: TargetOptions & { json?: boolean }) => {
+    const target = targetOf(options);
+    const status = await clusterStatus(target.address, target.credentials);
+    const losses = status.losses.filter((l) => l.ship === String(ship));
+    if (options.json) {
+      print(toJson({ ship: renderShip(ship), losses }));
+    } else if (losses.length === 0) {
+      print(`${renderShip(ship)}: no released-but-lost events reported by the reachable nodes`);
+    } else {
+      print(formatTable(losses, [
+        { header: "found by", cell: (l) => `node ${l.node}`, right: true },
+        { header: "events", cell: (l) => `${l.firstEve}-${l.lastEve}` },
+        { header: "entry", cell: (l) => String(l.index), right: true },
+        { header: "term", cell: (l) => String(l.term), right: true },
+      ]));
+    }
+    const unreachable = status.rows.filter((r) => r.error !== null).length;
+    if (unreachable > 0) {
+      note(`${unreachable} node(s) did not answer; their findings are not included`);
+    }
+    note(
+      "losses are found by a master that lived through the failover; one that crashed does not yet remember its releases",
+    );
+  });
+
   return group;
 }

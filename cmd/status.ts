@@ -56,11 +56,34 @@ export interface StatusRow {
   error: string | null;
 }
 
+/** The cluster as `status` shows it. */
+export interface ClusterStatus {
+  /** Leader's node id, 0 when none. */
+  leaderId: number;
+  /** Term of the view. */
+  term: number;
+  /** Cluster id. */
+  clusterId: string;
+  /** One row per member. */
+  rows: StatusRow[];
+  /** Why the master's releases wait, if they do. */
+  stalled: { need: number; have: number } | null;
+  /** Released-but-lost events any reachable node has found. */
+  losses: {
+    node: number;
+    ship: string;
+    firstEve: number;
+    lastEve: number;
+    index: number;
+    term: number;
+  }[];
+}
+
 /** The whole cluster seen from one member: its view, the leader's, and each member's own. */
 export async function clusterStatus(
   address: string,
   credentials: ClusterCredentials,
-): Promise<{ leaderId: number; term: number; clusterId: string; rows: StatusRow[] }> {
+): Promise<ClusterStatus> {
   const first = await fetchStatus(address, credentials);
   if (first instanceof Error) {
     throw new CliError(`cannot get status from ${address}: ${first.message}`);
@@ -112,7 +135,17 @@ export async function clusterStatus(
       error: reachable ? null : (s as Error).message,
     };
   });
-  return { leaderId: leader?.nodeId ?? 0, term: view.term, clusterId: view.clusterId, rows };
+  const losses = own.flatMap((s, i) =>
+    s instanceof Error ? [] : s.release.losses.map((l) => ({ node: view.members[i].id, ...l }))
+  );
+  return {
+    leaderId: leader?.nodeId ?? 0,
+    term: view.term,
+    clusterId: view.clusterId,
+    rows,
+    stalled: leader?.release.stalled ?? null,
+    losses,
+  };
 }
 
 function ago(ms: number | null): string {
@@ -182,5 +215,15 @@ export function statusCommand(): CommandUnknownOpts {
         })`,
       );
       for (const r of status.rows) if (r.error) note(`node ${r.id}: ${r.error}`);
+      if (status.stalled !== null) {
+        note(
+          `releases are STALLED: an event needs ${status.stalled.need} replicas besides the master, ${status.stalled.have} hold it; they resume when replicas return`,
+        );
+      }
+      for (const l of status.losses) {
+        note(
+          `RELEASED BUT LOST (found by node ${l.node}): ship ${l.ship} events ${l.firstEve}-${l.lastEve}; see 'seguro log audit'`,
+        );
+      }
     });
 }

@@ -315,8 +315,9 @@ export class RaftLog {
    */
   restore(snapshot: SnapshotMeta): void {
     assertInvariant(
-      snapshot.index > this.#committed,
-      () => `snapshot ${snapshot.index} does not pass the commit index ${this.#committed}`,
+      snapshot.index > this.#committed && snapshot.index > this.#snapshot.index,
+      () =>
+        `snapshot ${snapshot.index} does not pass the commit index ${this.#committed} and the held snapshot ${this.#snapshot.index}`,
     );
     this.#snapshot = snapshot;
     this.#entries = [];

@@ -838,6 +838,13 @@ export class RaftNode {
       this.#sendAppendResponse(m.from, committed, false, 0, 0);
       return;
     }
+    const snapshotIndex = this.#log.snapshot.index;
+    if (m.index < snapshotIndex) {
+      // We hold a snapshot (still being written) past this append's start: a committed
+      // prefix, equal on every leader. Say so, and the leader continues after it.
+      this.#sendAppendResponse(m.from, snapshotIndex, false, 0, 0);
+      return;
+    }
     const lastNew = this.#log.maybeAppend(m.index, m.logTerm, m.entries);
     if (lastNew === undefined) {
       const hint = this.#log.findConflictByTerm(m.index, m.logTerm);
@@ -872,7 +879,10 @@ export class RaftNode {
       this.#sendAppendResponse(m.from, committed, false, 0, 0);
       return;
     }
-    if (!this.#log.matchTerm(s.index, s.term)) this.#log.restore(s);
+    // A snapshot at or below the one we hold (perhaps still being written) is stale or a
+    // duplicate: installing it would roll the log back under acknowledgements already sent.
+    const covered = s.index <= this.#log.snapshot.index || this.#log.matchTerm(s.index, s.term);
+    if (!covered) this.#log.restore(s);
     if (s.index > this.#commitCandidate) this.#commitCandidate = s.index;
     this.#tryFollowerCommit();
     this.#sendAppendResponse(m.from, s.index, false, 0, 0);

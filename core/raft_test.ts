@@ -215,3 +215,54 @@ Deno.test("acknowledgements of an old term are dropped when a newer leader trunc
   const acks = r.messagesAfterPersist.filter((m) => m.type === "appResp");
   assert.deepEqual(acks.map((m) => [m.to, m.term, m.type === "appResp" && m.index]), [[2, 2, 1]]);
 });
+
+Deno.test("a duplicate older snapshot never rolls back a newer one still being written", () => {
+  // Regression found by the 100,000-seed run: snapshot 88 was being written, snapshot 97
+  // arrived, then a duplicate of 88 re-installed 88 under an acknowledgement of 97.
+  const n = node(3, [1, 2, 3]);
+  const snap = (index: number): Message => ({
+    type: "snap",
+    groupId: 7,
+    from: 1,
+    to: 3,
+    term: 1,
+    snapshot: { index, term: 1, conf: { voters: [1, 2, 3], learners: [] } },
+  });
+  n.step(snap(88));
+  assert.equal(n.ready().snapshot?.index, 88); // being written
+  n.step(snap(97));
+  n.step(snap(88)); // duplicate, delayed
+  n.advance();
+  const r = n.ready();
+  assert.equal(r.snapshot?.index, 97);
+  assert.equal(n.snapshot.index, 97);
+  n.advance();
+  assert.equal(n.commitIndex, 97);
+});
+
+Deno.test("an append that starts inside a snapshot being written is answered with the snapshot index", () => {
+  const n = node(3, [1, 2, 3]);
+  n.step({
+    type: "snap",
+    groupId: 7,
+    from: 1,
+    to: 3,
+    term: 1,
+    snapshot: { index: 50, term: 1, conf: { voters: [1, 2, 3], learners: [] } },
+  });
+  n.ready(); // the snapshot is being written
+  n.step({
+    type: "app",
+    groupId: 7,
+    from: 1,
+    to: 3,
+    term: 1,
+    index: 40,
+    logTerm: 1,
+    commit: 50,
+    entries: [],
+  });
+  n.advance();
+  const acks = n.ready().messagesAfterPersist.filter((m) => m.type === "appResp");
+  assert.deepEqual(acks.map((m) => m.type === "appResp" && [m.index, m.reject]), [[50, false]]);
+});

@@ -242,7 +242,10 @@ export class RuntimeServer {
         c.interest.add(msg.ship);
         const h = b.head(msg.ship);
         if (h === undefined) {
-          c.send({ type: "oops", why: "The ship is not on this cluster; add it with 'seguro ship add'" });
+          c.send({
+            type: "oops",
+            why: "The ship is not on this cluster; add it with 'seguro ship add'",
+          });
         } else {
           c.send({ type: "head", ship: msg.ship, eve: h.eve, mug: h.mug });
         }

@@ -210,6 +210,16 @@ Deno.test({
           Array.from({ length: l.lastEve - l.firstEve + 1 }, (_, i) => l.firstEve + i)
         );
         assert.deepEqual(lostEves.sort(), [2, 3]);
+        const audit = await cli(c, ["log", "audit", "~zod", "--json"]);
+        const audited = JSON.parse(
+          audit.lines.filter((l) => !l.startsWith("losses are")).join("\n"),
+        );
+        assert.deepEqual(
+          audited.losses.flatMap((
+            l: { firstEve: number; lastEve: number },
+          ) => [l.firstEve, l.lastEve]).sort(),
+          lostEves.length === 2 && audited.losses.length === 1 ? [2, 3] : [2, 2, 3, 3],
+        );
       } finally {
         rt.close();
       }
