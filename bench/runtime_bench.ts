@@ -49,7 +49,7 @@ try {
   const client = await ClusterClient.connect(leader.address, cluster.credentials);
   const status = async () => (await client.requestJson<NodeStatus>(Op.status)).store.fsyncs;
   await client.requestJson(Op.ship, { action: "add", ship: "0", fake: true, life: 0 });
-  for (const [k, optimism] of [["quorum", -1], ["0", 0], ["all", 2]] as const) {
+  for (const [k, optimism] of [["quorum", -2], ["0", 0], ["all", 2]] as const) {
     await client.requestJson(Op.ship, { action: "set", ship: "0", optimism });
     for (const inflight of [1, 64, 1024]) {
       const events = inflight === 1 ? Math.min(EVENTS, 2000) : EVENTS;

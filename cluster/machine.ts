@@ -11,6 +11,7 @@
  * kind 4  shipRemove  ship:16
  * kind 5  shipSet  ship:16 optimism:i32
  * kind 6  events   ship:16 firstEve:u64 n:u32 (mug:u32 job:bytes)*n
+ * kind 7  defaultOptimism  optimism:i32          (ships whose optimism is -1 use it)
  * ship := 16 bytes, big-endian;  optimism -1 = the cluster default (quorum)
  * ```
  * Applying is deterministic and idempotent: an event already stored with the
@@ -33,6 +34,7 @@ export const CommandKind = {
   shipRemove: 4,
   shipSet: 5,
   events: 6,
+  defaultOptimism: 7,
 } as const;
 
 /** One event in an `events` command. */
@@ -50,7 +52,8 @@ export type Command =
   | { kind: "shipAdd"; ship: bigint; fake: boolean; optimism: number; life: number }
   | { kind: "shipRemove"; ship: bigint }
   | { kind: "shipSet"; ship: bigint; optimism: number }
-  | { kind: "events"; ship: bigint; firstEve: number; events: PlannedEvent[] };
+  | { kind: "events"; ship: bigint; firstEve: number; events: PlannedEvent[] }
+  | { kind: "defaultOptimism"; optimism: number };
 
 /** What applying one command did. */
 export type ApplyResult =
@@ -78,6 +81,8 @@ export function encodeCommand(c: Exclude<Command, { kind: "raw" }>): Uint8Array 
     case "shipSet":
       return new ByteWriter(21).u8(CommandKind.shipSet).raw(shipKey(c.ship)).u32(c.optimism >>> 0)
         .finish();
+    case "defaultOptimism":
+      return new ByteWriter(5).u8(CommandKind.defaultOptimism).u32(c.optimism >>> 0).finish();
     case "events": {
       const size = 29 + c.events.reduce((n, e) => n + 8 + e.job.length, 0);
       const w = new ByteWriter(size).u8(CommandKind.events).raw(shipKey(c.ship)).u64(c.firstEve)
@@ -129,6 +134,9 @@ export function decodeCommand(data: Uint8Array): Command {
       c = { kind: "events", ship, firstEve, events };
       break;
     }
+    case CommandKind.defaultOptimism:
+      c = { kind: "defaultOptimism", optimism: r.u32("optimism") | 0 };
+      break;
     default:
       throw new RangeError(`Unknown command kind ${kind} in a committed entry`);
   }
@@ -137,6 +145,7 @@ export function decodeCommand(data: Uint8Array): Command {
 }
 
 const ADDRESS_PREFIX = "member.address.";
+const DEFAULT_OPTIMISM = "ship.optimism.default";
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
@@ -154,6 +163,7 @@ export class Machine {
   readonly #name: ShipName;
   /** The ship tables (read them freely; only the machine writes). */
   readonly ships: ShipTables;
+  #defaultOptimism: number;
   /** Raw writes applied since this process started. */
   rawApplied = 0;
   /** Bytes of raw writes applied since this process started. */
@@ -166,11 +176,17 @@ export class Machine {
     this.#setSetting = store.database.prepare(
       "INSERT INTO setting (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
     );
+    this.#defaultOptimism = Number(store.getSetting(DEFAULT_OPTIMISM) ?? -1);
     const listed = store.getSetting("member.ids");
     for (const id of listed ? listed.split(",").map(Number) : []) {
       const address = store.getSetting(ADDRESS_PREFIX + id);
       if (address !== undefined) this.#addresses.set(id, address);
     }
+  }
+
+  /** The cluster's default optimism for ships that have none: -1 means a quorum. */
+  get defaultOptimism(): number {
+    return this.#defaultOptimism;
   }
 
   /** Every member address known, by node id. */
@@ -219,6 +235,10 @@ export class Machine {
         return done;
       case "events":
         return this.#appendEvents(c.ship, c.firstEve, c.events, entryIndex);
+      case "defaultOptimism":
+        this.#setSetting.run(DEFAULT_OPTIMISM, String(c.optimism));
+        this.#defaultOptimism = c.optimism;
+        return done;
     }
   }
 

@@ -72,6 +72,10 @@ Deno.test("addresses are applied, idempotent, and survive a reopen", async () =>
       encodeAddress(1, "a:9"),
     ]);
     assert.deepEqual([...new Machine(store).addresses], [[1, "a:9"], [2, "b:2"]]);
+    assert.equal(m.defaultOptimism, -1, "no default yet: a quorum");
+    applyAll(store, m, [encodeCommand({ kind: "defaultOptimism", optimism: 0 })], 5);
+    assert.equal(m.defaultOptimism, 0);
+    assert.equal(new Machine(store).defaultOptimism, 0, "the default survives a reopen");
   });
 });
 

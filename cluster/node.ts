@@ -146,7 +146,7 @@ export interface NodeStatus {
 /** A ship operation, as the CLI sends it (ships as decimal strings). */
 export interface ShipRequest {
   /** What to do. */
-  action: "list" | "add" | "remove" | "set" | "verify";
+  action: "list" | "add" | "remove" | "set" | "verify" | "default";
   /** The ship, as a decimal string of its @p number. */
   ship?: string;
   /** Add: a fake ship. */
@@ -171,8 +171,12 @@ export interface ShipJson {
   lastMug: number;
   /** Bytes of events stored. */
   bytes: number;
-  /** Replicas that must hold an event before release; -1 = quorum. */
+  /** Replicas that must hold an event before release; -1 = the cluster default. */
   optimism: number;
+  /** In `list`: the cluster's default optimism (-1 = quorum). */
+  defaultOptimism?: number;
+  /** In `list`: the node id of the master (the leader), 0 when none. */
+  master?: number;
 }
 
 /** What `verify` finds on one node. */
@@ -303,6 +307,7 @@ export class ClusterNode {
     this.ships = new ShipMaster({
       raft: this.raft,
       ships: this.machine.ships,
+      defaultOptimism: () => this.machine.defaultOptimism,
       propose: (data) => {
         const result = this.raft.propose(data);
         if (!result.accepted) return result.reason;
@@ -731,7 +736,11 @@ export class ClusterNode {
     const ship = parseShipField(request.ship);
     switch (request.action) {
       case "list":
-        return this.machine.ships.list().map(shipJson);
+        return this.machine.ships.list().map((info) => ({
+          ...shipJson(info),
+          defaultOptimism: this.machine.defaultOptimism,
+          master: this.raft.leaderId,
+        }));
       case "add":
         await this.proposeCommand(encodeCommand({
           kind: "shipAdd",
@@ -746,10 +755,10 @@ export class ClusterNode {
         return { removed: String(ship) };
       case "set": {
         const optimism = Number(request.optimism);
-        if (!Number.isInteger(optimism) || optimism < -1 || optimism > 1000) {
+        if (!Number.isInteger(optimism) || optimism < -2 || optimism > 1000) {
           throw new ApiError(
             Status.error,
-            `Optimism ${request.optimism} is not -1 (quorum) or a replica count`,
+            `Optimism ${request.optimism} is not -2 (quorum), -1 (the cluster default) or a replica count`,
           );
         }
         await this.proposeCommand(encodeCommand({ kind: "shipSet", ship: ship!, optimism }));
@@ -757,6 +766,17 @@ export class ClusterNode {
       }
       case "verify":
         return await this.#verifyShip(ship!);
+      case "default": {
+        const optimism = Number(request.optimism);
+        if (!Number.isInteger(optimism) || optimism < -2 || optimism > 1000) {
+          throw new ApiError(
+            Status.error,
+            `Optimism ${request.optimism} is not -2 (quorum), -1 (the cluster default) or a replica count`,
+          );
+        }
+        await this.proposeCommand(encodeCommand({ kind: "defaultOptimism", optimism }));
+        return { defaultOptimism: optimism };
+      }
     }
     throw new ApiError(Status.error, `Unknown ship action '${request.action}'`);
   }

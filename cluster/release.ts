@@ -14,8 +14,10 @@
  * @module
  */
 
-/** Optimism meaning "a quorum": K = majority - 1. */
-export const OPTIMISM_QUORUM = -1;
+/** A ship's optimism meaning "whatever the cluster default is". */
+export const OPTIMISM_DEFAULT = -1;
+/** Optimism meaning "a quorum": K = majority - 1 (the cluster default unless changed). */
+export const OPTIMISM_QUORUM = -2;
 
 /** Events of one ship carried by one Raft entry. */
 export interface PlannedEntry {
@@ -57,7 +59,7 @@ export interface Loss {
 
 /** Resolves a ship's optimism setting to K for a cluster of `voters` voters and `replicas` other members. */
 export function resolveK(optimism: number, voters: number, replicas: number): number {
-  if (optimism === OPTIMISM_QUORUM) return Math.max(0, Math.floor(voters / 2));
+  if (optimism < 0) return Math.max(0, Math.floor(voters / 2)); // quorum (or an unset default)
   return Math.min(Math.max(0, optimism), replicas);
 }
 

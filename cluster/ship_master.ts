@@ -11,7 +11,7 @@
 import type { RaftNode } from "../core/mod.ts";
 import { type ApplyResult, encodeCommand, type PlannedEvent } from "./machine.ts";
 import type { ShipTables } from "./ships.ts";
-import { type Loss, OPTIMISM_QUORUM, type Release, ReleaseTracker, resolveK } from "./release.ts";
+import { type Loss, OPTIMISM_DEFAULT, type Release, ReleaseTracker, resolveK } from "./release.ts";
 
 /** One planned event from a runtime. */
 export interface Plan {
@@ -43,6 +43,8 @@ export interface MasterHost {
   raft: RaftNode;
   /** Applied ship state. */
   ships: ShipTables;
+  /** The cluster's default optimism (-1: a quorum). */
+  defaultOptimism(): number;
   /** Proposes a command; resolves with its apply result. */
   propose(
     data: Uint8Array,
@@ -152,7 +154,12 @@ export class ShipMaster {
     const info = this.#host.ships.get(ship);
     const conf = this.#host.raft.conf;
     const replicas = conf.voters.length + conf.learners.length - 1;
-    const k = resolveK(info?.optimism ?? OPTIMISM_QUORUM, conf.voters.length, replicas);
+    const own = info?.optimism ?? OPTIMISM_DEFAULT;
+    const k = resolveK(
+      own === OPTIMISM_DEFAULT ? this.#host.defaultOptimism() : own,
+      conf.voters.length,
+      replicas,
+    );
     this.#tracker.planned({
       index: result.index,
       term: result.term,

@@ -58,13 +58,14 @@ export async function shipInfo(target: Target, ship: bigint): Promise<ShipJson> 
   return found;
 }
 
-/** Parses --optimism: a replica count or `quorum` (-1). */
+/** Parses --optimism: a replica count, `quorum` (-2), or `default` (-1: the cluster's). */
 export function optimismOption(value: string): number {
-  if (value === "quorum") return -1;
+  if (value === "quorum") return -2;
+  if (value === "default") return -1;
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0 || n > 1000) {
     throw new UsageError(
-      `--optimism must be 'quorum' or a number of replicas from 0 (got '${value}')`,
+      `--optimism must be 'quorum', 'default' or a number of replicas from 0 (got '${value}')`,
     );
   }
   return n;
@@ -179,7 +180,15 @@ export function shipCommand(): CommandUnknownOpts {
         { header: "last mug", cell: (s) => hex32(s.lastMug) },
         { header: "bytes", cell: (s) => count(s.bytes), right: true },
         { header: "life", cell: (s) => String(s.life), right: true },
-        { header: "optimism", cell: (s) => s.optimism === -1 ? "quorum" : String(s.optimism) },
+        {
+          header: "optimism",
+          cell: (s) => {
+            const k = s.optimism === -1 ? s.defaultOptimism ?? -1 : s.optimism;
+            const text = k < 0 ? "quorum" : String(k);
+            return s.optimism === -1 ? `${text} (default)` : text;
+          },
+        },
+        { header: "master", cell: (s) => s.master ? `node ${s.master}` : "none" },
         { header: "kind", cell: (s) => s.fake ? "fake" : "real" },
       ]));
       if (ships.length === 0) note("no ships yet; add one with 'seguro ship add ~ship'");
@@ -191,7 +200,7 @@ export function shipCommand(): CommandUnknownOpts {
       .argument("<ship>", "the ship", shipArgument)
       .requiredOption(
         "--optimism <k>",
-        "a number of replicas (0 = fastest), or 'quorum' (default)",
+        "a number of replicas (0 = fastest), 'quorum', or 'default' (the cluster's)",
         optimismOption,
       ),
   ).action(async (ship: bigint, options: TargetOptions & { optimism: number }) => {
@@ -209,6 +218,28 @@ export function shipCommand(): CommandUnknownOpts {
     print(
       `${renderShip(ship)}: optimism ${options.optimism === -1 ? "quorum" : options.optimism}.`,
     );
+  });
+
+  targetFlags(
+    group.command("default")
+      .description("the cluster-wide optimism for ships without their own (default: quorum)")
+      .requiredOption(
+        "--optimism <k>",
+        "a number of replicas (0 = fastest), or 'quorum'",
+        optimismOption,
+      ),
+  ).action(async (options: TargetOptions & { optimism: number }) => {
+    const target = targetOf(options);
+    try {
+      await withLeader(
+        target.address,
+        target.credentials,
+        (c) => c.requestJson(Op.ship, { action: "default", optimism: options.optimism }),
+      );
+    } catch (e) {
+      throw cliErrorOf(e);
+    }
+    print(`Default optimism: ${options.optimism < 0 ? "quorum" : options.optimism}.`);
   });
 
   targetFlags(
