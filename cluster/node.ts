@@ -64,7 +64,7 @@ const READ_BYTES_MAX = 4 * 1024 * 1024;
 const ENTRY_TYPE_CODE = { normal: 0, conf: 1, noop: 2 } as const;
 
 /** Default election timeout in ticks (the real one is uniform in [this, 2 * this)). */
-export const ELECTION_TICKS_DEFAULT = 15;
+export const ELECTION_TICKS_DEFAULT = 10;
 
 /** How a node is started. */
 export interface NodeConfig {
