@@ -8,7 +8,7 @@ import { ClusterClient, decodeEntries, encodeReadRequest, Op } from "../../clust
 import { encodeRaw } from "../../cluster/machine.ts";
 import { decodeToken, encodeToken } from "../../cluster/token.ts";
 import type { NodeStatus } from "../../cluster/node.ts";
-import { freePort, NodeProcess, payloads, TestCluster } from "./harness.ts";
+import { clusterTest, freePort, NodeProcess, payloads, TestCluster } from "./harness.ts";
 
 /** Every committed entry a member holds, by index. */
 async function committedEntries(c: TestCluster, id: number): Promise<Map<number, Uint8Array>> {
@@ -42,153 +42,128 @@ async function assertHolds(c: TestCluster, id: number, acked: Map<number, Uint8A
   }
 }
 
-Deno.test({
-  name: "3 nodes: init, join, promote; writes survive kill -9 of the leader and of a follower",
-  sanitizeResources: false,
-  sanitizeOps: false,
-  async fn() {
-    const c = await TestCluster.init();
-    try {
-      await c.join();
-      await c.join();
-      const s = await c.status(1);
-      assert.deepEqual(s.conf.voters, [1, 2, 3]);
-      assert.deepEqual(s.conf.learners, []);
+clusterTest(
+  "3 nodes: init, join, promote; writes survive kill -9 of the leader and of a follower",
+  3,
+  async (c) => {
+    const s = await c.status(1);
+    assert.deepEqual(s.conf.voters, [1, 2, 3]);
+    assert.deepEqual(s.conf.learners, []);
 
-      const acked = await c.write(payloads("a", 300), 32);
-      assert.equal(acked.size, 300);
+    const acked = await c.write(payloads("a", 300), 32);
+    assert.equal(acked.size, 300);
 
-      // kill -9 the leader; a survivor takes over.
-      const old = c.leader()!;
-      const marks = new Map([...c.members.values()].map((m) => [m.id, m.proc!.mark()]));
-      const t0 = performance.now();
-      await old.proc!.kill("SIGKILL");
-      old.proc = undefined;
-      const survivors = [...c.members.values()].filter((m) => m.proc);
-      await Promise.any(survivors.map((m) => m.proc!.waitFor(/became leader/, marks.get(m.id))));
-      const failoverMs = performance.now() - t0;
-      console.log(`  new leader ${failoverMs.toFixed(0)} ms after kill -9 of the leader`);
-      assert.ok(failoverMs < 10_000, `failover took ${failoverMs} ms`);
+    // kill -9 the leader; a survivor takes over.
+    const old = c.leader()!;
+    const marks = new Map([...c.members.values()].map((m) => [m.id, m.proc!.mark()]));
+    const t0 = performance.now();
+    await old.proc!.kill("SIGKILL");
+    old.proc = undefined;
+    const survivors = [...c.members.values()].filter((m) => m.proc);
+    await Promise.any(survivors.map((m) => m.proc!.waitFor(/became leader/, marks.get(m.id))));
+    const failoverMs = performance.now() - t0;
+    console.log(`  new leader ${failoverMs.toFixed(0)} ms after kill -9 of the leader`);
+    assert.ok(failoverMs < 10_000, `failover took ${failoverMs} ms`);
 
-      for (const [i, p] of await c.write(payloads("b", 200), 32)) acked.set(i, p);
-      for (const m of survivors) await assertHolds(c, m.id, acked);
+    for (const [i, p] of await c.write(payloads("b", 200), 32)) acked.set(i, p);
+    for (const m of survivors) await assertHolds(c, m.id, acked);
 
-      // The old leader comes back as a follower with everything.
-      const back = c.restart(old.id);
-      await back.waitFor(/now follower/);
-      await assertHolds(c, old.id, acked);
-      assert.equal((await c.status(old.id)).role, "follower");
+    // The old leader comes back as a follower with everything.
+    const back = c.restart(old.id);
+    await back.waitFor(/now follower/);
+    await assertHolds(c, old.id, acked);
+    assert.equal((await c.status(old.id)).role, "follower");
 
-      // kill -9 a follower while writes flow, restart it, it catches up.
-      const follower = [...c.members.values()].find((m) => m.proc && m.id !== c.leader()!.id)!;
-      const writing = c.write(payloads("c", 400), 16);
-      writing.catch(() => {}); // awaited below; do not let it count as unhandled meanwhile
-      await follower.proc!.kill("SIGKILL");
-      for (const [i, p] of await writing) acked.set(i, p);
-      c.restart(follower.id);
-      for (const m of c.members.values()) await assertHolds(c, m.id, acked);
-    } finally {
-      await c.destroy();
-    }
+    // kill -9 a follower while writes flow, restart it, it catches up.
+    const follower = [...c.members.values()].find((m) => m.proc && m.id !== c.leader()!.id)!;
+    const writing = c.write(payloads("c", 400), 16);
+    writing.catch(() => {}); // awaited below; do not let it count as unhandled meanwhile
+    await follower.proc!.kill("SIGKILL");
+    for (const [i, p] of await writing) acked.set(i, p);
+    c.restart(follower.id);
+    for (const m of c.members.values()) await assertHolds(c, m.id, acked);
   },
-});
+);
 
-Deno.test({
-  name: "member remove and re-add; a wrong token is refused; garbage on the port is survived",
-  sanitizeResources: false,
-  sanitizeOps: false,
-  async fn() {
-    const c = await TestCluster.init();
-    try {
-      await c.join();
-      const third = await c.join();
+clusterTest(
+  "member remove and re-add; a wrong token is refused; garbage on the port is survived",
+  2,
+  async (c) => {
+    const third = await c.join();
 
-      // Remove node 3 (its quorum check passes: 1 and 2 are healthy), stop it, wipe it, re-join.
-      const removed = new NodeProcess(
-        ["member", "remove", String(third.id), "--cluster", c.members.get(1)!.address],
-        { SEGURO_TOKEN: c.token },
-      );
-      assert.equal((await removed.exited).code, 0, removed.lines.join("\n"));
-      assert.deepEqual((await c.status(1)).conf.voters, [1, 2]);
-      await third.proc!.kill();
-      c.members.delete(third.id);
-      const again = await c.join();
-      assert.ok(again.id > third.id, "a re-joined machine gets a new id");
-      assert.deepEqual((await c.status(1)).conf.voters.length, 3);
+    // Remove node 3 (its quorum check passes: 1 and 2 are healthy), stop it, wipe it, re-join.
+    const removed = new NodeProcess(
+      ["member", "remove", String(third.id), "--cluster", c.members.get(1)!.address],
+      { SEGURO_TOKEN: c.token },
+    );
+    assert.equal((await removed.exited).code, 0, removed.lines.join("\n"));
+    assert.deepEqual((await c.status(1)).conf.voters, [1, 2]);
+    await third.proc!.kill();
+    c.members.delete(third.id);
+    const again = await c.join();
+    assert.ok(again.id > third.id, "a re-joined machine gets a new id");
+    assert.deepEqual((await c.status(1)).conf.voters.length, 3);
 
-      // Refusing a removal that would lose quorum: stop node 2, then try to remove node 1's partner.
-      const two = c.members.get(2)!;
-      await two.proc!.kill();
-      two.proc = undefined;
-      const refused = new NodeProcess(
-        ["member", "remove", String(again.id), "--cluster", c.members.get(1)!.address],
-        { SEGURO_TOKEN: c.token },
-      );
-      assert.equal((await refused.exited).code, 1);
-      assert.match(refused.lines.join("\n"), /fewer than the 2 a quorum needs; .*--force/);
-      c.restart(2);
+    // Refusing a removal that would lose quorum: stop node 2, then try to remove node 1's partner.
+    const two = c.members.get(2)!;
+    await two.proc!.kill();
+    two.proc = undefined;
+    const refused = new NodeProcess(
+      ["member", "remove", String(again.id), "--cluster", c.members.get(1)!.address],
+      { SEGURO_TOKEN: c.token },
+    );
+    assert.equal((await refused.exited).code, 1);
+    assert.match(refused.lines.join("\n"), /fewer than the 2 a quorum needs; .*--force/);
+    c.restart(2);
 
-      // A wrong secret: a clear one-line error and exit 1.
-      const wrong = encodeToken({
-        clusterId: c.credentials.clusterId,
-        secret: new Uint8Array(32).fill(7),
+    // A wrong secret: a clear one-line error and exit 1.
+    const wrong = encodeToken({
+      clusterId: c.credentials.clusterId,
+      secret: new Uint8Array(32).fill(7),
+    });
+    const stranger = new NodeProcess(
+      [
+        "join",
+        c.members.get(1)!.address,
+        "--data-dir",
+        `${c.root}/stranger`,
+        "--listen",
+        "127.0.0.1:1",
+      ],
+      { SEGURO_TOKEN: wrong },
+    );
+    assert.equal((await stranger.exited).code, 1);
+    assert.match(stranger.lines.join("\n"), /^error: .*secret does not match/m);
+
+    // Random frames to the port: the node logs and keeps serving.
+    const node1 = c.members.get(1)!;
+    const mark = node1.proc!.mark();
+    for (let i = 0; i < 20; i++) {
+      const conn = await Deno.connect({
+        hostname: "127.0.0.1",
+        port: Number(node1.address.split(":")[1]),
       });
-      const stranger = new NodeProcess(
-        [
-          "join",
-          c.members.get(1)!.address,
-          "--data-dir",
-          `${c.root}/stranger`,
-          "--listen",
-          "127.0.0.1:1",
-        ],
-        { SEGURO_TOKEN: wrong },
-      );
-      assert.equal((await stranger.exited).code, 1);
-      assert.match(stranger.lines.join("\n"), /^error: .*secret does not match/m);
-
-      // Random frames to the port: the node logs and keeps serving.
-      const node1 = c.members.get(1)!;
-      const mark = node1.proc!.mark();
-      for (let i = 0; i < 20; i++) {
-        const conn = await Deno.connect({
-          hostname: "127.0.0.1",
-          port: Number(node1.address.split(":")[1]),
-        });
-        await conn.write(crypto.getRandomValues(new Uint8Array(1 + i * 97))).catch(() => 0);
-        conn.close();
-      }
-      await node1.proc!.waitFor(/closed connection from/, mark);
-      assert.equal((await c.status(1)).nodeId, 1);
-      assert.equal((await c.write(payloads("after-fuzz", 10))).size, 10);
-    } finally {
-      await c.destroy();
+      await conn.write(crypto.getRandomValues(new Uint8Array(1 + i * 97))).catch(() => 0);
+      conn.close();
     }
+    await node1.proc!.waitFor(/closed connection from/, mark);
+    assert.equal((await c.status(1)).nodeId, 1);
+    assert.equal((await c.write(payloads("after-fuzz", 10))).size, 10);
   },
-});
+);
 
-Deno.test({
-  name: "5 nodes: a new leader after kill -9 of the leader, and writes go on",
-  sanitizeResources: false,
-  sanitizeOps: false,
-  async fn() {
-    const c = await TestCluster.init();
-    try {
-      for (let i = 0; i < 4; i++) await c.join();
-      assert.equal((await c.status(1)).conf.voters.length, 5);
-      const acked = await c.write(payloads("x", 100));
-      const old = c.leader()!;
-      const marks = new Map([...c.members.values()].map((m) => [m.id, m.proc!.mark()]));
-      await old.proc!.kill();
-      old.proc = undefined;
-      const rest = [...c.members.values()].filter((m) => m.proc);
-      await Promise.any(rest.map((m) => m.proc!.waitFor(/became leader/, marks.get(m.id))));
-      for (const [i, p] of await c.write(payloads("y", 100))) acked.set(i, p);
-      for (const m of rest) await assertHolds(c, m.id, acked);
-    } finally {
-      await c.destroy();
-    }
-  },
+clusterTest("5 nodes: a new leader after kill -9 of the leader, and writes go on", 1, async (c) => {
+  for (let i = 0; i < 4; i++) await c.join();
+  assert.equal((await c.status(1)).conf.voters.length, 5);
+  const acked = await c.write(payloads("x", 100));
+  const old = c.leader()!;
+  const marks = new Map([...c.members.values()].map((m) => [m.id, m.proc!.mark()]));
+  await old.proc!.kill();
+  old.proc = undefined;
+  const rest = [...c.members.values()].filter((m) => m.proc);
+  await Promise.any(rest.map((m) => m.proc!.waitFor(/became leader/, marks.get(m.id))));
+  for (const [i, p] of await c.write(payloads("y", 100))) acked.set(i, p);
+  for (const m of rest) await assertHolds(c, m.id, acked);
 });
 
 Deno.test({

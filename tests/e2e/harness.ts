@@ -264,3 +264,29 @@ export function payloads(tag: string, count: number, size = 100): Uint8Array[] {
     return p;
   });
 }
+
+/**
+ * A test on a fresh cluster of `nodes` processes (node 1 by init, the rest by
+ * join, each promoted), always destroyed afterwards.
+ */
+export function clusterTest(
+  name: string,
+  nodes: number,
+  fn: (c: TestCluster) => Promise<void>,
+): void {
+  Deno.test({
+    name,
+    // Child processes and their pipes outlive single awaits by design.
+    sanitizeResources: false,
+    sanitizeOps: false,
+    async fn() {
+      const c = await TestCluster.init();
+      try {
+        for (let i = 1; i < nodes; i++) await c.join();
+        await fn(c);
+      } finally {
+        await c.destroy();
+      }
+    },
+  });
+}

@@ -19,8 +19,8 @@ import {
 } from "../../vere/runtime_protocol.ts";
 import { encodeFrame, NewtDecoder } from "../../vere/newt.ts";
 import {
+  clusterTest,
   NodeProcess,
-  TestCluster,
   type TestCluster as Cluster,
   type TestMember,
 } from "./harness.ts";
@@ -87,145 +87,125 @@ async function leaderStatus(c: Cluster, id: number): Promise<NodeStatus> {
   }
 }
 
-Deno.test({
-  name:
-    "runtime socket: 2,000 pipelined plans released at quorum; %away on a follower; malformed frames",
-  sanitizeResources: false,
-  sanitizeOps: false,
-  async fn() {
-    const c = await TestCluster.init();
+clusterTest(
+  "runtime socket: 2,000 pipelined plans released at quorum; %away on a follower; malformed frames",
+  3,
+  async (c) => {
+    await cli(c, ["ship", "add", "~zod", "--fake"]);
+    const leader = c.leader()!;
+    const rt = await RuntimeClient.connect(socketOf(leader));
     try {
-      await c.join();
-      await c.join();
-      await cli(c, ["ship", "add", "~zod", "--fake"]);
-      const leader = c.leader()!;
-      const rt = await RuntimeClient.connect(socketOf(leader));
-      try {
-        assert.equal(rt.nodeId, leader.id);
-        const all = doneUpTo(rt, 2000);
-        for (let eve = 1; eve <= 2000; eve++) rt.plan(0n, eve, eve, job(eve));
-        await all;
+      assert.equal(rt.nodeId, leader.id);
+      const all = doneUpTo(rt, 2000);
+      for (let eve = 1; eve <= 2000; eve++) rt.plan(0n, eve, eve, job(eve));
+      await all;
 
-        // A follower sends the runtime to the master.
-        const follower = [...c.members.values()].find((m) => m.id !== leader.id)!;
-        const other = await RuntimeClient.connect(socketOf(follower));
-        const away = other.next((m) => m.type === "away");
-        other.plan(0n, 2001, 0, job(2001));
-        const a = await away;
-        assert.equal(a.type === "away" && a.master, leader.address);
-        other.close();
+      // A follower sends the runtime to the master.
+      const follower = [...c.members.values()].find((m) => m.id !== leader.id)!;
+      const other = await RuntimeClient.connect(socketOf(follower));
+      const away = other.next((m) => m.type === "away");
+      other.plan(0n, 2001, 0, job(2001));
+      const a = await away;
+      assert.equal(a.type === "away" && a.master, leader.address);
+      other.close();
 
-        // A frame that is not a jam gets %oops and the connection stays usable;
-        // a frame that breaks the framing gets %oops and the connection closes.
-        const raw = await Deno.connect({ transport: "unix", path: socketOf(leader).path });
-        const replies = rawReplies(raw);
-        const hail = encodeRuntimeMessage({ type: "hail", version: 1, node: 0 });
-        await raw.write(encodeFrame(hail));
-        assert.equal((await replies.next()).type, "hail");
-        await raw.write(Uint8Array.from([0, 2, 0, 0, 0, 0xff, 0x00])); // jam with trailing garbage
-        let m = await replies.next();
-        while (m.type === "lead") m = await replies.next();
-        assert.equal(m.type, "oops");
-        await raw.write(encodeFrame(encodeRuntimeMessage({ type: "head", ship: 0n })));
-        const h = await replies.next();
-        assert.equal(h.type === "head" && h.eve, 2000);
-        await raw.write(Uint8Array.from([7, 1, 0, 0, 0, 2])); // not a newt frame
-        assert.equal((await replies.next()).type, "oops");
-        assert.equal(await replies.end, true);
-        raw.close();
-      } finally {
-        rt.close();
-      }
-      const verify = await cli(c, ["log", "verify", "~zod"]);
-      assert.match(verify.lines.join("\n"), /3 nodes agree on 2,000 events/);
+      // A frame that is not a jam gets %oops and the connection stays usable;
+      // a frame that breaks the framing gets %oops and the connection closes.
+      const raw = await Deno.connect({ transport: "unix", path: socketOf(leader).path });
+      const replies = rawReplies(raw);
+      const hail = encodeRuntimeMessage({ type: "hail", version: 1, node: 0 });
+      await raw.write(encodeFrame(hail));
+      assert.equal((await replies.next()).type, "hail");
+      await raw.write(Uint8Array.from([0, 2, 0, 0, 0, 0xff, 0x00])); // jam with trailing garbage
+      let m = await replies.next();
+      while (m.type === "lead") m = await replies.next();
+      assert.equal(m.type, "oops");
+      await raw.write(encodeFrame(encodeRuntimeMessage({ type: "head", ship: 0n })));
+      const h = await replies.next();
+      assert.equal(h.type === "head" && h.eve, 2000);
+      await raw.write(Uint8Array.from([7, 1, 0, 0, 0, 2])); // not a newt frame
+      assert.equal((await replies.next()).type, "oops");
+      assert.equal(await replies.end, true);
+      raw.close();
     } finally {
-      await c.destroy();
+      rt.close();
     }
+    const verify = await cli(c, ["log", "verify", "~zod"]);
+    assert.match(verify.lines.join("\n"), /3 nodes agree on 2,000 events/);
   },
-});
+);
 
-Deno.test({
-  name:
-    "optimism: K = all stalls while a replica is stopped and resumes; K = 0 loss after a failover is reported",
-  sanitizeResources: false,
-  sanitizeOps: false,
-  async fn() {
-    const c = await TestCluster.init();
+clusterTest(
+  "optimism: K = all stalls while a replica is stopped and resumes; K = 0 loss after a failover is reported",
+  3,
+  async (c) => {
+    await cli(c, ["ship", "add", "~zod", "--fake"]);
+    const leader = c.members.get((await leaderStatus(c, 1)).leaderId)!;
+    const followers = [...c.members.values()].filter((m) => m.id !== leader.id);
+    const rt = await RuntimeClient.connect(socketOf(leader));
     try {
-      await c.join();
-      await c.join();
-      await cli(c, ["ship", "add", "~zod", "--fake"]);
-      const leader = c.members.get((await leaderStatus(c, 1)).leaderId)!;
-      const followers = [...c.members.values()].filter((m) => m.id !== leader.id);
-      const rt = await RuntimeClient.connect(socketOf(leader));
-      try {
-        // K = 2 (every replica): stop one, the release waits; continue it, the release comes.
-        await cli(c, ["ship", "set", "~zod", "--optimism", "2"]);
-        Deno.kill(followers[0].proc!.child.pid, "SIGSTOP");
-        const done1 = doneUpTo(rt, 1);
-        let released = false;
-        done1.then(() => released = true, () => {});
-        rt.plan(0n, 1, 1, job(1));
-        // The stall is a state, not an event: look at it once per heartbeat until the
-        // running replica has acknowledged the event and only the stopped one is missing.
-        let stalled: NodeStatus["release"]["stalled"] = null;
-        for (let i = 0; i < 200 && (stalled === null || stalled.have < 1); i++) {
-          stalled = (await leaderStatus(c, leader.id)).release.stalled;
-          if (stalled === null || stalled.have < 1) {
-            await leader.proc!.waitFor(/$^/, leader.proc!.mark(), 50).catch(() => {});
-          }
+      // K = 2 (every replica): stop one, the release waits; continue it, the release comes.
+      await cli(c, ["ship", "set", "~zod", "--optimism", "2"]);
+      Deno.kill(followers[0].proc!.child.pid, "SIGSTOP");
+      const done1 = doneUpTo(rt, 1);
+      let released = false;
+      done1.then(() => released = true, () => {});
+      rt.plan(0n, 1, 1, job(1));
+      // The stall is a state, not an event: look at it once per heartbeat until the
+      // running replica has acknowledged the event and only the stopped one is missing.
+      let stalled: NodeStatus["release"]["stalled"] = null;
+      for (let i = 0; i < 200 && (stalled === null || stalled.have < 1); i++) {
+        stalled = (await leaderStatus(c, leader.id)).release.stalled;
+        if (stalled === null || stalled.have < 1) {
+          await leader.proc!.waitFor(/$^/, leader.proc!.mark(), 50).catch(() => {});
         }
-        assert.deepEqual(stalled, { need: 2, have: 1 });
-        assert.equal(released, false, "released while a required replica was stopped");
-        Deno.kill(followers[0].proc!.child.pid, "SIGCONT");
-        await done1;
-
-        // K = 0: with both replicas down, the master still releases (its own fsync).
-        // (Killed, not stopped: a stopped process would still find the appends in its socket.)
-        await cli(c, ["ship", "set", "~zod", "--optimism", "0"]);
-        for (const f of followers) await f.proc!.kill("SIGKILL");
-        const done3 = doneUpTo(rt, 3);
-        rt.plan(0n, 2, 2, job(2));
-        rt.plan(0n, 3, 3, job(3));
-        await done3;
-        // Freeze the master; the replicas come back, elect a new one, and get other events 2 and 3.
-        Deno.kill(leader.proc!.child.pid, "SIGSTOP");
-        for (const f of followers) c.restart(f.id);
-        await Promise.any(followers.map((f) => f.proc!.waitFor(/became leader/)));
-        const newLeader = followers.find((f) =>
-          f.proc!.lines.some((l) => /became leader/.test(l))
-        )!;
-        const rt2 = await RuntimeClient.connect(socketOf(newLeader));
-        const done3b = doneUpTo(rt2, 3);
-        rt2.plan(0n, 2, 22, job(2, "hark"));
-        rt2.plan(0n, 3, 33, job(3, "hark"));
-        await done3b;
-        rt2.close();
-        // The old master comes back, learns the newer term, and finds its releases erased.
-        const mark = leader.proc!.mark();
-        Deno.kill(leader.proc!.child.pid, "SIGCONT");
-        // Events 2 and 3 may have gone out in one entry or two: wait until both are reported.
-        await leader.proc!.waitFor(/RELEASED BUT LOST: ~zod events (2|3)-3 /, mark);
-        const s = await leaderStatus(c, leader.id);
-        const lostEves = s.release.losses.flatMap((l) =>
-          Array.from({ length: l.lastEve - l.firstEve + 1 }, (_, i) => l.firstEve + i)
-        );
-        assert.deepEqual(lostEves.sort(), [2, 3]);
-        const audit = await cli(c, ["log", "audit", "~zod", "--json"]);
-        const audited = JSON.parse(
-          audit.lines.filter((l) => !l.startsWith("losses are")).join("\n"),
-        );
-        assert.deepEqual(
-          audited.losses.flatMap((
-            l: { firstEve: number; lastEve: number },
-          ) => [l.firstEve, l.lastEve]).sort(),
-          lostEves.length === 2 && audited.losses.length === 1 ? [2, 3] : [2, 2, 3, 3],
-        );
-      } finally {
-        rt.close();
       }
+      assert.deepEqual(stalled, { need: 2, have: 1 });
+      assert.equal(released, false, "released while a required replica was stopped");
+      Deno.kill(followers[0].proc!.child.pid, "SIGCONT");
+      await done1;
+
+      // K = 0: with both replicas down, the master still releases (its own fsync).
+      // (Killed, not stopped: a stopped process would still find the appends in its socket.)
+      await cli(c, ["ship", "set", "~zod", "--optimism", "0"]);
+      for (const f of followers) await f.proc!.kill("SIGKILL");
+      const done3 = doneUpTo(rt, 3);
+      rt.plan(0n, 2, 2, job(2));
+      rt.plan(0n, 3, 3, job(3));
+      await done3;
+      // Freeze the master; the replicas come back, elect a new one, and get other events 2 and 3.
+      Deno.kill(leader.proc!.child.pid, "SIGSTOP");
+      for (const f of followers) c.restart(f.id);
+      await Promise.any(followers.map((f) => f.proc!.waitFor(/became leader/)));
+      const newLeader = followers.find((f) => f.proc!.lines.some((l) => /became leader/.test(l)))!;
+      const rt2 = await RuntimeClient.connect(socketOf(newLeader));
+      const done3b = doneUpTo(rt2, 3);
+      rt2.plan(0n, 2, 22, job(2, "hark"));
+      rt2.plan(0n, 3, 33, job(3, "hark"));
+      await done3b;
+      rt2.close();
+      // The old master comes back, learns the newer term, and finds its releases erased.
+      const mark = leader.proc!.mark();
+      Deno.kill(leader.proc!.child.pid, "SIGCONT");
+      // Events 2 and 3 may have gone out in one entry or two: wait until both are reported.
+      await leader.proc!.waitFor(/RELEASED BUT LOST: ~zod events (2|3)-3 /, mark);
+      const s = await leaderStatus(c, leader.id);
+      const lostEves = s.release.losses.flatMap((l) =>
+        Array.from({ length: l.lastEve - l.firstEve + 1 }, (_, i) => l.firstEve + i)
+      );
+      assert.deepEqual(lostEves.sort(), [2, 3]);
+      const audit = await cli(c, ["log", "audit", "~zod", "--json"]);
+      const audited = JSON.parse(
+        audit.lines.filter((l) => !l.startsWith("losses are")).join("\n"),
+      );
+      assert.deepEqual(
+        audited.losses.flatMap((
+          l: { firstEve: number; lastEve: number },
+        ) => [l.firstEve, l.lastEve]).sort(),
+        lostEves.length === 2 && audited.losses.length === 1 ? [2, 3] : [2, 2, 3, 3],
+      );
     } finally {
-      await c.destroy();
+      rt.close();
     }
   },
-});
+);
