@@ -99,14 +99,18 @@ export class ShipMaster {
       this.#emit((l) => l.refuse(p.ship, p.eve, "This node is not the master"));
       return;
     }
-    const info = this.#host.ships.get(p.ship);
-    if (info === undefined) {
-      this.#emit((l) =>
-        l.refuse(p.ship, p.eve, "The ship is not on this cluster; add it with 'seguro ship add'")
-      );
-      return;
+    // The next expected event is cached per ship: no database read per planned event.
+    let next = this.#next.get(p.ship);
+    if (next === undefined) {
+      const info = this.#host.ships.get(p.ship);
+      if (info === undefined) {
+        this.#emit((l) =>
+          l.refuse(p.ship, p.eve, "The ship is not on this cluster; add it with 'seguro ship add'")
+        );
+        return;
+      }
+      next = info.lastEve + 1;
     }
-    const next = this.#next.get(p.ship) ?? info.lastEve + 1;
     if (p.eve > next) {
       this.#emit((l) =>
         l.refuse(p.ship, p.eve, `Event ${p.eve} would leave a gap: the next is ${next}`)
