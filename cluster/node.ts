@@ -63,6 +63,9 @@ export const TICK_MS_DEFAULT = 50;
 const READ_BYTES_MAX = 4 * 1024 * 1024;
 const ENTRY_TYPE_CODE = { normal: 0, conf: 1, noop: 2 } as const;
 
+const LED_TERMS = "raft.led.terms";
+const LED_TERMS_KEPT = 16;
+
 /** Default election timeout in ticks (the real one is uniform in [this, 2 * this)). */
 export const ELECTION_TICKS_DEFAULT = 10;
 
@@ -273,6 +276,7 @@ export class ClusterNode {
   #stopping = false;
   #wasLeader = false;
   #lastSeen = "";
+  readonly #ledTerms = new Set<number>();
   /** Hard state last written to the store. */
   #durableHardState: HardState;
   /** A commit-only hard state not written yet (see #handle). */
@@ -315,6 +319,13 @@ export class ClusterNode {
         return { ...result, applied: this.#waitApplied(result.index, result.term) };
       },
     });
+    const led = this.#store.getSetting(LED_TERMS);
+    for (const t of led ? led.split(",").map(Number) : []) this.#ledTerms.add(t);
+    this.ships.rememberPossiblyReleased(
+      initial.entries,
+      this.#ledTerms,
+      initial.hardState.commit,
+    );
     this.ships.subscribe({
       release: () => {},
       refuse: () => {},
@@ -523,6 +534,10 @@ export class ClusterNode {
       this.#wasLeader = leader;
       if (leader) {
         this.#cfg.log(`became leader at term ${this.raft.term}`);
+        // Remember the terms this node led (durably, once per election): after a
+        // crash, its uncommitted entries of those terms may have been released.
+        this.#ledTerms.add(this.raft.term);
+        this.#store.setSetting(LED_TERMS, [...this.#ledTerms].slice(-LED_TERMS_KEPT).join(","));
         if (this.machine.addresses.get(this.id) !== this.#cfg.advertise) {
           this.raft.propose(encodeAddress(this.id, this.#cfg.advertise));
         }

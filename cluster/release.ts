@@ -145,6 +145,15 @@ export class ReleaseTracker {
     return lost;
   }
 
+  /**
+   * After a restart: entries this node proposed as master that were durable
+   * here but not known committed may have been released before the crash
+   * (with K below the quorum); audit them like released ones.
+   */
+  rememberPossiblyReleased(entries: readonly PlannedEntry[]): void {
+    this.#uncommitted.push(...entries);
+  }
+
   /** Drops planned entries that will never be released here (this node lost leadership). */
   abandonPending(): PlannedEntry[] {
     const dropped = this.#pending;

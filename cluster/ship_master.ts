@@ -8,8 +8,8 @@
  * @module
  */
 
-import type { RaftNode } from "../core/mod.ts";
-import { type ApplyResult, encodeCommand, type PlannedEvent } from "./machine.ts";
+import type { Entry, RaftNode } from "../core/mod.ts";
+import { type ApplyResult, decodeCommand, encodeCommand, type PlannedEvent } from "./machine.ts";
 import type { ShipTables } from "./ships.ts";
 import { type Loss, OPTIMISM_DEFAULT, type Release, ReleaseTracker, resolveK } from "./release.ts";
 
@@ -180,6 +180,38 @@ export class ShipMaster {
         );
       }
     }, () => {/* leadership lost: the runtime is fenced */});
+  }
+
+  /**
+   * After a restart: the durable, not-known-committed `entries` of terms in
+   * which this node was master may have been released before the crash;
+   * they are audited like released ones, so a crash cannot hide a loss.
+   */
+  rememberPossiblyReleased(
+    entries: readonly Entry[],
+    ledTerms: ReadonlySet<number>,
+    commit: number,
+  ): void {
+    const suspects = [];
+    for (const e of entries) {
+      if (e.index <= commit || e.type !== "normal" || !ledTerms.has(e.term)) continue;
+      let c;
+      try {
+        c = decodeCommand(e.data);
+      } catch {
+        continue;
+      }
+      if (c.kind !== "events" || c.events.length === 0) continue;
+      suspects.push({
+        index: e.index,
+        term: e.term,
+        ship: c.ship,
+        firstEve: c.firstEve,
+        lastEve: c.firstEve + c.events.length - 1,
+        k: 0,
+      });
+    }
+    this.#tracker.rememberPossiblyReleased(suspects);
   }
 
   /** Called by the node after every Ready: releases, role changes, loss audits. */

@@ -250,9 +250,6 @@ export function logCommand(): CommandUnknownOpts {
     if (unreachable > 0) {
       note(`${unreachable} node(s) did not answer; their findings are not included`);
     }
-    note(
-      "losses are found by a master that lived through the failover; one that crashed does not yet remember its releases",
-    );
   });
 
   return group;
