@@ -122,7 +122,7 @@ function logLine(nodeLabel: string, line: string): void {
  */
 export async function runNode(
   dir: string,
-  overrides: { listen?: string; advertise?: string } = {},
+  overrides: { listen?: string; advertise?: string; runtimeTcpPort?: number } = {},
 ): Promise<number> {
   const node = readNodeFile(dir);
   let store: Store;
@@ -169,7 +169,15 @@ export async function runNode(
       cluster.machine.ships.events(ship, from, Math.min(count, 10_000))
         .map(({ eve, mug, job }) => ({ eve, mug, job })),
     subscribe: (l) => cluster.ships.subscribe({ ...l, lost: () => {} }),
-  }, { socketPath: join(dir, RUNTIME_SOCKET), log: (line) => logLine(label, line) });
+  }, {
+    socketPath: join(dir, RUNTIME_SOCKET),
+    // Loopback only: the runtime protocol is not authenticated; the Unix socket's
+    // file permissions and the loopback interface are its boundary.
+    tcp: overrides.runtimeTcpPort === undefined
+      ? undefined
+      : { hostname: "127.0.0.1", port: overrides.runtimeTcpPort },
+    log: (line) => logLine(label, line),
+  });
   const stop = () => {
     logLine(label, "stopping (signal)");
     runtime.close();
@@ -179,7 +187,12 @@ export async function runNode(
   Deno.addSignalListener("SIGTERM", stop);
   cluster.start();
   runtime.start();
-  logLine(label, `runtime socket at ${join(dir, RUNTIME_SOCKET)}`);
+  logLine(
+    label,
+    `runtime socket at ${join(dir, RUNTIME_SOCKET)}${
+      overrides.runtimeTcpPort === undefined ? "" : ` and 127.0.0.1:${overrides.runtimeTcpPort}`
+    }`,
+  );
   await cluster.stopped;
   runtime.close();
   Deno.removeSignalListener("SIGINT", stop);

@@ -18,6 +18,14 @@ import {
 } from "./cluster_options.ts";
 import { note } from "./output.ts";
 
+function portOption(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > 65535) {
+    throw new UsageError(`--runtime-tcp must be a port from 1 to 65535 (got '${value}')`);
+  }
+  return n;
+}
+
 function machinesOption(value: string): string[] {
   const list = value.split(",").map((s) => s.trim()).filter((s) => s !== "");
   if (list.length === 0) throw new UsageError("--machines needs at least one HOST:PORT");
@@ -46,6 +54,7 @@ export function runCommand(): CommandUnknownOpts {
       "bootstrap a static cluster: every member's HOST:PORT, comma-separated, same order on every machine (needs the token)",
       machinesOption,
     )
+    .option("--runtime-tcp <port>", "also serve the runtime protocol on 127.0.0.1:PORT", portOption)
     .option("--token <token>", "cluster token for --machines (prefer SEGURO_TOKEN or --token-file)")
     .option("--token-file <file>", "file holding the cluster token")
     .action(async (options) => {
@@ -53,7 +62,11 @@ export function runCommand(): CommandUnknownOpts {
       if (options.machines !== undefined && readNodeFile(dir) === undefined) {
         bootstrapStatic(dir, options.machines, options);
       }
-      const code = await runNode(dir, { listen: options.listen, advertise: options.advertise });
+      const code = await runNode(dir, {
+        listen: options.listen,
+        advertise: options.advertise,
+        runtimeTcpPort: options.runtimeTcp,
+      });
       if (code !== 0) throw new CliError("the node stopped after a fatal error; see the log above");
     });
 }

@@ -20,6 +20,7 @@ import {
 import { encodeFrame, NewtDecoder } from "../../vere/newt.ts";
 import {
   clusterTest,
+  freePort,
   NodeProcess,
   type TestCluster as Cluster,
   type TestMember,
@@ -212,3 +213,36 @@ clusterTest(
     }
   },
 );
+
+Deno.test({
+  name: "seguro run --runtime-tcp serves the runtime protocol on loopback too",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const root = await Deno.makeTempDir({ prefix: "seguro-rt-tcp-" });
+    const port = freePort();
+    const init = new NodeProcess([
+      "init",
+      "--data-dir",
+      root,
+      "--listen",
+      `127.0.0.1:${freePort()}`,
+      "--no-start",
+    ]);
+    assert.equal((await init.exited).code, 0, init.lines.join("\n"));
+    const node = new NodeProcess(["run", "--data-dir", root, "--runtime-tcp", String(port)]);
+    try {
+      await node.waitFor(new RegExp(`runtime socket at .* and 127\\.0\\.0\\.1:${port}`));
+      const rt = await RuntimeClient.connect({ hostname: "127.0.0.1", port });
+      assert.equal(rt.nodeId, 1);
+      const oops = rt.next((m) => m.type === "oops");
+      rt.send({ type: "head", ship: 5n });
+      const o = await oops;
+      assert.match(o.type === "oops" ? o.why : "", /not on this cluster/);
+      rt.close();
+    } finally {
+      await node.kill("SIGTERM");
+      await Deno.remove(root, { recursive: true });
+    }
+  },
+});
