@@ -135,6 +135,7 @@ export function demoCommand(): CommandUnknownOpts {
       "--pill <file>",
       "boot ~zod from this pill (default ../shared/fixtures/brass.pill when present)",
     )
+    .option("--no-pill", "plan a small generated boot sequence instead of a real pill")
     .option("--seconds <n>", "seconds of load before and after the kill", (v) => Number(v), 4)
     .option("--rate <n>", "events per second the runtime plans", (v) => Number(v), 2000)
     .option("--keep", "leave the cluster running at the end")
@@ -176,12 +177,18 @@ export function demoCommand(): CommandUnknownOpts {
         const credentials = decodeToken(await Deno.readTextFile(join(nodes[0].dir, "token")));
 
         print(colors.bold("2. Booting ~zod"));
-        const pill = options.pill ??
-          fileURLToPath(new URL("../../shared/fixtures/brass.pill", import.meta.url));
-        let havePill = true;
+        const pill = options.pill === undefined
+          ? fileURLToPath(new URL("../../shared/fixtures/brass.pill", import.meta.url))
+          : options.pill === false
+          ? ""
+          : options.pill;
+        let havePill = options.pill !== false;
         try {
-          Deno.statSync(pill);
+          if (havePill) Deno.statSync(pill);
         } catch {
+          if (typeof options.pill === "string") {
+            throw new CliError(`cannot read the pill ${pill}; check the path, or pass --no-pill`);
+          }
           havePill = false;
         }
         const addArgs = [

@@ -20,3 +20,17 @@ Deno.test({
     assert.match(out, /no released event was lost/);
   },
 });
+
+Deno.test({
+  name: "seguro demo --no-pill: a labelled generated boot sequence, then the same failover",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const demo = new NodeProcess(["demo", "--no-pill", "--seconds", "1", "--rate", "500"]);
+    const status = await demo.exited;
+    const out = demo.lines.join("\n");
+    assert.equal(status.code, 0, out);
+    assert.match(out, /planning a small GENERATED boot sequence \(not a real ship\)/);
+    assert.match(out, /lost: 0/);
+  },
+});
