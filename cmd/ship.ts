@@ -18,6 +18,7 @@ import {
   type TargetOptions,
 } from "./cluster_options.ts";
 import { readNounFile } from "./files.ts";
+import { addPierCommands } from "./ship_pier.ts";
 import { count, formatTable, hex32, note, print, toJson } from "./output.ts";
 
 /** Parses a ship argument; a bad one is a usage error. */
@@ -274,5 +275,6 @@ export function shipCommand(): CommandUnknownOpts {
     print(`Removed ${name} (${info.lastEve} events).`);
   });
 
+  addPierCommands(group);
   return group;
 }

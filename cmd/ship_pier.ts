@@ -1,0 +1,169 @@
+/**
+ * `seguro ship import ~ship PIER` and `seguro ship export ~ship DIR`: moving
+ * a stock vere pier's event log onto the cluster, and back out as a pier.
+ * @module
+ */
+
+import type { CommandUnknownOpts } from "@commander-js/extra-typings";
+import { decodeEvents, encodeLogRequest, Op, withLeader } from "../cluster/api.ts";
+import { encodeCommand, type PlannedEvent } from "../cluster/machine.ts";
+import type { ShipJson } from "../cluster/node.ts";
+import { shipKey } from "../cluster/ships.ts";
+import { renderShip } from "../vere/event.ts";
+import {
+  isPierLocked,
+  LOG_VERSION,
+  PierError,
+  type PierEvent,
+  readEvents,
+  readPierMeta,
+  writePier,
+} from "../vere/pier.ts";
+import { LmdbError } from "../vere/lmdb.ts";
+import { CliError } from "./errors.ts";
+import { cliErrorOf, targetFlags, targetOf, type TargetOptions } from "./cluster_options.ts";
+import { shipArgument, withNode } from "./ship.ts";
+import { count, note, print } from "./output.ts";
+
+/** Events per `events` request during an import. */
+const IMPORT_BATCH_BYTES = 4 * 1024 * 1024;
+
+function pierFailure(e: unknown, pier: string): unknown {
+  if (e instanceof PierError || e instanceof LmdbError) {
+    return new CliError(`${pier}: ${e.message}`);
+  }
+  return cliErrorOf(e);
+}
+
+/** Adds `import` and `export` to the `ship` command group. */
+export function addPierCommands(group: CommandUnknownOpts): void {
+  targetFlags(
+    group.command("import")
+      .description("append a stock vere pier's event log to the cluster (resumable)")
+      .argument("<ship>", "the ship the pier belongs to", shipArgument)
+      .argument("<pier>", "the pier directory")
+      .option("--live", "read the pier although a running urbit holds its lock"),
+  ).action(async (ship: bigint, pier: string, options: TargetOptions & { live?: boolean }) => {
+    const target = targetOf(options);
+    const name = renderShip(ship);
+    if (isPierLocked(pier) && !options.live) {
+      throw new CliError(
+        `${pier} is in use by a running urbit (.vere.lock); stop it first, or pass --live`,
+      );
+    }
+    let meta;
+    try {
+      meta = readPierMeta(pier);
+    } catch (e) {
+      throw pierFailure(e, pier);
+    }
+    if (meta.who !== ship) {
+      throw new CliError(
+        `${pier} belongs to ${renderShip(meta.who)}, not ${name}; check the ship or the pier`,
+      );
+    }
+    try {
+      await withLeader(target.address, target.credentials, async (client) => {
+        const ships = await client.requestJson<ShipJson[]>(Op.ship, { action: "list" });
+        let info = ships.find((s) => s.ship === String(ship));
+        if (info === undefined) {
+          info = await client.requestJson<ShipJson>(Op.ship, {
+            action: "add",
+            ship: String(ship),
+            fake: meta.fake,
+            life: meta.life,
+          });
+          note(`added ${name} (${meta.fake ? "fake" : "real"}, life ${meta.life})`);
+        } else if (info.lastEve > 0) {
+          note(
+            `${name} already has ${count(info.lastEve)} events on the cluster; resuming after them`,
+          );
+        }
+        const started = performance.now();
+        let sent = 0;
+        let bytes = 0;
+        let batch: PlannedEvent[] = [];
+        let batchFirst = info.lastEve + 1;
+        let batchBytes = 0;
+        let lastShown = 0;
+        const flush = async () => {
+          if (batch.length === 0) return;
+          await client.request(
+            Op.events,
+            encodeCommand({ kind: "events", ship, firstEve: batchFirst, events: batch }),
+          );
+          sent += batch.length;
+          bytes += batchBytes;
+          batchFirst += batch.length;
+          batch = [];
+          batchBytes = 0;
+          if (performance.now() - lastShown > 1000) {
+            lastShown = performance.now();
+            const secs = (performance.now() - started) / 1000;
+            note(
+              `imported ${count(sent)} events, ${count(bytes)} bytes (${
+                (sent / secs).toFixed(0)
+              } events/s)`,
+            );
+          }
+        };
+        for (const e of readEvents(pier, { from: info.lastEve + 1 })) {
+          batch.push({ mug: e.mug, job: e.job });
+          batchBytes += e.job.length;
+          if (batchBytes >= IMPORT_BATCH_BYTES) await flush();
+        }
+        await flush();
+        const secs = (performance.now() - started) / 1000;
+        print(
+          `Imported ${count(sent)} events of ${name} (${count(bytes)} bytes) in ${
+            secs.toFixed(1)
+          } s; it now has ${count(info.lastEve + sent)}.`,
+        );
+      });
+    } catch (e) {
+      throw pierFailure(e, pier);
+    }
+  });
+
+  targetFlags(
+    group.command("export")
+      .description("write a ship's log from the cluster as a pier stock vere can read (.urb/log)")
+      .argument("<ship>", "the ship", shipArgument)
+      .argument("<dir>", "the pier directory to create (must not hold a log yet)")
+      .option("--vere-version <v>", "runtime version recorded in vere.txt", "4.0"),
+  ).action(async (ship: bigint, dir: string, options: TargetOptions & { vereVersion: string }) => {
+    const target = targetOf(options);
+    const name = renderShip(ship);
+    const events: PierEvent[] = [];
+    const info = await withNode(target, async (c) => {
+      const ships = await c.requestJson<ShipJson[]>(Op.ship, { action: "list" });
+      const found = ships.find((s) => s.ship === String(ship));
+      if (found === undefined) {
+        throw new CliError(`${name} is not on this cluster; see 'seguro ship list'`);
+      }
+      // The whole log is gathered first: the pier is written in one go, tmp -> fsync -> rename.
+      for (let from = 1; from <= found.lastEve;) {
+        const batch = decodeEvents(
+          await c.request(Op.log, encodeLogRequest(shipKey(ship), from, 10_000)),
+        );
+        if (batch.length === 0) break;
+        for (const e of batch) events.push({ eve: e.eve, mug: e.mug, job: e.job.slice() });
+        from = batch[batch.length - 1].eve + 1;
+      }
+      return found;
+    });
+    if (events.length !== info.lastEve) {
+      throw new CliError(`read ${events.length} of ${info.lastEve} events of ${name}; retry`);
+    }
+    try {
+      writePier(dir, {
+        meta: { version: LOG_VERSION, who: ship, fake: info.fake, life: info.life },
+        events,
+        vereVersion: options.vereVersion,
+      });
+    } catch (e) {
+      throw pierFailure(e, dir);
+    }
+    print(`Wrote ${count(events.length)} events of ${name} to ${dir}/.urb/log (epoch 0i0).`);
+  });
+}
