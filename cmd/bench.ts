@@ -11,7 +11,7 @@ import type { NodeStatus, ShipJson } from "../cluster/node.ts";
 import { daFromMillis, renderShip } from "../vere/event.ts";
 import { cord, jam, list, tuple } from "../vere/noun.ts";
 import { RuntimeClient } from "../vere/runtime_client.ts";
-import { CliError, UsageError } from "./errors.ts";
+import { CliError, positiveOption as positive } from "./errors.ts";
 import {
   dataDirOf,
   RUNTIME_SOCKET,
@@ -118,16 +118,6 @@ export async function runRuntimeLoad(
   } finally {
     rt.close();
   }
-}
-
-function positive(name: string): (value: string) => number {
-  return (value) => {
-    const n = Number(value);
-    if (!Number.isSafeInteger(n) || n < 1) {
-      throw new UsageError(`${name} must be a whole number of at least 1 (got '${value}')`);
-    }
-    return n;
-  };
 }
 
 /** Builds the `bench` command. */

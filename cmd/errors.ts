@@ -30,3 +30,14 @@ export class UsageError extends CliError {
     this.name = "UsageError";
   }
 }
+
+/** An option parser for a whole number of at least 1; `name` is the flag, for the error. */
+export function positiveOption(name: string): (value: string) => number {
+  return (value) => {
+    const n = Number(value);
+    if (!Number.isSafeInteger(n) || n < 1) {
+      throw new UsageError(`${name} must be a whole number of at least 1 (got '${value}')`);
+    }
+    return n;
+  };
+}

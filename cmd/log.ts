@@ -10,21 +10,11 @@ import { shipKey } from "../cluster/ships.ts";
 import { decodeJob, type EventSummary, renderShip, summarizeEvent } from "../vere/event.ts";
 import { cue, type Noun } from "../vere/noun.ts";
 import { renderNoun } from "../vere/noun_show.ts";
-import { CliError, UsageError } from "./errors.ts";
+import { CliError, positiveOption as positive } from "./errors.ts";
 import { targetFlags, targetOf, type TargetOptions } from "./cluster_options.ts";
 import { shipArgument, shipInfo, withNode } from "./ship.ts";
 import { clusterStatus } from "./status.ts";
 import { colors, count, formatTable, hex32, note, print, toJson } from "./output.ts";
-
-function positive(name: string): (value: string) => number {
-  return (value) => {
-    const n = Number(value);
-    if (!Number.isSafeInteger(n) || n < 1) {
-      throw new UsageError(`${name} must be a whole number of at least 1 (got '${value}')`);
-    }
-    return n;
-  };
-}
 
 /** One decoded line of a ship's log. */
 interface LogLine extends EventSummary {
