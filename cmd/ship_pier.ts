@@ -20,7 +20,7 @@ import {
   writePier,
 } from "../vere/pier.ts";
 import { LmdbError } from "../vere/lmdb.ts";
-import { CliError } from "./errors.ts";
+import { CliError, positiveOption } from "./errors.ts";
 import { cliErrorOf, targetFlags, targetOf, type TargetOptions } from "./cluster_options.ts";
 import { shipArgument, withNode } from "./ship.ts";
 import { count, note, print } from "./output.ts";
@@ -122,6 +122,94 @@ export function addPierCommands(group: CommandUnknownOpts): void {
       });
     } catch (e) {
       throw pierFailure(e, pier);
+    }
+  });
+
+  targetFlags(
+    group.command("attach")
+      .description(
+        "follow a live pier's log as stock vere writes it and replicate each new event (tail mode)",
+      )
+      .argument("<ship>", "the ship the pier belongs to", shipArgument)
+      .argument("<pier>", "the pier directory (read only; vere keeps writing it)")
+      .option("--poll-ms <n>", "how often to look for new events", positiveOption("--poll-ms"), 5),
+  ).action(async (ship: bigint, pier: string, options: TargetOptions & { pollMs: number }) => {
+    const target = targetOf(options);
+    const name = renderShip(ship);
+    let meta;
+    try {
+      meta = readPierMeta(pier);
+    } catch (e) {
+      throw pierFailure(e, pier);
+    }
+    if (meta.who !== ship) {
+      throw new CliError(
+        `${pier} belongs to ${renderShip(meta.who)}, not ${name}; check the ship or the pier`,
+      );
+    }
+    let stop = false;
+    const onSignal = () => stop = true;
+    Deno.addSignalListener("SIGINT", onSignal);
+    Deno.addSignalListener("SIGTERM", onSignal);
+    try {
+      await withLeader(target.address, target.credentials, async (client) => {
+        const ships = await client.requestJson<ShipJson[]>(Op.ship, { action: "list" });
+        let last = ships.find((s) => s.ship === String(ship))?.lastEve;
+        if (last === undefined) {
+          await client.requestJson(Op.ship, {
+            action: "add",
+            ship: String(ship),
+            fake: meta.fake,
+            life: meta.life,
+          });
+          last = 0;
+        }
+        note(
+          `following ${pier} for ${name} from event ${
+            last + 1
+          } (every ${options.pollMs} ms; Ctrl-C stops)`,
+        );
+        const delays: number[] = [];
+        while (!stop) {
+          const seen = performance.now();
+          const batch: PlannedEvent[] = [];
+          let bytes = 0;
+          // Read transactions are short and read-only: vere's writer is never blocked.
+          for (const e of readEvents(pier, { from: last + 1 })) {
+            batch.push({ mug: e.mug, job: e.job });
+            bytes += e.job.length;
+            if (bytes >= IMPORT_BATCH_BYTES) break;
+          }
+          if (batch.length > 0) {
+            // A divergent event (same eve, other bytes) is refused by the cluster: the
+            // request fails and the tail stops with that alarm, never silently.
+            await client.request(
+              Op.events,
+              encodeCommand({ kind: "events", ship, firstEve: last + 1, events: batch }),
+            );
+            last += batch.length;
+            delays.push(performance.now() - seen);
+            print(`replicated ${name} up to event ${count(last)} (+${batch.length})`);
+            continue;
+          }
+          await new Promise((r) => setTimeout(r, options.pollMs));
+        }
+        delays.sort((a, b) => a - b);
+        const q = (p: number) =>
+          delays.length
+            ? delays[Math.min(delays.length - 1, Math.floor(p * delays.length))].toFixed(1)
+            : "-";
+        note(
+          `stopped at event ${last}; read-to-commit p50 ${q(0.5)} ms, p99 ${
+            q(0.99)
+          } ms over ${delays.length} batches`,
+        );
+      });
+    } catch (e) {
+      throw pierFailure(e, pier);
+    } finally {
+      Deno.removeSignalListener("SIGINT", onSignal);
+      Deno.removeSignalListener("SIGTERM", onSignal);
     }
   });
 

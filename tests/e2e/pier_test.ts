@@ -1,7 +1,8 @@
 /**
  * Moving a stock vere pier onto a real 3-node cluster and back out: import
  * (META checked, resumable), export byte for byte (compared with mdb_dump),
- * and the refusals (a locked pier, a pier of another ship, a pier with a gap).
+ * the refusals (a locked pier, a pier of another ship, a pier with a gap), and
+ * tail mode following a pier while a writer appends.
  */
 
 import assert from "node:assert/strict";
@@ -15,6 +16,9 @@ import {
   writeEpoch,
   writePier,
 } from "../../vere/pier.ts";
+import { Env, eventKey } from "../../vere/lmdb.ts";
+import { ClusterClient, decodeEvents, encodeLogRequest, Op } from "../../cluster/api.ts";
+import { shipKey } from "../../cluster/ships.ts";
 import { clusterTest, NodeProcess, type TestCluster } from "./harness.ts";
 
 function haveLmdbTools(): boolean {
@@ -103,6 +107,57 @@ if (lmdb) {
       const gapped = await seguro(c, ["ship", "import", "~bud", gap]);
       assert.equal((await gapped.exited).code, 1);
       assert.match(gapped.lines.join("\n"), /^error: .*Event 6 is missing.*the log has a gap/m);
+    },
+  );
+}
+
+if (lmdb) {
+  clusterTest(
+    "ship attach follows a live pier as a writer appends, one event per transaction",
+    3,
+    async (c) => {
+      const meta = { version: LOG_VERSION, who: 0n, fake: true, life: 0 };
+      const pier = join(c.root, "live-pier");
+      writePier(pier, { meta, events: events(1, 5), vereVersion: "4.0" });
+      const attach = new NodeProcess(
+        ["ship", "attach", "~zod", pier, "--cluster", c.anyAddress()],
+        {
+          SEGURO_TOKEN: c.token,
+        },
+      );
+      try {
+        await attach.waitFor(/replicated ~zod up to event 5 /);
+        // A stand-in for vere: one write transaction per event, as vere commits them.
+        const env = Env.open(join(pier, ".urb", "log", "0i0"));
+        try {
+          for (const e of events(6, 60)) {
+            const value = new Uint8Array(4 + e.job.length);
+            new DataView(value.buffer).setUint32(0, e.mug, true);
+            value.set(e.job, 4);
+            env.writeTxn((txn) => {
+              const db = txn.openDb("EVENTS", { integerKey: true });
+              txn.put(db, eventKey(e.eve), value, { noOverwrite: true });
+            });
+          }
+        } finally {
+          env.close();
+        }
+        await attach.waitFor(/replicated ~zod up to event 60 /);
+        // Every node holds the pier's events byte for byte.
+        const client = await ClusterClient.connect(c.anyAddress(), c.credentials);
+        try {
+          const got = decodeEvents(
+            await client.request(Op.log, encodeLogRequest(shipKey(0n), 1, 100)),
+          );
+          assert.deepEqual(got.map((e) => e.eve), Array.from({ length: 60 }, (_, i) => i + 1));
+          assert.deepEqual(got[59].job, events(60, 60)[0].job);
+        } finally {
+          client.close();
+        }
+      } finally {
+        await attach.kill("SIGTERM");
+      }
+      assert.match(attach.lines.join("\n"), /stopped at event 60; read-to-commit p50/);
     },
   );
 }
