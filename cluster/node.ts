@@ -85,6 +85,8 @@ export interface NodeConfig {
   electionTicks?: number;
   /** Renders a ship in messages (e.g. `~zod`); cluster/ does not depend on vere/. */
   shipName?: (ship: bigint) => string;
+  /** Called after each batch of committed entries is applied (e.g. to keep standby piers). */
+  onApplied?: () => void;
 }
 
 /** One member as `seguro status` shows it. */
@@ -481,6 +483,7 @@ export class ClusterNode {
     this.raft.advance();
     this.#afterReady(rd);
     this.ships.afterReady();
+    if (committed.length > 0) this.#cfg.onApplied?.();
   }
 
   /** Writes one batch durably (the applied index is kept by applyTransaction). */

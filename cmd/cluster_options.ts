@@ -15,6 +15,7 @@ import { CliError, UsageError } from "./errors.ts";
 import type { CommandUnknownOpts } from "@commander-js/extra-typings";
 import { renderShip } from "../vere/event.ts";
 import { RuntimeServer } from "../vere/runtime_server.ts";
+import { StandbyPiers } from "./standby.ts";
 import { join } from "node:path";
 
 /** The runtime socket's name in a data dir. */
@@ -122,7 +123,8 @@ function logLine(nodeLabel: string, line: string): void {
  */
 export async function runNode(
   dir: string,
-  overrides: { listen?: string; advertise?: string; runtimeTcpPort?: number } = {},
+  overrides: { listen?: string; advertise?: string; runtimeTcpPort?: number; standbyDir?: string } =
+    {},
 ): Promise<number> {
   const node = readNodeFile(dir);
   let store: Store;
@@ -154,7 +156,12 @@ export async function runNode(
     advertise,
     log: (line) => logLine(label, line),
     shipName: renderShip,
+    onApplied: () => standby?.sync(),
   });
+  const standby = overrides.standbyDir === undefined
+    ? undefined
+    : new StandbyPiers(overrides.standbyDir, cluster.machine.ships, (line) => logLine(label, line));
+  standby?.sync();
   const runtime = new RuntimeServer({
     nodeId: cluster.id,
     isMaster: () => cluster.ships.isMaster,
@@ -195,6 +202,7 @@ export async function runNode(
   );
   await cluster.stopped;
   runtime.close();
+  standby?.close();
   Deno.removeSignalListener("SIGINT", stop);
   Deno.removeSignalListener("SIGTERM", stop);
   logLine(label, cluster.fatal ? "stopped after a fatal error" : "stopped");

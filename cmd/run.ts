@@ -55,6 +55,10 @@ export function runCommand(): CommandUnknownOpts {
       machinesOption,
     )
     .option("--runtime-tcp <port>", "also serve the runtime protocol on 127.0.0.1:PORT", portOption)
+    .option(
+      "--standby-dir <dir>",
+      "keep a standby pier per ship here, up to this node's applied events",
+    )
     .option("--token <token>", "cluster token for --machines (prefer SEGURO_TOKEN or --token-file)")
     .option("--token-file <file>", "file holding the cluster token")
     .action(async (options) => {
@@ -66,6 +70,7 @@ export function runCommand(): CommandUnknownOpts {
         listen: options.listen,
         advertise: options.advertise,
         runtimeTcpPort: options.runtimeTcp,
+        standbyDir: options.standbyDir,
       });
       if (code !== 0) throw new CliError("the node stopped after a fatal error; see the log above");
     });

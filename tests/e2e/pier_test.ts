@@ -13,9 +13,12 @@ import {
   checkLiblmdb,
   LOG_VERSION,
   type PierEvent,
+  readEvents,
+  readPierMeta,
   writeEpoch,
   writePier,
 } from "../../vere/pier.ts";
+import { encodeCommand } from "../../cluster/machine.ts";
 import { Env, eventKey } from "../../vere/lmdb.ts";
 import { ClusterClient, decodeEvents, encodeLogRequest, Op } from "../../cluster/api.ts";
 import { shipKey } from "../../cluster/ships.ts";
@@ -158,6 +161,50 @@ if (lmdb) {
         await attach.kill("SIGTERM");
       }
       assert.match(attach.lines.join("\n"), /stopped at event 60; read-to-commit p50/);
+    },
+  );
+}
+
+if (lmdb) {
+  clusterTest(
+    "seguro run --standby-dir keeps a pier per ship up to the node's applied events",
+    3,
+    async (c) => {
+      const add = await seguro(c, ["ship", "add", "~zod", "--fake"]);
+      assert.equal((await add.exited).code, 0, add.lines.join("\n"));
+      const leaderId = (await c.status(1)).leaderId;
+      const follower = [...c.members.values()].find((m) => m.id !== leaderId)!;
+      await follower.proc!.kill("SIGTERM");
+      const standby = join(c.root, "standby");
+      follower.proc = new NodeProcess([
+        "run",
+        "--data-dir",
+        follower.dir,
+        "--standby-dir",
+        standby,
+      ]);
+      await follower.proc.waitFor(/standby pier of ~zod created/);
+      const client = await ClusterClient.connect(c.members.get(leaderId)!.address, c.credentials);
+      try {
+        const all = events(1, 120);
+        await client.request(
+          Op.events,
+          encodeCommand({
+            kind: "events",
+            ship: 0n,
+            firstEve: 1,
+            events: all.map(({ mug, job }) => ({ mug, job })),
+          }),
+        );
+      } finally {
+        client.close();
+      }
+      const commit = (await c.status(leaderId)).commitIndex;
+      await c.waitCommitted(follower.id, commit);
+      const held = [...readEvents(join(standby, "~zod"))];
+      assert.deepEqual(held.map((e) => e.eve), Array.from({ length: 120 }, (_, i) => i + 1));
+      assert.deepEqual(held[119].job, events(120, 120)[0].job);
+      assert.equal(readPierMeta(join(standby, "~zod")).who, 0n);
     },
   );
 }
