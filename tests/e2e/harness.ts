@@ -265,6 +265,9 @@ export function payloads(tag: string, count: number, size = 100): Uint8Array[] {
   });
 }
 
+/** How long one e2e test may run before its processes are killed. */
+export const HANG_GUARD_MS = 180_000;
+
 /**
  * A test on a fresh cluster of `nodes` processes (node 1 by init, the rest by
  * join, each promoted), always destroyed afterwards.
@@ -281,10 +284,14 @@ export function clusterTest(
     sanitizeOps: false,
     async fn() {
       const c = await TestCluster.init();
+      // A hang guard, not a speed claim: a stuck test kills its cluster (every pending
+      // request then fails) instead of hanging the whole suite.
+      const guard = setTimeout(() => c.destroy(), HANG_GUARD_MS);
       try {
         for (let i = 1; i < nodes; i++) await c.join();
         await fn(c);
       } finally {
+        clearTimeout(guard);
         await c.destroy();
       }
     },
