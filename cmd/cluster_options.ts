@@ -8,7 +8,7 @@
 import { defaultDataDir, readNodeFile, readTokenFile } from "../cluster/datadir.ts";
 import { type ClusterCredentials, decodeToken } from "../cluster/token.ts";
 import { formatAddress, parseAddress } from "../cluster/address.ts";
-import { ClusterNode } from "../cluster/node.ts";
+import { ClusterNode, TICK_MS_DEFAULT } from "../cluster/node.ts";
 import { Store, StoreError } from "../cluster/store.ts";
 import { ApiError, ClientError } from "../cluster/api.ts";
 import { CliError, UsageError } from "./errors.ts";
@@ -17,6 +17,20 @@ import { renderShip } from "../vere/event.ts";
 import { RuntimeServer } from "../vere/runtime_server.ts";
 import { StandbyPiers } from "./standby.ts";
 import { join } from "node:path";
+
+/** Where a node keeps its election timeout (ms) when one was given. */
+const ELECTION_TIMEOUT_SETTING = "raft.election.timeout.ms";
+
+/** Parses --election-timeout-ms: at least 150 ms (3 ticks). */
+export function electionTimeoutOption(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 150 || n > 60_000) {
+    throw new UsageError(
+      `--election-timeout-ms must be a whole number from 150 to 60000 (got '${value}')`,
+    );
+  }
+  return n;
+}
 
 /** The runtime socket's name in a data dir. */
 export const RUNTIME_SOCKET = "runtime.sock";
@@ -123,8 +137,13 @@ function logLine(nodeLabel: string, line: string): void {
  */
 export async function runNode(
   dir: string,
-  overrides: { listen?: string; advertise?: string; runtimeTcpPort?: number; standbyDir?: string } =
-    {},
+  overrides: {
+    listen?: string;
+    advertise?: string;
+    runtimeTcpPort?: number;
+    standbyDir?: string;
+    electionTimeoutMs?: number;
+  } = {},
 ): Promise<number> {
   const node = readNodeFile(dir);
   let store: Store;
@@ -150,10 +169,17 @@ export async function runNode(
     throw new CliError(`cannot listen on ${listen}: ${(e as Error).message}`);
   }
   const label = `seguro[node ${store.identity.nodeId}]`;
+  if (overrides.electionTimeoutMs !== undefined) {
+    store.setSetting(ELECTION_TIMEOUT_SETTING, String(overrides.electionTimeoutMs));
+  }
+  const electionMs = Number(store.getSetting(ELECTION_TIMEOUT_SETTING) ?? 0);
   const cluster = new ClusterNode({
     store,
     listener,
     advertise,
+    electionTicks: electionMs > 0
+      ? Math.max(3, Math.round(electionMs / TICK_MS_DEFAULT))
+      : undefined,
     log: (line) => logLine(label, line),
     shipName: renderShip,
     onApplied: () => standby?.sync(),

@@ -13,6 +13,7 @@ import {
   addressOption,
   cliErrorOf,
   dataDirOf,
+  electionTimeoutOption,
   runNode,
   tokenFromOptions,
 } from "./cluster_options.ts";
@@ -59,6 +60,11 @@ export function runCommand(): CommandUnknownOpts {
       "--standby-dir <dir>",
       "keep a standby pier per ship here, up to this node's applied events",
     )
+    .option(
+      "--election-timeout-ms <ms>",
+      "base election timeout, kept for later runs (default 500; raise it on heavily loaded machines)",
+      electionTimeoutOption,
+    )
     .option("--token <token>", "cluster token for --machines (prefer SEGURO_TOKEN or --token-file)")
     .option("--token-file <file>", "file holding the cluster token")
     .action(async (options) => {
@@ -71,6 +77,7 @@ export function runCommand(): CommandUnknownOpts {
         advertise: options.advertise,
         runtimeTcpPort: options.runtimeTcp,
         standbyDir: options.standbyDir,
+        electionTimeoutMs: options.electionTimeoutMs,
       });
       if (code !== 0) throw new CliError("the node stopped after a fatal error; see the log above");
     });
