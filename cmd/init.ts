@@ -9,7 +9,13 @@ import { writeNodeFiles } from "../cluster/datadir.ts";
 import { encodeToken } from "../cluster/token.ts";
 import { parseAddress } from "../cluster/address.ts";
 import { CliError, UsageError } from "./errors.ts";
-import { addressOption, cliErrorOf, dataDirOf, runNode } from "./cluster_options.ts";
+import {
+  addressOption,
+  cliErrorOf,
+  dataDirOf,
+  electionTimeoutOption,
+  runNode,
+} from "./cluster_options.ts";
 import { colors, print } from "./output.ts";
 
 /** Default address a node listens on. */
@@ -68,6 +74,11 @@ export function initCommand(): CommandUnknownOpts {
       addressOption,
     )
     .option("--no-start", "only create the node; start it later with 'seguro run'")
+    .option(
+      "--election-timeout-ms <ms>",
+      "base election timeout, kept for later runs (default 500; raise it on loaded machines)",
+      electionTimeoutOption,
+    )
     .action(async (options) => {
       const dir = dataDirOf(options);
       const advertise = advertiseOf(options.listen, options.advertise);
@@ -100,7 +111,7 @@ export function initCommand(): CommandUnknownOpts {
         print(`Start this node with: seguro run --data-dir ${dir}`);
         return;
       }
-      const code = await runNode(dir);
+      const code = await runNode(dir, { electionTimeoutMs: options.electionTimeoutMs });
       if (code !== 0) throw new CliError("the node stopped after a fatal error; see the log above");
     });
 }

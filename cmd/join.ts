@@ -13,6 +13,7 @@ import {
   addressOption,
   cliErrorOf,
   dataDirOf,
+  electionTimeoutOption,
   runNode,
   tokenFromOptions,
 } from "./cluster_options.ts";
@@ -42,6 +43,11 @@ export function joinCommand(): CommandUnknownOpts {
       addressOption,
     )
     .option("--no-start", "only join; start the node later with 'seguro run'")
+    .option(
+      "--election-timeout-ms <ms>",
+      "base election timeout, kept for later runs (default 500; raise it on loaded machines)",
+      electionTimeoutOption,
+    )
     .action(async (member, options) => {
       const dir = dataDirOf(options);
       const credentials = tokenFromOptions(options);
@@ -94,7 +100,7 @@ export function joinCommand(): CommandUnknownOpts {
         note(`joined as node ${answer.nodeId} (a learner until it has caught up; then a voter)`);
       }
       if (!options.start) return;
-      const code = await runNode(dir);
+      const code = await runNode(dir, { electionTimeoutMs: options.electionTimeoutMs });
       if (code !== 0) throw new CliError("the node stopped after a fatal error; see the log above");
     });
 }
