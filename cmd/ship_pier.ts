@@ -15,6 +15,7 @@ import {
   LOG_VERSION,
   PierError,
   type PierEvent,
+  type PierMeta,
   readEvents,
   readPierMeta,
   writePier,
@@ -35,6 +36,24 @@ function pierFailure(e: unknown, pier: string): unknown {
   return cliErrorOf(e);
 }
 
+/** The META of `pier`, which must belong to `ship`; anything else is a CliError. */
+function pierMetaOf(ship: bigint, pier: string): PierMeta {
+  let meta: PierMeta;
+  try {
+    meta = readPierMeta(pier);
+  } catch (e) {
+    throw pierFailure(e, pier);
+  }
+  if (meta.who !== ship) {
+    throw new CliError(
+      `${pier} belongs to ${renderShip(meta.who)}, not ${
+        renderShip(ship)
+      }; check the ship or the pier`,
+    );
+  }
+  return meta;
+}
+
 /** Adds `import` and `export` to the `ship` command group. */
 export function addPierCommands(group: CommandUnknownOpts): void {
   targetFlags(
@@ -51,17 +70,7 @@ export function addPierCommands(group: CommandUnknownOpts): void {
         `${pier} is in use by a running urbit (.vere.lock); stop it first, or pass --live`,
       );
     }
-    let meta;
-    try {
-      meta = readPierMeta(pier);
-    } catch (e) {
-      throw pierFailure(e, pier);
-    }
-    if (meta.who !== ship) {
-      throw new CliError(
-        `${pier} belongs to ${renderShip(meta.who)}, not ${name}; check the ship or the pier`,
-      );
-    }
+    const meta = pierMetaOf(ship, pier);
     try {
       await withLeader(target.address, target.credentials, async (client) => {
         const ships = await client.requestJson<ShipJson[]>(Op.ship, { action: "list" });
@@ -136,17 +145,7 @@ export function addPierCommands(group: CommandUnknownOpts): void {
   ).action(async (ship: bigint, pier: string, options: TargetOptions & { pollMs: number }) => {
     const target = targetOf(options);
     const name = renderShip(ship);
-    let meta;
-    try {
-      meta = readPierMeta(pier);
-    } catch (e) {
-      throw pierFailure(e, pier);
-    }
-    if (meta.who !== ship) {
-      throw new CliError(
-        `${pier} belongs to ${renderShip(meta.who)}, not ${name}; check the ship or the pier`,
-      );
-    }
+    const meta = pierMetaOf(ship, pier);
     let stop = false;
     const onSignal = () => stop = true;
     Deno.addSignalListener("SIGINT", onSignal);
