@@ -554,7 +554,7 @@ export class ClusterNode {
       }
     }
     this.#updatePeers();
-    if (rd.committedEntries.length > 0) this.#notifyCommitWatchers();
+    this.#notifyCommitWatchers();
   }
 
   #failAll(e: ApiError): void {
@@ -714,11 +714,9 @@ export class ClusterNode {
     const result = this.raft.transferLeadership(id);
     if (!result.accepted) throw new ApiError(Status.error, result.reason);
     this.#kick();
-    const deadline = Date.now() + 4 * this.#electionTicks * this.#tickMs;
-    while (Date.now() < deadline) {
-      if (this.raft.leaderId === id) return `Node ${id} is now the leader`;
-      await new Promise((resolve) => setTimeout(resolve, this.#tickMs));
-    }
+    // Every Ready re-checks the watchers, so this wakes as soon as the leader changes.
+    await this.#waitFor(() => this.raft.leaderId === id, 4 * this.#electionTicks * this.#tickMs);
+    if (this.raft.leaderId === id) return `Node ${id} is now the leader`;
     throw new ApiError(
       Status.error,
       `Node ${id} did not take over in time (it may be lagging or down); leadership stays with node ${this.raft.leaderId}`,
@@ -730,7 +728,7 @@ export class ClusterNode {
     return this.#waitFor(() => this.raft.commitIndex >= index, waitMs);
   }
 
-  /** Resolves when `ready()` holds after an apply, or after `waitMs`, or at stop. */
+  /** Resolves when `ready()` holds after a Ready is handled, or after `waitMs`, or at stop. */
   #waitFor(ready: () => boolean, waitMs: number): Promise<void> {
     return new Promise((resolve) => {
       const finish = () => {

@@ -204,3 +204,15 @@ Deno.test({
     }
   },
 });
+
+clusterTest("member transfer-leader hands leadership to the named voter", 3, async (c) => {
+  const before = (await c.status(1)).leaderId;
+  const target = [1, 2, 3].find((id) => id !== before)!;
+  const p = new NodeProcess(
+    ["member", "transfer-leader", String(target), "--cluster", c.anyAddress()],
+    { SEGURO_TOKEN: c.token },
+  );
+  assert.equal((await p.exited).code, 0, p.lines.join("\n"));
+  assert.match(p.lines.join("\n"), new RegExp(`Node ${target} is now the leader`));
+  assert.equal((await c.status(target)).role, "leader");
+});
