@@ -38,7 +38,7 @@ interface DemoNode {
   dir: string;
   address: string;
   child: Deno.ChildProcess;
-  log: string[];
+  log: LineLog;
 }
 
 function freePort(): number {
@@ -48,7 +48,7 @@ function freePort(): number {
   return port;
 }
 
-function startNode(args: string[], env: Record<string, string>, log: string[]): Deno.ChildProcess {
+function startNode(args: string[], env: Record<string, string>, log: LineLog): Deno.ChildProcess {
   const { cmd, args: full } = selfCommand(args);
   const child = new Deno.Command(cmd, {
     args: full,
@@ -71,18 +71,43 @@ function startNode(args: string[], env: Record<string, string>, log: string[]): 
   return child;
 }
 
-async function waitForLine(log: string[], re: RegExp, timeoutMs = 30_000): Promise<string> {
-  const deadline = Date.now() + timeoutMs;
-  let seen = 0;
-  while (Date.now() < deadline) {
-    for (; seen < log.length; seen++) if (re.test(log[seen])) return log[seen];
-    await new Promise((r) => setTimeout(r, 20));
+/** A child's output lines, with waiters woken as lines arrive (no polling). */
+class LineLog {
+  readonly lines: string[] = [];
+  #waiters: { re: RegExp; resolve: (line: string) => void }[] = [];
+
+  push(...lines: string[]): void {
+    for (const line of lines) {
+      this.lines.push(line);
+      const matched = this.#waiters.filter((w) => w.re.test(line));
+      this.#waiters = this.#waiters.filter((w) => !matched.includes(w));
+      for (const w of matched) w.resolve(line);
+    }
   }
-  throw new CliError(
-    `the demo cluster did not get ready (waiting for ${re}); last lines:\n${
-      log.slice(-10).join("\n")
-    }`,
-  );
+
+  /** The first line matching `re`, already seen or yet to come; a CliError after `timeoutMs`. */
+  waitFor(re: RegExp, timeoutMs = 30_000): Promise<string> {
+    const seen = this.lines.find((l) => re.test(l));
+    if (seen !== undefined) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        reject(
+          new CliError(
+            `the demo cluster did not get ready (waiting for ${re}); last lines:\n${
+              this.lines.slice(-10).join("\n")
+            }`,
+          ),
+        );
+      }, timeoutMs);
+      this.#waiters.push({
+        re,
+        resolve: (line) => {
+          clearTimeout(timer);
+          resolve(line);
+        },
+      });
+    });
+  }
 }
 
 async function status(
@@ -160,7 +185,7 @@ export function demoCommand(): CommandUnknownOpts {
         for (let i = 1; i <= 3; i++) {
           const address = `127.0.0.1:${freePort()}`;
           const dir = join(root, `node${i}`);
-          const log: string[] = [];
+          const log = new LineLog();
           const env: Record<string, string> = {};
           if (i > 1) {
             env.SEGURO_TOKEN = (await Deno.readTextFile(join(nodes[0].dir, "token"))).trim();
@@ -170,8 +195,8 @@ export function demoCommand(): CommandUnknownOpts {
             : ["join", nodes[0].address, "--data-dir", dir, "--listen", address];
           const child = startNode(args, env, log);
           nodes.push({ id: i, dir, address, child, log });
-          await waitForLine(log, i === 1 ? /became leader/ : /now follower/);
-          if (i > 1) await waitForLine(nodes[0].log, new RegExp(`promoted node ${i} to voter`));
+          await log.waitFor(i === 1 ? /became leader/ : /now follower/);
+          if (i > 1) await nodes[0].log.waitFor(new RegExp(`promoted node ${i} to voter`));
           print(`   node ${i} at ${address}${i === 1 ? " (master)" : ", joined and promoted"}`);
         }
         const credentials = decodeToken(await Deno.readTextFile(join(nodes[0].dir, "token")));
@@ -202,7 +227,7 @@ export function demoCommand(): CommandUnknownOpts {
         ];
         const add = startNode(addArgs, {
           SEGURO_TOKEN: (await Deno.readTextFile(join(nodes[0].dir, "token"))).trim(),
-        }, []);
+        }, new LineLog());
         if (!(await add.status).success) throw new CliError("seguro ship add failed in the demo");
         const rt0 = await RuntimeClient.connect({ path: join(nodes[0].dir, "runtime.sock") });
         const head = rt0.next((m) => m.type === "head");
