@@ -14,7 +14,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { runAnchors } from "./anchors.ts";
+import { type AnchorRow, runAnchors } from "./anchors.ts";
 import { ClusterClient, decodeIndex, Op } from "../cluster/api.ts";
 import type { NodeStatus } from "../cluster/node.ts";
 import { TestCluster } from "../tests/e2e/harness.ts";
@@ -32,13 +32,8 @@ const N = Number(values.n);
 const SECONDS = Number(values.seconds);
 const CONCURRENCY = [1, 16, 64];
 
-interface Row {
-  system: string;
-  c: number;
-  ops: number;
-  ops_per_s: number;
-  p50_ms: number;
-  p99_ms: number;
+/** An anchor row plus Seguro's fsync counts (null for the anchors). */
+interface Row extends AnchorRow {
   fsyncs_per_write_leader: number | null;
   fsyncs_per_write_follower: number | null;
 }
