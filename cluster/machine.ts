@@ -12,6 +12,7 @@
  * kind 5  shipSet  ship:16 optimism:i32
  * kind 6  events   ship:16 firstEve:u64 n:u32 (mug:u32 job:bytes)*n
  * kind 7  defaultOptimism  optimism:i32          (ships whose optimism is -1 use it)
+ * kind 8  shipRun  ship:16 run:u8               (1: the master runs its --exec command for it)
  * ship := 16 bytes, big-endian;  optimism -1 = the cluster default (quorum)
  * ```
  * Applying is deterministic and idempotent: an event already stored with the
@@ -35,6 +36,7 @@ export const CommandKind = {
   shipSet: 5,
   events: 6,
   defaultOptimism: 7,
+  shipRun: 8,
 } as const;
 
 /** One event in an `events` command. */
@@ -53,7 +55,8 @@ export type Command =
   | { kind: "shipRemove"; ship: bigint }
   | { kind: "shipSet"; ship: bigint; optimism: number }
   | { kind: "events"; ship: bigint; firstEve: number; events: PlannedEvent[] }
-  | { kind: "defaultOptimism"; optimism: number };
+  | { kind: "defaultOptimism"; optimism: number }
+  | { kind: "shipRun"; ship: bigint; run: boolean };
 
 /** What applying one command did. */
 export type ApplyResult =
@@ -83,6 +86,9 @@ export function encodeCommand(c: Exclude<Command, { kind: "raw" }>): Uint8Array 
         .finish();
     case "defaultOptimism":
       return new ByteWriter(5).u8(CommandKind.defaultOptimism).u32(c.optimism >>> 0).finish();
+    case "shipRun":
+      return new ByteWriter(18).u8(CommandKind.shipRun).raw(shipKey(c.ship)).u8(c.run ? 1 : 0)
+        .finish();
     case "events": {
       const size = 29 + c.events.reduce((n, e) => n + 8 + e.job.length, 0);
       const w = new ByteWriter(size).u8(CommandKind.events).raw(shipKey(c.ship)).u64(c.firstEve)
@@ -137,6 +143,13 @@ export function decodeCommand(data: Uint8Array): Command {
     case CommandKind.defaultOptimism:
       c = { kind: "defaultOptimism", optimism: r.u32("optimism") | 0 };
       break;
+    case CommandKind.shipRun: {
+      const ship = shipOfKey(r.raw(16, "ship"));
+      const run = r.u8("run");
+      if (run > 1) throw new RangeError(`A shipRun command has run flag ${run}`);
+      c = { kind: "shipRun", ship, run: run === 1 };
+      break;
+    }
     default:
       throw new RangeError(`Unknown command kind ${kind} in a committed entry`);
   }
@@ -146,6 +159,8 @@ export function decodeCommand(data: Uint8Array): Command {
 
 const ADDRESS_PREFIX = "member.address.";
 const DEFAULT_OPTIMISM = "ship.optimism.default";
+/** Setting key prefix of a ship the master runs (`ship.run.<decimal @p>`). */
+const RUN_PREFIX = "ship.run.";
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
@@ -159,6 +174,8 @@ export type ShipName = (ship: bigint) => string;
 /** The applied state: member addresses and ships' event logs. */
 export class Machine {
   readonly #setSetting: StatementSync;
+  readonly #deleteSetting: StatementSync;
+  readonly #run = new Set<bigint>();
   readonly #addresses = new Map<number, string>();
   readonly #name: ShipName;
   /** The ship tables (read them freely; only the machine writes). */
@@ -176,7 +193,11 @@ export class Machine {
     this.#setSetting = store.database.prepare(
       "INSERT INTO setting (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
     );
+    this.#deleteSetting = store.database.prepare("DELETE FROM setting WHERE key = ?");
     this.#defaultOptimism = Number(store.getSetting(DEFAULT_OPTIMISM) ?? -1);
+    const runs = store.database.prepare("SELECT key FROM setting WHERE key LIKE ?")
+      .all(`${RUN_PREFIX}%`) as { key: string }[];
+    for (const { key } of runs) this.#run.add(BigInt(key.slice(RUN_PREFIX.length)));
     const listed = store.getSetting("member.ids");
     for (const id of listed ? listed.split(",").map(Number) : []) {
       const address = store.getSetting(ADDRESS_PREFIX + id);
@@ -187,6 +208,21 @@ export class Machine {
   /** The cluster's default optimism for ships that have none: -1 means a quorum. */
   get defaultOptimism(): number {
     return this.#defaultOptimism;
+  }
+
+  /** True when the master runs its `--exec` command for `ship` (`seguro ship run`). */
+  runs(ship: bigint): boolean {
+    return this.#run.has(ship);
+  }
+
+  #setRun(ship: bigint, run: boolean): void {
+    if (run) {
+      this.#setSetting.run(RUN_PREFIX + ship, "1");
+      this.#run.add(ship);
+    } else {
+      this.#deleteSetting.run(RUN_PREFIX + ship);
+      this.#run.delete(ship);
+    }
   }
 
   /** Every member address known, by node id. */
@@ -228,6 +264,7 @@ export class Machine {
       case "shipRemove":
         if (this.ships.get(c.ship) === undefined) return this.#unknown(c.ship);
         this.ships.deleteShip(c.ship);
+        this.#setRun(c.ship, false);
         return done;
       case "shipSet":
         if (this.ships.get(c.ship) === undefined) return this.#unknown(c.ship);
@@ -238,6 +275,10 @@ export class Machine {
       case "defaultOptimism":
         this.#setSetting.run(DEFAULT_OPTIMISM, String(c.optimism));
         this.#defaultOptimism = c.optimism;
+        return done;
+      case "shipRun":
+        if (this.ships.get(c.ship) === undefined) return this.#unknown(c.ship);
+        this.#setRun(c.ship, c.run);
         return done;
     }
   }

@@ -133,3 +133,26 @@ Deno.test("ship events: contiguous, idempotent by (ship, eve), gaps and conflict
     assert.deepEqual(m.ships.list().map((s) => s.ship), [1n]);
   });
 });
+
+Deno.test("shipRun: set and cleared, survives a reopen, refused for an unknown ship, dropped with the ship", async () => {
+  await withStore((store) => {
+    const m = new Machine(store, (s) => `~ship${s}`);
+    const run = { kind: "shipRun" as const, ship: 7n, run: true };
+    assert.deepEqual(decodeCommand(encodeCommand(run)), run);
+    assert.throws(() => decodeCommand(new Uint8Array([8, ...new Uint8Array(16), 2])), /run flag 2/);
+    const [unknown] = applyAll(store, m, [encodeCommand(run)]);
+    assert.equal(unknown.ok, false);
+    assert.equal(m.runs(7n), false);
+    applyAll(store, m, [
+      encodeCommand({ kind: "shipAdd", ship: 7n, fake: true, optimism: -1, life: 0 }),
+      encodeCommand(run),
+    ], 2);
+    assert.equal(m.runs(7n), true);
+    assert.equal(new Machine(store).runs(7n), true, "the flag survives a reopen");
+    applyAll(store, m, [encodeCommand({ ...run, run: false })], 4);
+    assert.equal(new Machine(store).runs(7n), false);
+    applyAll(store, m, [encodeCommand(run), encodeCommand({ kind: "shipRemove", ship: 7n })], 5);
+    assert.equal(m.runs(7n), false, "removing the ship clears its flag");
+    assert.equal(new Machine(store).runs(7n), false);
+  });
+});

@@ -87,6 +87,8 @@ export interface NodeConfig {
   shipName?: (ship: bigint) => string;
   /** Called after each batch of committed entries is applied (e.g. to keep standby piers). */
   onApplied?: () => void;
+  /** Where this node runs a ship's runtime (`seguro run --exec`), for `ship list`. */
+  shipRuntime?: (ship: bigint) => ShipRuntimeJson | undefined;
 }
 
 /** One member as `seguro status` shows it. */
@@ -151,7 +153,7 @@ export interface NodeStatus {
 /** A ship operation, as the CLI sends it (ships as decimal strings). */
 export interface ShipRequest {
   /** What to do. */
-  action: "list" | "add" | "remove" | "set" | "verify" | "default";
+  action: "list" | "add" | "remove" | "set" | "verify" | "default" | "run";
   /** The ship, as a decimal string of its @p number. */
   ship?: string;
   /** Add: a fake ship. */
@@ -160,6 +162,26 @@ export interface ShipRequest {
   life?: number;
   /** Set: replicas that must hold an event before release; -1 = quorum. */
   optimism?: number;
+  /** Run: whether the master runs its `--exec` command for the ship. */
+  run?: boolean;
+}
+
+/** A ship's runtime as the node running it reports it. */
+export interface ShipRuntimeJson {
+  /** The node reporting. */
+  nodeId: number;
+  /** fencing (waiting out the old master's lease), running, stopping, exited, no-exec. */
+  state: string;
+  /** The guard process's pid while running. */
+  pid?: number;
+  /** Milliseconds since the state began. */
+  forMs: number;
+  /** Last event the tail saw committed. */
+  committedEve: number;
+  /** The tail's delay from reading an event to its commit: p99 over recent batches (ms). */
+  tailP99Ms?: number;
+  /** Why the tail stopped, or why the runtime is not running. */
+  alarm?: string;
 }
 
 /** A ship as the admin protocol shows it. */
@@ -182,6 +204,10 @@ export interface ShipJson {
   defaultOptimism?: number;
   /** In `list`: the node id of the master (the leader), 0 when none. */
   master?: number;
+  /** The master runs its `--exec` command for this ship (`seguro ship run`). */
+  run?: boolean;
+  /** In `list`: this node's runtime for the ship, when it runs it. */
+  runtime?: ShipRuntimeJson;
 }
 
 /** What `verify` finds on one node. */
@@ -756,6 +782,8 @@ export class ClusterNode {
           ...shipJson(info),
           defaultOptimism: this.machine.defaultOptimism,
           master: this.raft.leaderId,
+          run: this.machine.runs(info.ship),
+          runtime: this.#cfg.shipRuntime?.(info.ship),
         }));
       case "add":
         await this.proposeCommand(encodeCommand({
@@ -780,6 +808,11 @@ export class ClusterNode {
         await this.proposeCommand(encodeCommand({ kind: "shipSet", ship: ship!, optimism }));
         return shipJson(this.machine.ships.get(ship!)!);
       }
+      case "run":
+        await this.proposeCommand(
+          encodeCommand({ kind: "shipRun", ship: ship!, run: request.run === true }),
+        );
+        return { ...shipJson(this.machine.ships.get(ship!)!), run: this.machine.runs(ship!) };
       case "verify":
         return await this.#verifyShip(ship!);
       case "default": {

@@ -8,7 +8,12 @@
 import { defaultDataDir, readNodeFile, readTokenFile } from "../cluster/datadir.ts";
 import { type ClusterCredentials, decodeToken } from "../cluster/token.ts";
 import { formatAddress, parseAddress } from "../cluster/address.ts";
-import { ClusterNode, TICK_MS_DEFAULT } from "../cluster/node.ts";
+import {
+  ClusterNode,
+  ELECTION_TICKS_DEFAULT,
+  type ShipRuntimeJson,
+  TICK_MS_DEFAULT,
+} from "../cluster/node.ts";
 import { Store, StoreError } from "../cluster/store.ts";
 import { ApiError, ClientError } from "../cluster/api.ts";
 import { CliError, UsageError } from "./errors.ts";
@@ -16,6 +21,7 @@ import type { CommandUnknownOpts } from "@commander-js/extra-typings";
 import { renderShip } from "../vere/event.ts";
 import { RuntimeServer } from "../vere/runtime_server.ts";
 import { StandbyPiers } from "./standby.ts";
+import { parseExec, Supervisor } from "./supervisor.ts";
 import { join } from "node:path";
 
 /** Where a node keeps its election timeout (ms) when one was given. */
@@ -31,6 +37,11 @@ export function electionTimeoutOption(value: string): number {
   }
   return n;
 }
+
+/** Default SIGTERM-to-SIGKILL grace for a runtime started with --exec. */
+export const EXEC_GRACE_MS_DEFAULT = 5000;
+/** How often the master's tail looks for events a runtime wrote. */
+const EXEC_POLL_MS = 5;
 
 /** The runtime socket's name in a data dir. */
 export const RUNTIME_SOCKET = "runtime.sock";
@@ -143,8 +154,23 @@ export async function runNode(
     runtimeTcpPort?: number;
     standbyDir?: string;
     electionTimeoutMs?: number;
+    exec?: string;
+    execGraceMs?: number;
   } = {},
 ): Promise<number> {
+  let exec: string[] | undefined;
+  if (overrides.exec !== undefined) {
+    if (overrides.standbyDir === undefined) {
+      throw new UsageError(
+        "--exec runs the ship on its standby pier: pass --standby-dir DIR as well",
+      );
+    }
+    try {
+      exec = parseExec(overrides.exec);
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
+  }
   const node = readNodeFile(dir);
   let store: Store;
   try {
@@ -173,21 +199,46 @@ export async function runNode(
     store.setSetting(ELECTION_TIMEOUT_SETTING, String(overrides.electionTimeoutMs));
   }
   const electionMs = Number(store.getSetting(ELECTION_TIMEOUT_SETTING) ?? 0);
-  const cluster = new ClusterNode({
+  const electionTicks = electionMs > 0
+    ? Math.max(3, Math.round(electionMs / TICK_MS_DEFAULT))
+    : ELECTION_TICKS_DEFAULT;
+  const cluster: ClusterNode = new ClusterNode({
     store,
     listener,
     advertise,
-    electionTicks: electionMs > 0
-      ? Math.max(3, Math.round(electionMs / TICK_MS_DEFAULT))
-      : undefined,
+    electionTicks,
     log: (line) => logLine(label, line),
     shipName: renderShip,
     onApplied: () => standby?.sync(),
+    shipRuntime: (ship): ShipRuntimeJson | undefined => {
+      const info = supervisor?.info(ship);
+      if (info !== undefined || cluster.raft.role !== "leader" || !cluster.machine.runs(ship)) {
+        return info;
+      }
+      return {
+        nodeId: cluster.id,
+        state: "no-exec",
+        forMs: 0,
+        committedEve: cluster.machine.ships.get(ship)?.lastEve ?? 0,
+        alarm: "the master has no --exec command: restart it with --standby-dir and --exec",
+      };
+    },
   });
-  const standby = overrides.standbyDir === undefined
+  const standby: StandbyPiers | undefined = overrides.standbyDir === undefined
     ? undefined
     : new StandbyPiers(overrides.standbyDir, cluster.machine.ships, (line) => logLine(label, line));
   standby?.sync();
+  const supervisor: Supervisor | undefined = standby === undefined || exec === undefined
+    ? undefined
+    : new Supervisor({
+      node: cluster,
+      standby,
+      exec,
+      graceMs: overrides.execGraceMs ?? EXEC_GRACE_MS_DEFAULT,
+      electionMs: electionTicks * TICK_MS_DEFAULT,
+      pollMs: EXEC_POLL_MS,
+      log: (line) => logLine(label, line),
+    });
   const runtime = new RuntimeServer({
     nodeId: cluster.id,
     isMaster: () => cluster.ships.isMaster,
@@ -211,15 +262,25 @@ export async function runNode(
       : { hostname: "127.0.0.1", port: overrides.runtimeTcpPort },
     log: (line) => logLine(label, line),
   });
+  let stopping = false;
   const stop = () => {
+    if (stopping) return;
+    stopping = true;
     logLine(label, "stopping (signal)");
-    runtime.close();
-    cluster.stop();
+    // Runtimes first: they stop before this node can lose its lease.
+    (supervisor?.close() ?? Promise.resolve()).finally(() => {
+      runtime.close();
+      cluster.stop();
+    });
   };
   Deno.addSignalListener("SIGINT", stop);
   Deno.addSignalListener("SIGTERM", stop);
   cluster.start();
   runtime.start();
+  supervisor?.start();
+  if (supervisor !== undefined) {
+    logLine(label, `runs ships marked with 'seguro ship run' while master: ${exec!.join(" ")}`);
+  }
   logLine(
     label,
     `runtime socket at ${join(dir, RUNTIME_SOCKET)}${
@@ -227,6 +288,7 @@ export async function runNode(
     }`,
   );
   await cluster.stopped;
+  await supervisor?.close();
   runtime.close();
   standby?.close();
   Deno.removeSignalListener("SIGINT", stop);

@@ -21,6 +21,7 @@ import { shipCommand } from "./ship.ts";
 import { logCommand } from "./log.ts";
 import { demoCommand } from "./demo.ts";
 import { benchCommand } from "./bench.ts";
+import { execGuardCommand } from "./exec_guard.ts";
 
 /** Applies the settings every command shares, to it and its subcommands. */
 function configure(command: Command): void {
@@ -50,6 +51,7 @@ export function buildCli(): Command {
   program.addCommand(tokenCommand());
   program.addCommand(nounCommand());
   program.addCommand(pillCommand());
+  program.addCommand(execGuardCommand(), { hidden: true });
   configure(program);
   return program;
 }

@@ -8,7 +8,7 @@ import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
 import { Store } from "../cluster/store.ts";
 import { readNodeFile, writeNodeFiles } from "../cluster/datadir.ts";
 import { Machine } from "../cluster/machine.ts";
-import { CliError, UsageError } from "./errors.ts";
+import { CliError, positiveOption, UsageError } from "./errors.ts";
 import {
   addressOption,
   cliErrorOf,
@@ -61,6 +61,15 @@ export function runCommand(): CommandUnknownOpts {
       "keep a standby pier per ship here, up to this node's applied events",
     )
     .option(
+      "--exec <command>",
+      "while master, run this for each ship marked with 'seguro ship run' ({pier} = its standby pier); needs --standby-dir",
+    )
+    .option(
+      "--exec-grace-ms <ms>",
+      "how long a stopping runtime gets between SIGTERM and SIGKILL (default 5000)",
+      positiveOption("--exec-grace-ms"),
+    )
+    .option(
       "--election-timeout-ms <ms>",
       "base election timeout, kept for later runs (default 500; raise it on heavily loaded machines)",
       electionTimeoutOption,
@@ -78,6 +87,8 @@ export function runCommand(): CommandUnknownOpts {
         runtimeTcpPort: options.runtimeTcp,
         standbyDir: options.standbyDir,
         electionTimeoutMs: options.electionTimeoutMs,
+        exec: options.exec,
+        execGraceMs: options.execGraceMs,
       });
       if (code !== 0) throw new CliError("the node stopped after a fatal error; see the log above");
     });

@@ -101,6 +101,30 @@ async function planEvents(target: Target, ship: bigint, events: PlannedEvent[]):
   });
 }
 
+/** Sends one ship request to the leader; errors become one-line CliErrors. */
+async function shipRequestToLeader(
+  options: TargetOptions,
+  request: Record<string, unknown>,
+): Promise<void> {
+  const target = targetOf(options);
+  try {
+    await withLeader(target.address, target.credentials, (c) => c.requestJson(Op.ship, request));
+  } catch (e) {
+    throw cliErrorOf(e);
+  }
+}
+
+/** The `runtime` column of `ship list`: where the ship's runtime runs. */
+function runtimeCell(s: ShipJson): string {
+  const r = s.runtime;
+  if (r !== undefined) {
+    const pid = r.pid === undefined ? "" : ` pid ${r.pid}`;
+    return `node ${r.nodeId}: ${r.state}${pid}${r.alarm === undefined ? "" : " (alarm)"}`;
+  }
+  if (s.run) return s.master ? `on node ${s.master}` : "waiting for a master";
+  return "-";
+}
+
 /** Builds the `ship` command group. */
 export function shipCommand(): CommandUnknownOpts {
   const group = new Command("ship").description("the ships whose event logs this cluster keeps");
@@ -190,8 +214,14 @@ export function shipCommand(): CommandUnknownOpts {
           },
         },
         { header: "master", cell: (s) => s.master ? `node ${s.master}` : "none" },
+        { header: "runtime", cell: runtimeCell },
         { header: "kind", cell: (s) => s.fake ? "fake" : "real" },
       ]));
+      for (const s of ships) {
+        if (s.runtime?.alarm !== undefined) {
+          note(`${renderShip(BigInt(s.ship))}: ${s.runtime.alarm}`);
+        }
+      }
       if (ships.length === 0) note("no ships yet; add one with 'seguro ship add ~ship'");
     });
 
@@ -205,19 +235,33 @@ export function shipCommand(): CommandUnknownOpts {
         optimismOption,
       ),
   ).action(async (ship: bigint, options: TargetOptions & { optimism: number }) => {
-    const target = targetOf(options);
-    try {
-      await withLeader(
-        target.address,
-        target.credentials,
-        (c) =>
-          c.requestJson(Op.ship, { action: "set", ship: String(ship), optimism: options.optimism }),
-      );
-    } catch (e) {
-      throw cliErrorOf(e);
-    }
+    await shipRequestToLeader(options, {
+      action: "set",
+      ship: String(ship),
+      optimism: options.optimism,
+    });
     print(
       `${renderShip(ship)}: optimism ${options.optimism === -1 ? "quorum" : options.optimism}.`,
+    );
+  });
+
+  targetFlags(
+    group.command("run")
+      .description(
+        "have the master run the ship's runtime (its 'seguro run --exec' command) and move it on failover",
+      )
+      .argument("<ship>", "the ship", shipArgument)
+      .option("--off", "stop running it: the master stops the runtime and leaves the pier"),
+  ).action(async (ship: bigint, options: TargetOptions & { off?: boolean }) => {
+    await shipRequestToLeader(options, {
+      action: "run",
+      ship: String(ship),
+      run: options.off !== true,
+    });
+    print(
+      options.off
+        ? `${renderShip(ship)}: the master stops its runtime.`
+        : `${renderShip(ship)}: the master runs it (see 'seguro ship list').`,
     );
   });
 
@@ -230,16 +274,7 @@ export function shipCommand(): CommandUnknownOpts {
         optimismOption,
       ),
   ).action(async (options: TargetOptions & { optimism: number }) => {
-    const target = targetOf(options);
-    try {
-      await withLeader(
-        target.address,
-        target.credentials,
-        (c) => c.requestJson(Op.ship, { action: "default", optimism: options.optimism }),
-      );
-    } catch (e) {
-      throw cliErrorOf(e);
-    }
+    await shipRequestToLeader(options, { action: "default", optimism: options.optimism });
     print(`Default optimism: ${options.optimism < 0 ? "quorum" : options.optimism}.`);
   });
 

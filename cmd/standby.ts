@@ -4,21 +4,53 @@
  * this node has applied, so stock vere can boot from it after a failover.
  * The cluster's applied state is the source; the pier is written with vere's
  * own LMDB format (vere/pier.ts, vere/lmdb.ts).
+ *
+ * A pier is either a standby (this process writes it from the applied
+ * state) or held (a runtime this node started writes it, and this process
+ * only reads it: the tail). Invariants:
+ * - a standby pier's events 1..`verified` equal the cluster's;
+ * - events above `verified` are compared before they are trusted: a pier
+ *   event that differs from the cluster's, or lies beyond the cluster's log
+ *   when the pier is held or released, is discarded with a log line (they are
+ *   events a runtime wrote that the cluster never committed);
+ * - nothing is written to a held pier.
  * @module
  */
 
 import { join } from "node:path";
 import type { ShipTables } from "../cluster/ships.ts";
 import { renderShip } from "../vere/event.ts";
-import { Env, eventKey } from "../vere/lmdb.ts";
-import { LOG_VERSION, readPierMeta, writePier } from "../vere/pier.ts";
+import { type Db, Env, eventKey, eventOfKey, type Txn } from "../vere/lmdb.ts";
+import { LOG_VERSION, type PierEvent, readPierMeta, writePier } from "../vere/pier.ts";
 
 /** Events appended per call, so a long catch-up does not stall the node. */
 const CATCH_UP_EVENTS_MAX = 10_000;
 
 interface Standby {
+  pier: string;
   env: Env;
+  /** The pier's last event (its events are 1..last). */
   last: number;
+  /** Events 1..verified equal the cluster's. */
+  verified: number;
+  held: boolean;
+}
+
+function pierValue(mug: number, job: Uint8Array): Uint8Array {
+  const value = new Uint8Array(4 + job.length);
+  new DataView(value.buffer).setUint32(0, mug, true);
+  value.set(job, 4);
+  return value;
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function eventsDb(txn: Txn): Db {
+  return txn.openDb("EVENTS", { integerKey: true });
 }
 
 /** Keeps one standby pier per ship up to date with the applied state. */
@@ -36,23 +68,16 @@ export class StandbyPiers {
     Deno.mkdirSync(dir, { recursive: true });
   }
 
+  /** The pier directory of `ship`. */
+  pierOf(ship: bigint): string {
+    return join(this.#dir, renderShip(ship));
+  }
+
   /** Brings every ship's pier up to its applied events (at most a bounded batch per call). */
   sync(): void {
     for (const info of this.#ships.list()) {
-      let s = this.#open.get(info.ship);
-      if (s === undefined) s = this.#openPier(info.ship, info.fake, info.life);
-      if (s.last >= info.lastEve) continue;
-      const events = this.#ships.events(info.ship, s.last + 1, CATCH_UP_EVENTS_MAX);
-      s.env.writeTxn((txn) => {
-        const db = txn.openDb("EVENTS", { integerKey: true });
-        for (const e of events) {
-          const value = new Uint8Array(4 + e.job.length);
-          new DataView(value.buffer).setUint32(0, e.mug, true);
-          value.set(e.job, 4);
-          txn.put(db, eventKey(e.eve), value, { noOverwrite: true });
-        }
-      });
-      s.last = events[events.length - 1]?.eve ?? s.last;
+      const s = this.#open.get(info.ship) ?? this.#openPier(info.ship, info.fake, info.life);
+      if (!s.held) this.#syncOne(info.ship, s, info.lastEve);
     }
     for (const [ship, s] of this.#open) {
       if (this.#ships.get(ship) === undefined) {
@@ -63,9 +88,117 @@ export class StandbyPiers {
     }
   }
 
+  #syncOne(ship: bigint, s: Standby, lastEve: number): void {
+    if (s.verified >= lastEve) return;
+    const events = this.#ships.events(ship, s.verified + 1, CATCH_UP_EVENTS_MAX);
+    s.env.writeTxn((txn) => {
+      const db = eventsDb(txn);
+      for (const e of events) {
+        const value = pierValue(e.mug, e.job);
+        if (e.eve <= s.last) {
+          const stored = txn.get(db, eventKey(e.eve));
+          if (stored !== undefined && sameBytes(stored, value)) {
+            s.verified = e.eve;
+            continue;
+          }
+          this.#truncate(txn, db, ship, s, e.eve - 1, "differ from the cluster's");
+        }
+        txn.put(db, eventKey(e.eve), value, { noOverwrite: true });
+        s.last = s.verified = e.eve;
+      }
+    });
+  }
+
+  /** Deletes the pier's events above `keep`; the caller holds a write transaction. */
+  #truncate(txn: Txn, db: Db, ship: bigint, s: Standby, keep: number, why: string): void {
+    if (s.last <= keep) return;
+    for (let eve = s.last; eve > keep; eve--) txn.del(db, eventKey(eve));
+    this.#log(
+      `standby pier of ${renderShip(ship)}: discarded events ${keep + 1}-${s.last}, which ${why}`,
+    );
+    s.last = keep;
+    s.verified = Math.min(s.verified, keep);
+    // A runtime snapshot taken past the discarded events no longer matches the log:
+    // set it aside so vere replays from the log.
+    const chk = join(s.pier, ".urb", "chk");
+    try {
+      Deno.renameSync(chk, `${chk}.discarded-${Date.now()}`);
+      this.#log(`standby pier of ${renderShip(ship)}: set its .urb/chk snapshot aside`);
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
+  }
+
+  /**
+   * Makes `ship`'s pier match the applied state exactly, then holds it:
+   * sync leaves it alone until {@linkcode release}. Returns its directory and last event.
+   */
+  hold(ship: bigint): { pier: string; last: number } {
+    const info = this.#ships.get(ship);
+    if (info === undefined) throw new Error(`hold: ${renderShip(ship)} is not on the cluster`);
+    const s = this.#open.get(ship) ?? this.#openPier(ship, info.fake, info.life);
+    while (s.verified < info.lastEve) this.#syncOne(ship, s, info.lastEve);
+    s.env.writeTxn((txn) => {
+      this.#truncate(txn, eventsDb(txn), ship, s, info.lastEve, "the cluster never committed");
+    });
+    if (s.verified !== info.lastEve || s.last !== info.lastEve) {
+      throw new Error(
+        `hold: pier of ${renderShip(ship)} at ${s.verified}/${s.last}, cluster at ${info.lastEve}`,
+      );
+    }
+    s.held = true;
+    return { pier: s.pier, last: s.last };
+  }
+
+  /**
+   * Reads a held pier's events after `after` (at most `maxBytes` of jobs,
+   * at least one event when there is one): what its runtime has written.
+   */
+  readHeld(ship: bigint, after: number, maxBytes: number): PierEvent[] {
+    const s = this.#open.get(ship);
+    if (s === undefined || !s.held) throw new Error(`readHeld: ${renderShip(ship)} is not held`);
+    const out: PierEvent[] = [];
+    let bytes = 0;
+    s.env.readTxn((txn) => {
+      for (const [key, value] of txn.entries(eventsDb(txn), { from: eventKey(after + 1) })) {
+        const eve = eventOfKey(key);
+        if (eve !== after + 1 + out.length) {
+          throw new Error(
+            `pier of ${renderShip(ship)} skips from event ${after + out.length} to ${eve}`,
+          );
+        }
+        const mug = new DataView(value.buffer, value.byteOffset).getUint32(0, true);
+        out.push({ eve, mug, job: value.subarray(4) });
+        bytes += value.length - 4;
+        if (bytes >= maxBytes) break;
+      }
+    });
+    return out;
+  }
+
+  /**
+   * Gives a held pier back to sync once its runtime has stopped. Events its
+   * runtime wrote after `committed` are checked against the cluster on the
+   * next syncs; those the cluster does not hold are discarded.
+   */
+  release(ship: bigint, committed: number): void {
+    const s = this.#open.get(ship);
+    if (s === undefined || !s.held) return;
+    s.held = false;
+    s.env.readTxn((txn) => {
+      s.last = txn.stat(eventsDb(txn)).entries;
+    });
+    s.verified = Math.min(committed, s.last);
+    const info = this.#ships.get(ship);
+    if (info !== undefined && info.lastEve < s.last) {
+      s.env.writeTxn((txn) => {
+        this.#truncate(txn, eventsDb(txn), ship, s, info.lastEve, "the cluster never committed");
+      });
+    }
+  }
+
   #openPier(ship: bigint, fake: boolean, life: number): Standby {
-    const pier = join(this.#dir, renderShip(ship));
-    let last = 0;
+    const pier = this.pierOf(ship);
     try {
       readPierMeta(pier);
     } catch {
@@ -78,11 +211,20 @@ export class StandbyPiers {
       this.#log(`standby pier of ${renderShip(ship)} created at ${pier}`);
     }
     const env = Env.open(join(pier, ".urb", "log", "0i0"));
+    let last = 0;
+    let verified = 0;
     env.readTxn((txn) => {
-      const db = txn.openDb("EVENTS", { integerKey: true });
+      const db = eventsDb(txn);
       last = txn.stat(db).entries;
+      // Trust the prefix when its last shared event matches; otherwise sync compares from 1.
+      const top = Math.min(last, this.#ships.get(ship)?.lastEve ?? 0);
+      const mine = top > 0 ? txn.get(db, eventKey(top)) : undefined;
+      const theirs = top > 0 ? this.#ships.event(ship, top) : undefined;
+      if (mine !== undefined && theirs !== undefined) {
+        if (sameBytes(mine, pierValue(theirs.mug, theirs.job))) verified = top;
+      }
     });
-    const s = { env, last };
+    const s: Standby = { pier, env, last, verified, held: false };
     this.#open.set(ship, s);
     return s;
   }

@@ -83,6 +83,7 @@ const SYMBOLS = {
   mdb_dbi_flags: { parameters: ["pointer", "u32", "buffer"], result: "i32" },
   mdb_get: { parameters: ["pointer", "u32", "buffer", "buffer"], result: "i32" },
   mdb_put: { parameters: ["pointer", "u32", "buffer", "buffer", "u32"], result: "i32" },
+  mdb_del: { parameters: ["pointer", "u32", "buffer", "pointer"], result: "i32" },
   mdb_stat: { parameters: ["pointer", "u32", "buffer"], result: "i32" },
   mdb_cursor_open: { parameters: ["pointer", "u32", "buffer"], result: "i32" },
   mdb_cursor_get: { parameters: ["pointer", "buffer", "buffer", "u32"], result: "i32" },
@@ -424,6 +425,18 @@ export class Txn {
       `mdb_put in ${db.name}`,
       this.#symbols.mdb_put(txn, dbi, this.#key, this.#val, flags),
     );
+  }
+
+  /** Deletes `key` from `db`; false when it was absent. */
+  del(db: Db, key: Uint8Array): boolean {
+    const txn = this.#live();
+    const dbi = this.#check(db);
+    if (this.readOnly) throw new LmdbError("The transaction is read-only; use writeTxn to delete");
+    this.#setVal(this.#keyView, key);
+    const rc = this.#symbols.mdb_del(txn, dbi, this.#key, null);
+    if (rc === MDB_NOTFOUND) return false;
+    check(this.#symbols, `mdb_del in ${db.name}`, rc);
+    return true;
   }
 
   /**

@@ -74,6 +74,16 @@ Deno.test({
       // integer keys walk in numeric order, not byte order: 255, 256, 257, ...
       assert.deepEqual(seen.map(([key]) => eventOfKey(key)), range(255, 301));
       assert.deepEqual(seen[1][1], eventKey(768), "values stay readable after the txn");
+      env.writeTxn((txn) => {
+        const db = txn.openDb("EVENTS", { integerKey: true });
+        assert.equal(txn.del(db, eventKey(301)), true);
+        assert.equal(txn.del(db, eventKey(301)), false, "deleting an absent key says so");
+      });
+      env.readTxn((txn) => {
+        const db = txn.openDb("EVENTS", { integerKey: true });
+        assert.equal(txn.get(db, eventKey(301)), undefined);
+        assert.equal(txn.stat(db).entries, 300);
+      });
     });
   },
 });

@@ -172,10 +172,10 @@ export class TestCluster {
     return member;
   }
 
-  /** Restarts a stopped member with `seguro run`. */
-  restart(id: number): NodeProcess {
+  /** Restarts a stopped member with `seguro run` (and `args`). */
+  restart(id: number, args: string[] = []): NodeProcess {
     const m = this.members.get(id)!;
-    m.proc = new NodeProcess(["run", "--data-dir", m.dir]);
+    m.proc = new NodeProcess(["run", "--data-dir", m.dir, ...args]);
     return m.proc;
   }
 

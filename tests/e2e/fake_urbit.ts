@@ -1,0 +1,85 @@
+/**
+ * A fake `urbit` for `seguro run --exec` tests: no real runtime exists on
+ * this machine. Run as `deno run -A fake_urbit.ts PIER JOURNAL_DIR`, it
+ * behaves toward the pier as vere does: it takes `.vere.lock`, opens the
+ * newest epoch of `.urb/log` through liblmdb, and commits one `[now ovum]`
+ * event (with the real mug of the job) every 5 ms until SIGTERM, when it
+ * releases the lock and exits 0.
+ *
+ * It also witnesses fencing: it holds an exclusive flock on
+ * `JOURNAL_DIR/<ship>.running` while it runs (the kernel drops it when the
+ * process dies, even by SIGKILL). A second fake urbit for the same ship that
+ * finds the lock taken writes `OVERLAP` to the journal and exits 3. The
+ * journal (`JOURNAL_DIR/journal.log`) gets one line per start and stop:
+ * `<ms> start <pid> <pier> <last event>` and `<ms> stop <pid> <pier> <last event>`.
+ */
+
+import { basename, join } from "node:path";
+import { Env, eventKey } from "../../vere/lmdb.ts";
+import { isPierLocked, listEpochs } from "../../vere/pier.ts";
+import { cell, cord, jam, list, mug, tuple } from "../../vere/noun.ts";
+import { daFromMillis } from "../../vere/event.ts";
+
+const [pier, journalDir] = Deno.args;
+if (pier === undefined || journalDir === undefined) {
+  console.error("usage: fake_urbit.ts PIER JOURNAL_DIR");
+  Deno.exit(2);
+}
+const journal = join(journalDir, "journal.log");
+const record = (line: string) =>
+  Deno.writeTextFileSync(journal, `${Date.now()} ${line}\n`, { append: true });
+
+const witness = Deno.openSync(join(journalDir, `${basename(pier)}.running`), {
+  create: true,
+  write: true,
+});
+if (!witness.tryLockSync(true)) {
+  record(`OVERLAP ${Deno.pid} ${pier}`);
+  Deno.exit(3);
+}
+if (isPierLocked(pier)) {
+  record(`LOCKED ${Deno.pid} ${pier}`);
+  Deno.exit(4);
+}
+const lockPath = join(pier, ".vere.lock");
+Deno.writeTextFileSync(lockPath, `${Deno.pid}\n`);
+
+const epochs = listEpochs(pier);
+const env = Env.open(epochs[epochs.length - 1].dir);
+let last = env.readTxn((txn) => txn.stat(txn.openDb("EVENTS", { integerKey: true })).entries);
+record(`start ${Deno.pid} ${pier} ${last}`);
+
+function nextEvent(eve: number): Uint8Array {
+  const job = tuple(
+    daFromMillis(Date.now()),
+    list([cord("d"), cord("term"), 1n]),
+    cord("belt"),
+    cell(cord("txt"), list([BigInt(eve)])),
+  );
+  const bytes = jam(job);
+  const value = new Uint8Array(4 + bytes.length);
+  new DataView(value.buffer).setUint32(0, mug(job), true);
+  value.set(bytes, 4);
+  return value;
+}
+
+let stopping = false;
+const timer = setInterval(() => {
+  if (stopping) return;
+  const eve = last + 1;
+  env.writeTxn((txn) => {
+    const db = txn.openDb("EVENTS", { integerKey: true });
+    txn.put(db, eventKey(eve), nextEvent(eve), { noOverwrite: true });
+  });
+  last = eve;
+}, 5);
+
+Deno.addSignalListener("SIGTERM", () => {
+  stopping = true;
+  clearInterval(timer);
+  env.close();
+  Deno.removeSync(lockPath);
+  record(`stop ${Deno.pid} ${pier} ${last}`);
+  witness.close();
+  Deno.exit(0);
+});
