@@ -40,6 +40,7 @@ export const Op = {
   ship: 6,
   events: 7,
   log: 8,
+  image: 9,
 } as const;
 /** Response kinds. */
 export const Status = { ok: 0, error: 1, notLeader: 2 } as const;
@@ -369,6 +370,27 @@ export function encodeLogRequest(
   waitMs = 0,
 ): Uint8Array {
   return new ByteWriter(32).raw(shipKeyBytes).u64(from).u32(count).u32(waitMs).finish();
+}
+
+/** Encodes an `image` request: the chunk of a ship's epoch snapshot stored at `offset`. */
+export function encodeImageRequest(
+  shipKeyBytes: Uint8Array,
+  epoch: number,
+  offset: number,
+): Uint8Array {
+  return new ByteWriter(32).raw(shipKeyBytes).u64(epoch).u64(offset).finish();
+}
+
+/** Decodes an `image` request. */
+export function decodeImageRequest(
+  payload: Uint8Array,
+): { key: Uint8Array; epoch: number; offset: number } {
+  const r = new ByteReader(payload);
+  const key = r.raw(16, "ship");
+  const epoch = r.u64("epoch");
+  const offset = r.u64("offset");
+  r.end("image request");
+  return { key, epoch, offset };
 }
 
 /** Decodes a `log` request. */

@@ -13,6 +13,8 @@
  * kind 6  events   ship:16 firstEve:u64 n:u32 (mug:u32 job:bytes)*n
  * kind 7  defaultOptimism  optimism:i32          (ships whose optimism is -1 use it)
  * kind 8  shipRun  ship:16 run:u8               (1: the master runs its --exec command for it)
+ * kind 9  imageChunk  ship:16 epoch:u64 offset:u64 sha256:32 data:bytes   (cluster/images.ts)
+ * kind 10 imageDone   ship:16 epoch:u64 size:u64 sha256:32
  * ship := 16 bytes, big-endian;  optimism -1 = the cluster default (quorum)
  * ```
  * Applying is deterministic and idempotent: an event already stored with the
@@ -23,8 +25,9 @@
  */
 
 import type { StatementSync } from "node:sqlite";
-import { ByteReader, ByteWriter } from "./codec.ts";
+import { ByteReader, ByteWriter, sameBytes } from "./codec.ts";
 import { shipKey, shipOfKey, ShipTables } from "./ships.ts";
+import { ImageTables } from "./images.ts";
 import type { Store } from "./store.ts";
 
 /** Kinds of command in a `normal` entry. */
@@ -37,6 +40,8 @@ export const CommandKind = {
   events: 6,
   defaultOptimism: 7,
   shipRun: 8,
+  imageChunk: 9,
+  imageDone: 10,
 } as const;
 
 /** One event in an `events` command. */
@@ -56,7 +61,16 @@ export type Command =
   | { kind: "shipSet"; ship: bigint; optimism: number }
   | { kind: "events"; ship: bigint; firstEve: number; events: PlannedEvent[] }
   | { kind: "defaultOptimism"; optimism: number }
-  | { kind: "shipRun"; ship: bigint; run: boolean };
+  | { kind: "shipRun"; ship: bigint; run: boolean }
+  | {
+    kind: "imageChunk";
+    ship: bigint;
+    epoch: number;
+    offset: number;
+    sha256: Uint8Array;
+    data: Uint8Array;
+  }
+  | { kind: "imageDone"; ship: bigint; epoch: number; size: number; sha256: Uint8Array };
 
 /** What applying one command did. */
 export type ApplyResult =
@@ -89,6 +103,12 @@ export function encodeCommand(c: Exclude<Command, { kind: "raw" }>): Uint8Array 
     case "shipRun":
       return new ByteWriter(18).u8(CommandKind.shipRun).raw(shipKey(c.ship)).u8(c.run ? 1 : 0)
         .finish();
+    case "imageChunk":
+      return new ByteWriter(69 + c.data.length).u8(CommandKind.imageChunk).raw(shipKey(c.ship))
+        .u64(c.epoch).u64(c.offset).raw(c.sha256).bytes(c.data).finish();
+    case "imageDone":
+      return new ByteWriter(65).u8(CommandKind.imageDone).raw(shipKey(c.ship)).u64(c.epoch)
+        .u64(c.size).raw(c.sha256).finish();
     case "events": {
       const size = 29 + c.events.reduce((n, e) => n + 8 + e.job.length, 0);
       const w = new ByteWriter(size).u8(CommandKind.events).raw(shipKey(c.ship)).u64(c.firstEve)
@@ -143,6 +163,25 @@ export function decodeCommand(data: Uint8Array): Command {
     case CommandKind.defaultOptimism:
       c = { kind: "defaultOptimism", optimism: r.u32("optimism") | 0 };
       break;
+    case CommandKind.imageChunk:
+      c = {
+        kind: "imageChunk",
+        ship: shipOfKey(r.raw(16, "ship")),
+        epoch: r.u64("epoch"),
+        offset: r.u64("offset"),
+        sha256: r.raw(32, "sha256"),
+        data: r.bytes("image chunk"),
+      };
+      break;
+    case CommandKind.imageDone:
+      c = {
+        kind: "imageDone",
+        ship: shipOfKey(r.raw(16, "ship")),
+        epoch: r.u64("epoch"),
+        size: r.u64("size"),
+        sha256: r.raw(32, "sha256"),
+      };
+      break;
     case CommandKind.shipRun: {
       const ship = shipOfKey(r.raw(16, "ship"));
       const run = r.u8("run");
@@ -162,12 +201,6 @@ const DEFAULT_OPTIMISM = "ship.optimism.default";
 /** Setting key prefix of a ship the master runs (`ship.run.<decimal @p>`). */
 const RUN_PREFIX = "ship.run.";
 
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
-
 /** Formats a ship for messages; kept here so cluster/ does not depend on vere/. */
 export type ShipName = (ship: bigint) => string;
 
@@ -180,6 +213,8 @@ export class Machine {
   readonly #name: ShipName;
   /** The ship tables (read them freely; only the machine writes). */
   readonly ships: ShipTables;
+  /** The ships' epoch snapshots (read them freely; only the machine writes). */
+  readonly images: ImageTables;
   #defaultOptimism: number;
   /** Raw writes applied since this process started. */
   rawApplied = 0;
@@ -190,6 +225,7 @@ export class Machine {
   constructor(store: Store, name: ShipName = (s) => `ship ${s}`) {
     this.#name = name;
     this.ships = new ShipTables(store.database);
+    this.images = new ImageTables(store.database);
     this.#setSetting = store.database.prepare(
       "INSERT INTO setting (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
     );
@@ -264,6 +300,7 @@ export class Machine {
       case "shipRemove":
         if (this.ships.get(c.ship) === undefined) return this.#unknown(c.ship);
         this.ships.deleteShip(c.ship);
+        this.images.deleteShip(c.ship);
         this.#setRun(c.ship, false);
         return done;
       case "shipSet":
@@ -276,6 +313,15 @@ export class Machine {
         this.#setSetting.run(DEFAULT_OPTIMISM, String(c.optimism));
         this.#defaultOptimism = c.optimism;
         return done;
+      case "imageChunk":
+      case "imageDone": {
+        if (this.ships.get(c.ship) === undefined) return this.#unknown(c.ship);
+        const refused = c.kind === "imageChunk"
+          ? this.images.applyChunk(c.ship, c.epoch, c.offset, c.sha256, c.data)
+          : this.images.applyDone(c.ship, c.epoch, c.size, c.sha256);
+        if (refused === undefined) return done;
+        return { ok: false, reason: `${this.#name(c.ship)}: ${refused}`, appended: 0, skipped: 0 };
+      }
       case "shipRun":
         if (this.ships.get(c.ship) === undefined) return this.#unknown(c.ship);
         this.#setRun(c.ship, c.run);

@@ -156,3 +156,74 @@ Deno.test("shipRun: set and cleared, survives a reopen, refused for an unknown s
     assert.equal(new Machine(store).runs(7n), false);
   });
 });
+
+Deno.test("images: checksummed contiguous chunks, resumable, completed only by the right size and SHA-256", async () => {
+  const { sha256, IMAGE_CHUNK_BYTES } = await import("./images.ts");
+  await withStore((store) => {
+    const m = new Machine(store, (s) => `~ship${s}`);
+    const file = new Uint8Array(IMAGE_CHUNK_BYTES + 10).map((_, i) => (i * 7) & 0xff);
+    const part = (offset: number, end: number) => {
+      const data = file.subarray(offset, end);
+      return encodeCommand({
+        kind: "imageChunk",
+        ship: 5n,
+        epoch: 40,
+        offset,
+        sha256: sha256(data),
+        data,
+      });
+    };
+    const done = (size: number, sum: Uint8Array) =>
+      encodeCommand({ kind: "imageDone", ship: 5n, epoch: 40, size, sha256: sum });
+    const chunk = decodeCommand(part(0, 3));
+    assert.equal(chunk.kind === "imageChunk" && chunk.offset, 0);
+    const results = applyAll(store, m, [
+      part(0, 100), // unknown ship: refused
+      encodeCommand({ kind: "shipAdd", ship: 5n, fake: true, optimism: -1, life: 0 }),
+      part(0, IMAGE_CHUNK_BYTES),
+      part(0, IMAGE_CHUNK_BYTES), // the same chunk again: skipped
+      part(IMAGE_CHUNK_BYTES + 5, file.length), // a gap
+      done(file.length, sha256(file)), // too early: the size is short
+      part(IMAGE_CHUNK_BYTES, file.length),
+      done(file.length, sha256(file.subarray(1))), // wrong checksum
+      done(file.length, sha256(file)),
+      done(file.length, sha256(file)), // again: idempotent
+      part(file.length, file.length + 1), // after completion
+    ]);
+    assert.deepEqual(results.map((r) => r.ok), [
+      false,
+      true,
+      true,
+      true,
+      false,
+      false,
+      true,
+      false,
+      true,
+      true,
+      false,
+    ]);
+    assert.match(results[4].ok ? "" : results[4].reason, /would leave a gap/);
+    assert.match(results[7].ok ? "" : results[7].reason, /does not match the SHA-256/);
+    const bad = encodeCommand({
+      kind: "imageChunk",
+      ship: 5n,
+      epoch: 41,
+      offset: 0,
+      sha256: sha256(file.subarray(0, 9)),
+      data: file.subarray(0, 10),
+    });
+    const [corrupt] = applyAll(store, m, [bad], 12);
+    assert.match(corrupt.ok ? "" : corrupt.reason, /does not match its checksum/);
+    const again = new Machine(store);
+    assert.deepEqual(again.images.list(5n).map((i) => [i.epoch, i.size, i.sha256]), [
+      [40, file.length, Array.from(sha256(file), (b) => b.toString(16).padStart(2, "0")).join("")],
+    ]);
+    assert.deepEqual(
+      again.images.chunk(5n, 40, IMAGE_CHUNK_BYTES),
+      file.subarray(IMAGE_CHUNK_BYTES),
+    );
+    applyAll(store, m, [encodeCommand({ kind: "shipRemove", ship: 5n })], 13);
+    assert.deepEqual(m.images.list(5n), [], "removing the ship drops its images");
+  });
+});

@@ -15,6 +15,7 @@
  * @module
  */
 
+import type { ImageInfo } from "./images.ts";
 import { setImmediate } from "node:timers";
 import {
   type ConfChange,
@@ -44,6 +45,7 @@ import { createHash } from "node:crypto";
 import { cue, jam } from "../vere/noun.ts";
 import {
   ApiError,
+  decodeImageRequest,
   decodeLogRequest,
   decodeReadRequest,
   encodeEntries,
@@ -208,6 +210,8 @@ export interface ShipJson {
   run?: boolean;
   /** In `list`: this node's runtime for the ship, when it runs it. */
   runtime?: ShipRuntimeJson;
+  /** In `list`: the ship's epoch snapshots (complete ones have a sha256). */
+  images?: ImageInfo[];
 }
 
 /** What `verify` finds on one node. */
@@ -784,6 +788,7 @@ export class ClusterNode {
           master: this.raft.leaderId,
           run: this.machine.runs(info.ship),
           runtime: this.#cfg.shipRuntime?.(info.ship),
+          images: this.machine.images.list(info.ship),
         }));
       case "add":
         await this.proposeCommand(encodeCommand({
@@ -984,8 +989,11 @@ export class ClusterNode {
         return json(await this.#shipRequest(body() as ShipRequest));
       case Op.events: {
         const command = decodeCommand(payload);
-        if (command.kind !== "events") {
-          throw new ApiError(Status.error, "An events request must carry an events command");
+        if (!["events", "imageChunk", "imageDone"].includes(command.kind)) {
+          throw new ApiError(
+            Status.error,
+            "An events request must carry an events, imageChunk or imageDone command",
+          );
         }
         const applied = await this.proposeCommand(payload);
         return json({ appended: applied.appended, skipped: applied.skipped });
@@ -996,6 +1004,10 @@ export class ClusterNode {
         const have = () => (this.machine.ships.get(ship)?.lastEve ?? 0) >= from;
         if (waitMs > 0 && !have()) await this.#waitFor(have, waitMs);
         return encodeEvents(this.machine.ships.events(ship, from, count));
+      }
+      case Op.image: {
+        const { key, epoch, offset } = decodeImageRequest(payload);
+        return this.machine.images.chunk(shipOfKey(key), epoch, offset) ?? new Uint8Array(0);
       }
       case Op.read: {
         const { from, count, waitMs } = decodeReadRequest(payload);

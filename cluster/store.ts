@@ -37,7 +37,7 @@ import type {
 import { NO_NODE } from "../core/mod.ts";
 
 /** Version of the database schema this Seguro writes; see {@linkcode MIGRATIONS}. */
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 
 /** Name of the database file inside a data dir. */
 export const DATABASE_FILE = "seguro.db";
@@ -199,6 +199,26 @@ export const MIGRATIONS: readonly Migration[] = [
         job BLOB NOT NULL,
         entry_index INTEGER NOT NULL,
         PRIMARY KEY (ship, eve)
+      ) STRICT;
+    `,
+  },
+  {
+    // Epoch snapshots (image.bin) of ships (cluster/images.ts), in checksummed chunks.
+    version: 3,
+    sql: `
+      CREATE TABLE image (
+        ship BLOB NOT NULL,
+        epoch INTEGER NOT NULL,
+        size INTEGER NOT NULL,
+        sha256 BLOB,
+        PRIMARY KEY (ship, epoch)
+      ) STRICT;
+      CREATE TABLE image_chunk (
+        ship BLOB NOT NULL,
+        epoch INTEGER NOT NULL,
+        offset INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        PRIMARY KEY (ship, epoch, offset)
       ) STRICT;
     `,
   },

@@ -31,6 +31,17 @@ export class UsageError extends CliError {
   }
 }
 
+/** An option parser for a whole number of at least 0; `name` is the flag, for the error. */
+export function naturalOption(name: string): (value: string) => number {
+  return (value) => {
+    const n = Number(value);
+    if (!/^[0-9]+$/.test(value) || !Number.isSafeInteger(n)) {
+      throw new UsageError(`${name} must be a whole number of at least 0 (got '${value}')`);
+    }
+    return n;
+  };
+}
+
 /** An option parser for a whole number of at least 1; `name` is the flag, for the error. */
 export function positiveOption(name: string): (value: string) => number {
   return (value) => {

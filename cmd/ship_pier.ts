@@ -10,8 +10,11 @@ import { encodeCommand, type PlannedEvent } from "../cluster/machine.ts";
 import type { ShipJson } from "../cluster/node.ts";
 import { shipKey } from "../cluster/ships.ts";
 import { renderShip } from "../vere/event.ts";
+import { join } from "node:path";
 import {
+  type EpochContent,
   isPierLocked,
+  listEpochs,
   LOG_VERSION,
   PierError,
   type PierEvent,
@@ -21,7 +24,8 @@ import {
   writePier,
 } from "../vere/pier.ts";
 import { LmdbError } from "../vere/lmdb.ts";
-import { CliError, positiveOption } from "./errors.ts";
+import { CliError, naturalOption, positiveOption } from "./errors.ts";
+import { downloadImage, importImages } from "./ship_image.ts";
 import { cliErrorOf, targetFlags, targetOf, type TargetOptions } from "./cluster_options.ts";
 import { shipArgument, withNode } from "./ship.ts";
 import { count, note, print } from "./output.ts";
@@ -123,10 +127,13 @@ export function addPierCommands(group: CommandUnknownOpts): void {
         }
         await flush();
         const secs = (performance.now() - started) / 1000;
+        const imageBytes = await importImages(client, ship, listEpochs(pier), info.images ?? []);
         print(
           `Imported ${count(sent)} events of ${name} (${count(bytes)} bytes) in ${
             secs.toFixed(1)
-          } s; it now has ${count(info.lastEve + sent)}.`,
+          } s; it now has ${count(info.lastEve + sent)}.${
+            imageBytes > 0 ? ` Images: ${count(imageBytes)} bytes.` : ""
+          }`,
         );
       });
     } catch (e) {
@@ -214,43 +221,99 @@ export function addPierCommands(group: CommandUnknownOpts): void {
 
   targetFlags(
     group.command("export")
-      .description("write a ship's log from the cluster as a pier stock vere can read (.urb/log)")
+      .description(
+        "write a ship's log and epoch snapshots from the cluster as a pier stock vere can boot",
+      )
       .argument("<ship>", "the ship", shipArgument)
       .argument("<dir>", "the pier directory to create (must not hold a log yet)")
+      .option(
+        "--epoch <n>",
+        "start at this epoch (its image.bin and the events after it)",
+        naturalOption("--epoch"),
+      )
       .option("--vere-version <v>", "runtime version recorded in vere.txt", "4.0"),
-  ).action(async (ship: bigint, dir: string, options: TargetOptions & { vereVersion: string }) => {
-    const target = targetOf(options);
-    const name = renderShip(ship);
-    const events: PierEvent[] = [];
-    const info = await withNode(target, async (c) => {
-      const ships = await c.requestJson<ShipJson[]>(Op.ship, { action: "list" });
-      const found = ships.find((s) => s.ship === String(ship));
-      if (found === undefined) {
-        throw new CliError(`${name} is not on this cluster; see 'seguro ship list'`);
-      }
-      // The whole log is gathered first: the pier is written in one go, tmp -> fsync -> rename.
-      for (let from = 1; from <= found.lastEve;) {
-        const batch = decodeEvents(
-          await c.request(Op.log, encodeLogRequest(shipKey(ship), from, 10_000)),
+  ).action(
+    async (
+      ship: bigint,
+      dir: string,
+      options: TargetOptions & { vereVersion: string; epoch?: number },
+    ) => {
+      const target = targetOf(options);
+      const name = renderShip(ship);
+      const events: PierEvent[] = [];
+      const started = performance.now();
+      const temps: string[] = [];
+      try {
+        const { info, epochs } = await withNode(target, async (c) => {
+          const ships = await c.requestJson<ShipJson[]>(Op.ship, { action: "list" });
+          const found = ships.find((s) => s.ship === String(ship));
+          if (found === undefined) {
+            throw new CliError(`${name} is not on this cluster; see 'seguro ship list'`);
+          }
+          const complete = (found.images ?? [])
+            .filter((i) => i.sha256 !== undefined && i.epoch <= found.lastEve);
+          let bases = [...new Set([0, ...complete.map((i) => i.epoch)])].sort((a, b) => a - b);
+          if (options.epoch !== undefined) {
+            if (!bases.includes(options.epoch)) {
+              throw new CliError(
+                `${name} has no epoch ${options.epoch}; its epochs start at ${bases.join(", ")}`,
+              );
+            }
+            bases = bases.filter((b) => b >= options.epoch!);
+          }
+          const epochs: EpochContent[] = [];
+          Deno.mkdirSync(join(dir, ".urb"), { recursive: true });
+          for (const base of bases) {
+            const image = complete.find((i) => i.epoch === base);
+            let path: string | undefined;
+            if (image !== undefined) {
+              path = join(dir, ".urb", `tmp-image-${base}-${Deno.pid}`);
+              temps.push(path);
+              await downloadImage(c, ship, image, path);
+            }
+            epochs.push({ base, events: [], image: path === undefined ? undefined : { path } });
+          }
+          // The events are gathered first: the pier is written in one go, tmp -> fsync -> rename.
+          for (let from = bases[0] + 1; from <= found.lastEve;) {
+            const batch = decodeEvents(
+              await c.request(Op.log, encodeLogRequest(shipKey(ship), from, 10_000)),
+            );
+            if (batch.length === 0) break;
+            for (const e of batch) events.push({ eve: e.eve, mug: e.mug, job: e.job.slice() });
+            from = batch[batch.length - 1].eve + 1;
+          }
+          return { info: found, epochs };
+        });
+        const first = epochs[0].base;
+        if (events.length !== info.lastEve - first) {
+          throw new CliError(
+            `read ${events.length} of ${info.lastEve - first} events of ${name}; retry`,
+          );
+        }
+        for (let i = 0; i < epochs.length; i++) {
+          const end = epochs[i + 1]?.base ?? info.lastEve;
+          epochs[i].events = events.slice(epochs[i].base - first, end - first);
+        }
+        writePier(dir, {
+          meta: { version: LOG_VERSION, who: ship, fake: info.fake, life: info.life },
+          epochs,
+          vereVersion: options.vereVersion,
+        });
+        const secs = (performance.now() - started) / 1000;
+        print(
+          `Wrote ${count(events.length)} events of ${name} to ${dir}/.urb/log (epochs ${
+            epochs.map((e) => `0i${e.base}`).join(", ")
+          }) in ${secs.toFixed(1)} s (${(events.length / secs).toFixed(0)} events/s).`,
         );
-        if (batch.length === 0) break;
-        for (const e of batch) events.push({ eve: e.eve, mug: e.mug, job: e.job.slice() });
-        from = batch[batch.length - 1].eve + 1;
+      } catch (e) {
+        throw pierFailure(e, dir);
+      } finally {
+        for (const t of temps) {
+          try {
+            Deno.removeSync(t); // moved into the pier unless the export failed
+          } catch { /* gone */ }
+        }
       }
-      return found;
-    });
-    if (events.length !== info.lastEve) {
-      throw new CliError(`read ${events.length} of ${info.lastEve} events of ${name}; retry`);
-    }
-    try {
-      writePier(dir, {
-        meta: { version: LOG_VERSION, who: ship, fake: info.fake, life: info.life },
-        events,
-        vereVersion: options.vereVersion,
-      });
-    } catch (e) {
-      throw pierFailure(e, dir);
-    }
-    print(`Wrote ${count(events.length)} events of ${name} to ${dir}/.urb/log (epoch 0i0).`);
-  });
+    },
+  );
 }

@@ -18,6 +18,7 @@
  */
 
 import { join } from "node:path";
+import { sameBytes } from "../cluster/codec.ts";
 import type { ShipTables } from "../cluster/ships.ts";
 import { renderShip } from "../vere/event.ts";
 import { type Db, Env, eventKey, eventOfKey, type Txn } from "../vere/lmdb.ts";
@@ -41,12 +42,6 @@ function pierValue(mug: number, job: Uint8Array): Uint8Array {
   new DataView(value.buffer).setUint32(0, mug, true);
   value.set(job, 4);
   return value;
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }
 
 function eventsDb(txn: Txn): Db {

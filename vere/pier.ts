@@ -352,31 +352,47 @@ export interface WriteEpochOptions {
   base: number;
   /** Runtime version for `vere.txt`, e.g. `"4.0"`. */
   vereVersion: string;
-  /** The snapshot after event `base` (`image.bin`); vere needs it when `base > 0`. */
-  image?: Uint8Array;
+  /**
+   * The snapshot after event `base` (`image.bin`); vere needs it when `base > 0`.
+   * Bytes, or a file on the same file system that is moved into place.
+   */
+  image?: Uint8Array | { path: string };
   /** Events per write transaction. Default {@linkcode BATCH_EVENTS_DEFAULT}. */
   batchEvents?: number;
+}
+
+/** One epoch of a pier being written by {@linkcode writePier}. */
+export interface EpochContent {
+  /** The `N` of `0i<N>`. */
+  base: number;
+  /** Its events, numbered `base + 1` onward. */
+  events: Iterable<PierEvent>;
+  /** Its `image.bin`; see {@linkcode WriteEpochOptions.image}. */
+  image?: Uint8Array | { path: string };
 }
 
 /** Options of {@linkcode writePier}. */
 export interface WritePierOptions {
   /** The ship's metadata (`version` is normally {@linkcode LOG_VERSION}). */
   meta: PierMeta;
-  /** The events, numbered `epochBase + 1` onward. */
-  events: Iterable<PierEvent>;
+  /** The events, numbered `epochBase + 1` onward (unless `epochs` is given). */
+  events?: Iterable<PierEvent>;
   /** The base of the pier's one epoch. Default 0. */
   epochBase?: number;
   /** Runtime version for `vere.txt`, e.g. `"4.0"`. */
   vereVersion: string;
   /** The snapshot after event `epochBase`; see {@linkcode WriteEpochOptions.image}. */
-  image?: Uint8Array;
+  image?: Uint8Array | { path: string };
+  /** Several epochs instead of `events`/`epochBase`/`image`, in ascending base order. */
+  epochs?: EpochContent[];
   /** Events per write transaction. Default {@linkcode BATCH_EVENTS_DEFAULT}. */
   batchEvents?: number;
 }
 
 /**
  * Writes a new pier that stock vere can boot: `.urb/log` (META) holding one
- * epoch `0i<epochBase>` (META, EVENTS, epoc.txt, vere.txt). The log is built
+ * epoch `0i<epochBase>` (META, EVENTS, epoc.txt, vere.txt, image.bin when
+ * given), or the `epochs` given. The log is built
  * in a temporary directory, fsynced, renamed into place and the parent
  * fsynced, so a crash leaves either no log or a whole one. `pierDir` may
  * exist but must have no `.urb/log`.
@@ -403,7 +419,9 @@ export function writePier(pierDir: string, options: WritePierOptions): void {
       env.close();
     }
     fsyncFile(join(tmp, "data.mdb"));
-    buildEpoch(tmp, { ...options, base: epochBase });
+    const epochs = options.epochs ??
+      [{ base: epochBase, events: options.events ?? [], image: options.image }];
+    for (const epoch of epochs) buildEpoch(tmp, { ...options, ...epoch });
     fsyncDir(tmp);
     Deno.renameSync(tmp, log);
   } catch (error) {
@@ -458,7 +476,11 @@ function buildEpoch(log: string, options: WriteEpochOptions): void {
     fsyncFile(join(tmp, "data.mdb"));
     writeFileSynced(join(tmp, "epoc.txt"), encoder.encode(String(EPOCH_VERSION)));
     writeFileSynced(join(tmp, "vere.txt"), encoder.encode(vereVersion));
-    if (image !== undefined) writeFileSynced(join(tmp, "image.bin"), image);
+    if (image instanceof Uint8Array) writeFileSynced(join(tmp, "image.bin"), image);
+    else if (image !== undefined) {
+      fsyncFile(image.path);
+      Deno.renameSync(image.path, join(tmp, "image.bin"));
+    }
     fsyncDir(tmp);
     Deno.renameSync(tmp, dir);
   } catch (error) {

@@ -116,6 +116,110 @@ if (lmdb) {
 
 if (lmdb) {
   clusterTest(
+    "multi-epoch pier with images: import (resumable), export byte for byte, --epoch, a changed image refused",
+    3,
+    async (c) => {
+      const meta = { version: LOG_VERSION, who: 0n, fake: true, life: 0 };
+      const pier = join(c.root, "zod-pier");
+      const image = (n: number, seed: number) =>
+        new Uint8Array(n).map((_, i) => (i * 131 + seed * 17 + (i >> 9)) & 0xff);
+      const image100 = image(2_500_000, 1); // three chunks
+      const image200 = image(700_000, 2);
+      writePier(pier, { meta, events: events(1, 100), vereVersion: "4.0" });
+      writeEpoch(pier, {
+        meta,
+        events: events(101, 200),
+        base: 100,
+        vereVersion: "4.0",
+        image: image100,
+      });
+      writeEpoch(pier, {
+        meta,
+        events: events(201, 250),
+        base: 200,
+        vereVersion: "4.0",
+        image: image200,
+      });
+
+      const imported = await seguro(c, ["ship", "import", "~zod", pier]);
+      assert.equal((await imported.exited).code, 0, imported.lines.join("\n"));
+      assert.match(
+        imported.lines.join("\n"),
+        /Imported 250 events of ~zod .* Images: 3,200,000 bytes/,
+      );
+      const again = await seguro(c, ["ship", "import", "~zod", pier]);
+      assert.equal((await again.exited).code, 0, again.lines.join("\n"));
+      assert.doesNotMatch(again.lines.join("\n"), /Images:/, "complete images are not sent again");
+      // Every node holds the images, complete and checksummed.
+      for (const m of c.members.values()) {
+        const list = new NodeProcess(["ship", "list", "--json", "--cluster", m.address], {
+          SEGURO_TOKEN: c.token,
+        });
+        await list.exited;
+        const ships = JSON.parse(list.lines.join("\n"));
+        assert.deepEqual(
+          ships[0].images.map((i: { epoch: number; size: number; sha256?: string }) => [
+            i.epoch,
+            i.size,
+            i.sha256?.length,
+          ]),
+          [[100, 2_500_000, 64], [200, 700_000, 64]],
+          `node ${m.id}`,
+        );
+      }
+
+      const out = join(c.root, "zod-export");
+      const exported = await seguro(c, ["ship", "export", "~zod", out]);
+      assert.equal((await exported.exited).code, 0, exported.lines.join("\n"));
+      assert.match(exported.lines.join("\n"), /epochs 0i0, 0i100, 0i200/);
+      for (const epoch of ["0i0", "0i100", "0i200"]) {
+        const a = join(out, ".urb", "log", epoch);
+        const b = join(pier, ".urb", "log", epoch);
+        assert.equal(dump(a), dump(b), epoch);
+        for (const f of ["epoc.txt", "vere.txt"]) {
+          assert.equal(await Deno.readTextFile(join(a, f)), await Deno.readTextFile(join(b, f)));
+        }
+      }
+      assert.deepEqual(await Deno.readFile(join(out, ".urb/log/0i100/image.bin")), image100);
+      assert.deepEqual(await Deno.readFile(join(out, ".urb/log/0i200/image.bin")), image200);
+      assert.deepEqual(
+        [...readEvents(out)].map((e) => e.eve),
+        [...readEvents(pier)].map((e) => e.eve),
+      );
+
+      const late = join(c.root, "zod-late");
+      const fromEpoch = await seguro(c, ["ship", "export", "~zod", late, "--epoch", "200"]);
+      assert.equal((await fromEpoch.exited).code, 0, fromEpoch.lines.join("\n"));
+      assert.deepEqual(
+        [...Deno.readDirSync(join(late, ".urb", "log"))].map((e) => e.name).filter((n) =>
+          n.startsWith("0i")
+        ),
+        ["0i200"],
+      );
+      assert.deepEqual([...readEvents(late)].map((e) => e.eve)[0], 201);
+      const none = await seguro(c, ["ship", "export", "~zod", join(c.root, "x"), "--epoch", "150"]);
+      assert.equal((await none.exited).code, 1);
+      assert.match(none.lines.join("\n"), /has no epoch 150; its epochs start at 0, 100, 200/);
+
+      // A pier whose image differs from the one the cluster holds is refused, not merged.
+      const changed = join(c.root, "zod-changed");
+      writePier(changed, { meta, events: events(1, 100), vereVersion: "4.0" });
+      writeEpoch(changed, {
+        meta,
+        events: events(101, 200),
+        base: 100,
+        vereVersion: "4.0",
+        image: image(2_500_000, 9),
+      });
+      const refused = await seguro(c, ["ship", "import", "~zod", changed]);
+      assert.equal((await refused.exited).code, 1);
+      assert.match(refused.lines.join("\n"), /holds another image for epoch 100/);
+    },
+  );
+}
+
+if (lmdb) {
+  clusterTest(
     "ship attach follows a live pier as a writer appends, one event per transaction",
     3,
     async (c) => {

@@ -1,0 +1,157 @@
+/**
+ * Moving epoch snapshots (`image.bin`) between a pier and the cluster:
+ * streamed in checksummed chunks (cluster/images.ts), resumable, and never
+ * held whole in memory.
+ * @module
+ */
+
+import { createHash } from "node:crypto";
+import { type ClusterClient, encodeImageRequest, Op } from "../cluster/api.ts";
+import { IMAGE_CHUNK_BYTES, type ImageInfo, sha256 } from "../cluster/images.ts";
+import { encodeCommand } from "../cluster/machine.ts";
+import { shipKey } from "../cluster/ships.ts";
+import type { Epoch } from "../vere/pier.ts";
+import { CliError } from "./errors.ts";
+import { count, note } from "./output.ts";
+
+function readFull(file: Deno.FsFile, buf: Uint8Array): number {
+  let got = 0;
+  while (got < buf.length) {
+    const n = file.readSync(buf.subarray(got));
+    if (n === null) break;
+    got += n;
+  }
+  return got;
+}
+
+/** SHA-256 (hex) of a file's first `size` bytes, read in chunks. */
+function fileSha256(path: string, size: number): string {
+  const hash = createHash("sha256");
+  const file = Deno.openSync(path, { read: true });
+  try {
+    const buf = new Uint8Array(IMAGE_CHUNK_BYTES);
+    for (let done = 0; done < size;) {
+      const n = readFull(file, buf.subarray(0, Math.min(buf.length, size - done)));
+      if (n === 0) break;
+      hash.update(buf.subarray(0, n));
+      done += n;
+    }
+  } finally {
+    file.close();
+  }
+  return hash.digest("hex");
+}
+
+/**
+ * Sends every epoch's `image.bin` the cluster does not hold completely yet,
+ * resuming after the bytes it holds. Returns the bytes sent.
+ */
+export async function importImages(
+  client: ClusterClient,
+  ship: bigint,
+  epochs: Epoch[],
+  held: ImageInfo[],
+): Promise<number> {
+  let sent = 0;
+  for (const epoch of epochs.filter((e) => e.hasImage)) {
+    const path = `${epoch.dir}/image.bin`;
+    const size = Deno.statSync(path).size;
+    const have = held.find((i) => i.epoch === epoch.base);
+    const whole = fileSha256(path, size);
+    if (have?.sha256 !== undefined) {
+      if (have.sha256 !== whole) {
+        throw new CliError(
+          `the cluster holds another image for epoch ${epoch.base} (SHA-256 ${
+            have.sha256.slice(0, 16)
+          }...); this pier does not match it`,
+        );
+      }
+      continue;
+    }
+    let offset = have?.size ?? 0;
+    if (offset > size) {
+      throw new CliError(`the cluster holds more of epoch ${epoch.base}'s image than ${path} has`);
+    }
+    const file = Deno.openSync(path, { read: true });
+    const started = performance.now();
+    let shown = started;
+    try {
+      file.seekSync(offset, Deno.SeekMode.Start);
+      const buf = new Uint8Array(IMAGE_CHUNK_BYTES);
+      while (offset < size) {
+        const n = readFull(file, buf.subarray(0, Math.min(buf.length, size - offset)));
+        if (n === 0) throw new CliError(`${path} shrank while it was read; stop vere and retry`);
+        const data = buf.slice(0, n);
+        await client.request(
+          Op.events,
+          encodeCommand({
+            kind: "imageChunk",
+            ship,
+            epoch: epoch.base,
+            offset,
+            sha256: sha256(data),
+            data,
+          }),
+        );
+        offset += n;
+        sent += n;
+        if (performance.now() - shown > 1000) {
+          shown = performance.now();
+          note(`image of epoch ${epoch.base}: ${count(offset)} of ${count(size)} bytes`);
+        }
+      }
+    } finally {
+      file.close();
+    }
+    const digest = Uint8Array.from(whole.match(/../g)!, (h) => parseInt(h, 16));
+    await client.request(
+      Op.events,
+      encodeCommand({ kind: "imageDone", ship, epoch: epoch.base, size, sha256: digest }),
+    );
+    note(
+      `image of epoch ${epoch.base}: ${count(size)} bytes stored and checked on the cluster (${
+        ((performance.now() - started) / 1000).toFixed(1)
+      } s)`,
+    );
+  }
+  return sent;
+}
+
+/**
+ * Writes a complete image from the cluster to `path` (a new file), checking
+ * its SHA-256 against the one the cluster recorded; fsynced.
+ */
+export async function downloadImage(
+  client: ClusterClient,
+  ship: bigint,
+  image: ImageInfo,
+  path: string,
+): Promise<void> {
+  const hash = createHash("sha256");
+  const file = Deno.openSync(path, { write: true, createNew: true });
+  try {
+    for (let offset = 0; offset < image.size;) {
+      const data = await client.request(
+        Op.image,
+        encodeImageRequest(shipKey(ship), image.epoch, offset),
+      );
+      if (data.length === 0) {
+        throw new CliError(`the node has no chunk at ${offset} of epoch ${image.epoch}'s image`);
+      }
+      hash.update(data);
+      for (let w = 0; w < data.length;) w += file.writeSync(data.subarray(w));
+      offset += data.length;
+    }
+    file.syncSync();
+  } finally {
+    file.close();
+  }
+  const digest = hash.digest("hex");
+  if (digest !== image.sha256) {
+    throw new CliError(
+      `epoch ${image.epoch}'s image read back with SHA-256 ${digest.slice(0, 16)}..., not the ${
+        image.sha256?.slice(0, 16)
+      }... recorded; run 'seguro log verify' and retry`,
+    );
+  }
+}
