@@ -45,6 +45,9 @@ export const Op = {
 /** Response kinds. */
 export const Status = { ok: 0, error: 1, notLeader: 2 } as const;
 
+/** How long a command waits for an election to end before it reports "no leader". */
+const ELECTION_WAIT_MS = 5000;
+
 /** Requests a connection may have outstanding; more wait on the client side. */
 export const REQUESTS_IN_FLIGHT_MAX = 1024;
 
@@ -264,19 +267,21 @@ export async function withLeader<T>(
   f: (client: ClusterClient) => Promise<T>,
 ): Promise<T> {
   let target = address;
-  for (let hop = 0; hop < 4; hop++) {
+  const electionDeadline = performance.now() + ELECTION_WAIT_MS;
+  for (let hop = 0; hop < 4;) {
     const client = await ClusterClient.connect(target, credentials);
     try {
       return await f(client);
     } catch (e) {
-      if (
-        e instanceof ApiError && e.status === Status.notLeader && e.leaderAddress &&
-        e.leaderAddress !== target
-      ) {
+      if (!(e instanceof ApiError) || e.status !== Status.notLeader) throw e;
+      if (e.leaderAddress && e.leaderAddress !== target) {
         target = e.leaderAddress;
+        hop++;
         continue;
       }
-      throw e;
+      // No leader known: an election is running (or quorum is lost). Wait a little for it.
+      if (e.leaderAddress || performance.now() > electionDeadline) throw e;
+      await new Promise((resolve) => setTimeout(resolve, 200));
     } finally {
       client.close();
     }

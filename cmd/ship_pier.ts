@@ -30,8 +30,10 @@ import { cliErrorOf, targetFlags, targetOf, type TargetOptions } from "./cluster
 import { shipArgument, withNode } from "./ship.ts";
 import { count, note, print } from "./output.ts";
 
-/** Events per `events` request during an import. */
+/** Bytes of jobs per `events` request during an import. */
 const IMPORT_BATCH_BYTES = 4 * 1024 * 1024;
+/** `events` requests an import keeps in flight. */
+const IMPORT_IN_FLIGHT = 2;
 
 function pierFailure(e: unknown, pier: string): unknown {
   if (e instanceof PierError || e instanceof LmdbError) {
@@ -99,26 +101,36 @@ export function addPierCommands(group: CommandUnknownOpts): void {
         let batchFirst = info.lastEve + 1;
         let batchBytes = 0;
         let lastShown = 0;
+        // Two requests in flight: the next batch is read from the pier while the
+        // previous one commits. One connection keeps them in order; a refusal of
+        // one fails the next with a gap, and the import stops with the first error.
+        const inFlight: Promise<void>[] = [];
         const flush = async () => {
           if (batch.length === 0) return;
-          await client.request(
+          const n = batch.length;
+          const size = batchBytes;
+          const request = client.request(
             Op.events,
             encodeCommand({ kind: "events", ship, firstEve: batchFirst, events: batch }),
-          );
-          sent += batch.length;
-          bytes += batchBytes;
-          batchFirst += batch.length;
+          ).then(() => {
+            sent += n;
+            bytes += size;
+            if (performance.now() - lastShown > 1000) {
+              lastShown = performance.now();
+              const secs = (performance.now() - started) / 1000;
+              note(
+                `imported ${count(sent)} events, ${count(bytes)} bytes (${
+                  (sent / secs).toFixed(0)
+                } events/s)`,
+              );
+            }
+          });
+          request.catch(() => {}); // awaited below; this only marks a later failure as handled
+          batchFirst += n;
           batch = [];
           batchBytes = 0;
-          if (performance.now() - lastShown > 1000) {
-            lastShown = performance.now();
-            const secs = (performance.now() - started) / 1000;
-            note(
-              `imported ${count(sent)} events, ${count(bytes)} bytes (${
-                (sent / secs).toFixed(0)
-              } events/s)`,
-            );
-          }
+          inFlight.push(request);
+          if (inFlight.length >= IMPORT_IN_FLIGHT) await inFlight.shift();
         };
         for (const e of readEvents(pier, { from: info.lastEve + 1 })) {
           batch.push({ mug: e.mug, job: e.job });
@@ -126,6 +138,7 @@ export function addPierCommands(group: CommandUnknownOpts): void {
           if (batchBytes >= IMPORT_BATCH_BYTES) await flush();
         }
         await flush();
+        await Promise.all(inFlight);
         const secs = (performance.now() - started) / 1000;
         const imageBytes = await importImages(client, ship, listEpochs(pier), info.images ?? []);
         print(

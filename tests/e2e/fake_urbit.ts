@@ -1,10 +1,12 @@
 /**
- * A fake `urbit` for `seguro run --exec` tests: no real runtime exists on
- * this machine. Run as `deno run -A fake_urbit.ts PIER JOURNAL_DIR`, it
- * behaves toward the pier as vere does: it takes `.vere.lock`, opens the
- * newest epoch of `.urb/log` through liblmdb, and commits one `[now ovum]`
- * event (with the real mug of the job) every 5 ms until SIGTERM, when it
- * releases the lock and exits 0.
+ * A fake `urbit` for `seguro run --exec` tests and the operations guide: no
+ * real runtime exists on this machine. Run as
+ * `deno run -A fake_urbit.ts PIER JOURNAL_DIR [~SHIP]`, it behaves toward the
+ * pier as vere does: it takes `.vere.lock`, opens the newest epoch of
+ * `.urb/log` through liblmdb, and commits one `[now ovum]` event (with the
+ * real mug of the job) every 5 ms until SIGTERM, when it releases the lock
+ * and exits 0. Given `~SHIP` and a directory with no pier, it first creates
+ * an empty pier for that fake ship (as `urbit -F` would, minus the boot).
  *
  * It also witnesses fencing: it holds an exclusive flock on
  * `JOURNAL_DIR/<ship>.running` while it runs (the kernel drops it when the
@@ -16,14 +18,32 @@
 
 import { basename, join } from "node:path";
 import { Env, eventKey } from "../../vere/lmdb.ts";
-import { isPierLocked, listEpochs } from "../../vere/pier.ts";
+import { isPierLocked, listEpochs, LOG_VERSION, writePier } from "../../vere/pier.ts";
 import { cell, cord, jam, list, mug, tuple } from "../../vere/noun.ts";
-import { daFromMillis } from "../../vere/event.ts";
+import { daFromMillis, parseShip } from "../../vere/event.ts";
 
-const [pier, journalDir] = Deno.args;
+const [pier, journalDir, shipName] = Deno.args;
 if (pier === undefined || journalDir === undefined) {
-  console.error("usage: fake_urbit.ts PIER JOURNAL_DIR");
+  console.error("usage: fake_urbit.ts PIER JOURNAL_DIR [~SHIP]");
   Deno.exit(2);
+}
+let fresh = false;
+try {
+  Deno.statSync(join(pier, ".urb", "log"));
+} catch {
+  fresh = true;
+}
+if (shipName !== undefined && fresh) {
+  const who = parseShip(shipName);
+  if (who === undefined) {
+    console.error(`fake_urbit: ${shipName} is not a ship name like ~zod`);
+    Deno.exit(2);
+  }
+  writePier(pier, {
+    meta: { version: LOG_VERSION, who, fake: true, life: 0 },
+    events: [],
+    vereVersion: "4.0",
+  });
 }
 const journal = join(journalDir, "journal.log");
 const record = (line: string) =>
@@ -48,6 +68,7 @@ const epochs = listEpochs(pier);
 const env = Env.open(epochs[epochs.length - 1].dir);
 let last = env.readTxn((txn) => txn.stat(txn.openDb("EVENTS", { integerKey: true })).entries);
 record(`start ${Deno.pid} ${pier} ${last}`);
+console.log(`fake urbit ${Deno.pid}: running ${pier} from event ${last + 1}`);
 
 function nextEvent(eve: number): Uint8Array {
   const job = tuple(
