@@ -191,10 +191,11 @@ export function shipCommand(): CommandUnknownOpts {
     ),
   )
     .action(async (options: TargetOptions & { json?: boolean }) => {
-      const ships = await withNode(
-        targetOf(options),
-        (c) => c.requestJson<ShipJson[]>(Op.ship, { action: "list" }),
-      );
+      // The master's answer says where each ship's runtime runs; without one, this node's.
+      const target = targetOf(options);
+      const list = (c: ClusterClient) => c.requestJson<ShipJson[]>(Op.ship, { action: "list" });
+      const ships = await withLeader(target.address, target.credentials, list)
+        .catch(() => withNode(target, list));
       if (options.json) {
         print(toJson(ships.map((s) => ({ ...s, name: renderShip(BigInt(s.ship)) }))));
         return;
