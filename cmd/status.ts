@@ -4,8 +4,9 @@
  */
 
 import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
-import { ClusterClient, Op } from "../cluster/api.ts";
-import type { NodeStatus } from "../cluster/node.ts";
+import { ClusterClient, Op, withLeader } from "../cluster/api.ts";
+import type { NodeStatus, ShipJson } from "../cluster/node.ts";
+import { renderShip } from "../vere/event.ts";
 import type { ClusterCredentials } from "../cluster/token.ts";
 import { CliError } from "./errors.ts";
 import { addressOption, cliErrorOf, targetOf } from "./cluster_options.ts";
@@ -181,8 +182,19 @@ export function statusCommand(): CommandUnknownOpts {
       } catch (e) {
         throw cliErrorOf(e);
       }
+      // Where each ship's runtime runs (exec mode), as the master reports it.
+      const ships = status.leaderId === 0 ? [] : await withLeader(
+        target.address,
+        target.credentials,
+        (c) => c.requestJson<ShipJson[]>(Op.ship, { action: "list" }),
+      ).catch(() => [] as ShipJson[]);
+      const runtimes = ships.filter((s) => s.run || s.runtime !== undefined).map((s) => ({
+        ship: s.ship,
+        name: renderShip(BigInt(s.ship)),
+        runtime: s.runtime ?? null,
+      }));
       if (options.json) {
-        print(toJson(status));
+        print(toJson({ ...status, runtimes }));
         return;
       }
       const health = (h: string) => h === "ok" ? colors.green(h) : colors.red(h);
@@ -218,6 +230,16 @@ export function statusCommand(): CommandUnknownOpts {
       if (status.stalled !== null) {
         note(
           `releases are STALLED: an event needs ${status.stalled.need} replicas besides the master, ${status.stalled.have} hold it; they resume when replicas return`,
+        );
+      }
+      for (const r of runtimes) {
+        const rt = r.runtime;
+        note(
+          rt === null
+            ? `${r.name}: its runtime waits for a master`
+            : `${r.name}: runtime on node ${rt.nodeId} (${rt.state}${
+              rt.pid === undefined ? "" : `, pid ${rt.pid}`
+            })${rt.alarm === undefined ? "" : `; ALARM: ${rt.alarm}`}`,
         );
       }
       for (const l of status.losses) {

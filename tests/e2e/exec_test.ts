@@ -148,6 +148,11 @@ if (lmdb) {
       ) as ShipJson[];
       assert.equal(ships[0].runtime?.nodeId, last.id);
       assert.equal(ships[0].runtime?.state, "running");
+      const status = await seguro(c, ["status"]);
+      assert.match(
+        status.lines.join("\n"),
+        new RegExp(`~zod: runtime on node ${last.id} \\(running, pid \\d+\\)`),
+      );
       // Stopped (the flag off), the log stops growing and verifies on every node.
       const mark = last.proc!.mark();
       await seguro(c, ["ship", "run", "~zod", "--off"]);
