@@ -1,0 +1,115 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { encodeCommand, Machine } from "../cluster/machine.ts";
+import { Store } from "../cluster/store.ts";
+import { Env, eventKey } from "../vere/lmdb.ts";
+import { readEvents } from "../vere/pier.ts";
+import { haveLiblmdb } from "../tests/pier/oracle.ts";
+import { StandbyPiers } from "./standby.ts";
+
+const ZOD = 0n;
+
+/** A store with ~zod added, a machine over it, standby piers in a temp dir. */
+function setup(dir: string) {
+  const store = Store.create(join(dir, "node"), {
+    identity: { clusterId: "cd".repeat(16), nodeId: 1, groupId: 1 },
+    secret: new Uint8Array(32).fill(4),
+    conf: { voters: [1], learners: [] },
+  });
+  const machine = new Machine(store);
+  let index = 0;
+  const apply = (data: Uint8Array) => {
+    index++;
+    store.persist({
+      entries: [{ index, term: 1, type: "normal", data }],
+      hardState: { term: 1, vote: 1, commit: index },
+    });
+    let ok = false;
+    store.applyTransaction(index, () => ok = machine.apply(data, index).ok);
+    assert.ok(ok, `entry ${index} applied`);
+  };
+  apply(encodeCommand({ kind: "shipAdd", ship: ZOD, fake: true, optimism: -1, life: 0 }));
+  const log: string[] = [];
+  const standby = new StandbyPiers(join(dir, "standby"), machine.ships, (l) => log.push(l));
+  const append = (first: number, tags: number[]) =>
+    apply(encodeCommand({
+      kind: "events",
+      ship: ZOD,
+      firstEve: first,
+      events: tags.map((t) => ({ mug: t, job: Uint8Array.of(t, t, t) })),
+    }));
+  return { store, machine, standby, log, append };
+}
+
+/** Writes events into a held pier as a runtime would. */
+function runtimeWrites(pier: string, first: number, tags: number[]): void {
+  const env = Env.open(join(pier, ".urb", "log", "0i0"));
+  try {
+    env.writeTxn((txn) => {
+      const db = txn.openDb("EVENTS", { integerKey: true });
+      tags.forEach((t, i) => {
+        txn.put(db, eventKey(first + i), Uint8Array.of(t, 0, 0, 0, t, t, t));
+      });
+    });
+  } finally {
+    env.close();
+  }
+}
+
+Deno.test({
+  name:
+    "standby piers: follow the applied log, hold for a runtime, discard what the cluster never committed",
+  ignore: !haveLiblmdb(),
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "seguro-standby-" });
+    const { store, standby, log, append } = setup(dir);
+    try {
+      append(1, [1, 2, 3]);
+      standby.sync();
+      const pier = standby.pierOf(ZOD);
+      assert.deepEqual([...readEvents(pier)].map((e) => e.mug), [1, 2, 3]);
+
+      // Held: sync leaves it alone; the runtime's events are read back in order.
+      assert.deepEqual(standby.hold(ZOD), { pier, last: 3 });
+      runtimeWrites(pier, 4, [40, 50, 60]);
+      append(4, [40]);
+      standby.sync();
+      const read = standby.readHeld(ZOD, 3, 1 << 20);
+      assert.deepEqual(read.map((e) => [e.eve, e.mug]), [[4, 40], [5, 50], [6, 60]]);
+      assert.deepEqual(standby.readHeld(ZOD, 3, 1).length, 1, "at least one event, then the limit");
+
+      // Released after only event 4 committed; the cluster then commits other events 5 and 6.
+      standby.release(ZOD, 4);
+      assert.match(log.join("\n"), /discarded events 5-6, which the cluster never committed/);
+      append(5, [7, 8]);
+      standby.sync();
+      assert.deepEqual([...readEvents(pier)].map((e) => e.mug), [1, 2, 3, 40, 7, 8]);
+
+      // A pier event that differs from the cluster's is replaced when sync reaches it.
+      standby.close();
+      runtimeWrites(pier, 7, [99]); // written while closed: beyond the cluster's log
+      append(7, [9]);
+      const reopened = new StandbyPiers(
+        join(dir, "standby"),
+        setupShips(store),
+        (l) => log.push(l),
+      );
+      reopened.sync();
+      assert.deepEqual([...readEvents(pier)].map((e) => e.mug), [1, 2, 3, 40, 7, 8, 9]);
+      assert.match(log.join("\n"), /discarded events 7-7, which differ from the cluster's/);
+
+      // A gap in a held pier stops the tail with an error naming it.
+      reopened.hold(ZOD);
+      runtimeWrites(pier, 9, [11]);
+      assert.throws(() => reopened.readHeld(ZOD, 7, 1 << 20), /skips from event 7 to 9/);
+      reopened.close();
+    } finally {
+      store.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+function setupShips(store: Store) {
+  return new Machine(store).ships;
+}
