@@ -148,6 +148,11 @@ if (lmdb) {
       ) as ShipJson[];
       assert.equal(ships[0].runtime?.nodeId, last.id);
       assert.equal(ships[0].runtime?.state, "running");
+      console.log(
+        `tail: read-to-quorum-commit p99 ${
+          ships[0].runtime?.tailP99Ms
+        } ms over the last runtime's batches, plus at most one 5 ms poll`,
+      );
       const status = await seguro(c, ["status"]);
       assert.match(
         status.lines.join("\n"),
