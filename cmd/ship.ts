@@ -6,7 +6,7 @@
 import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
 import { ClusterClient, Op, withLeader } from "../cluster/api.ts";
 import { encodeCommand, type PlannedEvent } from "../cluster/machine.ts";
-import type { ShipJson } from "../cluster/node.ts";
+import type { NodeStatus, ShipJson } from "../cluster/node.ts";
 import { bootSequence, daFromMillis, parsePill, parseShip, renderShip } from "../vere/event.ts";
 import { jam, NounError } from "../vere/noun.ts";
 import { CliError, UsageError } from "./errors.ts";
@@ -44,6 +44,22 @@ export async function withNode<T>(target: Target, f: (c: ClusterClient) => Promi
   } catch (e) {
     throw cliErrorOf(e);
   }
+}
+
+/**
+ * The ship list as the master answers it: only the master knows where each
+ * ship's runtime runs (any node answers a list, so asking the master takes
+ * a status first). Without a reachable master, the target node's list.
+ */
+export async function masterShipList(target: Target): Promise<ShipJson[]> {
+  const list = (c: ClusterClient) => c.requestJson<ShipJson[]>(Op.ship, { action: "list" });
+  const status = await withNode(target, (c) => c.requestJson<NodeStatus>(Op.status));
+  const master = status.leaderId !== 0 && status.leaderId !== status.nodeId
+    ? status.leaderAddress
+    : null;
+  if (master === null) return await withNode(target, list);
+  return await withNode({ ...target, address: master }, list)
+    .catch(() => withNode(target, list));
 }
 
 /** The cluster's record of one ship, or a CliError saying it is not there. */
@@ -191,11 +207,7 @@ export function shipCommand(): CommandUnknownOpts {
     ),
   )
     .action(async (options: TargetOptions & { json?: boolean }) => {
-      // The master's answer says where each ship's runtime runs; without one, this node's.
-      const target = targetOf(options);
-      const list = (c: ClusterClient) => c.requestJson<ShipJson[]>(Op.ship, { action: "list" });
-      const ships = await withLeader(target.address, target.credentials, list)
-        .catch(() => withNode(target, list));
+      const ships = await masterShipList(targetOf(options));
       if (options.json) {
         print(toJson(ships.map((s) => ({ ...s, name: renderShip(BigInt(s.ship)) }))));
         return;
@@ -242,7 +254,13 @@ export function shipCommand(): CommandUnknownOpts {
       optimism: options.optimism,
     });
     print(
-      `${renderShip(ship)}: optimism ${options.optimism === -1 ? "quorum" : options.optimism}.`,
+      `${renderShip(ship)}: optimism ${
+        options.optimism === -1
+          ? "the cluster default"
+          : options.optimism === -2
+          ? "quorum"
+          : options.optimism
+      }.`,
     );
   });
 

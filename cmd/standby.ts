@@ -221,6 +221,14 @@ export class StandbyPiers {
     });
     const s: Standby = { pier, env, last, verified, held: false };
     this.#open.set(ship, s);
+    // Events past this node's applied log can only be a runtime's that this node ran as
+    // master and the cluster may never commit; if it does, sync writes them again.
+    const applied = this.#ships.get(ship)?.lastEve ?? 0;
+    if (last > applied) {
+      env.writeTxn((txn) => {
+        this.#truncate(txn, eventsDb(txn), ship, s, applied, "this node has not applied");
+      });
+    }
     return s;
   }
 

@@ -4,7 +4,8 @@
  */
 
 import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
-import { ClusterClient, Op, withLeader } from "../cluster/api.ts";
+import { ClusterClient, Op } from "../cluster/api.ts";
+import { masterShipList } from "./ship.ts";
 import type { NodeStatus, ShipJson } from "../cluster/node.ts";
 import { renderShip } from "../vere/event.ts";
 import type { ClusterCredentials } from "../cluster/token.ts";
@@ -183,11 +184,9 @@ export function statusCommand(): CommandUnknownOpts {
         throw cliErrorOf(e);
       }
       // Where each ship's runtime runs (exec mode), as the master reports it.
-      const ships = status.leaderId === 0 ? [] : await withLeader(
-        target.address,
-        target.credentials,
-        (c) => c.requestJson<ShipJson[]>(Op.ship, { action: "list" }),
-      ).catch(() => [] as ShipJson[]);
+      const ships = status.leaderId === 0
+        ? []
+        : await masterShipList(target).catch(() => [] as ShipJson[]);
       const runtimes = ships.filter((s) => s.run || s.runtime !== undefined).map((s) => ({
         ship: s.ship,
         name: renderShip(BigInt(s.ship)),

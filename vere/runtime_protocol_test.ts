@@ -443,3 +443,112 @@ Deno.test("encoding refuses values the decoder would refuse", () => {
   assert.deepEqual(viaFrame({ type: "oops", why: "a\0b" }), { type: "oops", why: "a\0b" });
   assert.equal(hex(atomToBytes(cord("a\0b"))), "610062");
 });
+
+// ---------------------------------------------------------------- the documented bytes
+
+Deno.test("the byte examples of docs/runtime-protocol.md are exact, both ways", () => {
+  const job = jam(cell(1n, 2n));
+  // [message as the document writes it, its "from" column, the message, the frame]
+  const examples: [string, string, RuntimeMessage, string][] = [
+    [
+      "[%hail 1 ~]",
+      "runtime",
+      { type: "hail", version: 1, node: 0 },
+      "00 07 00 00 00 01 1f 2d 2c 8d 1d 0b",
+    ],
+    [
+      "[%hail 1 2]",
+      "node 2",
+      { type: "hail", version: 1, node: 2 },
+      "00 08 00 00 00 01 1f 2d 2c 8d 1d 23 01",
+    ],
+    [
+      "[%plan ~zod 1 0 job]",
+      "runtime",
+      { type: "plan", ship: 0n, eve: 1, mug: 0, job },
+      "00 0a 00 00 00 01 1f 8e 2d cc 9d 71 82 8d 91",
+    ],
+    [
+      "[%read ~zod 1 2]",
+      "runtime",
+      { type: "read", ship: 0n, from: 1, count: 2 },
+      "00 08 00 00 00 01 5f ae 2c 8c 9c 31 12",
+    ],
+    ["[%head ~zod]", "runtime", { type: "head", ship: 0n }, "00 06 00 00 00 01 1f ad 2c 8c 2c"],
+    [
+      "[%head ~marzod]",
+      "runtime",
+      { type: "head", ship: 256n },
+      "00 08 00 00 00 01 1f ad 2c 8c 0c 06 20",
+    ],
+    [
+      "[%head ~zod 5 0]",
+      "node",
+      { type: "head", ship: 0n, eve: 5, mug: 0 },
+      "00 08 00 00 00 01 1f ad 2c 8c 9c e1 0a",
+    ],
+    [
+      "[%done ~zod 7]",
+      "node",
+      { type: "done", ship: 0n, eve: 7 },
+      "00 07 00 00 00 01 9f ec cd ad 9c f8",
+    ],
+    [
+      "[%nope ~zod 9 'Gap']",
+      "node",
+      { type: "nope", ship: 0n, eve: 9, why: "Gap" },
+      "00 0c 00 00 00 01 df ed 0d ae 9c 41 12 78 47 61 70",
+    ],
+    [
+      "[%away ~zod '']",
+      "node",
+      { type: "away", ship: 0n, master: "" },
+      "00 07 00 00 00 01 3f ec 2e 2c 9f 02",
+    ],
+    [
+      "[%away ~zod '10.0.0.2:7700']",
+      "node",
+      { type: "away", ship: 0n, master: "10.0.0.2:7700" },
+      "00 15 00 00 00 01 3f ec 2e 2c 9f 00 cd 18 18 17 18 17 18 17 19 9d 9b 1b 18 18",
+    ],
+    [
+      "[%logs ~zod 1 [[1 0 job] ~]]",
+      "node",
+      { type: "logs", ship: 0n, from: 1, events: [{ eve: 1, mug: 0, job }] },
+      "00 0c 00 00 00 01 9f ed ed 6c 9e 71 71 82 8d 91 02",
+    ],
+    [
+      "[%logs ~zod 9 ~]",
+      "node",
+      { type: "logs", ship: 0n, from: 9, events: [] },
+      "00 08 00 00 00 01 9f ed ed 6c 9e 41 52",
+    ],
+    ["[%lead ~zod]", "node", { type: "lead", ship: 0n }, "00 06 00 00 00 01 9f ad 2c 8c 2c"],
+    ["[%fence ~zod]", "node", { type: "fence", ship: 0n }, "00 07 00 00 00 01 1e b3 32 b7 b1 b2"],
+    [
+      "[%oops 'Send %hail first']",
+      "node",
+      { type: "oops", why: "Send %hail first" },
+      "00 18 00 00 00 01 ff ed 0d 6e 0e f0 9f 2a 73 23 03 29 41 0b 4b 63 03 31 4b 93 9b a3 03",
+    ],
+  ];
+  // The table in the document, whitespace collapsed (continuation lines join their frame).
+  const doc = Deno.readTextFileSync(new URL("../docs/runtime-protocol.md", import.meta.url));
+  const table = doc.split("### Every message, as bytes")[1]?.split("```text")[1]?.split("```")[0];
+  assert.ok(table !== undefined, "docs/runtime-protocol.md has its byte table");
+  const flat = table.replace(/\s+/g, " ");
+  for (const [label, from, msg, bytes] of examples) {
+    const frame = encodeFrame(encodeRuntimeMessage(msg));
+    assert.equal(hex(frame).replace(/(..)(?!$)/g, "$1 "), bytes, label);
+    const decoder = new NewtDecoder();
+    decoder.push(Uint8Array.from(bytes.split(" "), (b) => parseInt(b, 16)));
+    const body = decoder.next();
+    assert.ok(body !== undefined, label);
+    const sender = from === "runtime" ? "runtime" : "node";
+    assert.deepEqual(decodeRuntimeFrame(body, { from: sender }), msg, label);
+    assert.ok(
+      flat.includes(`${label} ${from} ${bytes}`),
+      `the document shows ${label} as ${bytes}`,
+    );
+  }
+});

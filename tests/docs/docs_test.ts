@@ -10,13 +10,16 @@
  *
  * - `seguro` on PATH: a wrapper running this checkout's `main.ts` with Deno;
  * - `HOME` set to that directory (so `~/.seguro` is private), `NO_COLOR=1`,
- *   no `SEGURO_TOKEN` or `SEGURO_DATA_DIR` from the caller, and Deno's cache
- *   (`DENO_DIR`) kept, so nothing is downloaded again;
+ *   `SEGURO_REPO` naming this checkout (for walkthroughs that use its test
+ *   tools, such as the fake urbit), no `SEGURO_TOKEN` or `SEGURO_DATA_DIR`
+ *   from the caller, and Deno's cache (`DENO_DIR`) kept, so nothing is
+ *   downloaded again;
  * - every background job (`cmd &`) killed when the script ends, and the
  *   whole process group killed after {@linkcode SCRIPT_TIMEOUT_MS}.
  *
  * A script passes when it exits 0; on failure its output (with bash's
- * command trace) is printed. Scripts must not sleep blindly: they wait for a
+ * command trace) is printed, and with `SEGURO_DOCS_SHOW=1` always (to write
+ * a document's example output from a real run). Scripts must not sleep blindly: they wait for a
  * condition in a bounded loop. Where bash is absent the scripts are skipped
  * with a note. The link check needs nothing: every relative Markdown link in
  * `docs/*.md` and `README.md` must name a file or directory that exists.
@@ -35,7 +38,7 @@ const SCRIPT_TIMEOUT_MS = 300_000;
 /** What bash runs before a file's blocks. */
 const PRELUDE = `set -euo pipefail
 exec 2>&1
-trap 'kill $(jobs -p) 2>/dev/null; wait' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; wait' EXIT
 PS4='+ '
 set -x
 `;
@@ -146,6 +149,7 @@ function prepareEnv(tmp: string): Record<string, string> {
     ...(cache === undefined ? {} : { DENO_DIR: cache }),
     HOME: tmp,
     NO_COLOR: "1",
+    SEGURO_REPO: REPO.replace(/\/$/, ""),
     DENO_NO_UPDATE_CHECK: "1",
     PATH: `${bin}:${env.PATH ?? "/usr/bin:/bin"}`,
   };
@@ -207,7 +211,7 @@ for (const file of markdownFiles()) {
       const tmp = await Deno.makeTempDir({ prefix: "seguro-docs-" });
       try {
         const run = await runScript(tmp, script);
-        if (run.code !== 0) {
+        if (run.code !== 0 || Deno.env.get("SEGURO_DOCS_SHOW")) {
           console.error(`--- output of the sh blocks of ${name} ---\n${run.output}--- end ---`);
         }
         assert.equal(
