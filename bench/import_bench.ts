@@ -189,7 +189,9 @@ try {
     }
     for (const a of anchors) {
       console.log(
-        `| ${a.system} 1 KiB writes, ${a.c} in flight | ${a.ops} | - | ${Math.round(a.ops_per_s)} | - |`,
+        `| ${a.system} 1 KiB writes, ${a.c} in flight | ${a.ops} | - | ${
+          Math.round(a.ops_per_s)
+        } | - |`,
       );
     }
   }
