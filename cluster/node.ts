@@ -451,6 +451,12 @@ export class ClusterNode {
     this.raft.tick();
     this.#ticks++;
     if (this.raft.role === "leader" && this.#ticks % 5 === 0) this.#promoteCaughtUpLearners();
+    // A leader that steps down on a tick (CheckQuorum) may have nothing to send or
+    // write, so no Ready follows: notice it now, so runtimes are fenced at once.
+    if (!this.raft.hasReady() && (this.raft.role === "leader") !== this.#wasLeader) {
+      this.#noticeRole(this.raft.role, this.raft.leaderId);
+      this.ships.afterReady();
+    }
     this.#kick();
   }
 
@@ -553,13 +559,22 @@ export class ClusterNode {
   }
 
   #afterReady(rd: Ready): void {
-    const leader = rd.role === "leader";
-    const seen = `${rd.role}/${rd.leaderId}`;
+    this.#noticeRole(rd.role, rd.leaderId);
+    this.#updatePeers();
+    this.#notifyCommitWatchers();
+  }
+
+  /** Logs and acts on a change of this node's role or of the leader it knows. */
+  #noticeRole(role: Ready["role"], leaderId: number): void {
+    const leader = role === "leader";
+    const seen = `${role}/${leaderId}`;
     if (seen !== this.#lastSeen && !leader) {
       // Followers log whom they follow once known; candidates log that they campaign.
-      if (rd.role !== "follower") this.#cfg.log(`now ${rd.role} at term ${this.raft.term}`);
-      else if (rd.leaderId !== 0) {
-        this.#cfg.log(`now follower at term ${this.raft.term} (leader ${rd.leaderId})`);
+      if (role !== "follower") this.#cfg.log(`now ${role} at term ${this.raft.term}`);
+      else if (leaderId !== 0) {
+        this.#cfg.log(`now follower at term ${this.raft.term} (leader ${leaderId})`);
+      } else if (this.#wasLeader) {
+        this.#cfg.log(`stepped down at term ${this.raft.term}: a quorum stopped answering`);
       }
     }
     this.#lastSeen = seen;
@@ -583,8 +598,6 @@ export class ClusterNode {
         );
       }
     }
-    this.#updatePeers();
-    this.#notifyCommitWatchers();
   }
 
   #failAll(e: ApiError): void {

@@ -216,3 +216,21 @@ clusterTest("member transfer-leader hands leadership to the named voter", 3, asy
   assert.match(p.lines.join("\n"), new RegExp(`Node ${target} is now the leader`));
   assert.equal((await c.status(target)).role, "leader");
 });
+
+clusterTest("a leader cut off from its quorum steps down at once and says so", 3, async (c) => {
+  const leader = c.leader()!;
+  const followers = [...c.members.values()].filter((m) => m.id !== leader.id);
+  const mark = leader.proc!.mark();
+  const marks = followers.map((f) => f.proc!.mark());
+  // Frozen followers: to the leader, a partition that took both.
+  for (const f of followers) Deno.kill(f.proc!.child.pid, "SIGSTOP");
+  try {
+    await leader.proc!.waitFor(/stepped down at term \d+: a quorum stopped answering/, mark);
+    assert.notEqual((await c.status(leader.id)).role, "leader");
+  } finally {
+    for (const f of followers) Deno.kill(f.proc!.child.pid, "SIGCONT");
+  }
+  await Promise.any(
+    followers.map((f, i) => f.proc!.waitFor(/became leader|now follower/, marks[i])),
+  );
+});
