@@ -358,6 +358,20 @@ export class ClusterNode {
       this.#ledTerms,
       initial.hardState.commit,
     );
+    // Losses recorded by earlier runs stay listed in status and 'log audit'.
+    const recorded = this.#store.database.prepare(
+      "SELECT value FROM setting WHERE key LIKE 'loss.%' ORDER BY key",
+    ).all() as { value: string }[];
+    for (const { value } of recorded) {
+      const l = JSON.parse(value);
+      this.ships.losses.push({
+        ship: BigInt(l.ship),
+        firstEve: l.firstEve,
+        lastEve: l.lastEve,
+        index: l.index,
+        term: l.term,
+      });
+    }
     this.ships.subscribe({
       release: () => {},
       refuse: () => {},

@@ -66,7 +66,7 @@ export class ShipMaster {
   #master = false;
   /** Releases announced this process, and events released (for status). */
   released = 0;
-  /** Losses found this process. */
+  /** Losses found, by this process or recorded by an earlier one (see ClusterNode). */
   losses: Loss[] = [];
 
   /** Makes the master for a node. */
@@ -239,6 +239,8 @@ export class ShipMaster {
     }
     if (this.#tracker.uncommittedCount > 0) {
       for (const loss of this.#tracker.audit((i) => raft.termAt(i), raft.commitIndex)) {
+        // Found again after a restart: already recorded and reported.
+        if (this.losses.some((k) => k.index === loss.index && k.ship === loss.ship)) continue;
         this.losses.push(loss);
         this.#emit((l) => l.lost(loss));
       }

@@ -289,7 +289,11 @@ export class Store {
       "SELECT cluster_id, node_id, group_id, secret FROM identity WHERE singleton = 1",
     ).get();
     if (row === undefined) {
-      throw new StoreError(`${dbPath(dir)} has no identity row; restore this node from a backup`);
+      throw new StoreError(
+        `${
+          dbPath(dir)
+        } has no identity row; remove this node from the cluster ('seguro member remove' on another node) and join again with a fresh data dir`,
+      );
     }
     this.identity = {
       clusterId: String(row.cluster_id),
@@ -458,7 +462,7 @@ export class Store {
         throw new StoreError(
           `${
             dbPath(this.dir)
-          } holds log entry ${idx} (type ${code}) where entry ${expected} belongs; restore this node from a backup or re-join it`,
+          } holds log entry ${idx} (type ${code}) where entry ${expected} belongs; remove this node from the cluster ('seguro member remove' on another node) and join again with a fresh data dir`,
         );
       }
       entries.push({ index: idx, term, type, data });
@@ -779,7 +783,7 @@ export class Store {
       throw new StoreError(
         `${
           dbPath(this.dir)
-        } has no state for group ${g}; restore this node from a backup or re-join it`,
+        } has no state for group ${g}; remove this node from the cluster ('seguro member remove' on another node) and join again with a fresh data dir`,
       );
     }
     const voters: number[] = [];
@@ -969,7 +973,7 @@ function checkReadOnly(dir: string, path: string): void {
       .find((line) => line.trim() !== "" && !line.startsWith("***")) ?? "no answer";
     if (verdict !== "ok") {
       throw new StoreError(
-        `${path} is corrupt: ${verdict}; restore this node from a backup or remove it from the cluster and re-join it`,
+        `${path} is corrupt: ${verdict}; remove this node from the cluster ('seguro member remove' on another node) and join again with a fresh data dir`,
       );
     }
   } catch (e) {
@@ -978,7 +982,7 @@ function checkReadOnly(dir: string, path: string): void {
     throw new StoreError(
       `${path} is corrupt: ${
         errorText(e)
-      }; restore this node from a backup or remove it from the cluster and re-join it`,
+      }; remove this node from the cluster ('seguro member remove' on another node) and join again with a fresh data dir`,
       { cause: e },
     );
   } finally {

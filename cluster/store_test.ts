@@ -442,7 +442,7 @@ Deno.test("open refuses a corrupt database, touching nothing", async () => {
     Deno.writeFileSync(path, bytes);
     await assertOpenFailsUntouched(
       dir,
-      /seguro\.db is corrupt: .+; restore this node from a backup or remove it from the cluster and re-join it$/,
+      /seguro\.db is corrupt: .+; remove this node from the cluster \('seguro member remove' on another node\) and join again with a fresh data dir$/,
     );
   });
 });

@@ -229,6 +229,15 @@ clusterTest(
         ) => [l.firstEve, l.lastEve]).sort(),
         lostEves.length === 2 && audited.losses.length === 1 ? [2, 3] : [2, 2, 3, 3],
       );
+      // A restart of the node that found them keeps them listed, once.
+      await leader.proc!.kill("SIGTERM");
+      c.restart(leader.id);
+      await c.waitCommitted(leader.id, 1);
+      const again = (await leaderStatus(c, leader.id)).release.losses;
+      assert.deepEqual(
+        again.map((l) => [l.firstEve, l.lastEve]),
+        s.release.losses.map((l) => [l.firstEve, l.lastEve]),
+      );
     } finally {
       rt.close();
     }
