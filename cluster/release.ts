@@ -33,6 +33,11 @@ export interface PlannedEntry {
   lastEve: number;
   /** Replicas besides the master that must hold it (resolved, >= 0). */
   k: number;
+  /**
+   * K is "a quorum": also wait for commit, so learners (which hold entries but
+   * do not vote) never make a release precede commit.
+   */
+  quorum?: boolean;
 }
 
 /** A release to announce: every event of `ship` up to `eve`. */
@@ -105,8 +110,8 @@ export class ReleaseTracker {
     let released = 0;
     for (const e of this.#pending) {
       const have = matches.filter((m) => m >= e.index).length;
-      if (durable < e.index || have < e.k) {
-        if (durable >= e.index) this.#stalledFor = { need: e.k, have };
+      if (durable < e.index || have < e.k || (e.quorum === true && commit < e.index)) {
+        if (durable >= e.index && have < e.k) this.#stalledFor = { need: e.k, have };
         break;
       }
       out.push({ ship: e.ship, eve: e.lastEve });

@@ -43,3 +43,13 @@ Deno.test("K = 0 releases before commit; a failover that erases the entry is rep
   assert.deepEqual(lost, [{ ship: 0n, firstEve: 80, lastEve: 89, index: 8, term: 3 }]);
   assert.equal(t.uncommittedCount, 0);
 });
+
+Deno.test("K = quorum also waits for commit: a learner's copy never makes a release precede it", () => {
+  const t = new ReleaseTracker();
+  // 3 voters and a learner: K = 1; the learner (match 9) holds entry 9, no voter does yet.
+  t.planned({ ...entry(9, 1), quorum: true });
+  assert.deepEqual(t.update(9, [8, 8, 9], 8), [], "one copy, on a learner: not committed");
+  assert.equal(t.stalled, undefined, "not stalled on replicas: it waits for commit");
+  assert.deepEqual(t.update(9, [9, 8, 9], 9), [{ ship: 0n, eve: 99 }]);
+  assert.equal(t.uncommittedCount, 0, "released and committed coincide");
+});

@@ -159,11 +159,8 @@ export class ShipMaster {
     const conf = this.#host.raft.conf;
     const replicas = conf.voters.length + conf.learners.length - 1;
     const own = info?.optimism ?? OPTIMISM_DEFAULT;
-    const k = resolveK(
-      own === OPTIMISM_DEFAULT ? this.#host.defaultOptimism() : own,
-      conf.voters.length,
-      replicas,
-    );
+    const setting = own === OPTIMISM_DEFAULT ? this.#host.defaultOptimism() : own;
+    const k = resolveK(setting, conf.voters.length, replicas);
     this.#tracker.planned({
       index: result.index,
       term: result.term,
@@ -171,6 +168,7 @@ export class ShipMaster {
       firstEve: batch.firstEve,
       lastEve,
       k,
+      quorum: setting < 0,
     });
     result.applied.then((applied) => {
       if (!applied.ok) {
