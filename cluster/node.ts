@@ -588,7 +588,9 @@ export class ClusterNode {
       else if (leaderId !== 0) {
         this.#cfg.log(`now follower at term ${this.raft.term} (leader ${leaderId})`);
       } else if (this.#wasLeader) {
-        this.#cfg.log(`stepped down at term ${this.raft.term}: a quorum stopped answering`);
+        this.#cfg.log(
+          `stepped down at term ${this.raft.term} (it lost its quorum, or was removed)`,
+        );
       }
     }
     this.#lastSeen = seen;

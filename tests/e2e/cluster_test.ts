@@ -225,7 +225,10 @@ clusterTest("a leader cut off from its quorum steps down at once and says so", 3
   // Frozen followers: to the leader, a partition that took both.
   for (const f of followers) Deno.kill(f.proc!.child.pid, "SIGSTOP");
   try {
-    await leader.proc!.waitFor(/stepped down at term \d+: a quorum stopped answering/, mark);
+    await leader.proc!.waitFor(
+      /stepped down at term \d+ \(it lost its quorum, or was removed\)/,
+      mark,
+    );
     assert.notEqual((await c.status(leader.id)).role, "leader");
   } finally {
     for (const f of followers) Deno.kill(f.proc!.child.pid, "SIGCONT");
@@ -234,3 +237,27 @@ clusterTest("a leader cut off from its quorum steps down at once and says so", 3
     followers.map((f, i) => f.proc!.waitFor(/became leader|now follower/, marks[i])),
   );
 });
+
+clusterTest(
+  "member remove of the leader itself: it answers, steps down, and the rest elect",
+  3,
+  async (c) => {
+    const leader = c.leader()!;
+    const others = [...c.members.values()].filter((m) => m.id !== leader.id);
+    const marks = others.map((m) => m.proc!.mark());
+    const p = new NodeProcess(
+      ["member", "remove", String(leader.id), "--cluster", leader.address],
+      { SEGURO_TOKEN: c.token },
+    );
+    assert.equal((await p.exited).code, 0, p.lines.join("\n"));
+    await leader.proc!.waitFor(/stepped down at term \d+/);
+    const elected = await Promise.any(
+      others.map(async (m, i) => {
+        await m.proc!.waitFor(/became leader/, marks[i]);
+        return m;
+      }),
+    );
+    const status = await c.status(elected.id);
+    assert.deepEqual(status.conf.voters, others.map((m) => m.id));
+  },
+);
