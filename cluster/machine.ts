@@ -251,6 +251,11 @@ export class Machine {
     return this.#run.has(ship);
   }
 
+  /** The ships the master runs its `--exec` command for. */
+  runShips(): bigint[] {
+    return [...this.#run];
+  }
+
   #setRun(ship: bigint, run: boolean): void {
     if (run) {
       this.#setSetting.run(RUN_PREFIX + ship, "1");

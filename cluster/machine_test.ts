@@ -148,11 +148,13 @@ Deno.test("shipRun: set and cleared, survives a reopen, refused for an unknown s
       encodeCommand(run),
     ], 2);
     assert.equal(m.runs(7n), true);
+    assert.deepEqual(m.runShips(), [7n]);
     assert.equal(new Machine(store).runs(7n), true, "the flag survives a reopen");
     applyAll(store, m, [encodeCommand({ ...run, run: false })], 4);
     assert.equal(new Machine(store).runs(7n), false);
     applyAll(store, m, [encodeCommand(run), encodeCommand({ kind: "shipRemove", ship: 7n })], 5);
     assert.equal(m.runs(7n), false, "removing the ship clears its flag");
+    assert.deepEqual(m.runShips(), []);
     assert.equal(new Machine(store).runs(7n), false);
   });
 });

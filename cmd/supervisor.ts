@@ -148,27 +148,30 @@ export class Supervisor {
       this.#leaderSince = performance.now();
       if (!leading) return;
     }
-    const now = performance.now();
-    for (const info of node.machine.ships.list()) {
-      let r = this.#runtimes.get(info.ship);
-      if (!node.machine.runs(info.ship)) {
-        if (r !== undefined) await this.#stop(r, "'seguro ship run' was turned off");
-        continue;
+    // Only the replicated run flags are read here (every poll): no query of the ship table.
+    // Removing a ship clears its flag.
+    for (const r of [...this.#runtimes.values()]) {
+      if (!node.machine.runs(r.ship)) {
+        await this.#stop(r, "'seguro ship run' was turned off, or the ship was removed");
       }
+    }
+    const now = performance.now();
+    for (const ship of node.machine.runShips()) {
+      let r = this.#runtimes.get(ship);
       if (r === undefined) {
         r = {
-          ship: info.ship,
+          ship,
           state: "fencing",
           since: now,
-          committed: info.lastEve,
+          committed: 0, // set when it starts, from the pier it holds
           held: false,
           tailStopped: false,
           restartAt: this.#leaderSince + this.#fenceMs,
           delays: [],
         };
-        this.#runtimes.set(info.ship, r);
+        this.#runtimes.set(ship, r);
         this.#cfg.log(
-          `${renderShip(info.ship)}: master in term ${this.#term}; starting its runtime after ${
+          `${renderShip(ship)}: master in term ${this.#term}; starting its runtime after ${
             Math.max(0, Math.round(r.restartAt - now))
           } ms of fencing`,
         );
@@ -181,9 +184,6 @@ export class Supervisor {
         this.#cfg.standby.release(r.ship, r.committed);
         r.held = false;
       }
-    }
-    for (const r of this.#runtimes.values()) {
-      if (node.machine.ships.get(r.ship) === undefined) await this.#stop(r, "the ship was removed");
     }
   }
 
