@@ -24,27 +24,10 @@ function readFull(file: Deno.FsFile, buf: Uint8Array): number {
   return got;
 }
 
-/** SHA-256 (hex) of a file's first `size` bytes, read in chunks. */
-function fileSha256(path: string, size: number): string {
-  const hash = createHash("sha256");
-  const file = Deno.openSync(path, { read: true });
-  try {
-    const buf = new Uint8Array(IMAGE_CHUNK_BYTES);
-    for (let done = 0; done < size;) {
-      const n = readFull(file, buf.subarray(0, Math.min(buf.length, size - done)));
-      if (n === 0) break;
-      hash.update(buf.subarray(0, n));
-      done += n;
-    }
-  } finally {
-    file.close();
-  }
-  return hash.digest("hex");
-}
-
 /**
  * Sends every epoch's `image.bin` the cluster does not hold completely yet,
- * resuming after the bytes it holds. Returns the bytes sent.
+ * resuming after the bytes it holds. Each file is read once: the part the
+ * cluster holds is only hashed, the rest is hashed and sent. Returns the bytes sent.
  */
 export async function importImages(
   client: ClusterClient,
@@ -55,11 +38,54 @@ export async function importImages(
   let sent = 0;
   for (const epoch of epochs.filter((e) => e.hasImage)) {
     const path = `${epoch.dir}/image.bin`;
-    const size = Deno.statSync(path).size;
     const have = held.find((i) => i.epoch === epoch.base);
-    const whole = fileSha256(path, size);
+    const file = Deno.openSync(path, { read: true });
+    const whole = createHash("sha256");
+    const started = performance.now();
+    let shown = started;
+    let size: number;
+    try {
+      size = file.statSync().size;
+      const resumeAt = have?.sha256 !== undefined ? size : have?.size ?? 0;
+      if (resumeAt > size) {
+        throw new CliError(
+          `the cluster holds more of epoch ${epoch.base}'s image than ${path} has`,
+        );
+      }
+      const buf = new Uint8Array(IMAGE_CHUNK_BYTES);
+      for (let offset = 0; offset < size;) {
+        // Chunks on the cluster start at multiples of IMAGE_CHUNK_BYTES: so do these.
+        const n = readFull(file, buf.subarray(0, Math.min(buf.length, size - offset)));
+        if (n === 0) throw new CliError(`${path} shrank while it was read; stop vere and retry`);
+        const data = buf.subarray(0, n);
+        whole.update(data);
+        if (offset >= resumeAt) {
+          // encodeCommand copies `data` before the await: the buffer may be reused after.
+          await client.request(
+            Op.events,
+            encodeCommand({
+              kind: "imageChunk",
+              ship,
+              epoch: epoch.base,
+              offset,
+              sha256: sha256(data),
+              data,
+            }),
+          );
+          sent += n;
+          if (performance.now() - shown > 1000) {
+            shown = performance.now();
+            note(`image of epoch ${epoch.base}: ${count(offset + n)} of ${count(size)} bytes`);
+          }
+        }
+        offset += n;
+      }
+    } finally {
+      file.close();
+    }
+    const digest = new Uint8Array(whole.digest());
     if (have?.sha256 !== undefined) {
-      if (have.sha256 !== whole) {
+      if (have.sha256 !== Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("")) {
         throw new CliError(
           `the cluster holds another image for epoch ${epoch.base} (SHA-256 ${
             have.sha256.slice(0, 16)
@@ -68,42 +94,6 @@ export async function importImages(
       }
       continue;
     }
-    let offset = have?.size ?? 0;
-    if (offset > size) {
-      throw new CliError(`the cluster holds more of epoch ${epoch.base}'s image than ${path} has`);
-    }
-    const file = Deno.openSync(path, { read: true });
-    const started = performance.now();
-    let shown = started;
-    try {
-      file.seekSync(offset, Deno.SeekMode.Start);
-      const buf = new Uint8Array(IMAGE_CHUNK_BYTES);
-      while (offset < size) {
-        const n = readFull(file, buf.subarray(0, Math.min(buf.length, size - offset)));
-        if (n === 0) throw new CliError(`${path} shrank while it was read; stop vere and retry`);
-        const data = buf.slice(0, n);
-        await client.request(
-          Op.events,
-          encodeCommand({
-            kind: "imageChunk",
-            ship,
-            epoch: epoch.base,
-            offset,
-            sha256: sha256(data),
-            data,
-          }),
-        );
-        offset += n;
-        sent += n;
-        if (performance.now() - shown > 1000) {
-          shown = performance.now();
-          note(`image of epoch ${epoch.base}: ${count(offset)} of ${count(size)} bytes`);
-        }
-      }
-    } finally {
-      file.close();
-    }
-    const digest = Uint8Array.from(whole.match(/../g)!, (h) => parseInt(h, 16));
     await client.request(
       Op.events,
       encodeCommand({ kind: "imageDone", ship, epoch: epoch.base, size, sha256: digest }),
