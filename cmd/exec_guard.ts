@@ -44,7 +44,7 @@ export async function guard(argv: string[], graceMs: number): Promise<number> {
   Deno.addSignalListener("SIGTERM", stop);
   Deno.addSignalListener("SIGINT", stop);
   // The node holds the write end of stdin: end of file means the node is gone.
-  const watch = (async () => {
+  (async () => {
     try {
       for await (const _ of Deno.stdin.readable) { /* the node sends nothing */ }
     } catch { /* a broken pipe is the same news */ }
@@ -53,7 +53,6 @@ export async function guard(argv: string[], graceMs: number): Promise<number> {
   const status = await child.status;
   Deno.removeSignalListener("SIGTERM", stop);
   Deno.removeSignalListener("SIGINT", stop);
-  void watch;
   return status.signal === null ? status.code : 128 + (SIGNAL_NUMBERS[status.signal] ?? 0);
 }
 
