@@ -20,27 +20,22 @@ import { setImmediate } from "node:timers";
 import {
   type ConfChange,
   type ConfState,
-  decodeConfChangeRecord,
-  type Entry,
-  type HardState,
   majority,
   type Message,
-  RaftInvariantError,
-  RaftNode,
-  type Ready,
+  type RaftNode,
 } from "../core/mod.ts";
-import type { PersistBatch, Store } from "./store.ts";
+import type { Store } from "./store.ts";
 import { Transport } from "./transport.ts";
 import {
   type ApplyResult,
   decodeCommand,
   encodeAddress,
   encodeCommand,
-  encodeRaw,
-  Machine,
+  type Machine,
 } from "./machine.ts";
 import { SHIP_MAX, type ShipInfo, shipOfKey } from "./ships.ts";
-import { ShipMaster } from "./ship_master.ts";
+import type { ShipMaster } from "./ship_master.ts";
+import { NodeDriver } from "./driver.ts";
 import { createHash } from "node:crypto";
 import { cue, jam } from "../vere/noun.ts";
 import {
@@ -52,7 +47,6 @@ import {
   encodeEvents,
   encodeIndex,
   type LogEntryView,
-  notLeader,
   Op,
   serveClient,
   Status,
@@ -64,9 +58,6 @@ import { VERSION } from "./version.ts";
 export const TICK_MS_DEFAULT = 50;
 const READ_BYTES_MAX = 4 * 1024 * 1024;
 const ENTRY_TYPE_CODE = { normal: 0, conf: 1, noop: 2 } as const;
-
-const LED_TERMS = "raft.led.terms";
-const LED_TERMS_KEPT = 16;
 
 /** Default election timeout in ticks (the real one is uniform in [this, 2 * this)). */
 export const ELECTION_TICKS_DEFAULT = 10;
@@ -272,47 +263,27 @@ export interface MemberRequest {
   force?: boolean;
 }
 
-interface Waiter {
-  term: number;
-  resolve: (result: ApplyResult) => void;
-  reject: (e: Error) => void;
-}
-
-const APPLIED: ApplyResult = { ok: true, appended: 0, skipped: 0 };
-
 function cryptoRandomInt(maxExclusive: number): number {
   const buf = new Uint32Array(1);
   crypto.getRandomValues(buf);
   return buf[0] % maxExclusive;
 }
 
-/** A running cluster node. */
+/** A running cluster node: the driver under real timers, TCP and the admin service. */
 export class ClusterNode {
-  /** The Raft core. */
-  readonly raft: RaftNode;
+  /** Consensus, storage, state machine and ship master. */
+  readonly driver: NodeDriver;
   /** The network side. */
   readonly transport: Transport;
-  /** The applied state. */
-  readonly machine: Machine;
-  /** The runtime side: plans in, releases out (while this node leads). */
-  readonly ships: ShipMaster;
   readonly #store: Store;
   readonly #cfg: NodeConfig;
   readonly #tickMs: number;
   readonly #electionTicks: number;
   readonly #startedAt = Date.now();
-  readonly #waiters = new Map<number, Waiter[]>();
   #wake: (() => void) | undefined;
   #timer: ReturnType<typeof setInterval> | undefined;
   #loop: Promise<void> | undefined;
   #stopping = false;
-  #wasLeader = false;
-  #lastSeen = "";
-  readonly #ledTerms = new Set<number>();
-  /** Hard state last written to the store. */
-  #durableHardState: HardState;
-  /** A commit-only hard state not written yet (see #handle). */
-  #pendingHardState: HardState | undefined;
   #peersSignature = "";
   readonly #commitWatchers = new Set<() => void>();
   #memberLock: Promise<unknown> = Promise.resolve();
@@ -328,67 +299,22 @@ export class ClusterNode {
     this.#tickMs = config.tickMs ?? TICK_MS_DEFAULT;
     this.#electionTicks = config.electionTicks ?? ELECTION_TICKS_DEFAULT;
     const identity = this.#store.identity;
-    const initial = this.#store.loadRaftState();
-    this.raft = new RaftNode(
-      {
-        id: identity.nodeId,
-        groupId: identity.groupId,
-        randomInt: cryptoRandomInt,
-        electionTimeoutTicks: this.#electionTicks,
-        heartbeatIntervalTicks: 1,
-      },
-      initial,
-    );
-    this.machine = new Machine(this.#store, config.shipName);
-    this.ships = new ShipMaster({
-      raft: this.raft,
-      ships: this.machine.ships,
-      defaultOptimism: () => this.machine.defaultOptimism,
-      propose: (data) => {
-        const result = this.raft.propose(data);
-        if (!result.accepted) return result.reason;
-        this.#kick();
-        return { ...result, applied: this.#waitApplied(result.index, result.term) };
+    this.driver = new NodeDriver({
+      store: config.store,
+      send: (m) => this.transport.send(m),
+      log: config.log,
+      electionTicks: this.#electionTicks,
+      randomInt: cryptoRandomInt,
+      now: () => Date.now(),
+      advertise: config.advertise,
+      shipName: config.shipName,
+      wake: () => this.#kick(),
+      afterReady: (applied) => {
+        this.#updatePeers();
+        this.#notifyCommitWatchers();
+        if (applied) this.#cfg.onApplied?.();
       },
     });
-    const led = this.#store.getSetting(LED_TERMS);
-    for (const t of led ? led.split(",").map(Number) : []) this.#ledTerms.add(t);
-    this.ships.rememberPossiblyReleased(
-      initial.entries,
-      this.#ledTerms,
-      initial.hardState.commit,
-    );
-    // Losses recorded by earlier runs stay listed in status and 'log audit'.
-    const recorded = this.#store.database.prepare(
-      "SELECT value FROM setting WHERE key LIKE 'loss.%' ORDER BY key",
-    ).all() as { value: string }[];
-    for (const { value } of recorded) {
-      const l = JSON.parse(value);
-      this.ships.losses.push({
-        ship: BigInt(l.ship),
-        firstEve: l.firstEve,
-        lastEve: l.lastEve,
-        index: l.index,
-        term: l.term,
-      });
-    }
-    this.ships.subscribe({
-      release: () => {},
-      refuse: () => {},
-      role: (master) =>
-        this.#cfg.log(master ? "master of every ship: releasing" : "fenced: not master"),
-      lost: (loss) => {
-        const name = this.#shipName(loss.ship);
-        this.#cfg.log(
-          `RELEASED BUT LOST: ${name} events ${loss.firstEve}-${loss.lastEve} (entry ${loss.index}, term ${loss.term}) were released before commit and erased by a failover`,
-        );
-        this.#store.setSetting(
-          `loss.${loss.index}.${loss.ship}`,
-          JSON.stringify({ ...loss, ship: String(loss.ship), at: new Date().toISOString() }),
-        );
-      },
-    });
-    this.#durableHardState = initial.hardState;
     this.transport = new Transport({
       clusterId: identity.clusterId,
       nodeId: identity.nodeId,
@@ -402,9 +328,24 @@ export class ClusterNode {
     this.#stopped = new Promise((resolve) => this.#resolveStopped = resolve);
   }
 
+  /** The Raft core (read-only use). */
+  get raft(): RaftNode {
+    return this.driver.raft;
+  }
+
+  /** The applied state. */
+  get machine(): Machine {
+    return this.driver.machine;
+  }
+
+  /** The runtime side: plans in, releases out (while this node is master). */
+  get ships(): ShipMaster {
+    return this.driver.ships;
+  }
+
   /** This node's id. */
   get id(): number {
-    return this.raft.id;
+    return this.driver.id;
   }
 
   /** Resolves when the node has stopped (after {@linkcode stop}, or a fatal error). */
@@ -439,9 +380,11 @@ export class ClusterNode {
     this.#notifyCommitWatchers();
     await this.#loop;
     await this.transport.close();
-    this.#failAll(new ApiError(Status.error, "The node is shutting down; retry on another node"));
+    this.driver.failAll(
+      new ApiError(Status.error, "The node is shutting down; retry on another node"),
+    );
     try {
-      if (!this.#fatal) this.#persist({ hardState: this.#pendingHardState, entries: [] });
+      if (!this.#fatal) this.driver.flushHardState();
     } finally {
       this.#store.close();
       this.#resolveStopped();
@@ -462,40 +405,36 @@ export class ClusterNode {
   }
 
   #tick(): void {
-    this.raft.tick();
+    try {
+      this.driver.tick();
+    } catch (e) {
+      this.#die(e as Error);
+      return;
+    }
     this.#ticks++;
     if (this.raft.role === "leader" && this.#ticks % 5 === 0) this.#promoteCaughtUpLearners();
-    // A leader that steps down on a tick (CheckQuorum) may have nothing to send or
-    // write, so no Ready follows: notice it now, so runtimes are fenced at once.
-    if (!this.raft.hasReady() && (this.raft.role === "leader") !== this.#wasLeader) {
-      this.#noticeRole(this.raft.role, this.raft.leaderId);
-      this.ships.afterReady();
-    }
     this.#kick();
   }
 
   #step(m: Message): void {
     if (this.#stopping) return;
     try {
-      this.raft.step(m);
+      this.driver.step(m);
     } catch (e) {
-      if (e instanceof RaftInvariantError) {
-        this.#die(e);
-        return;
-      }
-      this.#cfg.log(`dropped a ${m.type} message from node ${m.from}: ${(e as Error).message}`);
+      this.#die(e as Error);
+      return;
     }
     this.#kick();
   }
 
   async #run(): Promise<void> {
     while (!this.#stopping) {
-      if (!this.raft.hasReady()) {
+      if (!this.driver.hasWork()) {
         await new Promise<void>((resolve) => this.#wake = resolve);
         continue;
       }
       try {
-        this.#handle(this.raft.ready());
+        this.driver.handleReady();
       } catch (e) {
         this.#die(e as Error);
         return;
@@ -503,122 +442,6 @@ export class ClusterNode {
       // Let network input and new proposals in, so the next batch gathers them.
       await new Promise((resolve) => setImmediate(resolve));
     }
-  }
-
-  #handle(rd: Ready): void {
-    for (const m of rd.messages) this.transport.send(m);
-    const hardState = rd.hardState ?? this.#pendingHardState;
-    const durable = this.#durableHardState;
-    // A batch that only moves the commit index need not be fsynced on its own:
-    // commit is re-learned from the leader after a crash. It rides with the
-    // next write (term and vote changes never wait).
-    const commitOnly = rd.entries.length === 0 && rd.snapshot === undefined &&
-      rd.hardState !== undefined && rd.hardState.term === durable.term &&
-      rd.hardState.vote === durable.vote;
-    if (commitOnly) {
-      this.#pendingHardState = rd.hardState;
-    } else if (hardState !== undefined || rd.entries.length > 0 || rd.snapshot !== undefined) {
-      this.#persist({ hardState, entries: rd.entries, snapshot: rd.snapshot });
-    }
-    for (const m of rd.messagesAfterPersist) this.transport.send(m);
-    const committed = rd.committedEntries;
-    if (committed.length > 0) {
-      // Apply the batch in one transaction (no fsync of its own), then answer.
-      const results: ApplyResult[] = [];
-      this.#store.applyTransaction(committed[committed.length - 1].index, () => {
-        for (const e of committed) results.push(this.#apply(e));
-      });
-      committed.forEach((e, i) => this.#answer(e, results[i]));
-    }
-    this.raft.advance();
-    this.#afterReady(rd);
-    this.ships.afterReady();
-    if (committed.length > 0) this.#cfg.onApplied?.();
-  }
-
-  /** Writes one batch durably (the applied index is kept by applyTransaction). */
-  #persist(batch: PersistBatch): void {
-    this.#store.persist(batch);
-    if (batch.hardState !== undefined) this.#durableHardState = batch.hardState;
-    this.#pendingHardState = undefined;
-  }
-
-  #apply(e: Entry): ApplyResult {
-    if (e.type === "normal") return this.machine.apply(e.data, e.index);
-    if (e.type === "conf") {
-      const record = decodeConfChangeRecord(e.data);
-      this.#cfg.log(
-        `membership: ${record.change.type} node ${record.change.nodeId} -> voters [${record.conf.voters}] learners [${record.conf.learners}]`,
-      );
-    }
-    return APPLIED;
-  }
-
-  /** Answers the clients waiting for entry `e`. */
-  #answer(e: Entry, result: ApplyResult): void {
-    const waiting = this.#waiters.get(e.index);
-    if (waiting === undefined) return;
-    this.#waiters.delete(e.index);
-    for (const w of waiting) {
-      if (w.term === e.term) w.resolve(result);
-      else {
-        w.reject(
-          new ApiError(
-            Status.error,
-            "The write was replaced after a leader change and did not commit; retry it",
-          ),
-        );
-      }
-    }
-  }
-
-  #afterReady(rd: Ready): void {
-    this.#noticeRole(rd.role, rd.leaderId);
-    this.#updatePeers();
-    this.#notifyCommitWatchers();
-  }
-
-  /** Logs and acts on a change of this node's role or of the leader it knows. */
-  #noticeRole(role: Ready["role"], leaderId: number): void {
-    const leader = role === "leader";
-    const seen = `${role}/${leaderId}`;
-    if (seen !== this.#lastSeen && !leader) {
-      // Followers log whom they follow once known; candidates log that they campaign.
-      if (role !== "follower") this.#cfg.log(`now ${role} at term ${this.raft.term}`);
-      else if (leaderId !== 0) {
-        this.#cfg.log(`now follower at term ${this.raft.term} (leader ${leaderId})`);
-      } else if (this.#wasLeader) {
-        this.#cfg.log(
-          `stepped down at term ${this.raft.term} (it lost its quorum, or was removed)`,
-        );
-      }
-    }
-    this.#lastSeen = seen;
-    if (leader !== this.#wasLeader) {
-      this.#wasLeader = leader;
-      if (leader) {
-        this.#cfg.log(`became leader at term ${this.raft.term}`);
-        // Remember the terms this node led (durably, once per election): after a
-        // crash, its uncommitted entries of those terms may have been released.
-        this.#ledTerms.add(this.raft.term);
-        this.#store.setSetting(LED_TERMS, [...this.#ledTerms].slice(-LED_TERMS_KEPT).join(","));
-        if (this.machine.addresses.get(this.id) !== this.#cfg.advertise) {
-          this.raft.propose(encodeAddress(this.id, this.#cfg.advertise));
-        }
-      } else {
-        this.#failAll(
-          new ApiError(
-            Status.error,
-            "Leadership changed before the write committed; it may or may not be applied, retry it",
-          ),
-        );
-      }
-    }
-  }
-
-  #failAll(e: ApiError): void {
-    for (const waiting of this.#waiters.values()) for (const w of waiting) w.reject(e);
-    this.#waiters.clear();
   }
 
   #updatePeers(): void {
@@ -635,55 +458,22 @@ export class ClusterNode {
     this.transport.setPeers(peers);
   }
 
-  /** Resolves with the apply result once the entry at `index` of `term` is applied here. */
-  #waitApplied(index: number, term: number): Promise<ApplyResult> {
-    if (this.raft.appliedIndex >= index) {
-      // Applied before we could wait (only possible for a one-node cluster); its result is gone.
-      return this.raft.termAt(index) === term || this.raft.termAt(index) === undefined
-        ? Promise.resolve(APPLIED)
-        : Promise.reject(new ApiError(Status.error, "The write was replaced; retry it"));
-    }
-    return new Promise((resolve, reject) => {
-      const list = this.#waiters.get(index) ?? [];
-      list.push({ term, resolve, reject });
-      this.#waiters.set(index, list);
-    });
-  }
-
   #requireLeader(): void {
-    if (this.raft.role !== "leader") {
-      const leader = this.raft.leaderId;
-      throw notLeader(leader, this.machine.addresses.get(leader));
-    }
+    this.driver.requireLeader();
   }
 
   /** Proposes opaque bytes; resolves with the index once committed and applied here. */
-  async propose(data: Uint8Array): Promise<number> {
-    this.#requireLeader();
-    const result = this.raft.propose(encodeRaw(data));
-    if (!result.accepted) throw new ApiError(Status.error, result.reason);
-    this.#kick();
-    await this.#waitApplied(result.index, result.term);
-    return result.index;
+  propose(data: Uint8Array): Promise<number> {
+    return this.driver.propose(data);
   }
 
   /** Proposes a command; resolves once applied here, rejects with the reason if it was refused. */
-  async proposeCommand(data: Uint8Array): Promise<ApplyResult & { ok: true }> {
-    this.#requireLeader();
-    const result = this.raft.propose(data);
-    if (!result.accepted) throw new ApiError(Status.error, result.reason);
-    this.#kick();
-    const applied = await this.#waitApplied(result.index, result.term);
-    if (!applied.ok) throw new ApiError(Status.error, applied.reason);
-    return applied;
+  proposeCommand(data: Uint8Array): Promise<ApplyResult & { ok: true }> {
+    return this.driver.proposeCommand(data);
   }
 
-  async #changeConf(change: ConfChange): Promise<void> {
-    this.#requireLeader();
-    const result = this.raft.proposeConfChange(change);
-    if (!result.accepted) throw new ApiError(Status.error, result.reason);
-    this.#kick();
-    await this.#waitApplied(result.index, result.term);
+  #changeConf(change: ConfChange): Promise<void> {
+    return this.driver.changeConf(change);
   }
 
   /** Runs membership operations one at a time. */
@@ -1018,14 +808,24 @@ export class ClusterNode {
         return json(await this.#shipRequest(body() as ShipRequest));
       case Op.events: {
         const command = decodeCommand(payload);
-        if (!["events", "imageChunk", "imageDone"].includes(command.kind)) {
+        if (
+          command.kind !== "events" && command.kind !== "imageChunk" &&
+          command.kind !== "imageDone"
+        ) {
           throw new ApiError(
             Status.error,
             "An events request must carry an events, imageChunk or imageDone command",
           );
         }
-        const applied = await this.proposeCommand(payload);
-        return json({ appended: applied.appended, skipped: applied.skipped });
+        // Runtime plans and admin writes of one ship never interleave (ShipMaster M2).
+        const release = command.kind === "events" ? this.ships.claim(command.ship) : () => {};
+        if (typeof release === "string") throw new ApiError(Status.error, release);
+        try {
+          const applied = await this.proposeCommand(payload);
+          return json({ appended: applied.appended, skipped: applied.skipped });
+        } finally {
+          release();
+        }
       }
       case Op.log: {
         const { key, from, count, waitMs } = decodeLogRequest(payload);

@@ -34,10 +34,14 @@ export interface PlannedEntry {
   /** Replicas besides the master that must hold it (resolved, >= 0). */
   k: number;
   /**
-   * K is "a quorum": also wait for commit, so learners (which hold entries but
-   * do not vote) never make a release precede commit.
+   * K is "a quorum": also wait until the entry is committed AND the state
+   * machine accepted it, so learners (which hold entries but do not vote)
+   * never make a release precede commit, and a release never covers an
+   * event the state machine refused.
    */
   quorum?: boolean;
+  /** Set by {@linkcode ReleaseTracker.accepted}: applied here, every event accepted. */
+  accepted?: boolean;
 }
 
 /** A release to announce: every event of `ship` up to `eve`. */
@@ -102,34 +106,65 @@ export class ReleaseTracker {
   /**
    * Releases what is now held widely enough: `durable` is the master's own
    * durable index, `matches` the durable index of each other replica,
-   * `commit` the commit index. Entries are released in index order.
+   * `applied` the applied index (entries at or below it are committed and
+   * their apply results known). Entries are released in index order.
    */
-  update(durable: number, matches: readonly number[], commit: number): Release[] {
+  update(durable: number, matches: readonly number[], applied: number): Release[] {
     const out: Release[] = [];
     this.#stalledFor = undefined;
     let released = 0;
     for (const e of this.#pending) {
       const have = matches.filter((m) => m >= e.index).length;
-      if (durable < e.index || have < e.k || (e.quorum === true && commit < e.index)) {
+      const waitsForApply = e.quorum === true && e.accepted !== true;
+      if (durable < e.index || have < e.k || waitsForApply) {
         if (durable >= e.index && have < e.k) this.#stalledFor = { need: e.k, have };
         break;
       }
       out.push({ ship: e.ship, eve: e.lastEve });
-      if (e.index > commit) this.#uncommitted.push(e);
+      if (e.index > applied) this.#uncommitted.push(e);
       released++;
     }
     if (released > 0) this.#pending = this.#pending.slice(released);
-    this.#uncommitted = this.#uncommitted.filter((e) => e.index > commit);
+    this.#uncommitted = this.#uncommitted.filter((e) => e.index > applied);
     return out;
+  }
+
+  /**
+   * The state machine accepted every event of the planned entry at `index`
+   * (of `term`): a quorum entry may now be released.
+   */
+  accepted(index: number, term: number): void {
+    const e = this.#pending.find((p) => p.index === index && p.term === term);
+    if (e !== undefined) e.accepted = true;
+  }
+
+  /**
+   * The state machine refused the planned entry at `index` (of `term`), so no
+   * later entry of that ship can be accepted either (a gap). Drops them all
+   * from the pending list; returns those already released (only possible
+   * with K below a quorum), which are losses.
+   */
+  refused(index: number, term: number, ship: bigint): Loss[] {
+    const hit = (p: PlannedEntry) => p.ship === ship && p.index >= index;
+    this.#pending = this.#pending.filter((p) => !hit(p));
+    const lost: Loss[] = [];
+    for (const e of this.#uncommitted) {
+      if (e.ship !== ship || e.index !== index || e.term !== term) continue;
+      lost.push({ ship, firstEve: e.firstEve, lastEve: e.lastEve, index, term });
+    }
+    this.#uncommitted = this.#uncommitted.filter((e) => !(e.index === index && e.term === term));
+    return lost;
   }
 
   /**
    * Checks released-but-uncommitted entries against the log after a change
    * of leader: `termAt(index)` is the term of the entry now at that index
-   * (undefined if the log no longer reaches it), `commit` the commit index.
-   * Returns the losses and forgets them; entries that committed are dropped.
+   * (undefined if the log no longer reaches it), `applied` the applied index
+   * (entries at or below it committed, and a refusal by the state machine
+   * was reported through {@linkcode refused}). Returns the losses and forgets
+   * them; entries applied as they were are dropped.
    */
-  audit(termAt: (index: number) => number | undefined, commit: number): Loss[] {
+  audit(termAt: (index: number) => number | undefined, applied: number): Loss[] {
     const lost: Loss[] = [];
     const keep: PlannedEntry[] = [];
     for (const e of this.#uncommitted) {
@@ -142,7 +177,7 @@ export class ReleaseTracker {
           index: e.index,
           term: e.term,
         });
-      } else if (t === undefined || e.index > commit) {
+      } else if (t === undefined || e.index > applied) {
         keep.push(e);
       }
     }

@@ -44,12 +44,39 @@ Deno.test("K = 0 releases before commit; a failover that erases the entry is rep
   assert.equal(t.uncommittedCount, 0);
 });
 
-Deno.test("K = quorum also waits for commit: a learner's copy never makes a release precede it", () => {
+Deno.test("K = quorum waits for commit and acceptance: a learner's copy never makes a release precede it", () => {
   const t = new ReleaseTracker();
   // 3 voters and a learner: K = 1; the learner (match 9) holds entry 9, no voter does yet.
   t.planned({ ...entry(9, 1), quorum: true });
   assert.deepEqual(t.update(9, [8, 8, 9], 8), [], "one copy, on a learner: not committed");
   assert.equal(t.stalled, undefined, "not stalled on replicas: it waits for commit");
+  assert.deepEqual(t.update(9, [9, 8, 9], 9), [], "committed and applied, but not known accepted");
+  t.accepted(9, 2);
   assert.deepEqual(t.update(9, [9, 8, 9], 9), [{ ship: 0n, eve: 99 }]);
   assert.equal(t.uncommittedCount, 0, "released and committed coincide");
+});
+
+Deno.test("a quorum entry the state machine refused is never released, nor is any later one of its ship", () => {
+  const t = new ReleaseTracker();
+  t.planned({ ...entry(4, 1), quorum: true });
+  t.planned({ ...entry(5, 1), quorum: true });
+  t.planned({ ...entry(6, 1), quorum: true, ship: 1n });
+  assert.deepEqual(t.refused(4, 2, 0n), [], "nothing was released yet: nothing lost");
+  t.accepted(6, 2);
+  assert.deepEqual(t.update(6, [6, 6], 6), [{ ship: 1n, eve: 69 }], "only the other ship's entry");
+  assert.equal(t.pendingCount, 0);
+});
+
+Deno.test("K = 0: an entry released before apply and then refused is reported as a loss", () => {
+  const t = new ReleaseTracker();
+  t.planned(entry(7, 0, 3));
+  assert.deepEqual(t.update(7, [6, 6], 6).map((r) => r.eve), [79]);
+  assert.deepEqual(t.refused(7, 3, 0n), [{
+    ship: 0n,
+    firstEve: 70,
+    lastEve: 79,
+    index: 7,
+    term: 3,
+  }]);
+  assert.equal(t.uncommittedCount, 0);
 });

@@ -4,14 +4,33 @@
  * fsync), and tells the runtime when each ship's effects may be released,
  * according to the ship's optimism K (cluster/release.ts).
  *
- * Whoever leads the Raft group is master of every ship (one group for now).
+ * Whoever leads the Raft group is master of every ship (one group for now),
+ * but only once its applied state is the true tail of the log.
+ *
+ * Invariants (docs/durability.md, "What %done means"):
+ * - M1 (ready): `isMaster` only while this node leads term T and has applied
+ *   an entry of T. Entries are applied in order and every entry of an earlier
+ *   term precedes T's first entry in the leader's log, so the applied state
+ *   then holds every earlier-term entry: no committed-but-unapplied event of
+ *   an old master can collide with a new plan.
+ * - M2 (tail): per ship, `tail` = the applied last event plus the events this
+ *   master has accepted into entries of T and not yet applied. While this
+ *   master plans a ship, nothing else writes its events (admin writes claim
+ *   the ship, see {@linkcode ShipMaster.claim}).
+ * - M3 (accept): a plan goes into an entry only at `tail + 1`, so the state
+ *   machine accepts every entry the master proposes; should it refuse one
+ *   anyway, that entry and every later one of the ship are never released,
+ *   and any already released (K below a quorum) is reported as a loss.
+ * - M4 (release): a release covers only entries of T durable here and on K
+ *   others; with K a quorum, only entries committed and accepted.
  * @module
  */
 
-import type { Entry, RaftNode } from "../core/mod.ts";
+import type { Entry, Role } from "../core/mod.ts";
 import { type ApplyResult, decodeCommand, encodeCommand, type PlannedEvent } from "./machine.ts";
 import type { ShipTables } from "./ships.ts";
 import { type Loss, OPTIMISM_DEFAULT, type Release, ReleaseTracker, resolveK } from "./release.ts";
+import { sameBytes } from "./codec.ts";
 
 /** One planned event from a runtime. */
 export interface Plan {
@@ -37,32 +56,86 @@ export interface MasterEvents {
   lost(loss: Loss): void;
 }
 
+/**
+ * What the driver publishes after each Ready (and after a tick that changed
+ * the role): the master reads this, never the Raft core itself.
+ */
+export interface NodeView {
+  /** This node's id. */
+  readonly id: number;
+  /** Its role. */
+  readonly role: Role;
+  /** Current term. */
+  readonly term: number;
+  /** Last index durable on this node. */
+  readonly persisted: number;
+  /** Commit index. */
+  readonly committed: number;
+  /** Applied index. */
+  readonly applied: number;
+  /** Term of the entry at `applied` (0 when nothing is applied). */
+  readonly appliedTerm: number;
+  /** Voters. */
+  readonly voters: readonly number[];
+  /** Learners. */
+  readonly learners: readonly number[];
+  /** Leader only: the durable (match) index of every other member. */
+  readonly matches: readonly number[];
+}
+
 /** What the master needs from its node. */
 export interface MasterHost {
-  /** The Raft core. */
-  raft: RaftNode;
+  /** The latest published view. */
+  view(): NodeView;
+  /** Term of the log entry at `index` (undefined if the log does not reach it). */
+  termAt(index: number): number | undefined;
   /** Applied ship state. */
   ships: ShipTables;
   /** The cluster's default optimism (-1: a quorum). */
   defaultOptimism(): number;
-  /** Proposes a command; resolves with its apply result. */
-  propose(
-    data: Uint8Array,
-  ): { index: number; term: number; applied: Promise<ApplyResult> } | string;
+  /** Proposes a command; the apply result comes back through {@linkcode ShipMaster.applied}. */
+  propose(data: Uint8Array): { index: number; term: number } | string;
+  /** Plans are waiting to be flushed: run the Ready loop soon. */
+  wake(): void;
 }
 
 /** Largest batch of events in one entry. */
 const BATCH_BYTES_MAX = 1024 * 1024;
+
+interface Tail {
+  eve: number;
+  mug: number;
+}
+
+interface Batch {
+  firstEve: number;
+  /** The tail before this batch, to restore if it cannot be proposed. */
+  before: Tail;
+  events: PlannedEvent[];
+  bytes: number;
+}
+
+interface InFlight {
+  term: number;
+  ship: bigint;
+  firstEve: number;
+}
+
+/** The master is not master (not leader, or leader not yet caught up). */
+const NOT_MASTER = "This node is not the master; wait for [%lead] or follow [%away]";
 
 /** Batches plans into entries and turns replication progress into releases. */
 export class ShipMaster {
   readonly #host: MasterHost;
   readonly #events: MasterEvents[] = [];
   readonly #tracker = new ReleaseTracker();
-  /** Next event number expected per ship, counting plans in flight. */
-  #next = new Map<bigint, number>();
-  #batches = new Map<bigint, { firstEve: number; events: PlannedEvent[]; bytes: number }>();
-  #flushQueued = false;
+  /** Per ship: last event accepted (applied, or in an entry of this term). */
+  #tails = new Map<bigint, Tail>();
+  #batches = new Map<bigint, Batch>();
+  /** This master's entries not yet applied, by index. */
+  #inFlight = new Map<number, InFlight>();
+  /** Ships an admin write holds (import, attach, exec tail), with a count. */
+  #claims = new Map<bigint, number>();
   #master = false;
   /** Releases announced this process, and events released (for status). */
   released = 0;
@@ -83,9 +156,19 @@ export class ShipMaster {
     };
   }
 
-  /** True while this node may release. */
+  /** True while this node may release (M1). */
   get isMaster(): boolean {
     return this.#master;
+  }
+
+  /** True while this node leads but has not yet applied an entry of its term. */
+  get becomingMaster(): boolean {
+    return !this.#master && this.#host.view().role === "leader";
+  }
+
+  /** True while plans wait in batches for {@linkcode flush}. */
+  get hasBatches(): boolean {
+    return this.#batches.size > 0;
   }
 
   /** Why releases wait, if they do. */
@@ -93,52 +176,117 @@ export class ShipMaster {
     return this.#tracker.stalled;
   }
 
+  /**
+   * The ship's last event as the master will log it: applied events plus
+   * plans accepted into entries of this term (M2). Undefined for a ship the
+   * cluster does not have. Off the master, the applied state alone.
+   */
+  head(ship: bigint): Tail | undefined {
+    if (this.#master) {
+      const tail = this.#tails.get(ship);
+      if (tail !== undefined) return { ...tail };
+    }
+    const info = this.#host.ships.get(ship);
+    return info === undefined ? undefined : { eve: info.lastEve, mug: info.lastMug };
+  }
+
   /** Plans one event (the runtime pipelines many); refusals come back through `refuse`. */
   plan(p: Plan): void {
-    if (!this.#master) {
-      this.#emit((l) => l.refuse(p.ship, p.eve, "This node is not the master"));
-      return;
+    if (!this.#master) return this.#refuse(p.ship, p.eve, NOT_MASTER);
+    if (this.#claims.has(p.ship)) {
+      return this.#refuse(
+        p.ship,
+        p.eve,
+        "An import or a pier tail is writing this ship's events; plan again after it ends",
+      );
     }
-    // The next expected event is cached per ship: no database read per planned event.
-    let next = this.#next.get(p.ship);
-    if (next === undefined) {
+    let tail = this.#tails.get(p.ship);
+    if (tail === undefined) {
       const info = this.#host.ships.get(p.ship);
       if (info === undefined) {
-        this.#emit((l) =>
-          l.refuse(p.ship, p.eve, "The ship is not on this cluster; add it with 'seguro ship add'")
+        return this.#refuse(
+          p.ship,
+          p.eve,
+          "The ship is not on this cluster; add it with 'seguro ship add'",
         );
-        return;
       }
-      next = info.lastEve + 1;
+      tail = { eve: info.lastEve, mug: info.lastMug };
+      this.#tails.set(p.ship, tail);
     }
-    if (p.eve > next) {
-      this.#emit((l) =>
-        l.refuse(p.ship, p.eve, `Event ${p.eve} would leave a gap: the next is ${next}`)
+    if (p.eve > tail.eve + 1) {
+      return this.#refuse(
+        p.ship,
+        p.eve,
+        `Event ${p.eve} would leave a gap: the next is ${tail.eve + 1}; re-sync with [%head]`,
       );
-      return;
     }
+    if (p.eve <= tail.eve) return this.#replanned(p);
     let batch = this.#batches.get(p.ship);
-    if (batch !== undefined && batch.firstEve + batch.events.length !== p.eve) {
-      this.#flushShip(p.ship);
-      batch = undefined;
-    }
     if (batch === undefined) {
-      batch = { firstEve: p.eve, events: [], bytes: 0 };
+      batch = { firstEve: p.eve, before: { ...tail }, events: [], bytes: 0 };
       this.#batches.set(p.ship, batch);
     }
     batch.events.push({ mug: p.mug, job: p.job });
     batch.bytes += p.job.length;
-    if (p.eve === next) this.#next.set(p.ship, next + 1);
+    tail.eve = p.eve;
+    tail.mug = p.mug;
     if (batch.bytes >= BATCH_BYTES_MAX) this.#flushShip(p.ship);
-    else if (!this.#flushQueued) {
-      // Plans that arrive together (one socket read) become one entry per ship.
-      this.#flushQueued = true;
-      queueMicrotask(() => this.#flush());
-    }
+    else this.#host.wake();
   }
 
-  #flush(): void {
-    this.#flushQueued = false;
+  /** A plan of an event already accepted: skipped if it is the logged one, else refused. */
+  #replanned(p: Plan): void {
+    const applied = this.#host.ships.get(p.ship)?.lastEve ?? 0;
+    if (p.eve > applied) {
+      return this.#refuse(
+        p.ship,
+        p.eve,
+        `Event ${p.eve} was already planned and is not logged yet; re-sync with [%head]`,
+      );
+    }
+    const stored = this.#host.ships.event(p.ship, p.eve);
+    if (stored !== undefined && stored.mug === p.mug && sameBytes(stored.job, p.job)) {
+      // Already logged and applied (so committed): releasing it again is safe for every K.
+      this.released++;
+      this.#emit((l) => l.release({ ship: p.ship, eve: p.eve }));
+      return;
+    }
+    this.#refuse(
+      p.ship,
+      p.eve,
+      `${p.eve} is already logged as a different event; re-sync with [%head] and [%read]`,
+    );
+  }
+
+  #refuse(ship: bigint, eve: number, why: string): void {
+    this.#emit((l) => l.refuse(ship, eve, why));
+  }
+
+  /**
+   * Claims `ship` for an admin write of its events (import, attach, the exec
+   * tail), so that runtime plans and admin writes never interleave (M2).
+   * Returns a reason when a runtime's plans are in flight, else the release.
+   */
+  claim(ship: bigint): string | (() => void) {
+    const busy = this.#batches.has(ship) ||
+      [...this.#inFlight.values()].some((f) => f.ship === ship);
+    if (busy) {
+      return "A runtime is planning this ship's events on the master; stop it before importing or tailing a pier";
+    }
+    this.#claims.set(ship, (this.#claims.get(ship) ?? 0) + 1);
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      const n = (this.#claims.get(ship) ?? 1) - 1;
+      if (n > 0) this.#claims.set(ship, n);
+      else this.#claims.delete(ship);
+      this.#tails.delete(ship); // read it again from the applied state
+    };
+  }
+
+  /** Proposes every batch gathered since the last call (the driver calls it before a Ready). */
+  flush(): void {
     for (const ship of [...this.#batches.keys()]) this.#flushShip(ship);
   }
 
@@ -151,16 +299,17 @@ export class ShipMaster {
       encodeCommand({ kind: "events", ship, firstEve: batch.firstEve, events: batch.events }),
     );
     if (typeof result === "string") {
-      this.#next.delete(ship);
-      this.#emit((l) => l.refuse(ship, batch.firstEve, result));
-      return;
+      // Not in the log: the tail goes back to before this batch.
+      this.#tails.set(ship, batch.before);
+      return this.#refuse(ship, batch.firstEve, result);
     }
+    const view = this.#host.view();
     const info = this.#host.ships.get(ship);
-    const conf = this.#host.raft.conf;
-    const replicas = conf.voters.length + conf.learners.length - 1;
+    const replicas = view.voters.length + view.learners.length - 1;
     const own = info?.optimism ?? OPTIMISM_DEFAULT;
     const setting = own === OPTIMISM_DEFAULT ? this.#host.defaultOptimism() : own;
-    const k = resolveK(setting, conf.voters.length, replicas);
+    const k = resolveK(setting, view.voters.length, replicas);
+    this.#inFlight.set(result.index, { term: result.term, ship, firstEve: batch.firstEve });
     this.#tracker.planned({
       index: result.index,
       term: result.term,
@@ -170,14 +319,26 @@ export class ShipMaster {
       k,
       quorum: setting < 0,
     });
-    result.applied.then((applied) => {
-      if (!applied.ok) {
-        this.#next.delete(ship);
-        this.#emit((l) =>
-          l.refuse(ship, batch.firstEve + applied.appended + applied.skipped, applied.reason)
-        );
-      }
-    }, () => {/* leadership lost: the runtime is fenced */});
+  }
+
+  /**
+   * The driver applied the entry at `index` of `term` with `result`. For this
+   * master's own entries: acceptance lets quorum releases through; a refusal
+   * (M3 broken, e.g. by a ship removed meanwhile) stops every later release
+   * of the ship and reports any already made as a loss.
+   */
+  applied(index: number, term: number, result: ApplyResult): void {
+    const mine = this.#inFlight.get(index);
+    if (mine === undefined) return;
+    this.#inFlight.delete(index);
+    if (mine.term !== term) return; // replaced by another term's entry: the audit handles it
+    if (result.ok) {
+      this.#tracker.accepted(index, term);
+      return;
+    }
+    this.#tails.delete(mine.ship);
+    this.#refuse(mine.ship, mine.firstEve + result.appended + result.skipped, result.reason);
+    for (const loss of this.#tracker.refused(index, term, mine.ship)) this.#reportLoss(loss);
   }
 
   /**
@@ -212,37 +373,37 @@ export class ShipMaster {
     this.#tracker.rememberPossiblyReleased(suspects);
   }
 
-  /** Called by the node after every Ready: releases, role changes, loss audits. */
+  /** Called by the driver after every Ready: role changes, releases, loss audits. */
   afterReady(): void {
-    const raft = this.#host.raft;
-    const master = raft.role === "leader";
+    const view = this.#host.view();
+    const master = view.role === "leader" && view.applied > 0 && view.appliedTerm === view.term;
     if (master !== this.#master) {
       this.#master = master;
-      this.#next.clear();
+      this.#tails.clear();
       this.#batches.clear();
+      this.#inFlight.clear();
+      this.#claims.clear();
       if (!master) this.#tracker.abandonPending();
       this.#emit((l) => l.role(master));
     }
     if (master) {
-      const conf = raft.conf;
-      const matches: number[] = [];
-      for (const id of [...conf.voters, ...conf.learners]) {
-        if (id === raft.id) continue;
-        matches.push(raft.progressOf(id)?.match ?? 0);
-      }
-      for (const r of this.#tracker.update(raft.persistedIndex, matches, raft.commitIndex)) {
+      for (const r of this.#tracker.update(view.persisted, view.matches, view.applied)) {
         this.released++;
         this.#emit((l) => l.release(r));
       }
     }
     if (this.#tracker.uncommittedCount > 0) {
-      for (const loss of this.#tracker.audit((i) => raft.termAt(i), raft.commitIndex)) {
-        // Found again after a restart: already recorded and reported.
-        if (this.losses.some((k) => k.index === loss.index && k.ship === loss.ship)) continue;
-        this.losses.push(loss);
-        this.#emit((l) => l.lost(loss));
+      for (const loss of this.#tracker.audit((i) => this.#host.termAt(i), view.applied)) {
+        this.#reportLoss(loss);
       }
     }
+  }
+
+  #reportLoss(loss: Loss): void {
+    // Found again after a restart: already recorded and reported.
+    if (this.losses.some((k) => k.index === loss.index && k.ship === loss.ship)) return;
+    this.losses.push(loss);
+    this.#emit((l) => l.lost(loss));
   }
 
   #emit(f: (l: MasterEvents) => void): void {

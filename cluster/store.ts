@@ -273,6 +273,7 @@ export class Store {
   readonly identity: StoreIdentity;
 
   #db: DatabaseSync | undefined;
+  readonly #onDisk: boolean;
   #st: Statements;
   #secret: Uint8Array;
   #state: GroupState;
@@ -281,9 +282,10 @@ export class Store {
   #entriesWritten = 0;
   #bytesWritten = 0;
 
-  private constructor(dir: string, db: DatabaseSync) {
+  private constructor(dir: string, db: DatabaseSync, onDisk = true) {
     this.dir = dir;
     this.#db = db;
+    this.#onDisk = onDisk;
     this.#st = prepareStatements(db);
     const row = db.prepare(
       "SELECT cluster_id, node_id, group_id, secret FROM identity WHERE singleton = 1",
@@ -309,15 +311,7 @@ export class Store {
    * database with its schema, identity, secret, founding membership and
    * settings. Returns the store open and locked.
    */
-  static create(
-    dir: string,
-    init: {
-      identity: StoreIdentity;
-      secret: Uint8Array;
-      conf: ConfState;
-      settings?: Record<string, string>;
-    },
-  ): Store {
+  static create(dir: string, init: StoreInit): Store {
     validateIdentity(init.identity);
     if (!(init.secret instanceof Uint8Array) || init.secret.length < SECRET_BYTES_MIN) {
       throw new StoreError(
@@ -349,30 +343,7 @@ export class Store {
       lockDatabase(db, dir);
       locked = true;
       db.exec("PRAGMA journal_mode = WAL");
-      db.exec("BEGIN IMMEDIATE");
-      migrate(db, 0);
-      db.prepare(
-        "INSERT INTO identity (singleton, cluster_id, node_id, group_id, secret, created_at_ms) VALUES (1, ?, ?, ?, ?, ?)",
-      ).run(
-        init.identity.clusterId,
-        init.identity.nodeId,
-        init.identity.groupId,
-        init.secret,
-        Date.now(),
-      );
-      const g = init.identity.groupId;
-      db.prepare(
-        "INSERT INTO hard_state (group_id, term, vote, commit_index, applied_index) VALUES (?, 0, ?, 0, 0)",
-      ).run(g, NO_NODE);
-      db.prepare("INSERT INTO snapshot_meta (group_id, idx, term) VALUES (?, 0, 0)").run(g);
-      const member = db.prepare(
-        "INSERT INTO snapshot_member (group_id, node_id, learner) VALUES (?, ?, ?)",
-      );
-      for (const id of init.conf.voters) member.run(g, id, 0);
-      for (const id of init.conf.learners) member.run(g, id, 1);
-      const setting = db.prepare("INSERT INTO setting (key, value) VALUES (?, ?)");
-      for (const [key, value] of Object.entries(init.settings ?? {})) setting.run(key, value);
-      db.exec("COMMIT");
+      initialize(db, init, Date.now());
       const store = new Store(dir, db);
       writePidFile(dir);
       return store;
@@ -421,6 +392,32 @@ export class Store {
     }
   }
 
+  /**
+   * A store in memory, for the whole-node simulator: the same schema and
+   * code, no file, no lock. `label` stands in for the data dir in messages.
+   */
+  static inMemory(label: string, init: StoreInit): Store {
+    validateIdentity(init.identity);
+    validateConf(init.conf, "founding membership");
+    const db = new DatabaseSync(":memory:");
+    initialize(db, init, 0);
+    db.exec("PRAGMA trusted_schema = OFF");
+    return new Store(label, db, false);
+  }
+
+  /**
+   * Simulates kill -9 of an in-memory store's process: this object becomes
+   * unusable and a new one opens what SQLite committed (every transaction
+   * that returned), reading its state again as `open` would.
+   */
+  crash(): Store {
+    this.#check();
+    if (this.#onDisk) throw new StoreError("crash() is for in-memory stores (the simulator)");
+    const db = this.#db!;
+    this.#db = undefined;
+    return new Store(this.dir, db, false);
+  }
+
   /** A copy of the cluster secret. */
   secret(): Uint8Array {
     this.#check();
@@ -432,6 +429,15 @@ export class Store {
     this.#check();
     const row = this.#st.getSetting.get(key);
     return row === undefined ? undefined : String(row.value);
+  }
+
+  /** The values of every setting whose key starts with `prefix`, in key order. */
+  settingsWithPrefix(prefix: string): string[] {
+    this.#check();
+    const rows = this.#db!.prepare(
+      "SELECT value FROM setting WHERE substr(key, 1, length(?)) = ? ORDER BY key",
+    ).all(prefix, prefix);
+    return rows.map((r) => String(r.value));
   }
 
   /** Sets setting `key` to `value`, durably, in its own transaction. */
@@ -672,7 +678,7 @@ export class Store {
     const db = this.#db;
     if (db === undefined) return;
     this.#db = undefined;
-    removePidFile(this.dir);
+    if (this.#onDisk) removePidFile(this.dir);
     db.close();
   }
 
@@ -836,6 +842,46 @@ function inUseError(dir: string): StoreError {
     // No pid file: the holder may be an older or foreign process.
   }
   return new StoreError(`${dir} is in use by another seguro process (pid ${pid}?); stop it first`);
+}
+
+/** The founding contents of a new store. */
+export interface StoreInit {
+  /** Cluster, node and group ids. */
+  identity: StoreIdentity;
+  /** The cluster secret. */
+  secret: Uint8Array;
+  /** The founding membership. */
+  conf: ConfState;
+  /** Settings to start with. */
+  settings?: Record<string, string>;
+}
+
+/** Writes the schema, identity, founding state and settings of a new store, in one transaction. */
+function initialize(db: DatabaseSync, init: StoreInit, createdAtMs: number): void {
+  db.exec("BEGIN IMMEDIATE");
+  migrate(db, 0);
+  db.prepare(
+    "INSERT INTO identity (singleton, cluster_id, node_id, group_id, secret, created_at_ms) VALUES (1, ?, ?, ?, ?, ?)",
+  ).run(
+    init.identity.clusterId,
+    init.identity.nodeId,
+    init.identity.groupId,
+    init.secret,
+    Date.now(),
+  );
+  const g = init.identity.groupId;
+  db.prepare(
+    "INSERT INTO hard_state (group_id, term, vote, commit_index, applied_index) VALUES (?, 0, ?, 0, 0)",
+  ).run(g, NO_NODE);
+  db.prepare("INSERT INTO snapshot_meta (group_id, idx, term) VALUES (?, 0, 0)").run(g);
+  const member = db.prepare(
+    "INSERT INTO snapshot_member (group_id, node_id, learner) VALUES (?, ?, ?)",
+  );
+  for (const id of init.conf.voters) member.run(g, id, 0);
+  for (const id of init.conf.learners) member.run(g, id, 1);
+  const setting = db.prepare("INSERT INTO setting (key, value) VALUES (?, ?)");
+  for (const [key, value] of Object.entries(init.settings ?? {})) setting.run(key, value);
+  db.exec("COMMIT");
 }
 
 function writePidFile(dir: string): void {

@@ -20,6 +20,7 @@ import { CliError, UsageError } from "./errors.ts";
 import type { CommandUnknownOpts } from "@commander-js/extra-typings";
 import { renderShip } from "../vere/event.ts";
 import { RuntimeServer } from "../vere/runtime_server.ts";
+import { runtimeNodeOf } from "../cluster/runtime_backend.ts";
 import { StandbyPiers } from "./standby.ts";
 import { parseExec, Supervisor } from "./supervisor.ts";
 import { join } from "node:path";
@@ -239,21 +240,7 @@ export async function runNode(
       pollMs: EXEC_POLL_MS,
       log: (line) => logLine(label, line),
     });
-  const runtime = new RuntimeServer({
-    nodeId: cluster.id,
-    isMaster: () => cluster.ships.isMaster,
-    masterAddress: () => cluster.machine.addresses.get(cluster.raft.leaderId) ?? "",
-    ships: () => cluster.machine.ships.list().map((s) => s.ship),
-    plan: (p) => cluster.ships.plan(p),
-    head: (ship) => {
-      const s = cluster.machine.ships.get(ship);
-      return s === undefined ? undefined : { eve: s.lastEve, mug: s.lastMug };
-    },
-    read: (ship, from, count) =>
-      cluster.machine.ships.events(ship, from, Math.min(count, 10_000))
-        .map(({ eve, mug, job }) => ({ eve, mug, job })),
-    subscribe: (l) => cluster.ships.subscribe({ ...l, lost: () => {} }),
-  }, {
+  const runtime = new RuntimeServer(runtimeNodeOf(cluster.driver), {
     socketPath: join(dir, RUNTIME_SOCKET),
     // Loopback only: the runtime protocol is not authenticated; the Unix socket's
     // file permissions and the loopback interface are its boundary.

@@ -5,7 +5,8 @@
  * runtime-protocol nouns (docs/runtime-protocol.md).
  *
  * The server knows nothing of Raft: `seguro run` hands it a
- * {@linkcode RuntimeBackend} built on the cluster node.
+ * {@linkcode RuntimeBackend} built on the cluster node. The protocol's logic
+ * lives in `vere/runtime_hub.ts`; this module adds sockets and framing.
  * @module
  */
 
@@ -13,35 +14,12 @@ import { encodeFrame, NewtDecoder, NewtError } from "./newt.ts";
 import {
   decodeRuntimeFrame,
   encodeRuntimeMessage as encodeMessage,
-  type LogEntry,
   type NodeToRuntimeMessage,
   ProtocolError,
-  RUNTIME_PROTOCOL_VERSION,
 } from "./runtime_protocol.ts";
+import { type RuntimeBackend, RuntimeHub } from "./runtime_hub.ts";
 
-/** What the server needs from the node. */
-export interface RuntimeBackend {
-  /** This node's id (sent in `%hail`). */
-  nodeId: number;
-  /** True while this node is master (may release). */
-  isMaster(): boolean;
-  /** The master's runtime address, or '' when unknown. */
-  masterAddress(): string;
-  /** Every ship on the cluster. */
-  ships(): bigint[];
-  /** Plans one event; the answer comes later through the listener. */
-  plan(p: { ship: bigint; eve: number; mug: number; job: Uint8Array }): void;
-  /** Last event and mug of a ship, or undefined when the ship is unknown. */
-  head(ship: bigint): { eve: number; mug: number } | undefined;
-  /** Up to `count` events from `from`. */
-  read(ship: bigint, from: number, count: number): LogEntry[];
-  /** Listens to releases, refusals and role changes; returns the unsubscribe. */
-  subscribe(listener: {
-    release(r: { ship: bigint; eve: number }): void;
-    refuse(ship: bigint, eve: number, why: string): void;
-    role(master: boolean): void;
-  }): () => void;
-}
+export type { RuntimeBackend } from "./runtime_hub.ts";
 
 /** Where the server listens. */
 export interface RuntimeServerConfig {
@@ -58,7 +36,6 @@ export const RUNTIME_QUEUE_BYTES_MAX = 256 * 1024 * 1024;
 
 class RuntimeConn {
   readonly conn: Deno.Conn;
-  readonly interest = new Set<bigint>();
   #queue: Uint8Array[] = [];
   #queued = 0;
   #writing = false;
@@ -125,7 +102,7 @@ export class RuntimeServer {
   readonly #cfg: RuntimeServerConfig;
   readonly #listeners: Deno.Listener[] = [];
   readonly #conns = new Set<RuntimeConn>();
-  #unsubscribe: (() => void) | undefined;
+  #hub: RuntimeHub | undefined;
 
   /** Makes a server; {@linkcode start} opens the sockets. */
   constructor(backend: RuntimeBackend, config: RuntimeServerConfig) {
@@ -142,20 +119,8 @@ export class RuntimeServer {
     }
     this.#listeners.push(Deno.listen({ transport: "unix", path: this.#cfg.socketPath }));
     if (this.#cfg.tcp) this.#listeners.push(Deno.listen(this.#cfg.tcp));
-    this.#unsubscribe = this.#backend.subscribe({
-      release: ({ ship, eve }) => this.#toInterested(ship, { type: "done", ship, eve }),
-      refuse: (ship, eve, why) => this.#toInterested(ship, { type: "nope", ship, eve, why }),
-      role: (master) => {
-        for (const c of this.#conns) {
-          for (const ship of c.interest) c.send({ type: master ? "lead" : "fence", ship });
-        }
-      },
-    });
+    this.#hub = new RuntimeHub(this.#backend);
     for (const l of this.#listeners) this.#accept(l);
-  }
-
-  #toInterested(ship: bigint, msg: NodeToRuntimeMessage): void {
-    for (const c of this.#conns) if (c.interest.has(ship)) c.send(msg);
   }
 
   async #accept(listener: Deno.Listener): Promise<void> {
@@ -172,9 +137,9 @@ export class RuntimeServer {
 
   async #serve(c: RuntimeConn): Promise<void> {
     this.#conns.add(c);
+    const session = this.#hub!.open((msg) => c.send(msg));
     const decoder = new NewtDecoder();
     const buf = new Uint8Array(256 * 1024);
-    let hailed = false;
     try {
       while (!c.closed) {
         const n = await c.conn.read(buf);
@@ -189,21 +154,7 @@ export class RuntimeServer {
             c.send({ type: "oops", why: e.message });
             continue;
           }
-          if (msg.type === "hail") {
-            hailed = true;
-            c.send({ type: "hail", version: RUNTIME_PROTOCOL_VERSION, node: this.#backend.nodeId });
-            const master = this.#backend.isMaster();
-            for (const ship of this.#backend.ships()) {
-              c.interest.add(ship);
-              c.send({ type: master ? "lead" : "fence", ship });
-            }
-            continue;
-          }
-          if (!hailed) {
-            c.send({ type: "oops", why: "Send %hail first" });
-            continue;
-          }
-          this.#handle(c, msg);
+          session.receive(msg);
         }
       }
     } catch (e) {
@@ -211,6 +162,7 @@ export class RuntimeServer {
       this.#cfg.log(`runtime connection closed: ${why}`);
       c.send({ type: "oops", why });
     } finally {
+      session.close();
       // Let a final %oops go out before closing.
       await Promise.resolve();
       c.close();
@@ -218,47 +170,9 @@ export class RuntimeServer {
     }
   }
 
-  #handle(c: RuntimeConn, msg: ReturnType<typeof decodeRuntimeFrame>): void {
-    const b = this.#backend;
-    switch (msg.type) {
-      case "plan":
-        c.interest.add(msg.ship);
-        if (!b.isMaster()) {
-          c.send({ type: "away", ship: msg.ship, master: b.masterAddress() });
-          return;
-        }
-        b.plan(msg);
-        return;
-      case "read":
-        c.interest.add(msg.ship);
-        c.send({
-          type: "logs",
-          ship: msg.ship,
-          from: msg.from,
-          events: b.read(msg.ship, msg.from, msg.count),
-        });
-        return;
-      case "head": {
-        c.interest.add(msg.ship);
-        const h = b.head(msg.ship);
-        if (h === undefined) {
-          c.send({
-            type: "oops",
-            why: "The ship is not on this cluster; add it with 'seguro ship add'",
-          });
-        } else {
-          c.send({ type: "head", ship: msg.ship, eve: h.eve, mug: h.mug });
-        }
-        return;
-      }
-      default:
-        c.send({ type: "oops", why: `A runtime does not send %${msg.type}` });
-    }
-  }
-
   /** Closes the sockets and every connection. */
   close(): void {
-    this.#unsubscribe?.();
+    this.#hub?.close();
     for (const l of this.#listeners) {
       try {
         l.close();

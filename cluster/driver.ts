@@ -1,0 +1,409 @@
+/**
+ * The node driver: the Raft core (core/) with its storage, state machine and
+ * ship master, and NO clock or network of its own. Whoever runs it (the
+ * running node, cluster/node.ts, with real timers and TCP; or the whole-node
+ * simulator, tests/sim/node_sim.ts, with simulated ones) calls `tick()`,
+ * `step()` and `handleReady()` and carries the messages it hands to `send`.
+ *
+ * `handleReady` follows the core's durability contract for every batch:
+ *   1. send `messages` (they may go out while the batch is being written);
+ *   2. write hard state, entries and snapshot in ONE SQLite transaction
+ *      (`synchronous=FULL`: durable when `persist` returns);
+ *   3. send `messagesAfterPersist` (votes, acknowledgements);
+ *   4. apply committed entries and answer the clients waiting on them;
+ *   5. `advance()`, publish the {@linkcode NodeView}, and let the ship master
+ *      release what is now durable widely enough.
+ * Nothing is acknowledged to anyone before step 2 for it has returned, so a
+ * crash (kill -9) at any point loses nothing that was acknowledged.
+ * @module
+ */
+
+import {
+  type ConfChange,
+  decodeConfChangeRecord,
+  type Entry,
+  type HardState,
+  type Message,
+  RaftInvariantError,
+  RaftNode,
+  type Ready,
+} from "../core/mod.ts";
+import type { PersistBatch, Store } from "./store.ts";
+import { type ApplyResult, encodeAddress, encodeRaw, Machine } from "./machine.ts";
+import { type NodeView, ShipMaster } from "./ship_master.ts";
+import { ApiError, notLeader, Status } from "./api.ts";
+
+const LED_TERMS = "raft.led.terms";
+const LED_TERMS_KEPT = 16;
+const LOSS_PREFIX = "loss.";
+
+/** What the driver needs from whoever runs it. */
+export interface DriverConfig {
+  /** The node's open store. */
+  store: Store;
+  /** Sends one Raft message (best effort; Raft retries). */
+  send(m: Message): void;
+  /** Log sink (one line per event). */
+  log(line: string): void;
+  /** Election timeout in ticks (heartbeats every tick). */
+  electionTicks: number;
+  /** Uniform random integer in [0, maxExclusive) (election jitter). */
+  randomInt(maxExclusive: number): number;
+  /** Wall-clock milliseconds (only for timestamps in records). */
+  now(): number;
+  /** Where other nodes reach this one (proposed when it becomes leader). */
+  advertise: string;
+  /** Renders a ship in messages (e.g. `~zod`); cluster/ does not depend on vere/. */
+  shipName?: (ship: bigint) => string;
+  /** Work is waiting (a plan to flush): call {@linkcode NodeDriver.handleReady} soon. */
+  wake?: () => void;
+  /** Called after every handled Ready (`applied`: it applied entries), and after a role change on a tick. */
+  afterReady?: (applied: boolean) => void;
+}
+
+interface Waiter {
+  term: number;
+  resolve: (result: ApplyResult) => void;
+  reject: (e: Error) => void;
+}
+
+const APPLIED: ApplyResult = { ok: true, appended: 0, skipped: 0 };
+
+/** One node's consensus, storage, state machine and ship master, driven from outside. */
+export class NodeDriver {
+  /** The Raft core. */
+  readonly raft: RaftNode;
+  /** The applied state. */
+  readonly machine: Machine;
+  /** The runtime side: plans in, releases out (while this node is master). */
+  readonly ships: ShipMaster;
+  readonly #store: Store;
+  readonly #cfg: DriverConfig;
+  readonly #waiters = new Map<number, Waiter[]>();
+  readonly #ledTerms = new Set<number>();
+  #wasLeader = false;
+  #lastSeen = "";
+  #view: NodeView;
+  /** Hard state last written to the store. */
+  #durableHardState: HardState;
+  /** A commit-only hard state not written yet (see handleReady). */
+  #pendingHardState: HardState | undefined;
+
+  /** Restores the node from its store. */
+  constructor(config: DriverConfig) {
+    this.#cfg = config;
+    this.#store = config.store;
+    const identity = this.#store.identity;
+    const initial = this.#store.loadRaftState();
+    this.raft = new RaftNode(
+      {
+        id: identity.nodeId,
+        groupId: identity.groupId,
+        randomInt: config.randomInt,
+        electionTimeoutTicks: config.electionTicks,
+        heartbeatIntervalTicks: 1,
+      },
+      initial,
+    );
+    this.#durableHardState = initial.hardState;
+    this.#view = this.#readView();
+    this.machine = new Machine(this.#store, config.shipName);
+    this.ships = new ShipMaster({
+      view: () => this.#view,
+      termAt: (i) => this.raft.termAt(i),
+      ships: this.machine.ships,
+      defaultOptimism: () => this.machine.defaultOptimism,
+      propose: (data) => {
+        const result = this.raft.propose(data);
+        return result.accepted ? result : result.reason;
+      },
+      wake: () => this.#cfg.wake?.(),
+    });
+    const led = this.#store.getSetting(LED_TERMS);
+    for (const t of led ? led.split(",").map(Number) : []) this.#ledTerms.add(t);
+    this.ships.rememberPossiblyReleased(
+      initial.entries,
+      this.#ledTerms,
+      initial.hardState.commit,
+    );
+    // Losses recorded by earlier runs stay listed in status and 'log audit'.
+    for (const value of this.#store.settingsWithPrefix(LOSS_PREFIX)) {
+      const l = JSON.parse(value);
+      this.ships.losses.push({
+        ship: BigInt(l.ship),
+        firstEve: l.firstEve,
+        lastEve: l.lastEve,
+        index: l.index,
+        term: l.term,
+      });
+    }
+    this.ships.subscribe({
+      release: () => {},
+      refuse: () => {},
+      role: (master) =>
+        this.#cfg.log(master ? "master of every ship: releasing" : "fenced: not master"),
+      lost: (loss) => {
+        const name = this.#cfg.shipName?.(loss.ship) ?? `ship ${loss.ship}`;
+        this.#cfg.log(
+          `RELEASED BUT LOST: ${name} events ${loss.firstEve}-${loss.lastEve} (entry ${loss.index}, term ${loss.term}) were released before commit and erased by a failover`,
+        );
+        this.#store.setSetting(
+          `${LOSS_PREFIX}${loss.index}.${loss.ship}`,
+          JSON.stringify({
+            ...loss,
+            ship: String(loss.ship),
+            at: new Date(this.#cfg.now()).toISOString(),
+          }),
+        );
+      },
+    });
+  }
+
+  /** This node's id. */
+  get id(): number {
+    return this.raft.id;
+  }
+
+  /** The view published after the last Ready. */
+  get view(): NodeView {
+    return this.#view;
+  }
+
+  /** Advances logical time by one tick. */
+  tick(): void {
+    this.raft.tick();
+    // A leader that steps down on a tick (CheckQuorum) may have nothing to send or
+    // write, so no Ready follows: notice it now, so runtimes are fenced at once.
+    if (!this.raft.hasReady() && (this.raft.role === "leader") !== this.#wasLeader) {
+      this.#noticeRole(this.raft.role, this.raft.leaderId);
+      this.#publish(false);
+    }
+  }
+
+  /**
+   * Feeds one message to the core. A message the core rejects is logged and
+   * dropped; a broken invariant ({@linkcode RaftInvariantError}) is thrown.
+   */
+  step(m: Message): void {
+    try {
+      this.raft.step(m);
+    } catch (e) {
+      if (e instanceof RaftInvariantError) throw e;
+      this.#cfg.log(`dropped a ${m.type} message from node ${m.from}: ${(e as Error).message}`);
+    }
+  }
+
+  /** True when {@linkcode handleReady} has work (plans to flush, or a Ready). */
+  hasWork(): boolean {
+    return this.ships.hasBatches || this.raft.hasReady();
+  }
+
+  /** Flushes gathered plans and handles one Ready if there is one; returns whether it did. */
+  handleReady(): boolean {
+    this.ships.flush();
+    if (!this.raft.hasReady()) return false;
+    this.#handle(this.raft.ready());
+    return true;
+  }
+
+  #handle(rd: Ready): void {
+    for (const m of rd.messages) this.#cfg.send(m);
+    const hardState = rd.hardState ?? this.#pendingHardState;
+    const durable = this.#durableHardState;
+    // A batch that only moves the commit index need not be fsynced on its own:
+    // commit is re-learned from the leader after a crash. It rides with the
+    // next write (term and vote changes never wait).
+    const commitOnly = rd.entries.length === 0 && rd.snapshot === undefined &&
+      rd.hardState !== undefined && rd.hardState.term === durable.term &&
+      rd.hardState.vote === durable.vote;
+    if (commitOnly) {
+      this.#pendingHardState = rd.hardState;
+    } else if (hardState !== undefined || rd.entries.length > 0 || rd.snapshot !== undefined) {
+      this.#persist({ hardState, entries: rd.entries, snapshot: rd.snapshot });
+    }
+    for (const m of rd.messagesAfterPersist) this.#cfg.send(m);
+    const committed = rd.committedEntries;
+    if (committed.length > 0) {
+      // Apply the batch in one transaction (no fsync of its own), then answer.
+      const results: ApplyResult[] = [];
+      this.#store.applyTransaction(committed[committed.length - 1].index, () => {
+        for (const e of committed) results.push(this.#apply(e));
+      });
+      committed.forEach((e, i) => {
+        if (e.type === "normal") this.ships.applied(e.index, e.term, results[i]);
+        this.#answer(e, results[i]);
+      });
+    }
+    this.raft.advance();
+    this.#noticeRole(rd.role, rd.leaderId);
+    this.#publish(committed.length > 0);
+  }
+
+  /** Publishes the view, then lets the master act on it and the runner react. */
+  #publish(applied: boolean): void {
+    this.#view = this.#readView();
+    this.ships.afterReady();
+    this.#cfg.afterReady?.(applied);
+  }
+
+  #readView(): NodeView {
+    const raft = this.raft;
+    const conf = raft.conf;
+    const leader = raft.role === "leader";
+    const matches: number[] = [];
+    if (leader) {
+      for (const id of [...conf.voters, ...conf.learners]) {
+        if (id !== raft.id) matches.push(raft.progressOf(id)?.match ?? 0);
+      }
+    }
+    return {
+      id: raft.id,
+      role: raft.role,
+      term: raft.term,
+      persisted: raft.persistedIndex,
+      committed: raft.commitIndex,
+      applied: raft.appliedIndex,
+      appliedTerm: raft.appliedIndex === 0 ? 0 : raft.termAt(raft.appliedIndex) ?? 0,
+      voters: conf.voters,
+      learners: conf.learners,
+      matches,
+    };
+  }
+
+  /** Writes one batch durably (the applied index is kept by applyTransaction). */
+  #persist(batch: PersistBatch): void {
+    this.#store.persist(batch);
+    if (batch.hardState !== undefined) this.#durableHardState = batch.hardState;
+    this.#pendingHardState = undefined;
+  }
+
+  /** Writes a commit-only hard state still held in memory (at a clean stop). */
+  flushHardState(): void {
+    this.#persist({ hardState: this.#pendingHardState, entries: [] });
+  }
+
+  #apply(e: Entry): ApplyResult {
+    if (e.type === "normal") return this.machine.apply(e.data, e.index);
+    if (e.type === "conf") {
+      const record = decodeConfChangeRecord(e.data);
+      this.#cfg.log(
+        `membership: ${record.change.type} node ${record.change.nodeId} -> voters [${record.conf.voters}] learners [${record.conf.learners}]`,
+      );
+    }
+    return APPLIED;
+  }
+
+  /** Answers the clients waiting for entry `e`. */
+  #answer(e: Entry, result: ApplyResult): void {
+    const waiting = this.#waiters.get(e.index);
+    if (waiting === undefined) return;
+    this.#waiters.delete(e.index);
+    for (const w of waiting) {
+      if (w.term === e.term) w.resolve(result);
+      else {
+        w.reject(
+          new ApiError(
+            Status.error,
+            "The write was replaced after a leader change and did not commit; retry it",
+          ),
+        );
+      }
+    }
+  }
+
+  /** Logs and acts on a change of this node's role or of the leader it knows. */
+  #noticeRole(role: Ready["role"], leaderId: number): void {
+    const leader = role === "leader";
+    const seen = `${role}/${leaderId}`;
+    if (seen !== this.#lastSeen && !leader) {
+      // Followers log whom they follow once known; candidates log that they campaign.
+      if (role !== "follower") this.#cfg.log(`now ${role} at term ${this.raft.term}`);
+      else if (leaderId !== 0) {
+        this.#cfg.log(`now follower at term ${this.raft.term} (leader ${leaderId})`);
+      } else if (this.#wasLeader) {
+        this.#cfg.log(
+          `stepped down at term ${this.raft.term} (it lost its quorum, or was removed)`,
+        );
+      }
+    }
+    this.#lastSeen = seen;
+    if (leader === this.#wasLeader) return;
+    this.#wasLeader = leader;
+    if (leader) {
+      this.#cfg.log(`became leader at term ${this.raft.term}`);
+      // Remember the terms this node led (durably, once per election): after a
+      // crash, its uncommitted entries of those terms may have been released.
+      this.#ledTerms.add(this.raft.term);
+      this.#store.setSetting(LED_TERMS, [...this.#ledTerms].slice(-LED_TERMS_KEPT).join(","));
+      if (this.machine.addresses.get(this.id) !== this.#cfg.advertise) {
+        this.raft.propose(encodeAddress(this.id, this.#cfg.advertise));
+      }
+    } else {
+      this.failAll(
+        new ApiError(
+          Status.error,
+          "Leadership changed before the write committed; it may or may not be applied, retry it",
+        ),
+      );
+    }
+  }
+
+  /** Rejects every client waiting for an entry to apply. */
+  failAll(e: ApiError): void {
+    for (const waiting of this.#waiters.values()) for (const w of waiting) w.reject(e);
+    this.#waiters.clear();
+  }
+
+  /** Resolves with the apply result once the entry at `index` of `term` is applied here. */
+  #waitApplied(index: number, term: number): Promise<ApplyResult> {
+    if (this.raft.appliedIndex >= index) {
+      // Applied before we could wait (only possible for a one-node cluster); its result is gone.
+      return this.raft.termAt(index) === term || this.raft.termAt(index) === undefined
+        ? Promise.resolve(APPLIED)
+        : Promise.reject(new ApiError(Status.error, "The write was replaced; retry it"));
+    }
+    return new Promise((resolve, reject) => {
+      const list = this.#waiters.get(index) ?? [];
+      list.push({ term, resolve, reject });
+      this.#waiters.set(index, list);
+    });
+  }
+
+  /** Throws the not-leader error (with the leader's address) unless this node leads. */
+  requireLeader(): void {
+    if (this.raft.role !== "leader") {
+      const leader = this.raft.leaderId;
+      throw notLeader(leader, this.machine.addresses.get(leader));
+    }
+  }
+
+  /** Proposes opaque bytes; resolves with the index once committed and applied here. */
+  async propose(data: Uint8Array): Promise<number> {
+    this.requireLeader();
+    const result = this.raft.propose(encodeRaw(data));
+    if (!result.accepted) throw new ApiError(Status.error, result.reason);
+    this.#cfg.wake?.();
+    await this.#waitApplied(result.index, result.term);
+    return result.index;
+  }
+
+  /** Proposes a command; resolves once applied here, rejects with the reason if it was refused. */
+  async proposeCommand(data: Uint8Array): Promise<ApplyResult & { ok: true }> {
+    this.requireLeader();
+    const result = this.raft.propose(data);
+    if (!result.accepted) throw new ApiError(Status.error, result.reason);
+    this.#cfg.wake?.();
+    const applied = await this.#waitApplied(result.index, result.term);
+    if (!applied.ok) throw new ApiError(Status.error, applied.reason);
+    return applied;
+  }
+
+  /** Proposes a membership change; resolves once applied here. */
+  async changeConf(change: ConfChange): Promise<void> {
+    this.requireLeader();
+    const result = this.raft.proposeConfChange(change);
+    if (!result.accepted) throw new ApiError(Status.error, result.reason);
+    this.#cfg.wake?.();
+    await this.#waitApplied(result.index, result.term);
+  }
+}

@@ -1,0 +1,54 @@
+/**
+ * The node as the runtime protocol sees it: the one place that turns a
+ * {@linkcode NodeDriver} into the backend `vere/runtime_hub.ts` serves
+ * (structurally typed, so cluster/ does not import vere/). Used by
+ * `seguro run` and by the whole-node simulator alike.
+ * @module
+ */
+
+import type { NodeDriver } from "./driver.ts";
+import type { Release } from "./release.ts";
+
+/** Largest number of events one `%read` answers. */
+export const RUNTIME_READ_EVENTS_MAX = 10_000;
+
+/** The runtime protocol's view of one node. */
+export interface RuntimeNode {
+  /** This node's id. */
+  nodeId: number;
+  /** True while this node may release. */
+  isMaster(): boolean;
+  /** The master's address, '' when unknown, null while this node is becoming master. */
+  masterAddress(): string | null;
+  /** Every ship on the cluster. */
+  ships(): bigint[];
+  /** Plans one event. */
+  plan(p: { ship: bigint; eve: number; mug: number; job: Uint8Array }): void;
+  /** The ship's last event and mug (the master counts plans it accepted). */
+  head(ship: bigint): { eve: number; mug: number } | undefined;
+  /** Applied events from `from`. */
+  read(ship: bigint, from: number, count: number): { eve: number; mug: number; job: Uint8Array }[];
+  /** Releases, refusals and role changes. */
+  subscribe(listener: {
+    release(r: Release): void;
+    refuse(ship: bigint, eve: number, why: string): void;
+    role(master: boolean): void;
+  }): () => void;
+}
+
+/** The runtime protocol's view of `driver`. */
+export function runtimeNodeOf(driver: NodeDriver): RuntimeNode {
+  return {
+    nodeId: driver.id,
+    isMaster: () => driver.ships.isMaster,
+    masterAddress: () =>
+      driver.ships.becomingMaster ? null : driver.machine.addresses.get(driver.raft.leaderId) ?? "",
+    ships: () => driver.machine.ships.list().map((s) => s.ship),
+    plan: (p) => driver.ships.plan(p),
+    head: (ship) => driver.ships.head(ship),
+    read: (ship, from, count) =>
+      driver.machine.ships.events(ship, from, Math.min(count, RUNTIME_READ_EVENTS_MAX))
+        .map(({ eve, mug, job }) => ({ eve, mug, job })),
+    subscribe: (l) => driver.ships.subscribe({ ...l, lost: () => {} }),
+  };
+}
