@@ -30,12 +30,13 @@ import {
 } from "../core/mod.ts";
 import type { PersistBatch, Store } from "./store.ts";
 import { type ApplyResult, encodeAddress, encodeRaw, Machine } from "./machine.ts";
-import { type NodeView, ShipMaster } from "./ship_master.ts";
+import { type NodeView, ShipMaster, type ShipMasterMutation } from "./ship_master.ts";
 import { ApiError, notLeader, Status } from "./api.ts";
 
 const LED_TERMS = "raft.led.terms";
 const LED_TERMS_KEPT = 16;
 const LOSS_PREFIX = "loss.";
+const SUSPECT_PREFIX = "release.suspect.";
 
 /** What the driver needs from whoever runs it. */
 export interface DriverConfig {
@@ -57,6 +58,8 @@ export interface DriverConfig {
   shipName?: (ship: bigint) => string;
   /** Work is waiting (a plan to flush): call {@linkcode NodeDriver.handleReady} soon. */
   wake?: () => void;
+  /** Simulator only: break the ship master on purpose (mutation testing). */
+  mutation?: ShipMasterMutation;
   /** Called after every handled Ready (`applied`: it applied entries), and after a role change on a tick. */
   afterReady?: (applied: boolean) => void;
 }
@@ -118,13 +121,27 @@ export class NodeDriver {
         return result.accepted ? result : result.reason;
       },
       wake: () => this.#cfg.wake?.(),
-    });
+      suspects: {
+        save: (e) =>
+          this.#store.setSetting(
+            `${SUSPECT_PREFIX}${e.index}.${e.term}`,
+            JSON.stringify({ ...e, ship: String(e.ship) }),
+          ),
+        forget: (e) => this.#store.deleteSetting(`${SUSPECT_PREFIX}${e.index}.${e.term}`),
+      },
+    }, config.mutation);
     const led = this.#store.getSetting(LED_TERMS);
     for (const t of led ? led.split(",").map(Number) : []) this.#ledTerms.add(t);
     this.ships.rememberPossiblyReleased(
       initial.entries,
       this.#ledTerms,
       initial.hardState.commit,
+    );
+    this.ships.rememberSaved(
+      this.#store.settingsWithPrefix(SUSPECT_PREFIX).map((value) => {
+        const e = JSON.parse(value);
+        return { ...e, ship: BigInt(e.ship) };
+      }),
     );
     // Losses recorded by earlier runs stay listed in status and 'log audit'.
     for (const value of this.#store.settingsWithPrefix(LOSS_PREFIX)) {
@@ -260,6 +277,7 @@ export class NodeDriver {
       id: raft.id,
       role: raft.role,
       term: raft.term,
+      leaderId: raft.leaderId,
       persisted: raft.persistedIndex,
       committed: raft.commitIndex,
       applied: raft.appliedIndex,

@@ -42,6 +42,22 @@ export interface PlannedEntry {
   quorum?: boolean;
   /** Set by {@linkcode ReleaseTracker.accepted}: applied here, every event accepted. */
   accepted?: boolean;
+  /**
+   * Released before commit and no longer in this node's log (truncated, not
+   * yet overwritten): recorded durably by the caller, so that a crash before
+   * the verdict cannot hide the loss.
+   */
+  saved?: boolean;
+}
+
+/** What an audit found. */
+export interface AuditResult {
+  /** Released entries now replaced by another term's: losses to report. */
+  lost: Loss[];
+  /** Released entries the log no longer reaches: record them durably (then `saved`). */
+  save: PlannedEntry[];
+  /** Recorded entries with a verdict now (lost, or applied as they were): forget the record. */
+  forget: PlannedEntry[];
 }
 
 /** A release to announce: every event of `ship` up to `eve`. */
@@ -125,7 +141,6 @@ export class ReleaseTracker {
       released++;
     }
     if (released > 0) this.#pending = this.#pending.slice(released);
-    this.#uncommitted = this.#uncommitted.filter((e) => e.index > applied);
     return out;
   }
 
@@ -161,28 +176,52 @@ export class ReleaseTracker {
    * of leader: `termAt(index)` is the term of the entry now at that index
    * (undefined if the log no longer reaches it), `applied` the applied index
    * (entries at or below it committed, and a refusal by the state machine
-   * was reported through {@linkcode refused}). Returns the losses and forgets
-   * them; entries applied as they were are dropped.
+   * was reported through {@linkcode refused}), `appliedFrom(ship, eve)` the
+   * index of the entry the applied event came from (undefined: not applied),
+   * `appliedTerm` the term of the entry at the applied index.
+   * Returns the losses and forgets them; entries applied as they were are
+   * dropped.
    */
-  audit(termAt: (index: number) => number | undefined, applied: number): Loss[] {
-    const lost: Loss[] = [];
+  audit(
+    termAt: (index: number) => number | undefined,
+    applied: number,
+    appliedFrom: (ship: bigint, eve: number) => number | undefined = () => undefined,
+    appliedTerm = 0,
+  ): AuditResult {
+    const result: AuditResult = { lost: [], save: [], forget: [] };
     const keep: PlannedEntry[] = [];
     for (const e of this.#uncommitted) {
       const t = termAt(e.index);
-      if (t !== undefined && t !== e.term) {
-        lost.push({
+      // Its first event already applied from another entry: replaced, whatever the log
+      // at its index says now (the new master may have packed events differently).
+      const from = appliedFrom(e.ship, e.firstEve);
+      // A committed entry of a later term before it: terms never decrease along a log and
+      // every later leader holds that entry (Leader Completeness), so no leader will ever
+      // hold this one again; it can never commit, even if no entry has replaced it here.
+      const unreachable = e.index > applied && appliedTerm > e.term;
+      const replaced = (t !== undefined && t !== e.term) ||
+        (from !== undefined && from !== e.index);
+      if (replaced || unreachable) {
+        result.lost.push({
           ship: e.ship,
           firstEve: e.firstEve,
           lastEve: e.lastEve,
           index: e.index,
           term: e.term,
         });
+        if (e.saved === true) result.forget.push(e);
       } else if (t === undefined || e.index > applied) {
+        if (t === undefined && e.saved !== true) {
+          e.saved = true;
+          result.save.push(e);
+        }
         keep.push(e);
+      } else if (e.saved === true) {
+        result.forget.push(e);
       }
     }
     this.#uncommitted = keep;
-    return lost;
+    return result;
   }
 
   /**
@@ -191,7 +230,10 @@ export class ReleaseTracker {
    * (with K below the quorum); audit them like released ones.
    */
   rememberPossiblyReleased(entries: readonly PlannedEntry[]): void {
-    this.#uncommitted.push(...entries);
+    for (const e of entries) {
+      const known = this.#uncommitted.some((u) => u.index === e.index && u.term === e.term);
+      if (!known) this.#uncommitted.push(e);
+    }
   }
 
   /** Drops planned entries that will never be released here (this node lost leadership). */

@@ -39,9 +39,38 @@ Deno.test("K = 0 releases before commit; a failover that erases the entry is rep
   assert.deepEqual(t.update(8, [6, 6], 6).map((r) => r.eve), [79, 89]);
   assert.equal(t.uncommittedCount, 2);
   // New leader: entry 7 survived (same term) and committed, entry 8 was replaced by term 4.
-  const lost = t.audit((i) => (i === 7 ? 3 : i === 8 ? 4 : undefined), 8);
+  const { lost } = t.audit((i) => (i === 7 ? 3 : i === 8 ? 4 : undefined), 8);
   assert.deepEqual(lost, [{ ship: 0n, firstEve: 80, lastEve: 89, index: 8, term: 3 }]);
   assert.equal(t.uncommittedCount, 0);
+});
+
+Deno.test("K = 0: a released entry truncated from the log is saved until a verdict, then forgotten", () => {
+  const t = new ReleaseTracker();
+  t.planned(entry(7, 0, 3));
+  t.planned(entry(8, 0, 3));
+  assert.deepEqual(t.update(8, [6, 6], 6).map((r) => r.eve), [79, 89]);
+  // The log was cut back to 6: neither entry is reachable; both must be recorded durably.
+  let audit = t.audit(() => undefined, 6);
+  assert.deepEqual(audit.lost, []);
+  assert.deepEqual(audit.save.map((e) => e.index), [7, 8]);
+  assert.deepEqual(t.audit(() => undefined, 6).save, [], "saved once");
+  // Applied past both: 7 came back as it was (committed), 8 was replaced.
+  audit = t.audit((i) => (i === 7 ? 3 : 5), 8);
+  assert.deepEqual(audit.lost.map((l) => l.index), [8]);
+  assert.deepEqual(audit.forget.map((e) => e.index), [7, 8]);
+  assert.equal(t.uncommittedCount, 0);
+});
+
+Deno.test("K = 0: applying past a released entry that another term replaced is still a loss", () => {
+  const t = new ReleaseTracker();
+  t.planned(entry(7, 0, 3));
+  assert.deepEqual(t.update(7, [6, 6], 6).map((r) => r.eve), [79]);
+  t.abandonPending();
+  // Master again in term 5, applied past 7, which now holds a term-4 entry: update must
+  // not forget entry 7 before the audit has compared terms.
+  t.planned(entry(9, 0, 5));
+  t.update(9, [9, 9], 9);
+  assert.deepEqual(t.audit((i) => (i === 7 ? 4 : 5), 9).lost.map((l) => l.index), [7]);
 });
 
 Deno.test("K = quorum waits for commit and acceptance: a learner's copy never makes a release precede it", () => {
@@ -79,4 +108,22 @@ Deno.test("K = 0: an entry released before apply and then refused is reported as
     term: 3,
   }]);
   assert.equal(t.uncommittedCount, 0);
+});
+
+Deno.test("K = 0: a released entry whose events were applied from another entry is a loss at once", () => {
+  const t = new ReleaseTracker();
+  t.planned(entry(7, 0, 3));
+  t.update(7, [6, 6], 6);
+  // The log no longer reaches index 7, but the new master's entry 6 carried event 70.
+  const audit = t.audit(() => undefined, 9, (_ship, eve) => (eve === 70 ? 6 : undefined));
+  assert.deepEqual(audit.lost.map((l) => [l.index, l.firstEve]), [[7, 70]]);
+});
+
+Deno.test("K = 0: a released entry cut from the log is lost once an entry of a later term commits", () => {
+  const t = new ReleaseTracker();
+  t.planned(entry(7, 0, 3));
+  t.update(7, [6, 6], 6);
+  assert.deepEqual(t.audit(() => undefined, 6, () => undefined, 3).lost, [], "no later term yet");
+  const audit = t.audit((i) => (i <= 6 ? 4 : undefined), 6, () => undefined, 4);
+  assert.deepEqual(audit.lost.map((l) => l.index), [7]);
 });

@@ -33,6 +33,7 @@ export interface RuntimeNode {
     release(r: Release): void;
     refuse(ship: bigint, eve: number, why: string): void;
     role(master: boolean): void;
+    leader(): void;
   }): () => void;
 }
 
@@ -49,6 +50,6 @@ export function runtimeNodeOf(driver: NodeDriver): RuntimeNode {
     read: (ship, from, count) =>
       driver.machine.ships.events(ship, from, Math.min(count, RUNTIME_READ_EVENTS_MAX))
         .map(({ eve, mug, job }) => ({ eve, mug, job })),
-    subscribe: (l) => driver.ships.subscribe({ ...l, lost: () => {} }),
+    subscribe: (l) => driver.ships.subscribe({ ...l, leader: () => l.leader(), lost: () => {} }),
   };
 }

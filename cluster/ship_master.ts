@@ -29,7 +29,14 @@
 import type { Entry, Role } from "../core/mod.ts";
 import { type ApplyResult, decodeCommand, encodeCommand, type PlannedEvent } from "./machine.ts";
 import type { ShipTables } from "./ships.ts";
-import { type Loss, OPTIMISM_DEFAULT, type Release, ReleaseTracker, resolveK } from "./release.ts";
+import {
+  type Loss,
+  OPTIMISM_DEFAULT,
+  type PlannedEntry,
+  type Release,
+  ReleaseTracker,
+  resolveK,
+} from "./release.ts";
 import { sameBytes } from "./codec.ts";
 
 /** One planned event from a runtime. */
@@ -54,6 +61,8 @@ export interface MasterEvents {
   role(master: boolean): void;
   /** Events released before commit were erased by a failover. */
   lost(loss: Loss): void;
+  /** The leader this node knows changed (id, 0 when none). */
+  leader?(id: number): void;
 }
 
 /**
@@ -67,6 +76,8 @@ export interface NodeView {
   readonly role: Role;
   /** Current term. */
   readonly term: number;
+  /** The leader this node knows (0: none). */
+  readonly leaderId: number;
   /** Last index durable on this node. */
   readonly persisted: number;
   /** Commit index. */
@@ -97,6 +108,11 @@ export interface MasterHost {
   propose(data: Uint8Array): { index: number; term: number } | string;
   /** Plans are waiting to be flushed: run the Ready loop soon. */
   wake(): void;
+  /**
+   * Durable records of released entries the log no longer reaches (see
+   * `PlannedEntry.saved`): written before the verdict, removed after it.
+   */
+  suspects: { save(e: PlannedEntry): void; forget(e: PlannedEntry): void };
 }
 
 /** Largest batch of events in one entry. */
@@ -121,6 +137,15 @@ interface InFlight {
   firstEve: number;
 }
 
+/**
+ * Mutations for the whole-node simulator's mutation test: `staleLead`
+ * restores the bug fixed by P7 (master as soon as leader, so %lead and %head
+ * come from a stale applied state; quorum releases at commit whatever the
+ * state machine then says); `releaseEarly` releases every entry once the
+ * master alone holds it, whatever the ship's optimism. Never set in production.
+ */
+export type ShipMasterMutation = "staleLead" | "releaseEarly";
+
 /** The master is not master (not leader, or leader not yet caught up). */
 const NOT_MASTER = "This node is not the master; wait for [%lead] or follow [%away]";
 
@@ -137,14 +162,17 @@ export class ShipMaster {
   /** Ships an admin write holds (import, attach, exec tail), with a count. */
   #claims = new Map<bigint, number>();
   #master = false;
+  #leaderId = 0;
+  readonly #mutation: ShipMasterMutation | undefined;
   /** Releases announced this process, and events released (for status). */
   released = 0;
   /** Losses found, by this process or recorded by an earlier one (see ClusterNode). */
   losses: Loss[] = [];
 
   /** Makes the master for a node. */
-  constructor(host: MasterHost) {
+  constructor(host: MasterHost, mutation?: ShipMasterMutation) {
     this.#host = host;
+    this.#mutation = mutation;
   }
 
   /** Listens to releases, refusals and role changes. */
@@ -308,7 +336,8 @@ export class ShipMaster {
     const replicas = view.voters.length + view.learners.length - 1;
     const own = info?.optimism ?? OPTIMISM_DEFAULT;
     const setting = own === OPTIMISM_DEFAULT ? this.#host.defaultOptimism() : own;
-    const k = resolveK(setting, view.voters.length, replicas);
+    const early = this.#mutation === "releaseEarly";
+    const k = early ? 0 : resolveK(setting, view.voters.length, replicas);
     this.#inFlight.set(result.index, { term: result.term, ship, firstEve: batch.firstEve });
     this.#tracker.planned({
       index: result.index,
@@ -317,7 +346,7 @@ export class ShipMaster {
       firstEve: batch.firstEve,
       lastEve,
       k,
-      quorum: setting < 0,
+      quorum: setting < 0 && !early,
     });
   }
 
@@ -332,8 +361,9 @@ export class ShipMaster {
     if (mine === undefined) return;
     this.#inFlight.delete(index);
     if (mine.term !== term) return; // replaced by another term's entry: the audit handles it
-    if (result.ok) {
+    if (result.ok || this.#mutation === "staleLead") {
       this.#tracker.accepted(index, term);
+      if (!result.ok) this.#refuse(mine.ship, mine.firstEve, result.reason);
       return;
     }
     this.#tails.delete(mine.ship);
@@ -373,10 +403,16 @@ export class ShipMaster {
     this.#tracker.rememberPossiblyReleased(suspects);
   }
 
+  /** After a restart: released entries recorded as out of the log's reach (`suspects.save`). */
+  rememberSaved(entries: readonly PlannedEntry[]): void {
+    this.#tracker.rememberPossiblyReleased(entries.map((e) => ({ ...e, saved: true })));
+  }
+
   /** Called by the driver after every Ready: role changes, releases, loss audits. */
   afterReady(): void {
     const view = this.#host.view();
-    const master = view.role === "leader" && view.applied > 0 && view.appliedTerm === view.term;
+    const caughtUp = view.applied > 0 && view.appliedTerm === view.term;
+    const master = view.role === "leader" && (caughtUp || this.#mutation === "staleLead");
     if (master !== this.#master) {
       this.#master = master;
       this.#tails.clear();
@@ -386,6 +422,10 @@ export class ShipMaster {
       if (!master) this.#tracker.abandonPending();
       this.#emit((l) => l.role(master));
     }
+    if (view.leaderId !== this.#leaderId) {
+      this.#leaderId = view.leaderId;
+      this.#emit((l) => l.leader?.(view.leaderId));
+    }
     if (master) {
       for (const r of this.#tracker.update(view.persisted, view.matches, view.applied)) {
         this.released++;
@@ -393,9 +433,15 @@ export class ShipMaster {
       }
     }
     if (this.#tracker.uncommittedCount > 0) {
-      for (const loss of this.#tracker.audit((i) => this.#host.termAt(i), view.applied)) {
-        this.#reportLoss(loss);
-      }
+      const audit = this.#tracker.audit(
+        (i) => this.#host.termAt(i),
+        view.applied,
+        (ship, eve) => this.#host.ships.event(ship, eve)?.entryIndex,
+        view.appliedTerm,
+      );
+      for (const e of audit.save) this.#host.suspects.save(e);
+      for (const loss of audit.lost) this.#reportLoss(loss);
+      for (const e of audit.forget) this.#host.suspects.forget(e);
     }
   }
 

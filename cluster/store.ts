@@ -447,6 +447,13 @@ export class Store {
     this.#write(() => this.#st.setSetting.run(key, value));
   }
 
+  /** Removes setting `key` (if set), durably, in its own transaction. */
+  deleteSetting(key: string): void {
+    this.#check();
+    this.#transactions++;
+    this.#write(() => this.#db!.prepare("DELETE FROM setting WHERE key = ?").run(key));
+  }
+
   /**
    * The durable Raft state, ready for `new RaftNode(config, state)`: the
    * hard state, the snapshot (index 0, term 0, the founding membership when
@@ -867,7 +874,7 @@ function initialize(db: DatabaseSync, init: StoreInit, createdAtMs: number): voi
     init.identity.nodeId,
     init.identity.groupId,
     init.secret,
-    Date.now(),
+    createdAtMs,
   );
   const g = init.identity.groupId;
   db.prepare(

@@ -49,6 +49,8 @@ export interface RuntimeBackend {
     release(r: { ship: bigint; eve: number }): void;
     refuse(ship: bigint, eve: number, why: string): void;
     role(master: boolean): void;
+    /** The known master changed: `masterAddress()` may answer differently. */
+    leader(): void;
   }): () => void;
 }
 
@@ -66,6 +68,8 @@ export class ReleaseWhileFencedError extends Error {
 interface ShipState {
   lead: boolean;
   done: number;
+  /** The master address last sent in `%away` ('': none). */
+  away: string;
 }
 
 /** One runtime connection's protocol state. */
@@ -132,8 +136,24 @@ export class RuntimeSession {
   #follow(ship: bigint): void {
     if (this.#ships.has(ship)) return;
     const lead = this.#hub.backend.isMaster();
-    this.#ships.set(ship, { lead, done: 0 });
+    const s = { lead, done: 0, away: "" };
+    this.#ships.set(ship, s);
     this.#send({ type: lead ? "lead" : "fence", ship });
+    if (!lead) this.#away(ship, s);
+  }
+
+  /** A fenced ship learns where the master is, once per master (rule 5). */
+  #away(ship: bigint, s: ShipState): void {
+    const master = this.#hub.backend.masterAddress();
+    if (s.lead || master === null || master === "" || master === s.away) return;
+    s.away = master;
+    this.#send({ type: "away", ship, master });
+  }
+
+  /** @internal From the hub. */
+  leader(): void {
+    if (this.#closed) return;
+    for (const [ship, s] of this.#ships) this.#away(ship, s);
   }
 
   /** @internal From the hub. */
@@ -157,7 +177,9 @@ export class RuntimeSession {
     for (const [ship, s] of this.#ships) {
       if (s.lead === master) continue;
       s.lead = master;
+      s.away = "";
       this.#send({ type: master ? "lead" : "fence", ship });
+      if (!master) this.#away(ship, s);
     }
   }
 
@@ -188,6 +210,9 @@ export class RuntimeHub {
       },
       role: (master) => {
         for (const s of this.#sessions) s.role(master);
+      },
+      leader: () => {
+        for (const s of this.#sessions) s.leader();
       },
     });
   }

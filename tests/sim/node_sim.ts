@@ -1,0 +1,529 @@
+/**
+ * The whole-node simulator: the real {@linkcode NodeDriver} (Raft core,
+ * SQLite store in memory, state machine, ship master, release tracker) and
+ * the real runtime protocol logic ({@linkcode RuntimeHub}) of every node,
+ * under one seeded PRNG, with a simulated clock and network, and a runtime
+ * ({@linkcode RuntimeModel}) that follows docs/runtime-protocol.md to the
+ * letter. Faults: message loss, duplication, delay and reordering;
+ * partitions (one node isolated, or a minority/majority split); crashes that
+ * kill a node as kill -9 does (what SQLite committed survives; memory, the
+ * commit-only hard state and connections do not) and restart it later;
+ * runtime connections dropped. {@linkcode ReleaseChecker} checks after every
+ * step; once the faults stop, the cluster must recover and release again.
+ *
+ * One seed replays exactly: nothing here reads a clock or `Math.random`.
+ * @module
+ */
+
+import { createPrng, type Message, type Prng, RaftInvariantError } from "../../core/mod.ts";
+import { NodeDriver } from "../../cluster/driver.ts";
+import { Store } from "../../cluster/store.ts";
+import { encodeCommand } from "../../cluster/machine.ts";
+import { runtimeNodeOf } from "../../cluster/runtime_backend.ts";
+import type { Loss } from "../../cluster/release.ts";
+import type { ShipMasterMutation } from "../../cluster/ship_master.ts";
+import { RuntimeHub, type RuntimeSession } from "../../vere/runtime_hub.ts";
+import type { NodeToRuntimeMessage, RuntimeToNodeMessage } from "../../vere/runtime_protocol.ts";
+import { type ModelAction, RuntimeModel } from "./runtime_model.ts";
+import { type AppliedLog, PromiseViolation, ReleaseChecker } from "./release_checker.ts";
+
+/** What to simulate. */
+export interface NodeSimOptions {
+  /** Seed; equal options replay exactly. */
+  readonly seed: number;
+  /** Steps with faults (one step is one tick). */
+  readonly steps: number;
+  /** Voters (3 or 5); default 3. */
+  readonly nodes?: number;
+  /** The ship's optimism: "quorum" (default) or a replica count. */
+  readonly optimism?: "quorum" | number;
+  /** Break the ship master on purpose (mutation test). */
+  readonly mutation?: ShipMasterMutation;
+  /** Plans in flight the runtime keeps (default from the seed: 8 to 64). */
+  readonly window?: number;
+  /** Record a trace. */
+  readonly trace?: boolean;
+}
+
+/** Counters of one or many runs. */
+export interface NodeSimStats {
+  /** Seeds run. */
+  seeds: number;
+  /** Steps simulated. */
+  steps: number;
+  /** Events the runtime released. */
+  released: number;
+  /** Plans the runtime sent. */
+  plans: number;
+  /** Times the runtime re-synced. */
+  resyncs: number;
+  /** Node crashes. */
+  crashes: number;
+  /** Partitions begun. */
+  partitions: number;
+  /** Times a node became master. */
+  masters: number;
+  /** Losses reported (only below a quorum). */
+  losses: number;
+  /** Seeds with a violation. */
+  violations: number;
+}
+
+/** Outcome of one seed. */
+export interface NodeSimResult {
+  /** Counters. */
+  readonly stats: NodeSimStats;
+  /** The violation, if any. */
+  readonly violation?: { readonly step: number; readonly message: string };
+  /** Trace lines (with `trace`). */
+  readonly trace: readonly string[];
+}
+
+/** Empty counters. */
+export function emptyNodeStats(): NodeSimStats {
+  return {
+    seeds: 0,
+    steps: 0,
+    released: 0,
+    plans: 0,
+    resyncs: 0,
+    crashes: 0,
+    partitions: 0,
+    masters: 0,
+    losses: 0,
+    violations: 0,
+  };
+}
+
+/** Adds `b` into `a`. */
+export function addNodeStats(a: NodeSimStats, b: NodeSimStats): void {
+  for (const k of Object.keys(a) as (keyof NodeSimStats)[]) a[k] += b[k];
+}
+
+const SHIP = 0n;
+const ELECTION_TICKS = 10;
+const CLUSTER_ID = "5e".repeat(16);
+
+interface Slot {
+  id: number;
+  store: Store;
+  driver: NodeDriver | undefined;
+  hub: RuntimeHub | undefined;
+  restartAt: number;
+  /** Ticks this node's clock skips now and then (clock drift). */
+  drift: number;
+}
+
+interface InFlightMessage {
+  at: number;
+  to: number;
+  m: Message;
+}
+
+interface RuntimeLink {
+  node: number;
+  session: RuntimeSession;
+  toNode: { at: number; msg: RuntimeToNodeMessage }[];
+  toRuntime: { at: number; msg: NodeToRuntimeMessage }[];
+}
+
+/** Runs one seed. */
+export function runNodeSimulation(options: NodeSimOptions): NodeSimResult {
+  return new NodeSim(options).run();
+}
+
+class NodeSim {
+  readonly #o: NodeSimOptions;
+  readonly #prng: Prng;
+  readonly #slots = new Map<number, Slot>();
+  readonly #trace: string[] = [];
+  readonly #stats = emptyNodeStats();
+  readonly #checker: ReleaseChecker;
+  readonly #model: RuntimeModel;
+  #now = 0;
+  #net: InFlightMessage[] = [];
+  /** Nodes in the same group reach each other; undefined: no partition. */
+  #groups: Map<number, number> | undefined;
+  #healAt = 0;
+  #link: RuntimeLink | undefined;
+  #connectAt = 0;
+  #connectTo = "";
+  #faults = true;
+  readonly #p: {
+    loss: number;
+    dup: number;
+    maxDelay: number;
+    crash: number;
+    partition: number;
+    dropRuntime: number;
+  };
+
+  constructor(o: NodeSimOptions) {
+    this.#o = o;
+    this.#prng = createPrng(o.seed);
+    const r = this.#prng;
+    // Fault intensities drawn from the seed, so the seed budget covers calm and stormy runs.
+    this.#p = {
+      loss: [0, 0.01, 0.05, 0.15][r.int(4)],
+      dup: [0, 0.01, 0.05][r.int(3)],
+      maxDelay: 1 + r.int(4),
+      crash: [0.002, 0.01, 0.03][r.int(3)],
+      partition: [0.002, 0.01, 0.03][r.int(3)],
+      dropRuntime: [0, 0.005, 0.02][r.int(3)],
+    };
+    const quorum = (o.optimism ?? "quorum") === "quorum";
+    this.#checker = new ReleaseChecker(quorum);
+    this.#model = new RuntimeModel(
+      SHIP,
+      createPrng(o.seed ^ 0x5eed),
+      this.#checker,
+      o.window ?? 8 << r.int(4),
+    );
+    const n = o.nodes ?? 3;
+    const voters = Array.from({ length: n }, (_, i) => i + 1);
+    for (const id of voters) {
+      const store = Store.inMemory(`sim-node-${id}`, {
+        identity: { clusterId: CLUSTER_ID, nodeId: id, groupId: 1 },
+        secret: new Uint8Array(32).fill(id),
+        conf: { voters, learners: [] },
+        settings: {
+          "member.ids": voters.join(","),
+          ...Object.fromEntries(voters.map((v) => [`member.address.${v}`, address(v)])),
+        },
+      });
+      const slot: Slot = { id, store, driver: undefined, hub: undefined, restartAt: 0, drift: 0 };
+      slot.drift = r.chance(0.3) ? 5 + r.int(20) : 0;
+      this.#slots.set(id, slot);
+      this.#start(slot);
+    }
+  }
+
+  #log(line: string): void {
+    if (this.#o.trace) this.#trace.push(`${this.#now} ${line}`);
+  }
+
+  #start(slot: Slot): void {
+    const driver = new NodeDriver({
+      store: slot.store,
+      send: (m) => this.#send(slot.id, m),
+      log: (line) => this.#log(`n${slot.id} ${line}`),
+      electionTicks: ELECTION_TICKS,
+      randomInt: (n) => this.#prng.int(n),
+      now: () => this.#now * 50,
+      advertise: address(slot.id),
+      shipName: (ship) => `ship ${ship}`,
+      mutation: this.#o.mutation,
+    });
+    driver.ships.subscribe({
+      release: () => {},
+      refuse: () => {},
+      lost: () => this.#stats.losses++,
+      role: (master) => {
+        if (master) this.#stats.masters++;
+      },
+    });
+    slot.driver = driver;
+    slot.hub = new RuntimeHub(runtimeNodeOf(driver));
+  }
+
+  #crash(slot: Slot): void {
+    this.#log(`n${slot.id} CRASH`);
+    this.#stats.crashes++;
+    slot.hub?.close();
+    slot.hub = undefined;
+    slot.driver = undefined;
+    slot.store = slot.store.crash();
+    slot.restartAt = this.#now + 5 + this.#prng.int(40);
+    if (this.#link?.node === slot.id) this.#dropLink();
+  }
+
+  #send(from: number, m: Message): void {
+    if (!this.#reaches(from, m.to)) return;
+    if (this.#faults && this.#prng.chance(this.#p.loss)) return;
+    const at = this.#now + this.#prng.int(this.#p.maxDelay + 1);
+    this.#net.push({ at, to: m.to, m });
+    if (this.#faults && this.#prng.chance(this.#p.dup)) {
+      this.#net.push({ at: at + this.#prng.int(3), to: m.to, m });
+    }
+  }
+
+  #reaches(a: number, b: number): boolean {
+    return this.#groups === undefined || this.#groups.get(a) === this.#groups.get(b);
+  }
+
+  run(): NodeSimResult {
+    const steps = this.#o.steps;
+    try {
+      this.#setup();
+      for (let i = 0; i < steps; i++) this.#step();
+      this.#faults = false;
+      this.#groups = undefined;
+      for (const s of this.#slots.values()) if (s.driver === undefined) s.restartAt = this.#now;
+      this.#recover();
+    } catch (e) {
+      this.#stats.violations++;
+      const known = e instanceof PromiseViolation || e instanceof RaftInvariantError;
+      const message = known ? e.message : `${(e as Error).stack ?? e}`;
+      this.#log(`VIOLATION ${message}`);
+      return this.#result({ step: this.#now, message });
+    }
+    return this.#result(undefined);
+  }
+
+  #result(violation: NodeSimResult["violation"]): NodeSimResult {
+    const m = this.#model.stats;
+    this.#stats.seeds = 1;
+    this.#stats.steps = this.#now;
+    this.#stats.released = this.#checker.releasedCount;
+    this.#stats.plans = m.plans;
+    this.#stats.resyncs = m.resyncs;
+    return { stats: this.#stats, violation, trace: this.#trace };
+  }
+
+  /** Elect a leader and add the ship, with no faults. */
+  #setup(): void {
+    const faults = this.#faults;
+    this.#faults = false;
+    let added = false;
+    for (let i = 0; i < 400; i++) {
+      this.#step();
+      const leader = [...this.#slots.values()].find((s) => s.driver?.ships.isMaster);
+      if (leader === undefined) continue;
+      const d = leader.driver!;
+      if (!added) {
+        d.proposeCommand(encodeCommand({
+          kind: "shipAdd",
+          ship: SHIP,
+          fake: true,
+          optimism: -1,
+          life: 0,
+        })).catch(() => {});
+        const k = this.#o.optimism;
+        if (k !== undefined && k !== "quorum") {
+          d.proposeCommand(encodeCommand({ kind: "shipSet", ship: SHIP, optimism: k }))
+            .catch(() => {});
+        }
+        added = true;
+      }
+      const ready = [...this.#slots.values()].every((s) =>
+        s.driver?.machine.ships.get(SHIP) !== undefined
+      );
+      if (ready) {
+        this.#faults = faults;
+        this.#connectAt = this.#now + 1;
+        return;
+      }
+    }
+    throw new PromiseViolation("setup: no leader added the ship within 400 steps");
+  }
+
+  /** Faults healed: the cluster must release again and every node catch up. */
+  #recover(): void {
+    const target = this.#checker.maxReleased + 1;
+    const limit = this.#now + 2000;
+    while (this.#now < limit && this.#model.released < target) this.#step();
+    if (this.#model.released < target) {
+      throw new PromiseViolation(
+        `liveness: after the faults stopped, released ${this.#model.released} (needed ${target}) within 2000 steps`,
+      );
+    }
+    // The runtime stops; every node must then hold every released event.
+    this.#dropLink();
+    this.#connectAt = 0;
+    const all = this.#checker.maxReleased;
+    const lasts = () =>
+      [...this.#slots.values()].map((s) => s.driver?.machine.ships.get(SHIP)?.lastEve ?? 0);
+    // Below a quorum released events may be gone: then wait for the logs to settle instead.
+    const quorum = (this.#o.optimism ?? "quorum") === "quorum";
+    let settled = 0;
+    for (let i = 0; i < 1000 && lasts().some((l) => l < all) && settled < 50; i++) {
+      this.#step();
+      const now = lasts();
+      settled = !quorum && now.every((l) => l === now[0]) ? settled + 1 : 0;
+    }
+    if (quorum && lasts().some((l) => l < all)) {
+      throw new PromiseViolation(
+        `liveness: the nodes end at events ${lasts().join(", ")}, short of ${all} released`,
+      );
+    }
+    this.#checker.finish(this.#appliedLogs(), this.#losses());
+  }
+
+  #appliedLogs(): Map<number, AppliedLog> {
+    const out = new Map<number, AppliedLog>();
+    for (const s of this.#slots.values()) {
+      const d = s.driver;
+      if (d === undefined) continue;
+      out.set(s.id, {
+        lastEve: () => d.machine.ships.get(SHIP)?.lastEve ?? 0,
+        events: (from, count) => d.machine.ships.events(SHIP, from, count),
+      });
+    }
+    return out;
+  }
+
+  #losses(): Loss[] {
+    return [...this.#slots.values()].flatMap((s) => s.driver?.ships.losses ?? []);
+  }
+
+  #step(): void {
+    this.#now++;
+    const r = this.#prng;
+    if (this.#faults) this.#injectFaults();
+    for (const s of this.#slots.values()) {
+      if (s.driver === undefined && this.#now >= s.restartAt && !this.#faults) this.#start(s);
+      else if (s.driver === undefined && this.#now >= s.restartAt && r.chance(0.5)) this.#start(s);
+    }
+    // Clocks: every node ticks once per step, but a drifting one skips a tick now and then.
+    for (const s of this.#slots.values()) {
+      if (s.driver === undefined) continue;
+      if (s.drift > 0 && this.#now % s.drift === 0) continue;
+      s.driver.tick();
+    }
+    this.#deliverNetwork();
+    this.#runtimeStep();
+    for (const s of this.#slots.values()) this.#process(s);
+    for (const [id, log] of this.#appliedLogs()) this.#checker.observe(id, log);
+  }
+
+  #process(s: Slot): void {
+    for (let i = 0; i < 50 && s.driver !== undefined && s.driver.hasWork(); i++) {
+      s.driver.handleReady();
+    }
+  }
+
+  #injectFaults(): void {
+    const r = this.#prng;
+    const slots = [...this.#slots.values()];
+    if (r.chance(this.#p.crash)) {
+      const up = slots.filter((s) => s.driver !== undefined);
+      // Prefer the master: its crash is the failover that matters.
+      const master = up.find((s) => s.driver!.raft.role === "leader");
+      const victim = master !== undefined && r.chance(0.6) ? master : up[r.int(up.length)];
+      if (victim !== undefined) this.#crash(victim);
+    }
+    if (this.#groups !== undefined && this.#now >= this.#healAt) {
+      this.#groups = undefined;
+      this.#log("HEAL");
+    } else if (this.#groups === undefined && r.chance(this.#p.partition)) {
+      this.#stats.partitions++;
+      const groups = new Map<number, number>();
+      const leader = slots.find((s) => s.driver?.raft.role === "leader");
+      const isolated = leader !== undefined && r.chance(0.5)
+        ? leader.id
+        : slots[r.int(slots.length)].id;
+      for (const s of slots) groups.set(s.id, s.id === isolated ? 1 : (r.chance(0.2) ? 1 : 0));
+      this.#groups = groups;
+      this.#healAt = this.#now + 10 + r.int(80);
+      this.#log(`PARTITION ${[...groups].map(([id, g]) => `n${id}:${g}`).join(" ")}`);
+    }
+    if (this.#link !== undefined && r.chance(this.#p.dropRuntime)) {
+      this.#log("RUNTIME connection dropped");
+      this.#dropLink();
+    }
+  }
+
+  #deliverNetwork(): void {
+    const due: InFlightMessage[] = [];
+    const later: InFlightMessage[] = [];
+    for (const f of this.#net) (f.at <= this.#now ? due : later).push(f);
+    this.#net = later;
+    // Reordering: due messages go out in a random order.
+    for (let i = due.length - 1; i > 0; i--) {
+      const j = this.#prng.int(i + 1);
+      [due[i], due[j]] = [due[j], due[i]];
+    }
+    for (const f of due) {
+      const slot = this.#slots.get(f.to);
+      if (slot?.driver === undefined) continue;
+      if (!this.#reaches(f.m.from, f.to)) continue;
+      slot.driver.step(f.m);
+    }
+  }
+
+  // ------------------------------------------------------------ runtime link
+
+  #dropLink(): void {
+    const link = this.#link;
+    if (link === undefined) return;
+    this.#link = undefined;
+    link.session.close();
+    this.#act(this.#model.disconnected());
+  }
+
+  #act(actions: ModelAction[]): void {
+    for (const a of actions) {
+      if (a.kind === "connect") {
+        const link = this.#link;
+        this.#link = undefined;
+        link?.session.close();
+        this.#connectAt = this.#now + 1 + this.#prng.int(3);
+        this.#connectTo = a.master;
+        continue;
+      }
+      const link = this.#link;
+      if (link === undefined) continue;
+      const last = link.toNode.at(-1)?.at ?? 0;
+      link.toNode.push({ at: Math.max(last, this.#now + this.#prng.int(2)), msg: a.msg });
+    }
+  }
+
+  #runtimeStep(): void {
+    if (this.#link === undefined && this.#connectAt > 0 && this.#now >= this.#connectAt) {
+      this.#connect();
+    }
+    const link = this.#link;
+    if (link === undefined) return;
+    // Node -> runtime first, then runtime -> node; each in order.
+    while (link.toRuntime.length > 0 && link.toRuntime[0].at <= this.#now && this.#link === link) {
+      const { msg } = link.toRuntime.shift()!;
+      if (this.#o.trace) this.#log(`RUNTIME <- n${link.node} ${show(msg)}`);
+      this.#act(this.#model.receive(msg));
+    }
+    while (link.toNode.length > 0 && link.toNode[0].at <= this.#now && this.#link === link) {
+      const { msg } = link.toNode.shift()!;
+      if (this.#o.trace) this.#log(`RUNTIME -> n${link.node} ${show(msg)}`);
+      link.session.receive(msg);
+    }
+  }
+
+  #connect(): void {
+    const up = [...this.#slots.values()].filter((s) => s.hub !== undefined);
+    if (up.length === 0) return;
+    const named = up.find((s) => address(s.id) === this.#connectTo);
+    const others = up.filter((s) => s.id !== this.#model.node);
+    const pick = named ??
+      (others.length > 0 ? others : up)[this.#prng.int((others.length > 0 ? others : up).length)];
+    const link: RuntimeLink = {
+      node: pick.id,
+      session: undefined as unknown as RuntimeSession, // set just below, before any use
+      toNode: [],
+      toRuntime: [],
+    };
+    link.session = pick.hub!.open((msg) => {
+      if (this.#link !== link) return;
+      const last = link.toRuntime.at(-1)?.at ?? 0;
+      link.toRuntime.push({ at: Math.max(last, this.#now + this.#prng.int(2)), msg });
+    });
+    this.#link = link;
+    this.#connectAt = 0;
+    this.#log(`RUNTIME connects to n${pick.id}`);
+    this.#act(this.#model.connected(pick.id));
+  }
+}
+
+function address(id: number): string {
+  return `sim-node-${id}:7700`;
+}
+
+function show(msg: RuntimeToNodeMessage | NodeToRuntimeMessage): string {
+  const { type, ...rest } = msg as unknown as Record<string, unknown>;
+  const fields = Object.entries(rest).map(([k, v]) =>
+    v instanceof Uint8Array
+      ? `${k}=${v.length}B`
+      : Array.isArray(v)
+      ? `${k}=[${v.length}]`
+      : `${k}=${v}`
+  );
+  return `%${type} ${fields.join(" ")}`;
+}
