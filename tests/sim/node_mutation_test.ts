@@ -1,0 +1,38 @@
+/**
+ * The whole-node checker is proven by mutations it must catch within the CI
+ * seed budget: the P7 bug itself (a new master announcing %lead and
+ * answering %head from a stale applied state, releasing what the state
+ * machine then refused), and releases that ignore the ship's optimism.
+ */
+
+import assert from "node:assert/strict";
+import type { ShipMasterMutation } from "../../cluster/ship_master.ts";
+import { runNodeSeeds } from "./node_main.ts";
+
+function firstCatch(mutation: ShipMasterMutation, seeds: number): number | undefined {
+  for (let seed = 1; seed <= seeds; seed += 25) {
+    const { firstFailingSeed } = runNodeSeeds({
+      seed,
+      seeds: Math.min(25, seeds - seed + 1),
+      steps: 300,
+      nodes: 3,
+      optimism: "quorum",
+      mutation,
+      traceAll: false,
+    });
+    if (firstFailingSeed !== undefined) return firstFailingSeed;
+  }
+  return undefined;
+}
+
+Deno.test("mutation staleLead (the P7 bug: %lead before the applied state is the log's tail) is caught", () => {
+  const seed = firstCatch("staleLead", 300);
+  assert.ok(seed !== undefined, "no violation in 300 seeds: the checker misses the P7 bug");
+  console.log(`staleLead caught at seed ${seed}`);
+});
+
+Deno.test("mutation releaseEarly (released before a quorum holds it) is caught", () => {
+  const seed = firstCatch("releaseEarly", 300);
+  assert.ok(seed !== undefined, "no violation in 300 seeds: the checker misses early releases");
+  console.log(`releaseEarly caught at seed ${seed}`);
+});
