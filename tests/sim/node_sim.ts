@@ -39,7 +39,7 @@ export interface NodeSimOptions {
   readonly optimism?: "quorum" | number;
   /** Break the ship master on purpose (mutation test). */
   readonly mutation?: ShipMasterMutation;
-  /** Plans in flight the runtime keeps (default from the seed: 8 to 64). */
+  /** Plans in flight the runtime keeps (default from the seed: 4 to 32). */
   readonly window?: number;
   /** Record a trace. */
   readonly trace?: boolean;
@@ -112,6 +112,8 @@ interface Slot {
   restartAt: number;
   /** Ticks this node's clock skips now and then (clock drift). */
   drift: number;
+  /** It applied entries since the checker last read it. */
+  dirty: boolean;
 }
 
 interface InFlightMessage {
@@ -177,7 +179,7 @@ class NodeSim {
       SHIP,
       createPrng(o.seed ^ 0x5eed),
       this.#checker,
-      o.window ?? 8 << r.int(4),
+      o.window ?? 4 << r.int(4),
     );
     const n = o.nodes ?? 3;
     const voters = Array.from({ length: n }, (_, i) => i + 1);
@@ -191,7 +193,15 @@ class NodeSim {
           ...Object.fromEntries(voters.map((v) => [`member.address.${v}`, address(v)])),
         },
       });
-      const slot: Slot = { id, store, driver: undefined, hub: undefined, restartAt: 0, drift: 0 };
+      const slot: Slot = {
+        id,
+        store,
+        driver: undefined,
+        hub: undefined,
+        restartAt: 0,
+        drift: 0,
+        dirty: true,
+      };
       slot.drift = r.chance(0.3) ? 5 + r.int(20) : 0;
       this.#slots.set(id, slot);
       this.#start(slot);
@@ -213,6 +223,9 @@ class NodeSim {
       advertise: address(slot.id),
       shipName: (ship) => `ship ${ship}`,
       mutation: this.#o.mutation,
+      afterReady: (applied) => {
+        if (applied) slot.dirty = true;
+      },
     });
     driver.ships.subscribe({
       release: () => {},
@@ -223,6 +236,7 @@ class NodeSim {
       },
     });
     slot.driver = driver;
+    slot.dirty = true;
     slot.hub = new RuntimeHub(runtimeNodeOf(driver));
   }
 
@@ -349,11 +363,13 @@ class NodeSim {
     this.#checker.finish(this.#appliedLogs(), this.#losses());
   }
 
-  #appliedLogs(): Map<number, AppliedLog> {
+  /** Every live node's applied log (`changed`: only those that applied entries since). */
+  #appliedLogs(changed = false): Map<number, AppliedLog> {
     const out = new Map<number, AppliedLog>();
     for (const s of this.#slots.values()) {
       const d = s.driver;
-      if (d === undefined) continue;
+      if (d === undefined || (changed && !s.dirty)) continue;
+      s.dirty = false;
       out.set(s.id, {
         lastEve: () => d.machine.ships.get(SHIP)?.lastEve ?? 0,
         events: (from, count) => d.machine.ships.events(SHIP, from, count),
@@ -383,7 +399,7 @@ class NodeSim {
     this.#deliverNetwork();
     this.#runtimeStep();
     for (const s of this.#slots.values()) this.#process(s);
-    for (const [id, log] of this.#appliedLogs()) this.#checker.observe(id, log);
+    for (const [id, log] of this.#appliedLogs(true)) this.#checker.observe(id, log);
   }
 
   #process(s: Slot): void {
