@@ -572,9 +572,9 @@ export class ClusterNode {
     );
   }
 
-  /** Resolves when the commit index reaches `index`, or after `waitMs`, or at stop. */
-  #waitCommitted(index: number, waitMs: number): Promise<void> {
-    return this.#waitFor(() => this.raft.commitIndex >= index, waitMs);
+  /** Resolves when this node has applied `index`, or after `waitMs`, or at stop. */
+  #waitApplied(index: number, waitMs: number): Promise<void> {
+    return this.#waitFor(() => this.raft.appliedIndex >= index, waitMs);
   }
 
   /** Resolves when `ready()` holds after a Ready is handled, or after `waitMs`, or at stop. */
@@ -725,10 +725,14 @@ export class ClusterNode {
     return this.#cfg.shipName?.(ship) ?? `ship ${ship}`;
   }
 
-  /** Committed entries from `from` (at most `count`, at most 4 MiB of data) still in the log. */
+  /**
+   * Entries from `from` that this node has committed and applied (at most
+   * `count`, at most 4 MiB of data) still in the log: what a reader sees
+   * here is also in this node's state (its ship tables and standby piers).
+   */
   readCommitted(from: number, count: number): LogEntryView[] {
     const out: LogEntryView[] = [];
-    const last = Math.min(this.raft.commitIndex, from + Math.min(count, 100_000) - 1);
+    const last = Math.min(this.raft.appliedIndex, from + Math.min(count, 100_000) - 1);
     let bytes = 0;
     for (let i = Math.max(from, this.raft.firstIndex); i <= last && bytes < READ_BYTES_MAX; i++) {
       const e = this.raft.entryAt(i);
@@ -840,7 +844,7 @@ export class ClusterNode {
       }
       case Op.read: {
         const { from, count, waitMs } = decodeReadRequest(payload);
-        if (waitMs > 0 && this.raft.commitIndex < from) await this.#waitCommitted(from, waitMs);
+        if (waitMs > 0 && this.raft.appliedIndex < from) await this.#waitApplied(from, waitMs);
         return encodeEntries(this.readCommitted(from, count));
       }
       case Op.join: {
