@@ -230,6 +230,7 @@ export function demoCommand(): CommandUnknownOpts {
         }, new LineLog());
         if (!(await add.status).success) throw new CliError("seguro ship add failed in the demo");
         const rt0 = await RuntimeClient.connect({ path: join(nodes[0].dir, "runtime.sock") });
+        await rt0.lead(0n);
         const head = rt0.next((m) => m.type === "head");
         rt0.send({ type: "head", ship: 0n });
         const h = await head;
@@ -258,7 +259,7 @@ export function demoCommand(): CommandUnknownOpts {
         let master = nodes[0];
         let rt = await RuntimeClient.connect({ path: join(master.dir, "runtime.sock") });
         const onDone = (m: { type: string; eve?: number }) => {
-          if (m.type === "done" && m.eve! > released) released = m.eve!;
+          if (m.type === "done" && rt.isLead(0n) && m.eve! > released) released = m.eve!;
         };
         let off = rt.on(onDone);
         const t0 = Date.now();
@@ -312,6 +313,8 @@ export function demoCommand(): CommandUnknownOpts {
         master = newMaster;
         rt = await RuntimeClient.connect({ path: join(master.dir, "runtime.sock") });
         off = rt.on(onDone);
+        // A new leader is master once its applied state is the log's tail: it says %lead.
+        await rt.lead(0n);
         const head2 = rt.next((m) => m.type === "head");
         rt.send({ type: "head", ship: 0n });
         const h2 = await head2;

@@ -26,6 +26,8 @@ export class RuntimeClient {
   /** Resolves when the connection ends. */
   readonly closed: Promise<void>;
 
+  readonly #notices = new Map<bigint, "lead" | "fence">();
+
   private constructor(conn: Deno.Conn) {
     this.#conn = conn;
     this.closed = this.#read();
@@ -54,6 +56,7 @@ export class RuntimeClient {
         decoder.push(buf.slice(0, n));
         for (let f = decoder.next(); f !== undefined; f = decoder.next()) {
           const m = decodeRuntimeFrame(f, { from: "node" }) as NodeToRuntimeMessage;
+          if (m.type === "lead" || m.type === "fence") this.#notices.set(m.ship, m.type);
           for (const l of [...this.#listeners]) l(m);
         }
       }
@@ -66,6 +69,20 @@ export class RuntimeClient {
         // closed
       }
     }
+  }
+
+  /** True while the last role notice for `ship` on this connection is `%lead` (rule 4). */
+  isLead(ship: bigint): boolean {
+    return this.#notices.get(ship) === "lead";
+  }
+
+  /**
+   * Resolves once the last notice for `ship` is `%lead` (at once if it is):
+   * only then may a runtime plan from the node's head and release (rules 4, 8).
+   */
+  lead(ship: bigint): Promise<void> {
+    if (this.isLead(ship)) return Promise.resolve();
+    return this.next((m) => m.type === "lead" && m.ship === ship).then(() => {});
   }
 
   /** Calls `listener` for every message from the node; returns the unsubscribe. */
