@@ -8,8 +8,11 @@
  * partitions (one node isolated, or a minority/majority split); crashes that
  * kill a node as kill -9 does (what SQLite committed survives; memory, the
  * commit-only hard state and connections do not) and restart it later;
- * runtime connections dropped. {@linkcode ReleaseChecker} checks after every
- * step; once the faults stop, the cluster must recover and release again.
+ * runtime connections dropped. Meanwhile an admin client writes epoch images
+ * (`imageChunk`, `imageDone`) through whichever node is master, as
+ * `seguro ship import` does. {@linkcode ReleaseChecker} checks after every
+ * step; once the faults stop, the cluster must recover and release again,
+ * and every node must hold the same images.
  *
  * One seed replays exactly: nothing here reads a clock or `Math.random`.
  * @module
@@ -19,6 +22,8 @@ import { createPrng, type Message, type Prng, RaftInvariantError } from "../../c
 import { NodeDriver } from "../../cluster/driver.ts";
 import { Store } from "../../cluster/store.ts";
 import { encodeCommand } from "../../cluster/machine.ts";
+import { sha256 } from "../../cluster/images.ts";
+import { sameBytes } from "../../cluster/codec.ts";
 import { runtimeNodeOf } from "../../cluster/runtime_backend.ts";
 import type { Loss } from "../../cluster/release.ts";
 import type { ShipMasterMutation } from "../../cluster/ship_master.ts";
@@ -65,6 +70,8 @@ export interface NodeSimStats {
   masters: number;
   /** Losses reported (only below a quorum). */
   losses: number;
+  /** Complete images every node holds at the end. */
+  images: number;
   /** Seeds with a violation. */
   violations: number;
 }
@@ -91,6 +98,7 @@ export function emptyNodeStats(): NodeSimStats {
     partitions: 0,
     masters: 0,
     losses: 0,
+    images: 0,
     violations: 0,
   };
 }
@@ -151,6 +159,8 @@ class NodeSim {
   #connectAt = 0;
   #connectTo = "";
   #faults = true;
+  /** The admin client's image import: the epoch it writes, and its chunks' sizes. */
+  #image = { epoch: 1, chunks: [] as number[] };
   readonly #p: {
     loss: number;
     dup: number;
@@ -361,6 +371,16 @@ class NodeSim {
       );
     }
     this.#checker.finish(this.#appliedLogs(), this.#losses());
+    // Images: the writer stops; the nodes must converge on what was committed.
+    for (let i = 0; i < 200 && !this.#imagesConverged(); i++) this.#step();
+    this.#checkImages();
+  }
+
+  #imagesConverged(): boolean {
+    const lists = [...this.#slots.values()].map((s) =>
+      JSON.stringify(s.driver?.machine.images.list(SHIP))
+    );
+    return lists.every((l) => l === lists[0]);
   }
 
   /** Every live node's applied log (`changed`: only those that applied entries since). */
@@ -398,6 +418,9 @@ class NodeSim {
     }
     this.#deliverNetwork();
     this.#runtimeStep();
+    if (this.#link !== undefined || this.#connectAt > 0) {
+      if (r.chance(0.05)) this.#writeImage();
+    }
     for (const s of this.#slots.values()) this.#process(s);
     for (const [id, log] of this.#appliedLogs(true)) this.#checker.observe(id, log);
   }
@@ -455,6 +478,72 @@ class NodeSim {
       if (!this.#reaches(f.m.from, f.to)) continue;
       slot.driver.step(f.m);
     }
+  }
+
+  // ------------------------------------------------------------ images
+
+  /**
+   * One admin request of an image import, to the master: the next chunk of
+   * the epoch at the size the master has applied (resumable, as `ship import`
+   * is), or, after 6 chunks, `imageDone`; then the next epoch. Chunk bytes
+   * depend only on (epoch, offset), so a retried chunk is the same chunk.
+   */
+  #writeImage(): void {
+    const master = [...this.#slots.values()].find((s) => s.driver?.ships.isMaster)?.driver;
+    if (master === undefined) return;
+    const { epoch } = this.#image;
+    const held = master.machine.images.list(SHIP).find((i) => i.epoch === epoch);
+    if (held?.sha256 !== undefined) {
+      this.#image = { epoch: epoch + 1, chunks: [] };
+      return;
+    }
+    const size = held?.size ?? 0;
+    const whole = imageBytes(epoch, size);
+    const command = size >= 6 * 64
+      ? encodeCommand({ kind: "imageDone", ship: SHIP, epoch, size, sha256: sha256(whole) })
+      : (() => {
+        const data = imageBytes(epoch, size + 64).subarray(size);
+        return encodeCommand({
+          kind: "imageChunk",
+          ship: SHIP,
+          epoch,
+          offset: size,
+          sha256: sha256(data),
+          data,
+        });
+      })();
+    master.proposeCommand(command).catch(() => {/* refused or leadership lost: retried later */});
+  }
+
+  /** Every node holds the same images (epochs, sizes, checksums, chunk bytes). */
+  #checkImages(): void {
+    const seen = new Map<number, string>();
+    for (const s of this.#slots.values()) {
+      const d = s.driver!;
+      const list = d.machine.images.list(SHIP);
+      for (const i of list) {
+        const want = imageBytes(i.epoch, i.size);
+        for (let at = 0; at < i.size; at += 64) {
+          const got = d.machine.images.chunk(SHIP, i.epoch, at);
+          const expected = want.subarray(at, at + 64);
+          if (got === undefined || !sameBytes(got, expected)) {
+            throw new PromiseViolation(
+              `node ${s.id}'s image of epoch ${i.epoch} has other bytes at offset ${at}`,
+            );
+          }
+        }
+      }
+      seen.set(s.id, JSON.stringify(list));
+    }
+    const distinct = new Set(seen.values());
+    if (distinct.size > 1) {
+      throw new PromiseViolation(
+        `images differ between nodes: ${[...seen].map(([id, l]) => `node ${id} ${l}`).join("; ")}`,
+      );
+    }
+    this.#stats.images += JSON.parse([...distinct][0] ?? "[]").filter((
+      i: { sha256?: string },
+    ) => i.sha256 !== undefined).length;
   }
 
   // ------------------------------------------------------------ runtime link
@@ -542,4 +631,11 @@ function show(msg: RuntimeToNodeMessage | NodeToRuntimeMessage): string {
       : `${k}=${v}`
   );
   return `%${type} ${fields.join(" ")}`;
+}
+
+/** The first `size` bytes of epoch `epoch`'s image: a function of (epoch, offset) only. */
+function imageBytes(epoch: number, size: number): Uint8Array {
+  const out = new Uint8Array(size);
+  for (let i = 0; i < size; i++) out[i] = (epoch * 131 + i * 7 + (i >> 5)) & 0xff;
+  return out;
 }
