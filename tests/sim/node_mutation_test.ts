@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import type { ShipMasterMutation } from "../../cluster/ship_master.ts";
 import { runNodeSeeds } from "./node_main.ts";
+import { runNodeSimulation } from "./node_sim.ts";
 
 function firstCatch(mutation: ShipMasterMutation, seeds: number): number | undefined {
   for (let seed = 1; seed <= seeds; seed += 25) {
@@ -35,4 +36,12 @@ Deno.test("mutation releaseEarly (released before a quorum holds it) is caught",
   const seed = firstCatch("releaseEarly", 300);
   assert.ok(seed !== undefined, "no violation in 300 seeds: the checker misses early releases");
   console.log(`releaseEarly caught at seed ${seed}`);
+});
+
+Deno.test("a whole-node seed replays exactly: the same trace twice", () => {
+  const a = runNodeSimulation({ seed: 77, steps: 200, trace: true });
+  const b = runNodeSimulation({ seed: 77, steps: 200, trace: true });
+  assert.ok(a.trace.length > 100);
+  assert.deepEqual(b.trace, a.trace);
+  assert.deepEqual(b.stats, a.stats);
 });
