@@ -290,6 +290,12 @@ class NodeSim {
       const message = known ? e.message : `${(e as Error).stack ?? e}`;
       this.#log(`VIOLATION ${message}`);
       return this.#result({ step: this.#now, message });
+    } finally {
+      // In-memory databases live outside the JS heap: free them with the seed.
+      for (const slot of this.#slots.values()) {
+        slot.hub?.close();
+        slot.store.close();
+      }
     }
     return this.#result(undefined);
   }
@@ -315,17 +321,18 @@ class NodeSim {
       if (leader === undefined) continue;
       const d = leader.driver!;
       if (!added) {
-        d.proposeCommand(encodeCommand({
+        // Admin writes go straight to the core: a promise would wait for a microtask
+        // that this synchronous simulation never yields to (and keep the seed alive).
+        d.raft.propose(encodeCommand({
           kind: "shipAdd",
           ship: SHIP,
           fake: true,
           optimism: -1,
           life: 0,
-        })).catch(() => {});
+        }));
         const k = this.#o.optimism;
         if (k !== undefined && k !== "quorum") {
-          d.proposeCommand(encodeCommand({ kind: "shipSet", ship: SHIP, optimism: k }))
-            .catch(() => {});
+          d.raft.propose(encodeCommand({ kind: "shipSet", ship: SHIP, optimism: k }));
         }
         added = true;
       }
@@ -512,7 +519,7 @@ class NodeSim {
           data,
         });
       })();
-    master.proposeCommand(command).catch(() => {/* refused or leadership lost: retried later */});
+    master.raft.propose(command); // refused, or lost with leadership: retried later
   }
 
   /** Every node holds the same images (epochs, sizes, checksums, chunk bytes). */
