@@ -165,7 +165,7 @@ export class NodeDriver {
           `RELEASED BUT LOST: ${name} events ${loss.firstEve}-${loss.lastEve} (entry ${loss.index}, term ${loss.term}) were released before commit and erased by a failover`,
         );
         this.#store.setSetting(
-          `${LOSS_PREFIX}${loss.index}.${loss.ship}`,
+          `${LOSS_PREFIX}${loss.index}.${loss.term}.${loss.ship}`,
           JSON.stringify({
             ...loss,
             ship: String(loss.ship),

@@ -446,8 +446,11 @@ export class ShipMaster {
   }
 
   #reportLoss(loss: Loss): void {
-    // Found again after a restart: already recorded and reported.
-    if (this.losses.some((k) => k.index === loss.index && k.ship === loss.ship)) return;
+    // Found again after a restart: already recorded and reported. The same index can
+    // lose events more than once, in different terms: the term is part of the identity.
+    const known = (k: Loss) =>
+      k.index === loss.index && k.term === loss.term && k.ship === loss.ship;
+    if (this.losses.some(known)) return;
     this.losses.push(loss);
     this.#emit((l) => l.lost(loss));
   }

@@ -218,3 +218,42 @@ Deno.test("losing leadership fences at once and drops what was not released", ()
   assert.equal(h.master.isMaster, false);
   assert.ok(!h.heard.some((l) => l.startsWith("done 4")));
 });
+
+Deno.test("K = 0: the same index losing released events in two terms is reported twice", () => {
+  const h = started();
+  h.append(1, encodeCommand({ kind: "shipSet", ship: ZOD, optimism: 0 }));
+  h.apply(3);
+  const lead = (term: number) => {
+    h.view = { ...h.view, role: "leader", term, leaderId: 1 };
+    h.append(term, new Uint8Array([1]));
+    h.apply(h.log.length);
+    h.ready();
+    assert.equal(h.master.isMaster, true);
+  };
+  /** Plans events 4.. one entry each, released on the master's own fsync (K = 0). */
+  const release = (n: number) => {
+    for (let eve = 4; eve < 4 + n; eve++) {
+      h.plan(eve, h.view.term);
+      h.master.flush();
+    }
+    h.view = { ...h.view, persisted: h.log.length };
+    h.ready([0, 0]);
+    assert.equal(h.heard.at(-1), `done ${3 + n}`);
+  };
+  /** Deposed: a later term's leader writes another entry after `keep`. */
+  const depose = (term: number, keep: number) => {
+    h.view = { ...h.view, role: "follower", term, leaderId: 2 };
+    h.log.length = keep;
+    h.append(term, new Uint8Array([2]));
+    h.ready([]);
+    h.log.length = keep; // that entry never committed either
+  };
+  lead(2); // noop at 4
+  release(3); // entries 5, 6, 7 of term 2
+  depose(3, 4);
+  lead(4); // noop at 5: entries 6 and 7 of term 2 can never commit now
+  release(1); // entry 6 of term 4
+  depose(5, 5);
+  const lost = h.master.losses.map((l) => `${l.index}/${l.term}`).sort();
+  assert.deepEqual(lost, ["5/2", "6/2", "6/4", "7/2"]);
+});
