@@ -113,6 +113,16 @@ function started(): Harness {
   return h;
 }
 
+/** A started harness whose node leads term 2 and has applied that term's first entry. */
+function master(): Harness {
+  const h = started();
+  h.view = { ...h.view, role: "leader", term: 2, leaderId: 1 };
+  h.append(2, new Uint8Array([1]));
+  h.apply(3);
+  h.ready();
+  return h;
+}
+
 Deno.test("a new leader is not master until it has applied an entry of its own term (the P7 bug)", () => {
   const h = started();
   // Term 1's master got events 4-5 committed, but this node has not applied them yet.
@@ -136,11 +146,7 @@ Deno.test("a new leader is not master until it has applied an entry of its own t
 });
 
 Deno.test("the master plans only at its tail, and %head counts plans it accepted", () => {
-  const h = started();
-  h.view = { ...h.view, role: "leader", term: 2, leaderId: 1 };
-  h.append(2, new Uint8Array([1]));
-  h.apply(3);
-  h.ready();
+  const h = master();
   assert.equal(h.master.isMaster, true);
   h.plan(4);
   h.plan(5);
@@ -158,11 +164,7 @@ Deno.test("the master plans only at its tail, and %head counts plans it accepted
 });
 
 Deno.test("at a quorum, release waits for commit and acceptance; a refused entry is never released", () => {
-  const h = started();
-  h.view = { ...h.view, role: "leader", term: 2, leaderId: 1 };
-  h.append(2, new Uint8Array([1]));
-  h.apply(3);
-  h.ready();
+  const h = master();
   h.plan(4);
   h.master.flush();
   h.view = { ...h.view, persisted: 4 };
@@ -183,11 +185,7 @@ Deno.test("at a quorum, release waits for commit and acceptance; a refused entry
 });
 
 Deno.test("an import claim and runtime plans of one ship exclude each other", () => {
-  const h = started();
-  h.view = { ...h.view, role: "leader", term: 2, leaderId: 1 };
-  h.append(2, new Uint8Array([1]));
-  h.apply(3);
-  h.ready();
+  const h = master();
   h.plan(4);
   assert.match(String(h.master.claim(ZOD)), /A runtime is planning this ship/);
   h.master.flush();
@@ -205,11 +203,7 @@ Deno.test("an import claim and runtime plans of one ship exclude each other", ()
 });
 
 Deno.test("losing leadership fences at once and drops what was not released", () => {
-  const h = started();
-  h.view = { ...h.view, role: "leader", term: 2, leaderId: 1 };
-  h.append(2, new Uint8Array([1]));
-  h.apply(3);
-  h.ready();
+  const h = master();
   h.plan(4);
   h.master.flush();
   h.view = { ...h.view, role: "follower", term: 3, leaderId: 2, persisted: 4 };
