@@ -19,19 +19,7 @@ import { cell, cord, jam, list, tuple } from "../vere/noun.ts";
 import { RuntimeClient } from "../vere/runtime_client.ts";
 import { CliError } from "./errors.ts";
 import { colors, count, print } from "./output.ts";
-
-/** How to start this program again as a child: the compiled binary, or deno running main.ts. */
-export function selfCommand(args: string[]): { cmd: string; args: string[] } {
-  const exe = Deno.execPath();
-  const name = exe.split("/").pop() ?? "";
-  if (name === "deno" || name === "deno.exe") {
-    return {
-      cmd: exe,
-      args: ["run", "-A", fileURLToPath(new URL("../main.ts", import.meta.url)), ...args],
-    };
-  }
-  return { cmd: exe, args };
-}
+import { selfCommand } from "./self_command.ts";
 
 interface DemoNode {
   id: number;

@@ -25,7 +25,7 @@
 import type { ClusterNode, ShipRuntimeJson } from "../cluster/node.ts";
 import { encodeCommand } from "../cluster/machine.ts";
 import { renderShip } from "../vere/event.ts";
-import { selfCommand } from "./demo.ts";
+import { selfCommand } from "./self_command.ts";
 import type { StandbyPiers } from "./standby.ts";
 
 /** Bytes of jobs per tail proposal. */

@@ -3,12 +3,11 @@
  */
 
 import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
 import { cell, cord, jam, tuple } from "../../vere/noun.ts";
 import { BRASS_PILL_PATH, havePill } from "../fixtures.ts";
 import denoJson from "../../deno.json" with { type: "json" };
+import { selfCommand } from "../../cmd/self_command.ts";
 
-const MAIN = fileURLToPath(new URL("../../main.ts", import.meta.url));
 
 interface Run {
   code: number;
@@ -17,8 +16,9 @@ interface Run {
 }
 
 async function seguro(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-read", "--allow-env", MAIN, ...args],
+  const self = selfCommand(args);
+  const { code, stdout, stderr } = await new Deno.Command(self.cmd, {
+    args: self.args,
     env: { NO_COLOR: "", FORCE_COLOR: "", ...env },
     stdout: "piped",
     stderr: "piped",

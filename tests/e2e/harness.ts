@@ -5,7 +5,6 @@
  * @module
  */
 
-import { fileURLToPath } from "node:url";
 import { join } from "node:path";
 import {
   ClusterClient,
@@ -18,8 +17,7 @@ import {
 import { decodeToken } from "../../cluster/token.ts";
 import type { ClusterCredentials } from "../../cluster/token.ts";
 import type { NodeStatus } from "../../cluster/node.ts";
-
-const MAIN = fileURLToPath(new URL("../../main.ts", import.meta.url));
+import { selfCommand } from "../../cmd/self_command.ts";
 
 /** A port nothing listens on right now. */
 export function freePort(): number {
@@ -37,8 +35,10 @@ export class NodeProcess {
   #waiters: { re: RegExp; from: number; resolve: (line: string) => void }[] = [];
 
   constructor(args: string[], env: Record<string, string> = {}) {
-    this.child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", MAIN, ...args],
+    // Exactly the release permission set: a missing permission fails the test.
+    const self = selfCommand(args);
+    this.child = new Deno.Command(self.cmd, {
+      args: self.args,
       env: { NO_COLOR: "1", ...env },
       stdin: "null",
       stdout: "piped",

@@ -1,0 +1,49 @@
+/**
+ * The one permission set Seguro runs with, and how Seguro starts itself again
+ * as a child process.
+ *
+ * The set is defined once, as `permissions.seguro` in deno.json. Tasks use it
+ * natively (`deno run -P=seguro`); `deno install` and `deno compile` drop or
+ * may not carry a config permission set, so the install and release scripts
+ * pass the explicit flags from {@linkcode permissionFlags}; tests start every
+ * CLI child with exactly these flags, so a missing permission fails a test.
+ * @module
+ */
+
+import { fileURLToPath } from "node:url";
+import denoJson from "../deno.json" with { type: "json" };
+
+/** deno.json's `permissions.seguro`: each permission granted in full or not at all. */
+const SET: Readonly<Record<string, boolean>> = denoJson.permissions.seguro;
+
+/** The permission set as explicit `deno run` flags, e.g. `--allow-read`. */
+export function permissionFlags(): string[] {
+  return Object.entries(SET).map(([name, granted]) => {
+    if (granted !== true) {
+      throw new Error(`deno.json permissions.seguro.${name} must be true (got ${granted})`);
+    }
+    return `--allow-${name}`;
+  });
+}
+
+/** This checkout's `main.ts` (only meaningful when running under `deno run`). */
+export const MAIN_PATH: string = fileURLToPath(new URL("../main.ts", import.meta.url));
+
+/** Whether this process is `deno` running main.ts (not the compiled binary). */
+function runningUnderDeno(): boolean {
+  const name = Deno.execPath().split("/").pop() ?? "";
+  return name === "deno" || name === "deno.exe";
+}
+
+/**
+ * How to start `seguro ARGS` as a child with the release permission set: the
+ * compiled binary itself (its permissions are baked in), or `deno run` with
+ * exactly the set's flags.
+ */
+export function selfCommand(args: string[]): { cmd: string; args: string[] } {
+  const exe = Deno.execPath();
+  if (runningUnderDeno()) {
+    return { cmd: exe, args: ["run", "-q", ...permissionFlags(), MAIN_PATH, ...args] };
+  }
+  return { cmd: exe, args };
+}
