@@ -82,6 +82,8 @@ export interface NodeConfig {
   onApplied?: () => void;
   /** Where this node runs a ship's runtime (`seguro run --exec`), for `ship list`. */
   shipRuntime?: (ship: bigint) => ShipRuntimeJson | undefined;
+  /** Active alarms of this node's side jobs (standby piers, exec), for `status`. */
+  alarms?: () => string[];
 }
 
 /** One member as `seguro status` shows it. */
@@ -141,6 +143,8 @@ export interface NodeStatus {
   };
   /** Store counters: fsyncs, transactions, entries and bytes written. */
   store: { fsyncs: number; transactions: number; entriesWritten: number; bytesWritten: number };
+  /** Active alarms of side jobs (a standby pier, the exec supervisor) that failed. */
+  alarms: string[];
 }
 
 /** A ship operation, as the CLI sends it (ships as decimal strings). */
@@ -793,6 +797,7 @@ export class ClusterNode {
         losses: this.#recordedLosses(),
       },
       store: this.#store.stats(),
+      alarms: this.#cfg.alarms?.() ?? [],
     };
   }
 

@@ -22,6 +22,7 @@ import { renderShip } from "../vere/event.ts";
 import { RuntimeServer } from "../vere/runtime_server.ts";
 import { runtimeNodeOf } from "../cluster/runtime_backend.ts";
 import { StandbyPiers } from "./standby.ts";
+import { Alarms } from "./alarms.ts";
 import { parseExec, Supervisor } from "./supervisor.ts";
 import { join } from "node:path";
 
@@ -196,6 +197,7 @@ export async function runNode(
     throw new CliError(`cannot listen on ${listen}: ${(e as Error).message}`);
   }
   const label = `seguro[node ${store.identity.nodeId}]`;
+  const alarms = new Alarms((line) => logLine(label, line));
   if (overrides.electionTimeoutMs !== undefined) {
     store.setSetting(ELECTION_TIMEOUT_SETTING, String(overrides.electionTimeoutMs));
   }
@@ -211,6 +213,7 @@ export async function runNode(
     log: (line) => logLine(label, line),
     shipName: renderShip,
     onApplied: () => standby?.sync(),
+    alarms: () => alarms.list(),
     shipRuntime: (ship): ShipRuntimeJson | undefined => {
       const info = supervisor?.info(ship);
       if (info !== undefined || cluster.raft.role !== "leader" || !cluster.machine.runs(ship)) {
@@ -227,7 +230,12 @@ export async function runNode(
   });
   const standby: StandbyPiers | undefined = overrides.standbyDir === undefined
     ? undefined
-    : new StandbyPiers(overrides.standbyDir, cluster.machine.ships, (line) => logLine(label, line));
+    : new StandbyPiers(
+      overrides.standbyDir,
+      cluster.machine.ships,
+      (line) => logLine(label, line),
+      alarms,
+    );
   standby?.sync();
   const supervisor: Supervisor | undefined = standby === undefined || exec === undefined
     ? undefined
@@ -239,6 +247,7 @@ export async function runNode(
       electionMs: electionTicks * TICK_MS_DEFAULT,
       pollMs: EXEC_POLL_MS,
       log: (line) => logLine(label, line),
+      alarms,
     });
   const runtime = new RuntimeServer(runtimeNodeOf(cluster.driver), {
     socketPath: join(dir, RUNTIME_SOCKET),

@@ -21,11 +21,15 @@ import { join } from "node:path";
 import { sameBytes } from "../cluster/codec.ts";
 import type { ShipTables } from "../cluster/ships.ts";
 import { renderShip } from "../vere/event.ts";
+import { type Alarms, describeFailure } from "./alarms.ts";
 import { type Db, Env, eventKey, eventOfKey, type Txn } from "../vere/lmdb.ts";
 import { LOG_VERSION, type PierEvent, readPierMeta, writePier } from "../vere/pier.ts";
 
 /** Events appended per call, so a long catch-up does not stall the node. */
 const CATCH_UP_EVENTS_MAX = 10_000;
+
+/** How long a pier that failed is left alone before the next try. */
+const RETRY_MS = 5_000;
 
 interface Standby {
   pier: string;
@@ -53,14 +57,29 @@ export class StandbyPiers {
   readonly #dir: string;
   readonly #ships: ShipTables;
   readonly #log: (line: string) => void;
+  readonly #alarms: Alarms;
   readonly #open = new Map<bigint, Standby>();
+  /** Ships whose pier failed, and when to try it again (performance.now() ms). */
+  readonly #retryAt = new Map<bigint, number>();
+  readonly #now: () => number;
 
-  /** Standby piers under `dir` for the ships in `ships`. */
-  constructor(dir: string, ships: ShipTables, log: (line: string) => void) {
+  /**
+   * Standby piers under `dir` for the ships in `ships`. A pier that cannot be
+   * written raises an alarm in `alarms` and is retried later; it never throws
+   * into the node. `now` is the clock for retries (milliseconds).
+   */
+  constructor(
+    dir: string,
+    ships: ShipTables,
+    log: (line: string) => void,
+    alarms: Alarms,
+    now: () => number = () => performance.now(),
+  ) {
+    this.#now = now;
     this.#dir = dir;
     this.#ships = ships;
     this.#log = log;
-    Deno.mkdirSync(dir, { recursive: true });
+    this.#alarms = alarms;
   }
 
   /** The pier directory of `ship`. */
@@ -68,17 +87,41 @@ export class StandbyPiers {
     return join(this.#dir, renderShip(ship));
   }
 
-  /** Brings every ship's pier up to its applied events (at most a bounded batch per call). */
+  /**
+   * Brings every ship's pier up to its applied events (at most a bounded batch
+   * per call). A ship whose pier fails gets an alarm and is skipped for
+   * {@linkcode RETRY_MS}; the others go on.
+   */
   sync(): void {
+    const now = this.#now();
     for (const info of this.#ships.list()) {
-      const s = this.#open.get(info.ship) ?? this.#openPier(info.ship, info.fake, info.life);
-      if (!s.held) this.#syncOne(info.ship, s, info.lastEve);
+      if ((this.#retryAt.get(info.ship) ?? 0) > now) continue;
+      const key = `standby ${renderShip(info.ship)}`;
+      try {
+        const s = this.#open.get(info.ship) ?? this.#openPier(info.ship, info.fake, info.life);
+        if (!s.held) this.#syncOne(info.ship, s, info.lastEve);
+        if (this.#retryAt.delete(info.ship)) this.#alarms.clear(key);
+      } catch (e) {
+        this.#retryAt.set(info.ship, now + RETRY_MS);
+        this.#alarms.raise(
+          key,
+          `cannot write its standby pier in ${this.#dir} (retrying every ${RETRY_MS / 1000} s): ${
+            describeFailure(e)
+          }`,
+        );
+      }
     }
     for (const [ship, s] of this.#open) {
       if (this.#ships.get(ship) === undefined) {
         s.env.close();
         this.#open.delete(ship);
         this.#log(`standby pier of ${renderShip(ship)} left in place: the ship was removed`);
+      }
+    }
+    for (const ship of this.#retryAt.keys()) {
+      if (this.#ships.get(ship) === undefined) {
+        this.#retryAt.delete(ship);
+        this.#alarms.clear(`standby ${renderShip(ship)}`);
       }
     }
   }
@@ -194,6 +237,7 @@ export class StandbyPiers {
 
   #openPier(ship: bigint, fake: boolean, life: number): Standby {
     const pier = this.pierOf(ship);
+    Deno.mkdirSync(this.#dir, { recursive: true });
     try {
       readPierMeta(pier);
     } catch {

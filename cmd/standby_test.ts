@@ -6,11 +6,12 @@ import { Env, eventKey } from "../vere/lmdb.ts";
 import { readEvents } from "../vere/pier.ts";
 import { haveLiblmdb } from "../tests/pier/oracle.ts";
 import { StandbyPiers } from "./standby.ts";
+import { Alarms } from "./alarms.ts";
 
 const ZOD = 0n;
 
 /** A store with ~zod added, a machine over it, standby piers in a temp dir. */
-function setup(dir: string) {
+function setup(dir: string, standbyDir = join(dir, "standby"), now?: () => number) {
   const store = Store.create(join(dir, "node"), {
     identity: { clusterId: "cd".repeat(16), nodeId: 1, groupId: 1 },
     secret: new Uint8Array(32).fill(4),
@@ -30,7 +31,8 @@ function setup(dir: string) {
   };
   apply(encodeCommand({ kind: "shipAdd", ship: ZOD, fake: true, optimism: -1, life: 0 }));
   const log: string[] = [];
-  const standby = new StandbyPiers(join(dir, "standby"), machine.ships, (l) => log.push(l));
+  const alarms = new Alarms((l) => log.push(l));
+  const standby = new StandbyPiers(standbyDir, machine.ships, (l) => log.push(l), alarms, now);
   const append = (first: number, tags: number[]) =>
     apply(encodeCommand({
       kind: "events",
@@ -38,7 +40,7 @@ function setup(dir: string) {
       firstEve: first,
       events: tags.map((t) => ({ mug: t, job: Uint8Array.of(t, t, t) })),
     }));
-  return { store, machine, standby, log, append };
+  return { store, machine, standby, log, append, alarms };
 }
 
 /** Writes events into a held pier as a runtime would. */
@@ -62,7 +64,7 @@ Deno.test({
   ignore: !haveLiblmdb(),
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "seguro-standby-" });
-    const { store, standby, log, append } = setup(dir);
+    const { store, standby, log, append, alarms } = setup(dir);
     try {
       append(1, [1, 2, 3]);
       standby.sync();
@@ -93,6 +95,7 @@ Deno.test({
         join(dir, "standby"),
         setupShips(store),
         (l) => log.push(l),
+        alarms,
       );
       reopened.sync();
       assert.deepEqual([...readEvents(pier)].map((e) => e.mug), [1, 2, 3, 40, 7, 8, 9]);
@@ -103,6 +106,7 @@ Deno.test({
       runtimeWrites(pier, 9, [11]);
       assert.throws(() => reopened.readHeld(ZOD, 7, 1 << 20), /skips from event 7 to 9/);
       reopened.close();
+      assert.deepEqual(alarms.list(), [], "no pier failed");
     } finally {
       store.close();
       await Deno.remove(dir, { recursive: true });
@@ -113,3 +117,42 @@ Deno.test({
 function setupShips(store: Store) {
   return new Machine(store).ships;
 }
+
+Deno.test({
+  name: "standby piers: a pier that cannot be written raises an alarm, never throws, and clears",
+  ignore: !haveLiblmdb(),
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "seguro-standby-" });
+    // The standby dir lies under a regular file: every write fails (even as root).
+    const blocker = join(dir, "blocker");
+    Deno.writeTextFileSync(blocker, "");
+    let clock = 0;
+    const { store, standby, log, append, alarms } = setup(
+      dir,
+      join(blocker, "standby"),
+      () => clock,
+    );
+    try {
+      append(1, [1, 2]);
+      standby.sync(); // must not throw
+      assert.equal(alarms.list().length, 1);
+      assert.match(alarms.list()[0], /^standby ~zod: cannot write its standby pier in .*blocker/);
+      append(3, [3]);
+      standby.sync(); // within the retry delay: not tried again, not logged again
+      assert.equal(log.filter((l) => l.startsWith("ALARM")).length, 1);
+
+      // The cause goes away; after the retry delay the pier catches up and the alarm clears.
+      Deno.removeSync(blocker);
+      Deno.mkdirSync(blocker);
+      clock += 5_000;
+      standby.sync();
+      assert.deepEqual(alarms.list(), []);
+      assert.match(log.join("\n"), /alarm cleared: standby ~zod/);
+      assert.deepEqual([...readEvents(standby.pierOf(ZOD))].map((e) => e.mug), [1, 2, 3]);
+      standby.close();
+    } finally {
+      store.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});

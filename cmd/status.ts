@@ -79,6 +79,8 @@ export interface ClusterStatus {
     index: number;
     term: number;
   }[];
+  /** Side-job alarms (standby piers, exec) of every reachable node. */
+  alarms: { node: number; alarm: string }[];
 }
 
 /** The whole cluster seen from one member: its view, the leader's, and each member's own. */
@@ -140,7 +142,11 @@ export async function clusterStatus(
   const losses = own.flatMap((s, i) =>
     s instanceof Error ? [] : s.release.losses.map((l) => ({ node: view.members[i].id, ...l }))
   );
+  const alarms = own.flatMap((s, i) =>
+    s instanceof Error ? [] : (s.alarms ?? []).map((alarm) => ({ node: view.members[i].id, alarm }))
+  );
   return {
+    alarms,
     leaderId: leader?.nodeId ?? 0,
     term: view.term,
     clusterId: view.clusterId,
@@ -241,6 +247,7 @@ export function statusCommand(): CommandUnknownOpts {
             })${rt.alarm === undefined ? "" : `; ALARM: ${rt.alarm}`}`,
         );
       }
+      for (const a of status.alarms) note(`node ${a.node} ALARM ${a.alarm}`);
       for (const l of status.losses) {
         note(
           `RELEASED BUT LOST (found by node ${l.node}): ship ${l.ship} events ${l.firstEve}-${l.lastEve}; see 'seguro log audit'`,

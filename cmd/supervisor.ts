@@ -26,6 +26,7 @@ import type { ClusterNode, ShipRuntimeJson } from "../cluster/node.ts";
 import { encodeCommand } from "../cluster/machine.ts";
 import { renderShip } from "../vere/event.ts";
 import { selfCommand } from "./self_command.ts";
+import { type Alarms, describeFailure } from "./alarms.ts";
 import type { StandbyPiers } from "./standby.ts";
 
 /** Bytes of jobs per tail proposal. */
@@ -51,6 +52,8 @@ export interface SupervisorConfig {
   pollMs: number;
   /** Log lines. */
   log: (line: string) => void;
+  /** Where a failure of the supervisor itself is raised (it never stops the node). */
+  alarms: Alarms;
 }
 
 type State = "fencing" | "running" | "exited" | "stopping";
@@ -106,9 +109,10 @@ export class Supervisor {
   start(): void {
     this.#timer = setInterval(() => {
       if (this.#busy !== undefined || this.#closed) return;
-      this.#busy = this.#step().catch((e) => {
-        this.#cfg.log(`supervisor: ${(e as Error).stack ?? e}`);
-      }).finally(() => this.#busy = undefined);
+      this.#busy = this.#step().then(
+        () => this.#cfg.alarms.clear("exec supervisor"),
+        (e) => this.#cfg.alarms.raise("exec supervisor", describeFailure(e)),
+      ).finally(() => this.#busy = undefined);
     }, this.#cfg.pollMs);
   }
 
@@ -212,13 +216,26 @@ export class Supervisor {
       "--",
       ...argv,
     ]);
-    // stdin stays open for the guard's life: it closes only when this process dies.
-    const child = new Deno.Command(cmd, {
-      args,
-      stdin: "piped",
-      stdout: "inherit",
-      stderr: "inherit",
-    }).spawn();
+    let child: Deno.ChildProcess;
+    try {
+      // stdin stays open for the guard's life: it closes only when this process dies.
+      child = new Deno.Command(cmd, {
+        args,
+        stdin: "piped",
+        stdout: "inherit",
+        stderr: "inherit",
+      }).spawn();
+    } catch (e) {
+      // Held but not started: the next step releases the pier; the restart waits.
+      r.state = "exited";
+      r.since = performance.now();
+      r.restartAt = r.since + RESTART_DELAY_MS;
+      r.alarm = `cannot start the runtime (retrying in ${RESTART_DELAY_MS / 1000} s): ${
+        describeFailure(e)
+      }`;
+      this.#cfg.log(`${name}: ALARM ${r.alarm}`);
+      return;
+    }
     r.child = child;
     r.state = "running";
     r.since = performance.now();

@@ -34,9 +34,14 @@ export class NodeProcess {
   readonly exited: Promise<Deno.CommandStatus>;
   #waiters: { re: RegExp; from: number; resolve: (line: string) => void }[] = [];
 
-  constructor(args: string[], env: Record<string, string> = {}) {
-    // Exactly the release permission set: a missing permission fails the test.
+  /**
+   * Starts `seguro ARGS` with exactly the release permission set (a missing
+   * permission fails the test), less the `--allow-*` flags in `deny` (to test
+   * what a missing permission does).
+   */
+  constructor(args: string[], env: Record<string, string> = {}, deny: string[] = []) {
     const self = selfCommand(args);
+    self.args = self.args.filter((a) => !deny.includes(a));
     this.child = new Deno.Command(self.cmd, {
       args: self.args,
       env: { NO_COLOR: "1", ...env },
@@ -172,10 +177,10 @@ export class TestCluster {
     return member;
   }
 
-  /** Restarts a stopped member with `seguro run` (and `args`). */
-  restart(id: number, args: string[] = []): NodeProcess {
+  /** Restarts a stopped member with `seguro run` (and `args`; `deny` as for NodeProcess). */
+  restart(id: number, args: string[] = [], deny: string[] = []): NodeProcess {
     const m = this.members.get(id)!;
-    m.proc = new NodeProcess(["run", "--data-dir", m.dir, ...args]);
+    m.proc = new NodeProcess(["run", "--data-dir", m.dir, ...args], {}, deny);
     return m.proc;
   }
 
