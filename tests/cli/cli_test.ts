@@ -8,7 +8,6 @@ import { BRASS_PILL_PATH, havePill } from "../fixtures.ts";
 import denoJson from "../../deno.json" with { type: "json" };
 import { selfCommand } from "../../cmd/self_command.ts";
 
-
 interface Run {
   code: number;
   stdout: string;

@@ -8,7 +8,8 @@
  * blocks are joined in order into one bash script (`set -euo pipefail` first)
  * and run with bash in a fresh temporary directory, with:
  *
- * - `seguro` on PATH: a wrapper running this checkout's `main.ts` with Deno;
+ * - `seguro` on PATH, installed by `deno task install` (the release permission
+ *   set, exactly as a user gets it);
  * - `HOME` set to that directory (so `~/.seguro` is private), `NO_COLOR=1`,
  *   `SEGURO_REPO` naming this checkout (for walkthroughs that use its test
  *   tools, such as the fake urbit), no `SEGURO_TOKEN` or `SEGURO_DATA_DIR`
@@ -125,22 +126,23 @@ function denoDir(): string | undefined {
   return typeof dir === "string" ? dir : undefined;
 }
 
-function shellQuote(text: string): string {
-  return `'${text.replaceAll("'", `'\\''`)}'`;
-}
-
-/** Writes the `seguro` wrapper into `bin` and returns the script's environment. */
+/**
+ * Installs `seguro` into `tmp/bin` exactly as README says (`deno task install`,
+ * which grants the release permission set) and returns the script's environment.
+ */
 function prepareEnv(tmp: string): Record<string, string> {
   const bin = join(tmp, "bin");
-  Deno.mkdirSync(bin);
-  const wrapper = join(bin, "seguro");
-  Deno.writeTextFileSync(
-    wrapper,
-    `#!/bin/sh\nexec ${shellQuote(Deno.execPath())} run -A --config ${
-      shellQuote(join(REPO, "deno.json"))
-    } ${shellQuote(join(REPO, "main.ts"))} "$@"\n`,
+  const install = new Deno.Command(Deno.execPath(), {
+    args: ["task", "-q", "install", "--root", tmp],
+    cwd: REPO,
+    stdout: "piped",
+    stderr: "piped",
+  }).outputSync();
+  assert.equal(
+    install.code,
+    0,
+    `deno task install: ${new TextDecoder().decode(install.stderr)}`,
   );
-  Deno.chmodSync(wrapper, 0o755);
   const env = Deno.env.toObject();
   for (const name of ["SEGURO_TOKEN", "SEGURO_DATA_DIR", "FORCE_COLOR"]) delete env[name];
   const cache = denoDir();

@@ -14,21 +14,15 @@ import { join } from "node:path";
 import type { Network } from "./netns.ts";
 import { type CommandResult, sh } from "./netns.ts";
 import { NodeProcess } from "./node_process.ts";
+import { permissionFlags } from "../../cmd/self_command.ts";
 import type { NodeEndpoint } from "./spec_connection.ts";
 import { ADMIN_MS, NODE_LINES_SHOWN, NODE_START_MS, NODE_STOP_MS } from "./limits.ts";
 
 /** This checkout: the Seguro the nemesis runs unless told another. */
 export const THIS_REPO = fileURLToPath(new URL("../..", import.meta.url));
 
-/** The permission set of `deno task seguro` (deno.json). */
-export const SEGURO_PERMISSIONS = [
-  "--allow-read",
-  "--allow-write",
-  "--allow-env",
-  "--allow-net",
-] as const;
-/** Added in exec mode: liblmdb for standby piers, child processes for the runtimes. */
-export const EXEC_PERMISSIONS = ["--allow-ffi", "--allow-run"] as const;
+/** The release permission set (deno.json `permissions.seguro`): what the binary grants. */
+export const SEGURO_PERMISSIONS: readonly string[] = permissionFlags();
 
 /** The port every node listens on (each has its own address). */
 const PORT = 7700;
@@ -122,7 +116,7 @@ export class Cluster {
   }
 
   #permissions(): string[] {
-    return [...SEGURO_PERMISSIONS, ...(this.#o.exec ? EXEC_PERMISSIONS : [])];
+    return [...SEGURO_PERMISSIONS];
   }
 
   /** Starts node `id` (`seguro run`, bootstrapping on its first start). */
@@ -237,7 +231,6 @@ export class Cluster {
       Deno.execPath(),
       "run",
       ...SEGURO_PERMISSIONS,
-      ...EXEC_PERMISSIONS,
       join(this.#o.repo, "main.ts"),
       ...args,
       "--data-dir",
