@@ -3,10 +3,11 @@
  * as a child process.
  *
  * The set is defined once, as `permissions.seguro` in deno.json. Tasks use it
- * natively (`deno run -P=seguro`); `deno install` and `deno compile` drop or
- * may not carry a config permission set, so the install and release scripts
- * pass the explicit flags from {@linkcode permissionFlags}; tests start every
- * CLI child with exactly these flags, so a missing permission fails a test.
+ * natively (`deno run -P=seguro`). `deno install --global -P` drops a config
+ * permission set (Deno 2.9.6), so the install and release scripts (dist/) pass
+ * the explicit flags from {@linkcode permissionFlags}, and the release build
+ * checks the permissions baked into each binary. Tests start every CLI child
+ * with exactly these flags, so a missing permission fails a test.
  * @module
  */
 
