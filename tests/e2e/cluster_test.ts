@@ -172,25 +172,28 @@ Deno.test({
   sanitizeOps: false,
   async fn() {
     const root = await Deno.makeTempDir({ prefix: "seguro-static-" });
-    const tokenRun = new NodeProcess(["token", "new"]);
-    assert.equal((await tokenRun.exited).code, 0);
-    const token = tokenRun.lines.find((l) => l.startsWith("sgt1."))!;
-    const addresses = [0, 1, 2].map(() => `127.0.0.1:${freePort()}`);
-    const procs = addresses.map((a, i) =>
-      new NodeProcess(
-        [
-          "run",
-          "--data-dir",
-          `${root}/m${i + 1}`,
-          "--machines",
-          addresses.join(","),
-          "--listen",
-          a,
-        ],
-        { SEGURO_TOKEN: token },
-      )
-    );
+    const procs: NodeProcess[] = [];
     try {
+      const tokenRun = new NodeProcess(["token", "new"]);
+      assert.equal((await tokenRun.exited).code, 0);
+      const token = tokenRun.lines.find((l) => l.startsWith("sgt1."))!;
+      const addresses = [0, 1, 2].map(() => `127.0.0.1:${freePort()}`);
+      for (const [i, a] of addresses.entries()) {
+        procs.push(
+          new NodeProcess(
+            [
+              "run",
+              "--data-dir",
+              `${root}/m${i + 1}`,
+              "--machines",
+              addresses.join(","),
+              "--listen",
+              a,
+            ],
+            { SEGURO_TOKEN: token },
+          ),
+        );
+      }
       await Promise.any(procs.map((p) => p.waitFor(/became leader/)));
       const credentials = decodeToken(token);
       const client = await ClusterClient.connect(addresses[0], credentials);

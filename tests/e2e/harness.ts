@@ -146,30 +146,39 @@ export class TestCluster {
     this.root = root;
   }
 
-  /** `seguro init` of node 1, waiting until it leads. */
-  static async init(): Promise<TestCluster> {
+  /** `seguro init` of node 1 (with `args`), waiting until it leads. */
+  static async init(args: string[] = []): Promise<TestCluster> {
     const c = new TestCluster(await Deno.makeTempDir({ prefix: "seguro-e2e-" }));
-    const address = `127.0.0.1:${freePort()}`;
-    const dir = join(c.root, "n1");
-    const proc = new NodeProcess(["init", "--data-dir", dir, "--listen", address]);
-    c.members.set(1, { id: 1, address, dir, proc });
-    await proc.waitFor(/became leader/);
-    c.token = (await Deno.readTextFile(join(dir, "token"))).trim();
-    c.credentials = decodeToken(c.token);
-    return c;
+    try {
+      const address = `127.0.0.1:${freePort()}`;
+      const dir = join(c.root, "n1");
+      const proc = new NodeProcess(["init", "--data-dir", dir, "--listen", address, ...args]);
+      c.members.set(1, { id: 1, address, dir, proc });
+      await proc.waitFor(/became leader/);
+      c.token = (await Deno.readTextFile(join(dir, "token"))).trim();
+      c.credentials = decodeToken(c.token);
+      return c;
+    } catch (e) {
+      // No caller holds the cluster yet: its process and temp dir go here.
+      await c.destroy();
+      throw e;
+    }
   }
 
-  /** `seguro join` of a new node; resolves once the leader has promoted it to voter. */
-  async join(): Promise<TestMember> {
+  /** `seguro join` of a new node (with `args`); resolves once the leader has promoted it to voter. */
+  async join(args: string[] = []): Promise<TestMember> {
     const address = `127.0.0.1:${freePort()}`;
     const dir = join(this.root, `n${this.members.size + 1}-${address.split(":")[1]}`);
     const leader = this.leader();
     const mark = leader?.proc?.mark() ?? 0;
     const proc = new NodeProcess(
-      ["join", this.anyAddress(), "--data-dir", dir, "--listen", address],
+      ["join", this.anyAddress(), "--data-dir", dir, "--listen", address, ...args],
       { SEGURO_TOKEN: this.token },
     );
-    const line = await proc.waitFor(/joined as node (\d+)/);
+    const line = await proc.waitFor(/joined as node (\d+)/).catch(async (e) => {
+      await proc.kill(); // not a member yet, so destroy() would not stop it
+      throw e;
+    });
     const id = Number(/joined as node (\d+)/.exec(line)![1]);
     const member = { id, address, dir, proc };
     this.members.set(id, member);

@@ -18,6 +18,7 @@ import {
   type NodeToRuntimeMessage,
 } from "../../vere/runtime_protocol.ts";
 import { encodeFrame, NewtDecoder } from "../../vere/newt.ts";
+import { scrape, value } from "../prometheus.ts";
 import {
   clusterTest,
   freePort,
@@ -230,15 +231,18 @@ clusterTest(
         ) => [l.firstEve, l.lastEve]).sort(),
         lostEves.length === 2 && audited.losses.length === 1 ? [2, 3] : [2, 2, 3, 3],
       );
-      // A restart of the node that found them keeps them listed, once.
+      // A restart of the node that found them keeps them listed, once; its metrics count them.
       await leader.proc!.kill("SIGTERM");
-      c.restart(leader.id);
+      const metrics = `127.0.0.1:${freePort()}`;
+      c.restart(leader.id, ["--metrics", metrics]);
       await c.waitCommitted(leader.id, 1);
       const again = (await leaderStatus(c, leader.id)).release.losses;
       assert.deepEqual(
         again.map((l) => [l.firstEve, l.lastEve]),
         s.release.losses.map((l) => [l.firstEve, l.lastEve]),
       );
+      const m = await scrape(metrics);
+      assert.equal(value(m, "seguro_ship_released_lost_events", { ship: "~zod" }), 2);
     } finally {
       rt.close();
     }
@@ -251,18 +255,19 @@ Deno.test({
   sanitizeOps: false,
   async fn() {
     const root = await Deno.makeTempDir({ prefix: "seguro-rt-tcp-" });
-    const port = freePort();
-    const init = new NodeProcess([
-      "init",
-      "--data-dir",
-      root,
-      "--listen",
-      `127.0.0.1:${freePort()}`,
-      "--no-start",
-    ]);
-    assert.equal((await init.exited).code, 0, init.lines.join("\n"));
-    const node = new NodeProcess(["run", "--data-dir", root, "--runtime-tcp", String(port)]);
+    let node: NodeProcess | undefined;
     try {
+      const port = freePort();
+      const init = new NodeProcess([
+        "init",
+        "--data-dir",
+        root,
+        "--listen",
+        `127.0.0.1:${freePort()}`,
+        "--no-start",
+      ]);
+      assert.equal((await init.exited).code, 0, init.lines.join("\n"));
+      node = new NodeProcess(["run", "--data-dir", root, "--runtime-tcp", String(port)]);
       await node.waitFor(new RegExp(`runtime socket at .* and 127\\.0\\.0\\.1:${port}`));
       const rt = await RuntimeClient.connect({ hostname: "127.0.0.1", port });
       assert.equal(rt.nodeId, 1);
@@ -272,7 +277,7 @@ Deno.test({
       assert.match(o.type === "oops" ? o.why : "", /not on this cluster/);
       rt.close();
     } finally {
-      await node.kill("SIGTERM");
+      await node?.kill("SIGTERM");
       await Deno.remove(root, { recursive: true });
     }
   },

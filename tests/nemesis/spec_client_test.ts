@@ -154,17 +154,18 @@ async function withNodes(
   fn: (nodes: FakeNode[], dir: string) => Promise<void>,
 ): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "nemesis-spec-" });
-  const nodes = Array.from(
-    { length: count },
-    (_, i) =>
-      new FakeNode({
-        id: i + 1,
-        socketPath: join(dir, `n${i + 1}.sock`),
-        ship: ZOD,
-        leading: i === 0,
-      }),
-  );
+  const nodes: FakeNode[] = [];
   try {
+    for (let i = 0; i < count; i++) {
+      nodes.push(
+        new FakeNode({
+          id: i + 1,
+          socketPath: join(dir, `n${i + 1}.sock`),
+          ship: ZOD,
+          leading: i === 0,
+        }),
+      );
+    }
     await fn(nodes, dir);
   } finally {
     for (const n of nodes) n.close();

@@ -7,7 +7,7 @@
 
 import { join } from "node:path";
 import { logDir, type PierEvent, readEvents, writePier } from "../../vere/pier.ts";
-import { oraclePath, runOracle } from "./oracle.ts";
+import { oraclePath, removeOracle, runOracle } from "./oracle.ts";
 
 const EVENTS = 100_000;
 
@@ -57,4 +57,5 @@ try {
   );
 } finally {
   Deno.removeSync(pier, { recursive: true });
+  removeOracle();
 }

@@ -7,6 +7,7 @@
  * @module
  */
 
+import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { openLmdb } from "../../vere/lmdb.ts";
 
@@ -64,17 +65,35 @@ function buildOracle(): string | undefined {
     return undefined;
   }
   const dir = Deno.makeTempDirSync({ prefix: "seguro-oracle-" });
+  // The binary serves every test of this process; its directory goes when the
+  // process ends, whether the tests passed or failed (`deno test` fires
+  // `unload` either way), or at once if gcc fails. A script that may die of an
+  // uncaught error (no `unload` then) calls removeOracle() in a `finally`.
+  globalThis.addEventListener("unload", () => removeDir(dir));
   const binary = `${dir}/lmdb_oracle`;
-  const built = new Deno.Command("gcc", {
-    args: ["-O2", "-o", binary, ORACLE_SOURCE_PATH, "-llmdb"],
-    stdout: "piped",
-    stderr: "piped",
-  }).outputSync();
+  let built: Deno.CommandOutput | undefined;
+  try {
+    built = new Deno.Command("gcc", {
+      args: ["-O2", "-o", binary, ORACLE_SOURCE_PATH, "-llmdb"],
+      stdout: "piped",
+      stderr: "piped",
+    }).outputSync();
+  } finally {
+    if (!built?.success) removeDir(dir);
+  }
   if (!built.success) {
     note(`the oracle does not compile: ${new TextDecoder().decode(built.stderr).trim()}`);
     return undefined;
   }
   return binary;
+}
+
+function removeDir(dir: string): void {
+  try {
+    Deno.removeSync(dir, { recursive: true });
+  } catch {
+    // already removed
+  }
 }
 
 let oracle: string | undefined | null = null;
@@ -83,6 +102,12 @@ let oracle: string | undefined | null = null;
 export function oraclePath(): string | undefined {
   if (oracle === null) oracle = buildOracle();
   return oracle;
+}
+
+/** Removes the compiled oracle now (tests need not: it goes when the process ends). */
+export function removeOracle(): void {
+  if (oracle) removeDir(dirname(oracle));
+  oracle = null;
 }
 
 /** Runs the oracle; returns its exit code and stdout. */
