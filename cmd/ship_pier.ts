@@ -5,12 +5,18 @@
  */
 
 import type { CommandUnknownOpts } from "@commander-js/extra-typings";
-import { decodeEvents, encodeLogRequest, Op, withLeader } from "../cluster/api.ts";
+import {
+  type ClusterClient,
+  decodeEvents,
+  encodeLogRequest,
+  Op,
+  withLeader,
+} from "../cluster/api.ts";
 import { encodeCommand, type PlannedEvent } from "../cluster/machine.ts";
 import type { ShipJson } from "../cluster/node.ts";
 import { shipKey } from "../cluster/ships.ts";
 import { renderShip } from "../vere/event.ts";
-import { join } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import {
   type EpochContent,
   isPierLocked,
@@ -58,6 +64,195 @@ function pierMetaOf(ship: bigint, pier: string): PierMeta {
     );
   }
   return meta;
+}
+
+/** Events per `log` request during an export. */
+const EXPORT_BATCH_EVENTS = 10_000;
+/** Exit codes of an export stopped by a signal: 128 plus the signal's number, as shells report. */
+const EXIT_SIGINT = 130;
+const EXIT_SIGTERM = 143;
+
+/** The options of `ship export` besides the target. */
+interface ExportOptions {
+  vereVersion: string;
+  epoch?: number;
+  eve?: number;
+}
+
+/** What an export read from a node, ready for {@linkcode writePier}. */
+interface ShipExport {
+  info: ShipJson;
+  /** The export's last event: fixed when it starts, whatever the ship appends meanwhile. */
+  eve: number;
+  /** The epochs from the first exported one; their events end at `eve`. */
+  epochs: EpochContent[];
+}
+
+/**
+ * Checks that `dir` is absent or an empty directory, and creates the
+ * directory the export is built in: a hidden sibling of `dir` (mode 0700,
+ * with `.urb/`), so that the final rename is atomic. Returns its path.
+ */
+function makeExportDir(dir: string): string {
+  const path = resolve(dir);
+  let info: Deno.FileInfo | undefined;
+  try {
+    info = Deno.statSync(path);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  if (info !== undefined && (!info.isDirectory || [...Deno.readDirSync(path)].length > 0)) {
+    throw new CliError(
+      `${dir} exists and is not an empty directory; export into a new or empty directory`,
+    );
+  }
+  const parent = dirname(path);
+  let tmp: string;
+  try {
+    tmp = Deno.makeTempDirSync({ dir: parent, prefix: `.${basename(path)}.seguro-export-` });
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      throw new CliError(`the directory ${parent} does not exist; create it, or export elsewhere`);
+    }
+    throw new CliError(`cannot create a directory in ${parent}: ${(e as Error).message}`);
+  }
+  try {
+    Deno.chmodSync(tmp, 0o700); // a pier's first events hold the ship's keys
+    Deno.mkdirSync(join(tmp, ".urb"));
+  } catch (e) {
+    removeTree(tmp);
+    throw e;
+  }
+  return tmp;
+}
+
+/** Renames the finished export `tmp` to `dir` (absent or empty) and makes the rename durable. */
+function moveIntoPlace(tmp: string, dir: string): void {
+  try {
+    Deno.renameSync(tmp, resolve(dir));
+  } catch (e) {
+    throw new CliError(
+      `cannot move the export into ${dir} (${
+        (e as Error).message
+      }); export into a new or empty directory`,
+    );
+  }
+  const parent = Deno.openSync(dirname(resolve(dir)), { read: true });
+  try {
+    parent.syncSync();
+  } finally {
+    parent.close();
+  }
+}
+
+/** Removes a directory tree; one already gone is fine. */
+function removeTree(path: string): void {
+  try {
+    Deno.removeSync(path, { recursive: true });
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+}
+
+/**
+ * Settles as `work` does, or rejects with the signal's reason as soon as
+ * `signal` aborts. `work` is then left running unobserved: the command is
+ * about to fail, and the process to exit.
+ */
+function unlessAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  work.catch(() => {}); // a failure after the abort is of no interest
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    if (signal.aborted) return onAbort();
+    signal.addEventListener("abort", onAbort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
+}
+
+/**
+ * Reads what `ship export` writes from the node `c`: the ship's record, its
+ * complete images (downloaded into `tmp`/.urb) and its events up to the
+ * export's last event, which is fixed here: `options.eve`, else the ship's
+ * last event on the node now. Events the ship appends meanwhile are not read.
+ */
+async function fetchShip(
+  c: ClusterClient,
+  ship: bigint,
+  tmp: string,
+  options: ExportOptions,
+): Promise<ShipExport> {
+  const name = renderShip(ship);
+  const ships = await c.requestJson<ShipJson[]>(Op.ship, { action: "list" });
+  const info = ships.find((s) => s.ship === String(ship));
+  if (info === undefined) {
+    throw new CliError(`${name} is not on this cluster; see 'seguro ship list'`);
+  }
+  const last = info.lastEve;
+  if (options.eve !== undefined && options.eve > last) {
+    throw new CliError(
+      last === 0
+        ? `${name} has no events on this node; export it without --eve`
+        : `--eve ${options.eve} is past ${name}'s last event on this node, ${last}; give --eve ${last} or less`,
+    );
+  }
+  const eve = options.eve ?? last;
+  const complete = (info.images ?? []).filter((i) => i.sha256 !== undefined && i.epoch <= last);
+  let bases = [...new Set([0, ...complete.map((i) => i.epoch)])].sort((a, b) => a - b);
+  if (options.epoch !== undefined) {
+    const epoch = options.epoch;
+    if (!bases.includes(epoch)) {
+      throw new CliError(`${name} has no epoch ${epoch}; its epochs start at ${bases.join(", ")}`);
+    }
+    if (eve < epoch) {
+      throw new CliError(
+        `--eve ${eve} is before epoch ${epoch}, whose image is the state after event ${epoch}; give --eve ${epoch} or more, or an earlier --epoch`,
+      );
+    }
+    bases = bases.filter((b) => b >= epoch);
+  }
+  bases = bases.filter((b) => b <= eve);
+  const first = bases[0];
+  note(
+    `exporting ${name} from event ${count(first + 1)} to ${count(eve)}${
+      options.eve === undefined ? " (its last event on this node now)" : ""
+    }`,
+  );
+  const epochs: EpochContent[] = [];
+  for (const base of bases) {
+    const image = complete.find((i) => i.epoch === base);
+    let path: string | undefined;
+    if (image !== undefined) {
+      // Moved into its epoch by writePier: the same file system, no copy.
+      path = join(tmp, ".urb", `tmp-image-${base}`);
+      await downloadImage(c, ship, image, path);
+    }
+    epochs.push({ base, events: [], image: path === undefined ? undefined : { path } });
+  }
+  // The events are gathered first: the pier is written in one go, tmp -> fsync -> rename.
+  const events: PierEvent[] = [];
+  for (let from = first + 1; from <= eve;) {
+    const want = Math.min(EXPORT_BATCH_EVENTS, eve - from + 1);
+    const batch = decodeEvents(
+      await c.request(Op.log, encodeLogRequest(shipKey(ship), from, want)),
+    );
+    if (batch.length === 0) {
+      throw new CliError(
+        `the node returned no event ${from} of ${name}; run 'seguro log verify ${name}' and retry`,
+      );
+    }
+    for (const e of batch.slice(0, want)) {
+      if (e.eve !== from) {
+        throw new CliError(`the node sent ${name}'s event ${e.eve} where ${from} belongs; retry`);
+      }
+      events.push({ eve: e.eve, mug: e.mug, job: e.job.slice() });
+      from++;
+    }
+  }
+  for (let i = 0; i < epochs.length; i++) {
+    const end = epochs[i + 1]?.base ?? eve;
+    epochs[i].events = events.slice(epochs[i].base - first, end - first);
+  }
+  return { info, eve, epochs };
 }
 
 /** Adds `import` and `export` to the `ship` command group. */
@@ -238,94 +433,75 @@ export function addPierCommands(group: CommandUnknownOpts): void {
         "write a ship's log and epoch snapshots from the cluster as a pier stock vere can boot",
       )
       .argument("<ship>", "the ship", shipArgument)
-      .argument("<dir>", "the pier directory to create (must not hold a log yet)")
+      .argument("<dir>", "the pier directory to create (it must not exist, or be empty)")
       .option(
         "--epoch <n>",
         "start at this epoch (its image.bin and the events after it)",
         naturalOption("--epoch"),
       )
+      .option(
+        "--eve <n>",
+        "end at this event (default: the ship's last event on the node when the export starts)",
+        positiveOption("--eve"),
+      )
       .option("--vere-version <v>", "runtime version recorded in vere.txt", "4.0"),
   ).action(
-    async (
-      ship: bigint,
-      dir: string,
-      options: TargetOptions & { vereVersion: string; epoch?: number },
-    ) => {
+    async (ship: bigint, dir: string, options: TargetOptions & ExportOptions) => {
       const target = targetOf(options);
       const name = renderShip(ship);
-      const events: PierEvent[] = [];
       const started = performance.now();
-      const temps: string[] = [];
-      try {
-        const { info, epochs } = await withNode(target, async (c) => {
-          const ships = await c.requestJson<ShipJson[]>(Op.ship, { action: "list" });
-          const found = ships.find((s) => s.ship === String(ship));
-          if (found === undefined) {
-            throw new CliError(`${name} is not on this cluster; see 'seguro ship list'`);
-          }
-          const complete = (found.images ?? [])
-            .filter((i) => i.sha256 !== undefined && i.epoch <= found.lastEve);
-          let bases = [...new Set([0, ...complete.map((i) => i.epoch)])].sort((a, b) => a - b);
-          if (options.epoch !== undefined) {
-            if (!bases.includes(options.epoch)) {
-              throw new CliError(
-                `${name} has no epoch ${options.epoch}; its epochs start at ${bases.join(", ")}`,
-              );
-            }
-            bases = bases.filter((b) => b >= options.epoch!);
-          }
-          const epochs: EpochContent[] = [];
-          Deno.mkdirSync(join(dir, ".urb"), { recursive: true });
-          for (const base of bases) {
-            const image = complete.find((i) => i.epoch === base);
-            let path: string | undefined;
-            if (image !== undefined) {
-              path = join(dir, ".urb", `tmp-image-${base}-${Deno.pid}`);
-              temps.push(path);
-              await downloadImage(c, ship, image, path);
-            }
-            epochs.push({ base, events: [], image: path === undefined ? undefined : { path } });
-          }
-          // The events are gathered first: the pier is written in one go, tmp -> fsync -> rename.
-          for (let from = bases[0] + 1; from <= found.lastEve;) {
-            const batch = decodeEvents(
-              await c.request(Op.log, encodeLogRequest(shipKey(ship), from, 10_000)),
-            );
-            if (batch.length === 0) break;
-            for (const e of batch) events.push({ eve: e.eve, mug: e.mug, job: e.job.slice() });
-            from = batch[batch.length - 1].eve + 1;
-          }
-          return { info: found, epochs };
-        });
-        const first = epochs[0].base;
-        if (events.length !== info.lastEve - first) {
-          throw new CliError(
-            `read ${events.length} of ${info.lastEve - first} events of ${name}; retry`,
+      // Ctrl-C or SIGTERM abandons the export; the temporary directory is removed below.
+      const interrupt = new AbortController();
+      const listeners = (["SIGINT", "SIGTERM"] as const).map((signal) => {
+        const listener = () =>
+          interrupt.abort(
+            new CliError(
+              `the export of ${name} was interrupted (${signal}) and nothing was written to ${dir}; run it again to export`,
+              signal === "SIGINT" ? EXIT_SIGINT : EXIT_SIGTERM,
+            ),
           );
+        Deno.addSignalListener(signal, listener);
+        return { signal, listener };
+      });
+      try {
+        const tmp = makeExportDir(dir);
+        try {
+          const got = await unlessAborted(
+            withNode(target, (c) => fetchShip(c, ship, tmp, options)),
+            interrupt.signal,
+          );
+          interrupt.signal.throwIfAborted();
+          writePier(tmp, {
+            meta: { version: LOG_VERSION, who: ship, fake: got.info.fake, life: got.info.life },
+            epochs: got.epochs,
+            vereVersion: options.vereVersion,
+          });
+          // A signal that came during the (synchronous) write is dispatched on the next
+          // turn of the event loop: take it before the rename, the point of no return.
+          await new Promise((resolve) => setTimeout(resolve, 0));
+          interrupt.signal.throwIfAborted();
+          moveIntoPlace(tmp, dir);
+          const n = got.eve - got.epochs[0].base;
+          const secs = (performance.now() - started) / 1000;
+          print(
+            `Wrote ${count(n)} events of ${name} (${
+              n === 0 ? "none" : `events ${count(got.epochs[0].base + 1)}-${count(got.eve)}`
+            }) to ${dir}/.urb/log (epochs ${got.epochs.map((e) => `0i${e.base}`).join(", ")}) in ${
+              secs.toFixed(1)
+            } s (${(n / secs).toFixed(0)} events/s).`,
+          );
+        } catch (e) {
+          try {
+            removeTree(tmp);
+          } catch (removal) {
+            note(`could not remove ${tmp} (${(removal as Error).message}); delete it`);
+          }
+          throw e;
         }
-        for (let i = 0; i < epochs.length; i++) {
-          const end = epochs[i + 1]?.base ?? info.lastEve;
-          epochs[i].events = events.slice(epochs[i].base - first, end - first);
-        }
-        writePier(dir, {
-          meta: { version: LOG_VERSION, who: ship, fake: info.fake, life: info.life },
-          epochs,
-          vereVersion: options.vereVersion,
-        });
-        const secs = (performance.now() - started) / 1000;
-        print(
-          `Wrote ${count(events.length)} events of ${name} to ${dir}/.urb/log (epochs ${
-            epochs.map((e) => `0i${e.base}`).join(", ")
-          }) in ${secs.toFixed(1)} s (${(events.length / secs).toFixed(0)} events/s).`,
-        );
       } catch (e) {
         throw pierFailure(e, dir);
       } finally {
-        for (const t of temps) {
-          try {
-            Deno.removeSync(t); // moved into the pier unless the export failed
-          } catch { /* gone */ }
-        }
+        for (const { signal, listener } of listeners) Deno.removeSignalListener(signal, listener);
       }
     },
   );

@@ -31,6 +31,9 @@ const CATCH_UP_EVENTS_MAX = 10_000;
 /** How long a pier that failed is left alone before the next try. */
 const RETRY_MS = 5_000;
 
+/** A pier's progress is logged when this process first writes it, then every this many events. */
+const PROGRESS_EVENTS = 10_000;
+
 interface Standby {
   pier: string;
   env: Env;
@@ -39,6 +42,8 @@ interface Standby {
   /** Events 1..verified equal the cluster's. */
   verified: number;
   held: boolean;
+  /** Whether this process has logged the pier's progress yet. */
+  reported: boolean;
 }
 
 function pierValue(mug: number, job: Uint8Array): Uint8Array {
@@ -129,6 +134,8 @@ export class StandbyPiers {
   #syncOne(ship: bigint, s: Standby, lastEve: number): void {
     if (s.verified >= lastEve) return;
     const events = this.#ships.events(ship, s.verified + 1, CATCH_UP_EVENTS_MAX);
+    const before = s.last;
+    let wrote = false;
     s.env.writeTxn((txn) => {
       const db = eventsDb(txn);
       for (const e of events) {
@@ -143,8 +150,16 @@ export class StandbyPiers {
         }
         txn.put(db, eventKey(e.eve), value, { noOverwrite: true });
         s.last = s.verified = e.eve;
+        wrote = true;
       }
     });
+    // Once, then every PROGRESS_EVENTS: an operator (or a test) sees the pier follow,
+    // without a line per applied batch.
+    const crossed = Math.floor(s.last / PROGRESS_EVENTS) > Math.floor(before / PROGRESS_EVENTS);
+    if (wrote && (!s.reported || crossed)) {
+      s.reported = true;
+      this.#log(`standby pier of ${renderShip(ship)} at event ${s.last}`);
+    }
   }
 
   /** Deletes the pier's events above `keep`; the caller holds a write transaction. */
@@ -263,7 +278,7 @@ export class StandbyPiers {
         if (sameBytes(mine, pierValue(theirs.mug, theirs.job))) verified = top;
       }
     });
-    const s: Standby = { pier, env, last, verified, held: false };
+    const s: Standby = { pier, env, last, verified, held: false, reported: false };
     this.#open.set(ship, s);
     // Events past this node's applied log can only be a runtime's that this node ran as
     // master and the cluster may never commit; if it does, sync writes them again.

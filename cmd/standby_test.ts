@@ -70,6 +70,8 @@ Deno.test({
       standby.sync();
       const pier = standby.pierOf(ZOD);
       assert.deepEqual([...readEvents(pier)].map((e) => e.mug), [1, 2, 3]);
+      const progress = () => log.filter((l) => / at event \d+$/.test(l));
+      assert.deepEqual(progress(), ["standby pier of ~zod at event 3"], "logged once written");
 
       // Held: sync leaves it alone; the runtime's events are read back in order.
       assert.deepEqual(standby.hold(ZOD), { pier, last: 3 });
@@ -86,6 +88,7 @@ Deno.test({
       append(5, [7, 8]);
       standby.sync();
       assert.deepEqual([...readEvents(pier)].map((e) => e.mug), [1, 2, 3, 40, 7, 8]);
+      assert.equal(progress().length, 1, "not a line per batch");
 
       // A pier event that differs from the cluster's is replaced when sync reaches it.
       standby.close();
@@ -100,6 +103,7 @@ Deno.test({
       reopened.sync();
       assert.deepEqual([...readEvents(pier)].map((e) => e.mug), [1, 2, 3, 40, 7, 8, 9]);
       assert.match(log.join("\n"), /discarded events 7-7, which differ from the cluster's/);
+      assert.equal(progress().at(-1), "standby pier of ~zod at event 7", "again once reopened");
 
       // A gap in a held pier stops the tail with an error naming it.
       reopened.hold(ZOD);
