@@ -26,7 +26,7 @@
 
 import { ByteReader, ByteWriter, WireError } from "./codec.ts";
 import { FrameConn, FrameType } from "./frame.ts";
-import { handshake } from "./handshake.ts";
+import { handshake, WrongClusterError } from "./handshake.ts";
 import { parseAddress } from "./address.ts";
 import type { ClusterCredentials } from "./token.ts";
 
@@ -189,6 +189,13 @@ export class ClusterClient {
       }, credentials.secret);
     } catch (e) {
       fc.close();
+      if (e instanceof WrongClusterError) {
+        throw new ClientError(
+          `${address} belongs to cluster ${e.remote.slice(0, 8)}..., not the token's cluster ${
+            e.local.slice(0, 8)
+          }...; check the address, or use that cluster's token`,
+        );
+      }
       throw new ClientError(`${address} refused this client: ${(e as Error).message}`);
     }
     return new ClusterClient(address, fc);

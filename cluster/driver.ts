@@ -62,6 +62,21 @@ export interface DriverConfig {
   mutation?: ShipMasterMutation;
   /** Called after every handled Ready (`applied`: it applied entries), and after a role change on a tick. */
   afterReady?: (applied: boolean) => void;
+  /** Timings of the Ready loop (metrics); the driver reads no clock without one. */
+  observer?: DriverObserver;
+}
+
+/**
+ * Timings of the Ready loop, for metrics. The observer brings the clock, so
+ * the driver stays free of one (the simulator passes none).
+ */
+export interface DriverObserver {
+  /** Monotonic milliseconds. */
+  now(): number;
+  /** One durable write of a Ready (`Store.persist`: one transaction, one fsync) took `ms`. */
+  persisted(ms: number): void;
+  /** One Ready was handled (send, persist, apply, advance, release) in `ms`. */
+  readyHandled(ms: number): void;
 }
 
 interface Waiter {
@@ -219,7 +234,10 @@ export class NodeDriver {
   handleReady(): boolean {
     this.ships.flush();
     if (!this.raft.hasReady()) return false;
+    const observer = this.#cfg.observer;
+    const start = observer?.now() ?? 0;
     this.#handle(this.raft.ready());
+    if (observer !== undefined) observer.readyHandled(observer.now() - start);
     return true;
   }
 
@@ -290,7 +308,10 @@ export class NodeDriver {
 
   /** Writes one batch durably (the applied index is kept by applyTransaction). */
   #persist(batch: PersistBatch): void {
+    const observer = this.#cfg.observer;
+    const start = observer?.now() ?? 0;
     this.#store.persist(batch);
+    if (observer !== undefined) observer.persisted(observer.now() - start);
     if (batch.hardState !== undefined) this.#durableHardState = batch.hardState;
     this.#pendingHardState = undefined;
   }
@@ -307,6 +328,14 @@ export class NodeDriver {
       this.#cfg.log(
         `membership: ${record.change.type} node ${record.change.nodeId} -> voters [${record.conf.voters}] learners [${record.conf.learners}]`,
       );
+      const id = record.change.nodeId;
+      if (
+        record.change.type === "removeNode" && !record.conf.voters.includes(id) &&
+        !record.conf.learners.includes(id)
+      ) {
+        // Committed, so final: every node can tell the removed one so (cluster/node.ts).
+        this.machine.recordRemoved(id);
+      }
     }
     return APPLIED;
   }

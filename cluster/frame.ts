@@ -27,6 +27,11 @@ export const FrameType = {
   response: 5,
   /** Why the sender is closing the connection (UTF-8 text). */
   goodbye: 6,
+  /**
+   * To a peer, after authentication: "you were removed from the cluster"
+   * (empty body); the sender has applied that peer's committed removal.
+   */
+  removed: 7,
 } as const;
 
 /** Largest frame after authentication: room for a multi-megabyte event and headers. */

@@ -54,6 +54,26 @@ export class HandshakeError extends Error {
   }
 }
 
+/** The other side belongs to another cluster (another token's, or another data dir's). */
+export class WrongClusterError extends HandshakeError {
+  /** The cluster this side belongs to (a client: its token's). */
+  readonly local: string;
+  /** The cluster the other side said it belongs to. */
+  readonly remote: string;
+
+  /** Makes the error; the message names both clusters from this side's point of view. */
+  constructor(local: string, remote: string) {
+    super(
+      `Wrong cluster: the other side belongs to cluster ${remote.slice(0, 8)}..., this side to ${
+        local.slice(0, 8)
+      }...`,
+    );
+    this.name = "WrongClusterError";
+    this.local = local;
+    this.remote = remote;
+  }
+}
+
 /** 16 bytes of a cluster id from its 32 hex characters. */
 export function clusterIdBytes(clusterId: string): Uint8Array {
   if (!/^[0-9a-f]{32}$/.test(clusterId)) {
@@ -175,11 +195,12 @@ export async function handshake(
       );
     }
     if (hello.clusterId !== local.clusterId) {
-      await refuse(
-        `Wrong cluster: this node belongs to cluster ${local.clusterId.slice(0, 8)}..., not ${
-          hello.clusterId.slice(0, 8)
-        }...`,
+      await fc.goodbye(
+        `Wrong cluster: the sender of this goodbye belongs to cluster ${
+          local.clusterId.slice(0, 8)
+        }..., not ${hello.clusterId.slice(0, 8)}...`,
       );
+      throw new WrongClusterError(local.clusterId, hello.clusterId);
     }
     if (side === "acceptor" && hello.kind === "peer" && hello.nodeId < 1) {
       await refuse("A peer must have a node id of at least 1");

@@ -197,6 +197,8 @@ export function decodeCommand(data: Uint8Array): Command {
 }
 
 const ADDRESS_PREFIX = "member.address.";
+/** Setting of the nodes whose removal from the cluster was applied (comma-separated ids). */
+const REMOVED = "member.removed";
 const DEFAULT_OPTIMISM = "ship.optimism.default";
 /** Setting key prefix of a ship the master runs (`ship.run.<decimal @p>`). */
 const RUN_PREFIX = "ship.run.";
@@ -204,12 +206,19 @@ const RUN_PREFIX = "ship.run.";
 /** Formats a ship for messages; kept here so cluster/ does not depend on vere/. */
 export type ShipName = (ship: bigint) => string;
 
+/** The nodes whose removal from the cluster this store has applied. */
+export function removedMembers(store: Store): Set<number> {
+  const listed = store.getSetting(REMOVED);
+  return new Set(listed ? listed.split(",").map(Number) : []);
+}
+
 /** The applied state: member addresses and ships' event logs. */
 export class Machine {
   readonly #setSetting: StatementSync;
   readonly #deleteSetting: StatementSync;
   readonly #run = new Set<bigint>();
   readonly #addresses = new Map<number, string>();
+  readonly #removed: Set<number>;
   readonly #name: ShipName;
   /** The ship tables (read them freely; only the machine writes). */
   readonly ships: ShipTables;
@@ -234,6 +243,7 @@ export class Machine {
     const runs = store.database.prepare("SELECT key FROM setting WHERE key LIKE ?")
       .all(`${RUN_PREFIX}%`) as { key: string }[];
     for (const { key } of runs) this.#run.add(BigInt(key.slice(RUN_PREFIX.length)));
+    this.#removed = removedMembers(store);
     const listed = store.getSetting("member.ids");
     for (const id of listed ? listed.split(",").map(Number) : []) {
       const address = store.getSetting(ADDRESS_PREFIX + id);
@@ -269,6 +279,18 @@ export class Machine {
   /** Every member address known, by node id. */
   get addresses(): ReadonlyMap<number, string> {
     return this.#addresses;
+  }
+
+  /** Nodes removed from the cluster by committed membership changes (ids are never reused). */
+  get removed(): ReadonlySet<number> {
+    return this.#removed;
+  }
+
+  /** Records that a committed membership change removed `nodeId` (inside an apply transaction). */
+  recordRemoved(nodeId: number): void {
+    if (this.#removed.has(nodeId)) return;
+    this.#removed.add(nodeId);
+    this.#setSetting.run(REMOVED, [...this.#removed].join(","));
   }
 
   /** Records an address (inside an apply transaction). */

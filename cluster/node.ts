@@ -32,10 +32,12 @@ import {
   encodeAddress,
   encodeCommand,
   type Machine,
+  removedMembers,
 } from "./machine.ts";
 import { SHIP_MAX, type ShipInfo, shipOfKey } from "./ships.ts";
 import type { ShipMaster } from "./ship_master.ts";
-import { NodeDriver } from "./driver.ts";
+import { optimismProblem } from "./release.ts";
+import { type DriverObserver, NodeDriver } from "./driver.ts";
 import { createHash } from "node:crypto";
 import { cue, jam } from "../vere/noun.ts";
 import {
@@ -58,6 +60,20 @@ import { VERSION } from "./version.ts";
 export const TICK_MS_DEFAULT = 50;
 const READ_BYTES_MAX = 4 * 1024 * 1024;
 const ENTRY_TYPE_CODE = { normal: 0, conf: 1, noop: 2 } as const;
+
+/** Setting a node writes once it learns it was removed from its cluster: who said so (0: its log). */
+const REMOVED_SETTING = "node.removed";
+
+/**
+ * Whether the node of `store` was removed from its cluster, and who said so
+ * (`by` 0: its own log); undefined when it is not known to be. A removed node
+ * must not run again: its id is gone from the membership for good.
+ */
+export function removalOf(store: Store): { by: number } | undefined {
+  const by = store.getSetting(REMOVED_SETTING);
+  if (by !== undefined) return { by: Number(by) };
+  return removedMembers(store).has(store.identity.nodeId) ? { by: 0 } : undefined;
+}
 
 /** Default election timeout in ticks (the real one is uniform in [this, 2 * this)). */
 export const ELECTION_TICKS_DEFAULT = 10;
@@ -84,6 +100,8 @@ export interface NodeConfig {
   shipRuntime?: (ship: bigint) => ShipRuntimeJson | undefined;
   /** Active alarms of this node's side jobs (standby piers, exec), for `status`. */
   alarms?: () => string[];
+  /** Timings of the Ready loop (`seguro run --metrics`). */
+  observer?: DriverObserver;
 }
 
 /** One member as `seguro status` shows it. */
@@ -134,6 +152,8 @@ export interface NodeStatus {
   members: MemberStatus[];
   /** Milliseconds since this process started the node. */
   uptimeMs: number;
+  /** This node's base election timeout (ms): how long a follower waits for its leader. */
+  electionTimeoutMs: number;
   /** Runtime side: whether this node releases, releases so far, why releases wait, losses found. */
   release: {
     master: boolean;
@@ -295,6 +315,9 @@ export class ClusterNode {
   #fatal: Error | undefined;
   #stopped: Promise<void>;
   #resolveStopped!: () => void;
+  #removed = false;
+  /** Removed nodes known at the last Ready: more means tell them. */
+  #removedCount = 0;
 
   /** Restores the node from its store. Call {@linkcode start} to run it. */
   constructor(config: NodeConfig) {
@@ -313,10 +336,16 @@ export class ClusterNode {
       advertise: config.advertise,
       shipName: config.shipName,
       wake: () => this.#kick(),
+      observer: config.observer,
       afterReady: (applied) => {
         this.#updatePeers();
         this.#notifyCommitWatchers();
         if (applied) this.#cfg.onApplied?.();
+        if (this.machine.removed.has(this.id)) this.#removedFromCluster(0);
+        if (this.machine.removed.size !== this.#removedCount) {
+          this.#removedCount = this.machine.removed.size;
+          this.transport.tellRemovedPeers();
+        }
       },
     });
     this.transport = new Transport({
@@ -328,6 +357,8 @@ export class ClusterNode {
       onRaft: (m) => this.#step(m),
       onClient: (fc) => this.#serve(fc),
       log: config.log,
+      isRemoved: (id) => this.machine.removed.has(id),
+      onRemoved: (by) => this.#removedFromCluster(by),
     });
     this.#stopped = new Promise((resolve) => this.#resolveStopped = resolve);
   }
@@ -362,6 +393,11 @@ export class ClusterNode {
     return this.#fatal;
   }
 
+  /** True once this node learned it was removed from the cluster (it then stops). */
+  get removed(): boolean {
+    return this.#removed;
+  }
+
   /** Starts the timers, the network and the Ready loop. */
   start(): void {
     this.#updatePeers();
@@ -393,6 +429,24 @@ export class ClusterNode {
       this.#store.close();
       this.#resolveStopped();
     }
+  }
+
+  /**
+   * This node was removed from the cluster: its own log applied the removal
+   * (`by` 0), or peer `by`, which applied it, said so. Either way the removal
+   * is committed, and the node has nothing left to do: it records that (so a
+   * later `seguro run` refuses at once) and stops.
+   */
+  #removedFromCluster(by: number): void {
+    if (this.#removed || this.#stopping) return;
+    this.#removed = true;
+    this.#store.setSetting(REMOVED_SETTING, String(by));
+    this.#cfg.log(
+      `this node (${this.id}) was removed from the cluster (${
+        by === 0 ? "its log applied the membership change" : `node ${by} says so`
+      }); stopping`,
+    );
+    this.stop();
   }
 
   #die(e: Error): void {
@@ -505,6 +559,7 @@ export class ClusterNode {
       ...this.raft.conf.voters,
       ...this.raft.conf.learners,
       ...this.machine.addresses.keys(),
+      ...this.machine.removed,
     ];
     return Math.max(0, ...ids) + 1;
   }
@@ -627,12 +682,8 @@ export class ClusterNode {
         return { removed: String(ship) };
       case "set": {
         const optimism = Number(request.optimism);
-        if (!Number.isInteger(optimism) || optimism < -2 || optimism > 1000) {
-          throw new ApiError(
-            Status.error,
-            `Optimism ${request.optimism} is not -2 (quorum), -1 (the cluster default) or a replica count`,
-          );
-        }
+        const problem = optimismProblem(optimism, this.raft.conf.voters.length);
+        if (problem !== undefined) throw new ApiError(Status.error, problem);
         await this.proposeCommand(encodeCommand({ kind: "shipSet", ship: ship!, optimism }));
         return shipJson(this.machine.ships.get(ship!)!);
       }
@@ -645,12 +696,10 @@ export class ClusterNode {
         return await this.#verifyShip(ship!);
       case "default": {
         const optimism = Number(request.optimism);
-        if (!Number.isInteger(optimism) || optimism < -2 || optimism > 1000) {
-          throw new ApiError(
-            Status.error,
-            `Optimism ${request.optimism} is not -2 (quorum), -1 (the cluster default) or a replica count`,
-          );
-        }
+        const problem = optimismProblem(optimism, this.raft.conf.voters.length, {
+          clusterDefault: true,
+        });
+        if (problem !== undefined) throw new ApiError(Status.error, problem);
         await this.proposeCommand(encodeCommand({ kind: "defaultOptimism", optimism }));
         return { defaultOptimism: optimism };
       }
@@ -790,6 +839,7 @@ export class ClusterNode {
       conf,
       members,
       uptimeMs: Date.now() - this.#startedAt,
+      electionTimeoutMs: this.#electionTicks * this.#tickMs,
       release: {
         master: this.ships.isMaster,
         released: this.ships.released,

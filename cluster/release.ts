@@ -82,6 +82,40 @@ export interface Loss {
   term: number;
 }
 
+/**
+ * Why `optimism` cannot be set on a cluster of `voters` voters, or undefined
+ * when it can: a number of replicas besides the master from 0 to
+ * `voters - 1`, {@linkcode OPTIMISM_QUORUM}, or, for one ship (not for the
+ * cluster default), {@linkcode OPTIMISM_DEFAULT}. The one place the range
+ * is checked: the CLI only parses the words, the leader checks the value.
+ *
+ * @example
+ * ```ts
+ * optimismProblem(2, 3); // undefined
+ * optimismProblem(99, 3); // "Optimism 99 is out of range: ... from 0 to 2, ..."
+ * ```
+ */
+export function optimismProblem(
+  optimism: number,
+  voters: number,
+  options: { clusterDefault?: boolean } = {},
+): string | undefined {
+  const others = Math.max(0, voters - 1);
+  const words = options.clusterDefault ? "or 'quorum'" : "'quorum' or 'default'";
+  const range =
+    `a number of replicas besides the master from 0 to ${others} (this cluster has ${voters} voter${
+      voters === 1 ? "" : "s"
+    }), ${words}`;
+  if (optimism === OPTIMISM_QUORUM) return undefined;
+  if (optimism === OPTIMISM_DEFAULT) {
+    return options.clusterDefault
+      ? `The cluster default cannot be 'default'; give ${range}`
+      : undefined;
+  }
+  if (Number.isSafeInteger(optimism) && optimism >= 0 && optimism <= others) return undefined;
+  return `Optimism ${optimism} is out of range: give ${range}`;
+}
+
 /** Resolves a ship's optimism setting to K for a cluster of `voters` voters and `replicas` other members. */
 export function resolveK(optimism: number, voters: number, replicas: number): number {
   if (optimism < 0) return Math.max(0, Math.floor(voters / 2)); // quorum (or an unset default)

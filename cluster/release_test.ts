@@ -1,5 +1,11 @@
 import assert from "node:assert/strict";
-import { OPTIMISM_QUORUM, ReleaseTracker, resolveK } from "./release.ts";
+import {
+  OPTIMISM_DEFAULT,
+  OPTIMISM_QUORUM,
+  optimismProblem,
+  ReleaseTracker,
+  resolveK,
+} from "./release.ts";
 
 const entry = (index: number, k: number, term = 2) => ({
   index,
@@ -15,6 +21,22 @@ Deno.test("K: quorum is majority - 1; explicit values are clamped to the replica
   assert.equal(resolveK(OPTIMISM_QUORUM, 5, 4), 2);
   assert.equal(resolveK(0, 3, 2), 0);
   assert.equal(resolveK(7, 3, 2), 2);
+});
+
+Deno.test("optimism: 0 to voters - 1, quorum, or default for a ship; anything else is refused", () => {
+  for (const k of [0, 1, 2, OPTIMISM_QUORUM, OPTIMISM_DEFAULT]) {
+    assert.equal(optimismProblem(k, 3), undefined, `k ${k}`);
+  }
+  assert.match(optimismProblem(3, 3)!, /^Optimism 3 is out of range: .* from 0 to 2 .*3 voters/);
+  assert.match(optimismProblem(99, 3)!, /from 0 to 2/);
+  assert.match(optimismProblem(1, 1)!, /from 0 to 0 \(this cluster has 1 voter\)/);
+  assert.match(optimismProblem(-3, 3)!, /out of range/);
+  assert.match(optimismProblem(0.5, 3)!, /out of range/);
+  assert.equal(optimismProblem(OPTIMISM_QUORUM, 3, { clusterDefault: true }), undefined);
+  assert.match(
+    optimismProblem(OPTIMISM_DEFAULT, 3, { clusterDefault: true })!,
+    /cluster default cannot be 'default'/,
+  );
 });
 
 Deno.test("an entry is released exactly when the master and K replicas hold it, in order", () => {

@@ -27,6 +27,8 @@ export const BACKOFF_MAX_MS = 2000;
 export const WAITING_BYTES_MAX = 4 * 1024 * 1024;
 /** Per-peer send queue bound (bytes). */
 export const PEER_QUEUE_BYTES_MAX = 32 * 1024 * 1024;
+/** Longest a closing transport waits for queued answers to be written. */
+export const CLOSE_FLUSH_MS_MAX = 1000;
 
 /** Settings of a transport. */
 export interface TransportConfig {
@@ -48,6 +50,10 @@ export interface TransportConfig {
   log: (line: string) => void;
   /** Per-peer send queue bound; default {@linkcode PEER_QUEUE_BYTES_MAX}. */
   peerQueueBytesMax?: number;
+  /** True for a node whose removal from the cluster was committed: it is told so and let go. */
+  isRemoved?: (nodeId: number) => boolean;
+  /** Peer `by` says this node was removed from the cluster. */
+  onRemoved?: (by: number) => void;
 }
 
 /** What the transport knows of one peer, for `seguro status`. */
@@ -98,6 +104,10 @@ export class Transport {
   readonly #hints = new Map<number, string>();
   #closed = false;
   #accepting: Promise<void> | undefined;
+  /** Removed nodes told so, to log each once. */
+  readonly #toldRemoved = new Set<number>();
+  /** Authenticated connections peers made to this node, and whose they are. */
+  readonly #inboundPeers = new Map<FrameConn, number>();
 
   /** Makes a transport; call {@linkcode start} to accept connections. */
   constructor(config: TransportConfig) {
@@ -122,6 +132,7 @@ export class Transport {
   #applyPeers(): void {
     const addresses = new Map(this.#hints);
     for (const [id, address] of this.#known) addresses.set(id, address);
+    for (const id of addresses.keys()) if (this.#cfg.isRemoved?.(id)) addresses.delete(id);
     for (const [id, address] of addresses) {
       if (id === this.#cfg.nodeId) continue;
       const link = this.#peers.get(id);
@@ -240,6 +251,10 @@ export class Transport {
           this.#cfg.log(`peer ${link.id}: closed: ${new TextDecoder().decode(f.body)}`);
           break;
         }
+        if (f.type === FrameType.removed) {
+          this.#cfg.onRemoved?.(link.id);
+          break;
+        }
       }
     } catch (e) {
       if (!fc.closed) this.#cfg.log(`peer ${link.id}: ${reason(e)}`);
@@ -284,6 +299,12 @@ export class Transport {
       this.#cfg.onClient(fc, hello);
       return;
     }
+    if (this.#cfg.isRemoved?.(hello.nodeId)) {
+      await this.#tellRemoved(fc, hello.nodeId);
+      return;
+    }
+    this.#inboundPeers.set(fc, hello.nodeId);
+    fc.onClose(() => this.#inboundPeers.delete(fc));
     if (hello.address !== "" && this.#hints.get(hello.nodeId) !== hello.address) {
       this.#hints.set(hello.nodeId, hello.address);
       if (!this.#known.has(hello.nodeId)) this.#applyPeers();
@@ -302,6 +323,10 @@ export class Transport {
             `A message from ${m.from} to ${m.to} arrived on node ${hello.nodeId}'s connection to node ${this.#cfg.nodeId}`,
           );
         }
+        if (this.#cfg.isRemoved?.(m.from)) {
+          await this.#tellRemoved(fc, m.from);
+          return;
+        }
         const link = this.#peers.get(m.from);
         if (link !== undefined) link.lastHeard = Date.now();
         this.#cfg.onRaft(m);
@@ -316,6 +341,28 @@ export class Transport {
     }
   }
 
+  /**
+   * Call when more nodes are removed (`isRemoved`): tells each connected one
+   * so at once (a removed node may be silent, waiting for a leader) and
+   * stops dialling them.
+   */
+  tellRemovedPeers(): void {
+    for (const [fc, id] of this.#inboundPeers) {
+      if (this.#cfg.isRemoved?.(id)) this.#tellRemoved(fc, id);
+    }
+    this.#applyPeers();
+  }
+
+  /** Tells a removed node so on its own connection, then closes it. */
+  async #tellRemoved(fc: FrameConn, id: number): Promise<void> {
+    if (!this.#toldRemoved.has(id)) {
+      this.#toldRemoved.add(id);
+      this.#cfg.log(`node ${id} was removed from the cluster but is still running: told it so`);
+    }
+    fc.send(FrameType.removed, new Uint8Array(0));
+    await fc.goodbye(`Node ${id} was removed from the cluster`);
+  }
+
   /** Stops accepting, closes every connection. */
   async close(): Promise<void> {
     if (this.#closed) return;
@@ -326,6 +373,14 @@ export class Transport {
       // already closed
     }
     for (const link of this.#peers.values()) link.conn?.close();
+    // Answers already queued go out first (e.g. to the 'member remove' that
+    // removed this node), for at most CLOSE_FLUSH_MS_MAX.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      Promise.all([...this.#inbound].map((fc) => fc.flush())),
+      new Promise((resolve) => timer = setTimeout(resolve, CLOSE_FLUSH_MS_MAX)),
+    ]);
+    clearTimeout(timer);
     for (const fc of this.#inbound) fc.close();
     await this.#accepting;
   }

@@ -41,7 +41,13 @@ interface TestNode {
 
 function startNode(
   nodeId: number,
-  options: { secret?: Uint8Array; clusterId?: string; port?: number } = {},
+  options: {
+    secret?: Uint8Array;
+    clusterId?: string;
+    port?: number;
+    isRemoved?: (id: number) => boolean;
+    onRemoved?: (by: number) => void;
+  } = {},
 ): TestNode {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: options.port ?? 0 });
   const port = listener.addr.port;
@@ -56,6 +62,8 @@ function startNode(
     onRaft: (m) => inbox.push(m),
     onClient: (fc) => fc.close(),
     log: (line) => logs.push(line),
+    isRemoved: options.isRemoved,
+    onRemoved: options.onRemoved,
   });
   transport.start();
   return { transport, port, inbox, logs };
@@ -115,6 +123,31 @@ Deno.test("a peer with the wrong secret or the wrong cluster is refused, with a 
     await a.transport.close();
     await liar.transport.close();
     await stranger.transport.close();
+  }
+});
+
+Deno.test("a removed node is told so when it connects, and when its removal comes later", async () => {
+  const removed = new Set<number>([3]);
+  const a = startNode(1, { isRemoved: (id) => removed.has(id) });
+  const toldThree = new Inbox<number>();
+  const toldFour = new Inbox<number>();
+  const three = startNode(3, { onRemoved: (by) => toldThree.push(by) });
+  const four = startNode(4, { onRemoved: (by) => toldFour.push(by) });
+  try {
+    // Removed before it connects: told as soon as it connects.
+    three.transport.setPeers(new Map([[1, `127.0.0.1:${a.port}`]]));
+    assert.equal(await toldThree.next(), 1);
+    assert.match(await a.logs.find((l) => l.includes("node 3")), /removed .* told it so/);
+    // Removed while connected (and silent): told when node 1 learns it.
+    four.transport.setPeers(new Map([[1, `127.0.0.1:${a.port}`]]));
+    await deliver(four, heartbeat(4, 1, 0), a);
+    removed.add(4);
+    a.transport.tellRemovedPeers();
+    assert.equal(await toldFour.next(), 1);
+  } finally {
+    await a.transport.close();
+    await three.transport.close();
+    await four.transport.close();
   }
 });
 

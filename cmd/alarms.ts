@@ -6,6 +6,8 @@
  * @module
  */
 
+import { missingPermission } from "./errors.ts";
+
 /** The node's active alarms, keyed by what raised them (e.g. `standby ~zod`). */
 export class Alarms {
   readonly #log: (line: string) => void;
@@ -36,8 +38,6 @@ export class Alarms {
 
 /** What a side job's error says, in one line: a missing permission names the fix. */
 export function describeFailure(e: unknown): string {
-  if (e instanceof Deno.errors.NotCapable) {
-    return `${e.message} (run the seguro binary, or 'deno task seguro', which grant it)`;
-  }
+  if (e instanceof Deno.errors.NotCapable) return missingPermission(e);
   return e instanceof Error ? e.message : String(e);
 }

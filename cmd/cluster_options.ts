@@ -11,6 +11,7 @@ import { formatAddress, parseAddress } from "../cluster/address.ts";
 import {
   ClusterNode,
   ELECTION_TICKS_DEFAULT,
+  removalOf,
   type ShipRuntimeJson,
   TICK_MS_DEFAULT,
 } from "../cluster/node.ts";
@@ -24,6 +25,7 @@ import { runtimeNodeOf } from "../cluster/runtime_backend.ts";
 import { StandbyPiers } from "./standby.ts";
 import { Alarms } from "./alarms.ts";
 import { parseExec, Supervisor } from "./supervisor.ts";
+import { MetricsServer, NodeMetrics, nodeSource } from "./metrics.ts";
 import { join } from "node:path";
 
 /** Where a node keeps its election timeout (ms) when one was given. */
@@ -62,7 +64,21 @@ export interface TargetOptions {
 
 /** The data dir: --data-dir, else $SEGURO_DATA_DIR, else ~/.seguro. */
 export function dataDirOf(options: { dataDir?: string }): string {
-  return options.dataDir ?? defaultDataDir();
+  const dir = options.dataDir ?? defaultDataDir();
+  let isDirectory = true;
+  try {
+    isDirectory = Deno.statSync(dir).isDirectory;
+  } catch (e) {
+    // NotADirectory: a parent of it is a file.
+    if (e instanceof Deno.errors.NotADirectory) isDirectory = false;
+    else if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  if (!isDirectory) {
+    throw new CliError(
+      `the data dir ${dir} is not a directory; pass --data-dir with the directory 'seguro init' or 'seguro join' made`,
+    );
+  }
+  return dir;
 }
 
 /** Parses an address option; a bad one is a usage error. */
@@ -139,6 +155,52 @@ export function cliErrorOf(e: unknown): unknown {
   return e;
 }
 
+/**
+ * Binds `address` for a node, or throws a CliError; `hint` says what to do
+ * when the address is in use.
+ */
+export function listenOn(address: string, hint: string): Deno.TcpListener {
+  try {
+    return Deno.listen(parseAddress(address));
+  } catch (e) {
+    if (e instanceof Deno.errors.AddrInUse) {
+      throw new CliError(`${address} is already in use; ${hint}`);
+    }
+    if (e instanceof Deno.errors.NotCapable) throw e; // cmd/mod.ts names the permission
+    throw new CliError(`cannot listen on ${address}: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * Why `run` refuses --listen or --advertise: a node's address is part of the
+ * cluster's membership, recorded when it joined, and changes only by removing
+ * the node and joining again. Undefined when they match what is recorded.
+ */
+function addressChangeRefusal(
+  dir: string,
+  nodeId: number,
+  recorded: { listen?: string; advertise?: string },
+  asked: { listen?: string; advertise?: string },
+): string | undefined {
+  for (const flag of ["listen", "advertise"] as const) {
+    const was = recorded[flag];
+    const now = asked[flag];
+    if (was === undefined || now === undefined || now === was) continue;
+    return `--${flag} ${now} differs from ${was}, node ${nodeId}'s recorded ${flag} address (${dir}/node.json), and a node's address cannot change in place; run without --${flag}, or move the node: 'seguro member remove ${nodeId}', then 'seguro join' from an empty data dir with the new address`;
+  }
+  return undefined;
+}
+
+/** Why `run` refuses a node that was removed from its cluster; undefined if it was not. */
+function removedRefusal(store: Store, dir: string): string | undefined {
+  const removal = removalOf(store);
+  if (removal === undefined) return undefined;
+  const id = store.identity.nodeId;
+  return `node ${id} was removed from cluster ${store.identity.clusterId.slice(0, 8)}... (${
+    removal.by === 0 ? "by a membership change in its log" : `node ${removal.by} said so`
+  }), so ${dir} cannot run again; to bring this machine back, 'seguro join' from an empty data dir (it gets a new id), then delete ${dir}`;
+}
+
 /** A log line with a timestamp, to stderr. */
 function logLine(nodeLabel: string, line: string): void {
   console.error(`${new Date().toISOString()} ${nodeLabel} ${line}`);
@@ -158,6 +220,10 @@ export async function runNode(
     electionTimeoutMs?: number;
     exec?: string;
     execGraceMs?: number;
+    /** HOST:PORT to serve Prometheus metrics on. */
+    metrics?: string;
+    /** The node's listener, already bound (init and join bind before they create anything). */
+    listener?: Deno.TcpListener;
   } = {},
 ): Promise<number> {
   let exec: string[] | undefined;
@@ -178,23 +244,40 @@ export async function runNode(
   try {
     store = Store.open(dir);
   } catch (e) {
+    overrides.listener?.close();
     throw cliErrorOf(e);
   }
-  const listen = overrides.listen ?? node?.listen ?? store.getSetting("listen");
-  const advertise = overrides.advertise ?? node?.advertise ?? store.getSetting("advertise");
-  if (listen === undefined || advertise === undefined) {
+  const recorded = {
+    listen: node?.listen ?? store.getSetting("listen"),
+    advertise: node?.advertise ?? store.getSetting("advertise"),
+  };
+  const listen = recorded.listen ?? overrides.listen ?? "";
+  const advertise = recorded.advertise ?? overrides.advertise ?? "";
+  const refusal = listen === "" || advertise === ""
+    ? `${dir} does not say where to listen; pass --listen and --advertise`
+    : removedRefusal(store, dir) ??
+      addressChangeRefusal(dir, store.identity.nodeId, recorded, overrides);
+  if (refusal !== undefined) {
+    overrides.listener?.close();
     store.close();
-    throw new CliError(`${dir} does not say where to listen; pass --listen and --advertise`);
+    throw new CliError(refusal);
   }
   let listener: Deno.TcpListener;
   try {
-    listener = Deno.listen(parseAddress(listen));
+    listener = overrides.listener ?? listenOn(listen, "is this node already running?");
   } catch (e) {
     store.close();
-    if (e instanceof Deno.errors.AddrInUse) {
-      throw new CliError(`${listen} is already in use; stop what uses it or pass --listen`);
-    }
-    throw new CliError(`cannot listen on ${listen}: ${(e as Error).message}`);
+    throw e;
+  }
+  // Bound before anything starts: a busy metrics port leaves nothing half-done.
+  const metrics = overrides.metrics === undefined ? undefined : new NodeMetrics(renderShip);
+  let metricsServer: MetricsServer | undefined;
+  try {
+    metricsServer = metrics && new MetricsServer(overrides.metrics!, metrics);
+  } catch (e) {
+    listener.close();
+    store.close();
+    throw e;
   }
   const label = `seguro[node ${store.identity.nodeId}]`;
   const alarms = new Alarms((line) => logLine(label, line));
@@ -214,6 +297,7 @@ export async function runNode(
     shipName: renderShip,
     onApplied: () => standby?.sync(),
     alarms: () => alarms.list(),
+    observer: metrics?.observer,
     shipRuntime: (ship): ShipRuntimeJson | undefined => {
       const info = supervisor?.info(ship);
       if (info !== undefined || cluster.raft.role !== "leader" || !cluster.machine.runs(ship)) {
@@ -249,7 +333,8 @@ export async function runNode(
       log: (line) => logLine(label, line),
       alarms,
     });
-  const runtime = new RuntimeServer(runtimeNodeOf(cluster.driver), {
+  const runtimeNode = runtimeNodeOf(cluster.driver);
+  const runtime = new RuntimeServer(metrics?.timeReleases(runtimeNode) ?? runtimeNode, {
     socketPath: join(dir, RUNTIME_SOCKET),
     // Loopback only: the runtime protocol is not authenticated; the Unix socket's
     // file permissions and the loopback interface are its boundary.
@@ -258,6 +343,7 @@ export async function runNode(
       : { hostname: "127.0.0.1", port: overrides.runtimeTcpPort },
     log: (line) => logLine(label, line),
   });
+  metrics?.watch(nodeSource(cluster, runtime));
   let stopping = false;
   const stop = () => {
     if (stopping) return;
@@ -283,13 +369,24 @@ export async function runNode(
       overrides.runtimeTcpPort === undefined ? "" : ` and 127.0.0.1:${overrides.runtimeTcpPort}`
     }`,
   );
+  if (metricsServer !== undefined) {
+    logLine(label, `metrics at http://${metricsServer.address}/metrics`);
+  }
   await cluster.stopped;
   await supervisor?.close();
   runtime.close();
   standby?.close();
+  await metricsServer?.close();
   Deno.removeSignalListener("SIGINT", stop);
   Deno.removeSignalListener("SIGTERM", stop);
-  logLine(label, cluster.fatal ? "stopped after a fatal error" : "stopped");
+  logLine(
+    label,
+    cluster.fatal
+      ? "stopped after a fatal error"
+      : cluster.removed
+      ? `stopped: removed from the cluster (delete ${dir} once you no longer need it)`
+      : "stopped",
+  );
   return cluster.fatal ? 1 : 0;
 }
 

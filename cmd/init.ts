@@ -14,9 +14,11 @@ import {
   cliErrorOf,
   dataDirOf,
   electionTimeoutOption,
+  listenOn,
   runNode,
 } from "./cluster_options.ts";
 import { colors, print } from "./output.ts";
+import { METRICS_FLAG_HELP, metricsOption } from "./metrics.ts";
 
 /** Default address a node listens on. */
 export const LISTEN_DEFAULT = "127.0.0.1:7700";
@@ -28,17 +30,36 @@ function randomHex(bytes: number): string {
   ).join("");
 }
 
-/** Refuses a data dir that already holds something. */
-export function assertFreshDataDir(dir: string): void {
+/** Refuses a data dir that already holds something; returns whether it exists (empty). */
+export function assertFreshDataDir(dir: string): boolean {
   try {
     for (const _ of Deno.readDirSync(dir)) {
       throw new CliError(
         `${dir} is not empty (it may hold a node already); use 'seguro run --data-dir ${dir}', or choose another --data-dir`,
       );
     }
+    return true;
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return;
+    if (e instanceof Deno.errors.NotFound) return false;
     throw e;
+  }
+}
+
+/**
+ * Undoes a half-made node after a failure: removes what was written into
+ * `dir` (empty before) and `dir` itself unless it `existed`.
+ */
+export function undoCreate(dir: string, existed: boolean): void {
+  try {
+    if (!existed) {
+      Deno.removeSync(dir, { recursive: true });
+      return;
+    }
+    for (const entry of Deno.readDirSync(dir)) {
+      Deno.removeSync(`${dir}/${entry.name}`, { recursive: true });
+    }
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
   }
 }
 
@@ -79,10 +100,14 @@ export function initCommand(): CommandUnknownOpts {
       "base election timeout, kept for later runs (default 500; raise it on loaded machines)",
       electionTimeoutOption,
     )
+    .option("--metrics <host:port>", METRICS_FLAG_HELP, metricsOption)
     .action(async (options) => {
       const dir = dataDirOf(options);
       const advertise = advertiseOf(options.listen, options.advertise);
-      assertFreshDataDir(dir);
+      // Everything that can fail is checked before anything is created: a failed
+      // init leaves no data dir behind and prints no token.
+      const existed = assertFreshDataDir(dir);
+      const listener = listenOn(options.listen, "stop what uses it, or pass --listen HOST:PORT");
       const clusterId = randomHex(16);
       const secret = crypto.getRandomValues(new Uint8Array(32));
       try {
@@ -92,13 +117,15 @@ export function initCommand(): CommandUnknownOpts {
           conf: { voters: [1], learners: [] },
           settings: { listen: options.listen, advertise },
         }).close();
+        writeNodeFiles(dir, { clusterId, nodeId: 1, listen: options.listen, advertise }, {
+          clusterId,
+          secret,
+        });
       } catch (e) {
+        listener.close();
+        undoCreate(dir, existed);
         throw cliErrorOf(e);
       }
-      writeNodeFiles(dir, { clusterId, nodeId: 1, listen: options.listen, advertise }, {
-        clusterId,
-        secret,
-      });
       const token = encodeToken({ clusterId, secret });
       print(`Created cluster ${clusterId} with node 1 at ${advertise} (data dir ${dir}).`);
       print("");
@@ -108,10 +135,15 @@ export function initCommand(): CommandUnknownOpts {
       print(colors.bold(`  SEGURO_TOKEN=${token} seguro join ${advertise} --listen HOST:PORT`));
       print("");
       if (!options.start) {
+        listener.close();
         print(`Start this node with: seguro run --data-dir ${dir}`);
         return;
       }
-      const code = await runNode(dir, { electionTimeoutMs: options.electionTimeoutMs });
+      const code = await runNode(dir, {
+        electionTimeoutMs: options.electionTimeoutMs,
+        metrics: options.metrics,
+        listener,
+      });
       if (code !== 0) throw new CliError("the node stopped after a fatal error; see the log above");
     });
 }

@@ -14,11 +14,13 @@ import {
   cliErrorOf,
   dataDirOf,
   electionTimeoutOption,
+  listenOn,
   runNode,
   tokenFromOptions,
 } from "./cluster_options.ts";
-import { advertiseOf, assertFreshDataDir, LISTEN_DEFAULT } from "./init.ts";
+import { advertiseOf, assertFreshDataDir, LISTEN_DEFAULT, undoCreate } from "./init.ts";
 import { note } from "./output.ts";
+import { METRICS_FLAG_HELP, metricsOption } from "./metrics.ts";
 
 /** Builds the `join` command. */
 export function joinCommand(): CommandUnknownOpts {
@@ -48,10 +50,12 @@ export function joinCommand(): CommandUnknownOpts {
       "base election timeout, kept for later runs (default 500; raise it on loaded machines)",
       electionTimeoutOption,
     )
+    .option("--metrics <host:port>", METRICS_FLAG_HELP, metricsOption)
     .action(async (member, options) => {
       const dir = dataDirOf(options);
       const credentials = tokenFromOptions(options);
       const existing = readNodeFile(dir);
+      let listener: Deno.TcpListener | undefined;
       if (existing !== undefined) {
         // Idempotent: this machine already joined; just run it.
         if (credentials !== undefined && credentials.clusterId !== existing.clusterId) {
@@ -69,7 +73,9 @@ export function joinCommand(): CommandUnknownOpts {
           );
         }
         const advertise = advertiseOf(options.listen, options.advertise);
-        assertFreshDataDir(dir);
+        // Checked before the cluster is asked: a busy port must not leave a learner behind.
+        const existed = assertFreshDataDir(dir);
+        listener = listenOn(options.listen, "stop what uses it, or pass --listen HOST:PORT");
         note(`asking ${member} to add ${advertise} to the cluster...`);
         let answer: JoinAnswer;
         try {
@@ -79,6 +85,7 @@ export function joinCommand(): CommandUnknownOpts {
             (c) => c.requestJson<JoinAnswer>(Op.join, { address: advertise }),
           );
         } catch (e) {
+          listener.close();
           throw cliErrorOf(e);
         }
         try {
@@ -88,19 +95,28 @@ export function joinCommand(): CommandUnknownOpts {
             conf: { voters: [], learners: [] },
             settings: { listen: options.listen, advertise },
           }).close();
+          writeNodeFiles(dir, {
+            clusterId: answer.clusterId,
+            nodeId: answer.nodeId,
+            listen: options.listen,
+            advertise,
+          }, credentials);
         } catch (e) {
+          listener.close();
+          undoCreate(dir, existed);
           throw cliErrorOf(e);
         }
-        writeNodeFiles(dir, {
-          clusterId: answer.clusterId,
-          nodeId: answer.nodeId,
-          listen: options.listen,
-          advertise,
-        }, credentials);
         note(`joined as node ${answer.nodeId} (a learner until it has caught up; then a voter)`);
       }
-      if (!options.start) return;
-      const code = await runNode(dir, { electionTimeoutMs: options.electionTimeoutMs });
+      if (!options.start) {
+        listener?.close();
+        return;
+      }
+      const code = await runNode(dir, {
+        electionTimeoutMs: options.electionTimeoutMs,
+        metrics: options.metrics,
+        listener,
+      });
       if (code !== 0) throw new CliError("the node stopped after a fatal error; see the log above");
     });
 }

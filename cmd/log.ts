@@ -150,7 +150,8 @@ export function logCommand(): CommandUnknownOpts {
         return;
       }
       for (const [k, v] of Object.entries(fields)) {
-        print(`${colors.dim(k.padEnd(7))} ${v ?? "-"}`);
+        // Numbers as every table prints them (`log tail`'s SIZE): 3,356,302.
+        print(`${colors.dim(k.padEnd(7))} ${typeof v === "number" ? count(v) : v ?? "-"}`);
       }
       if (shown.truncated) note(`(truncated at ${options.maxChars} characters; raise --max-chars)`);
     },

@@ -7,8 +7,9 @@
 
 import { Command, CommanderError } from "@commander-js/extra-typings";
 import { VERSION } from "../cluster/version.ts";
-import { CliError, EXIT_FAILURE, EXIT_USAGE } from "./errors.ts";
+import { CliError, EXIT_FAILURE, EXIT_USAGE, missingPermission } from "./errors.ts";
 import { colors } from "./output.ts";
+import { cliErrorOf } from "./cluster_options.ts";
 import { nounCommand } from "./noun.ts";
 import { pillCommand } from "./pill.ts";
 import { initCommand } from "./init.ts";
@@ -70,6 +71,18 @@ function commandPathOf(argv: readonly string[]): string {
 }
 
 /**
+ * A failure that is the user's to fix, as a CliError: client, API and store
+ * errors that escaped a command, and a permission this process lacks; else
+ * `e` unchanged (a real bug).
+ */
+function userErrorOf(e: unknown): unknown {
+  if (e instanceof Deno.errors.NotCapable) {
+    return new CliError(missingPermission(e));
+  }
+  return cliErrorOf(e);
+}
+
+/**
  * Runs the CLI on `argv` (the arguments after the program name) and returns
  * the exit code. Errors are printed as one line: `error: <what>; <fix>`.
  */
@@ -89,9 +102,10 @@ export async function runCli(argv: readonly string[]): Promise<number> {
       console.error(`${colors.red("error:")} ${what}; run '${where} --help' for usage`);
       return EXIT_USAGE;
     }
-    if (e instanceof CliError) {
-      console.error(`${colors.red("error:")} ${e.message}`);
-      return e.exitCode;
+    const known = userErrorOf(e);
+    if (known instanceof CliError) {
+      console.error(`${colors.red("error:")} ${known.message}`);
+      return known.exitCode;
     }
     const err = e as Error;
     console.error(

@@ -18,6 +18,7 @@ import {
   tokenFromOptions,
 } from "./cluster_options.ts";
 import { note } from "./output.ts";
+import { METRICS_FLAG_HELP, metricsOption } from "./metrics.ts";
 
 function portOption(value: string): number {
   const n = Number(value);
@@ -42,12 +43,12 @@ export function runCommand(): CommandUnknownOpts {
     .option("--data-dir <dir>", "the node's data dir (default $SEGURO_DATA_DIR or ~/.seguro)")
     .option(
       "--listen <host:port>",
-      "listen here instead of the address recorded at init/join",
+      "with --machines on a new data dir: where to listen; later it must match the recorded address (to move a node: 'seguro member remove ID', then join again)",
       addressOption,
     )
     .option(
       "--advertise <host:port>",
-      "advertise this address instead of the recorded one",
+      "with --machines on a new data dir: this machine's entry of the list; later it must match the recorded one",
       addressOption,
     )
     .option(
@@ -74,6 +75,7 @@ export function runCommand(): CommandUnknownOpts {
       "base election timeout, kept for later runs (default 500; raise it on heavily loaded machines)",
       electionTimeoutOption,
     )
+    .option("--metrics <host:port>", METRICS_FLAG_HELP, metricsOption)
     .option("--token <token>", "cluster token for --machines (prefer SEGURO_TOKEN or --token-file)")
     .option("--token-file <file>", "file holding the cluster token")
     .action(async (options) => {
@@ -89,6 +91,7 @@ export function runCommand(): CommandUnknownOpts {
         electionTimeoutMs: options.electionTimeoutMs,
         exec: options.exec,
         execGraceMs: options.execGraceMs,
+        metrics: options.metrics,
       });
       if (code !== 0) throw new CliError("the node stopped after a fatal error; see the log above");
     });

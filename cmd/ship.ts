@@ -7,6 +7,7 @@ import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
 import { ClusterClient, Op, withLeader } from "../cluster/api.ts";
 import { encodeCommand, type PlannedEvent } from "../cluster/machine.ts";
 import type { NodeStatus, ShipJson } from "../cluster/node.ts";
+import { OPTIMISM_DEFAULT, OPTIMISM_QUORUM } from "../cluster/release.ts";
 import { bootSequence, daFromMillis, parsePill, parseShip, renderShip } from "../vere/event.ts";
 import { jam, NounError } from "../vere/noun.ts";
 import { CliError, UsageError } from "./errors.ts";
@@ -75,17 +76,20 @@ export async function shipInfo(target: Target, ship: bigint): Promise<ShipJson> 
   return found;
 }
 
-/** Parses --optimism: a replica count, `quorum` (-2), or `default` (-1: the cluster's). */
+/**
+ * Parses --optimism: a replica count, `quorum` (-2), or `default` (-1: the
+ * cluster's). Only the form: the leader checks the range against the
+ * cluster's voters (cluster/release.ts `optimismProblem`).
+ */
 export function optimismOption(value: string): number {
-  if (value === "quorum") return -2;
-  if (value === "default") return -1;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0 || n > 1000) {
+  if (value === "quorum") return OPTIMISM_QUORUM;
+  if (value === "default") return OPTIMISM_DEFAULT;
+  if (!/^[0-9]{1,9}$/.test(value)) {
     throw new UsageError(
-      `--optimism must be 'quorum', 'default' or a number of replicas from 0 (got '${value}')`,
+      `--optimism must be 'quorum', 'default' or a number of replicas (got '${value}')`,
     );
   }
-  return n;
+  return Number(value);
 }
 
 /** Events per `events` request: big enough to batch, small enough for one frame. */
@@ -244,7 +248,7 @@ export function shipCommand(): CommandUnknownOpts {
       .argument("<ship>", "the ship", shipArgument)
       .requiredOption(
         "--optimism <k>",
-        "a number of replicas (0 = fastest), 'quorum', or 'default' (the cluster's)",
+        "replicas besides the master: 0 (fastest) up to the other voters (2 on 3 nodes), 'quorum', or 'default' (the cluster's)",
         optimismOption,
       ),
   ).action(async (ship: bigint, options: TargetOptions & { optimism: number }) => {
@@ -289,7 +293,7 @@ export function shipCommand(): CommandUnknownOpts {
       .description("the cluster-wide optimism for ships without their own (default: quorum)")
       .requiredOption(
         "--optimism <k>",
-        "a number of replicas (0 = fastest), or 'quorum'",
+        "replicas besides the master: 0 (fastest) up to the other voters (2 on 3 nodes), or 'quorum'",
         optimismOption,
       ),
   ).action(async (options: TargetOptions & { optimism: number }) => {

@@ -6,12 +6,21 @@
 import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
 import { ClusterClient, Op } from "../cluster/api.ts";
 import { masterShipList } from "./ship.ts";
-import type { NodeStatus, ShipJson } from "../cluster/node.ts";
+import {
+  ELECTION_TICKS_DEFAULT,
+  type NodeStatus,
+  type ShipJson,
+  TICK_MS_DEFAULT,
+} from "../cluster/node.ts";
 import { renderShip } from "../vere/event.ts";
 import type { ClusterCredentials } from "../cluster/token.ts";
 import { CliError } from "./errors.ts";
+import { memberHealth } from "./health.ts";
 import { addressOption, cliErrorOf, targetOf } from "./cluster_options.ts";
 import { colors, count, formatTable, note, print, toJson } from "./output.ts";
+
+/** The election timeout to judge contact by when the leader does not say (older nodes). */
+const ELECTION_TIMEOUT_MS_DEFAULT = ELECTION_TICKS_DEFAULT * TICK_MS_DEFAULT;
 
 /** How long a member may take to answer before it shows as unreachable. */
 const MEMBER_TIMEOUT_MS = 2000;
@@ -117,13 +126,14 @@ export async function clusterStatus(
       : match === null
       ? null
       : leaderLast - match;
-    const health = !reachable
-      ? "unreachable"
-      : leader === undefined
-      ? "no leader"
-      : lag !== null && lag > 10_000
-      ? "lagging"
-      : "ok";
+    const health = memberHealth({
+      reachable,
+      leaderKnown: leader !== undefined,
+      isLeader: leader !== undefined && m.id === leader.nodeId,
+      contactMs: m.lastContactMs,
+      lag,
+      electionTimeoutMs: leader?.electionTimeoutMs ?? ELECTION_TIMEOUT_MS_DEFAULT,
+    });
     return {
       id: m.id,
       address: m.address,
@@ -222,7 +232,8 @@ export function statusCommand(): CommandUnknownOpts {
         { header: "health", cell: (r) => health(r.health) },
       ]));
       const voters = status.rows.filter((r) => r.membership === "voter");
-      const up = voters.filter((r) => r.health !== "unreachable").length;
+      // Stale voters answer this CLI but not the leader: they do not make a quorum.
+      const up = voters.filter((r) => r.health !== "unreachable" && r.health !== "stale").length;
       const quorum = Math.floor(voters.length / 2) + 1;
       note(
         `cluster ${status.clusterId.slice(0, 8)}: ${

@@ -141,8 +141,30 @@ export function readMeta(env: Env): PierMeta {
   return { version, who: littleEndian(raw.who!, 16), fake, life };
 }
 
+/** Throws a PierError unless `pierDir` is a directory holding `.urb/log`. */
+function assertPierDir(pierDir: string): void {
+  let isDirectory = false;
+  try {
+    isDirectory = Deno.statSync(pierDir).isDirectory;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) {
+      throw new PierError("no such directory; give the directory of a vere pier");
+    }
+    if (!(error instanceof Deno.errors.NotADirectory)) throw error;
+  }
+  if (!isDirectory) {
+    throw new PierError(
+      "not a directory; a pier is the directory that holds .urb/log (give that directory)",
+    );
+  }
+  if (!exists(logDir(pierDir))) {
+    throw new PierError("no .urb/log here, so not a vere pier; give the directory of one");
+  }
+}
+
 /** Reads the top-level `META` of a pier (`.urb/log`), opened read-only. */
 export function readPierMeta(pierDir: string): PierMeta {
+  assertPierDir(pierDir);
   const env = Env.open(logDir(pierDir), { readOnly: true });
   try {
     return readMeta(env);
@@ -317,7 +339,10 @@ export function isPierLocked(pierDir: string): boolean {
   try {
     text = Deno.readTextFileSync(join(pierDir, ".vere.lock"));
   } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return false;
+    // NotADirectory: `pierDir` is a file, which readPierMeta then refuses.
+    if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotADirectory) {
+      return false;
+    }
     throw error;
   }
   const match = /^([0-9]+)\n/.exec(text);

@@ -183,6 +183,11 @@ export class RuntimeSession {
     }
   }
 
+  /** @internal Per ship this connection follows: whether its last notice was `%lead`. */
+  leads(): [bigint, boolean][] {
+    return [...this.#ships].map(([ship, s]) => [ship, s.lead]);
+  }
+
   /** The connection ended: nothing more is sent. */
   close(): void {
     if (this.#closed) return;
@@ -232,6 +237,22 @@ export class RuntimeHub {
   /** Number of open sessions. */
   get size(): number {
     return this.#sessions.size;
+  }
+
+  /**
+   * What the runtimes here were last told, per ship (for metrics): `lead`
+   * when some connection's last notice for it is `%lead`, else `fence`.
+   * Ships that no connection follows are absent.
+   */
+  notices(): Map<bigint, "lead" | "fence"> {
+    const out = new Map<bigint, "lead" | "fence">();
+    for (const s of this.#sessions) {
+      for (const [ship, lead] of s.leads()) {
+        if (lead) out.set(ship, "lead");
+        else if (!out.has(ship)) out.set(ship, "fence");
+      }
+    }
+    return out;
   }
 
   /** Stops listening to the backend. */

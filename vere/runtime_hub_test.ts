@@ -84,3 +84,18 @@ Deno.test("hub: a ship named after %hail gets its role notice first", () => {
   assert.deepEqual(t.got.slice(2).map((m) => m.type), ["lead", "head"]);
   assert.equal((t.got[2] as { ship: bigint }).ship, 256n);
 });
+
+Deno.test("hub: notices per ship say what the connections were last told (metrics)", () => {
+  const master = { value: true, address: "" as string | null };
+  const t = setup(master);
+  const other = t.hub.open(() => {});
+  assert.deepEqual(t.hub.notices(), new Map([[0n, "lead"]]), "the unhailed one follows nothing");
+  other.receive({ type: "hail", version: 1, node: 0 });
+  master.value = false;
+  t.emit().role(false);
+  assert.deepEqual(t.hub.notices(), new Map([[0n, "fence"]]));
+  t.session.close();
+  other.close();
+  assert.equal(t.hub.size, 0);
+  assert.deepEqual(t.hub.notices(), new Map());
+});

@@ -170,6 +170,11 @@ export class RuntimeServer {
     }
   }
 
+  /** The protocol state of every connection (undefined before {@linkcode start}). */
+  get hub(): RuntimeHub | undefined {
+    return this.#hub;
+  }
+
   /** Closes the sockets and every connection. */
   close(): void {
     this.#hub?.close();

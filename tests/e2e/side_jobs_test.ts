@@ -60,4 +60,33 @@ if (!haveLiblmdb()) {
       assert.ok(!fixed.lines.some((l) => /ALARM/.test(l)), fixed.lines.join("\n"));
     },
   );
+
+  clusterTest(
+    "side jobs: a runtime that cannot be started is an alarm; the node keeps leading",
+    1,
+    async (c) => {
+      const n1 = c.members.get(1)!;
+      await n1.proc!.kill();
+      // `--exec` starts the exec guard as a child: without --allow-run that fails.
+      const node = c.restart(1, [
+        "--standby-dir",
+        join(c.root, "standby"),
+        "--exec",
+        "true {pier}",
+        "--election-timeout-ms",
+        "200",
+      ], ["--allow-run"]);
+      await node.waitFor(/became leader/);
+      await ok(seguro(c, ["ship", "add", "~zod", "--fake"]));
+      await ok(seguro(c, ["ship", "run", "~zod"]));
+      await node.waitFor(/~zod: ALARM cannot start the runtime .*run/);
+      const list = JSON.parse(await ok(seguro(c, ["ship", "list", "--json"])));
+      assert.match(list[0].runtime.alarm, /^cannot start the runtime \(retrying in/);
+      await ok(seguro(c, ["ship", "add", "~nec", "--fake"]));
+      assert.ok(
+        !node.lines.some((l) => /FATAL|supervisor: .*Error/.test(l)),
+        node.lines.join("\n"),
+      );
+    },
+  );
 }
