@@ -171,6 +171,38 @@ export function listenOn(address: string, hint: string): Deno.TcpListener {
   }
 }
 
+/** What a node listens on, bound before anything is created: its peer port and its metrics. */
+export interface NodeEndpoints {
+  /** Peers and clients. */
+  listener: Deno.TcpListener;
+  /** Prometheus metrics (`--metrics`), when asked for. */
+  metrics?: MetricsServer;
+}
+
+/**
+ * Binds `listen` and, when given, the `metrics` address: both or neither (a
+ * {@linkcode CliError} names the busy one; `hint` says what to do about `listen`).
+ */
+export function bindEndpoints(
+  listen: string,
+  metrics: string | undefined,
+  hint: string,
+): NodeEndpoints {
+  const listener = listenOn(listen, hint);
+  try {
+    return { listener, metrics: metrics === undefined ? undefined : new MetricsServer(metrics) };
+  } catch (e) {
+    listener.close();
+    throw e;
+  }
+}
+
+/** Releases endpoints that will not be used. */
+export function closeEndpoints(endpoints: NodeEndpoints | undefined): void {
+  endpoints?.listener.close();
+  endpoints?.metrics?.close();
+}
+
 /**
  * Why `run` refuses --listen or --advertise: a node's address is part of the
  * cluster's membership, recorded when it joined, and changes only by removing
@@ -222,8 +254,8 @@ export async function runNode(
     execGraceMs?: number;
     /** HOST:PORT to serve Prometheus metrics on. */
     metrics?: string;
-    /** The node's listener, already bound (init and join bind before they create anything). */
-    listener?: Deno.TcpListener;
+    /** Already bound (init and join bind before they create anything); else bound here. */
+    endpoints?: NodeEndpoints;
   } = {},
 ): Promise<number> {
   let exec: string[] | undefined;
@@ -244,7 +276,7 @@ export async function runNode(
   try {
     store = Store.open(dir);
   } catch (e) {
-    overrides.listener?.close();
+    closeEndpoints(overrides.endpoints);
     throw cliErrorOf(e);
   }
   const recorded = {
@@ -258,27 +290,22 @@ export async function runNode(
     : removedRefusal(store, dir) ??
       addressChangeRefusal(dir, store.identity.nodeId, recorded, overrides);
   if (refusal !== undefined) {
-    overrides.listener?.close();
+    closeEndpoints(overrides.endpoints);
     store.close();
     throw new CliError(refusal);
   }
-  let listener: Deno.TcpListener;
+  // Bound before anything starts: a busy port (peer or metrics) leaves nothing half-done.
+  let endpoints: NodeEndpoints;
   try {
-    listener = overrides.listener ?? listenOn(listen, "is this node already running?");
+    endpoints = overrides.endpoints ??
+      bindEndpoints(listen, overrides.metrics, "is this node already running?");
   } catch (e) {
     store.close();
     throw e;
   }
-  // Bound before anything starts: a busy metrics port leaves nothing half-done.
-  const metrics = overrides.metrics === undefined ? undefined : new NodeMetrics(renderShip);
-  let metricsServer: MetricsServer | undefined;
-  try {
-    metricsServer = metrics && new MetricsServer(overrides.metrics!, metrics);
-  } catch (e) {
-    listener.close();
-    store.close();
-    throw e;
-  }
+  const { listener, metrics: metricsServer } = endpoints;
+  const metrics = metricsServer === undefined ? undefined : new NodeMetrics(renderShip);
+  if (metrics !== undefined) metricsServer?.serve(metrics);
   const label = `seguro[node ${store.identity.nodeId}]`;
   const alarms = new Alarms((line) => logLine(label, line));
   if (overrides.electionTimeoutMs !== undefined) {

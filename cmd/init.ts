@@ -11,10 +11,11 @@ import { parseAddress } from "../cluster/address.ts";
 import { CliError, UsageError } from "./errors.ts";
 import {
   addressOption,
+  bindEndpoints,
   cliErrorOf,
+  closeEndpoints,
   dataDirOf,
   electionTimeoutOption,
-  listenOn,
   runNode,
 } from "./cluster_options.ts";
 import { colors, print } from "./output.ts";
@@ -102,12 +103,21 @@ export function initCommand(): CommandUnknownOpts {
     )
     .option("--metrics <host:port>", METRICS_FLAG_HELP, metricsOption)
     .action(async (options) => {
+      if (!options.start && options.metrics !== undefined) {
+        throw new UsageError(
+          "--metrics serves the running node, and --no-start does not run it: pass --metrics to 'seguro run'",
+        );
+      }
       const dir = dataDirOf(options);
       const advertise = advertiseOf(options.listen, options.advertise);
       // Everything that can fail is checked before anything is created: a failed
       // init leaves no data dir behind and prints no token.
       const existed = assertFreshDataDir(dir);
-      const listener = listenOn(options.listen, "stop what uses it, or pass --listen HOST:PORT");
+      const endpoints = bindEndpoints(
+        options.listen,
+        options.start ? options.metrics : undefined,
+        "stop what uses it, or pass --listen HOST:PORT",
+      );
       const clusterId = randomHex(16);
       const secret = crypto.getRandomValues(new Uint8Array(32));
       try {
@@ -122,7 +132,7 @@ export function initCommand(): CommandUnknownOpts {
           secret,
         });
       } catch (e) {
-        listener.close();
+        closeEndpoints(endpoints);
         undoCreate(dir, existed);
         throw cliErrorOf(e);
       }
@@ -135,14 +145,13 @@ export function initCommand(): CommandUnknownOpts {
       print(colors.bold(`  SEGURO_TOKEN=${token} seguro join ${advertise} --listen HOST:PORT`));
       print("");
       if (!options.start) {
-        listener.close();
+        closeEndpoints(endpoints);
         print(`Start this node with: seguro run --data-dir ${dir}`);
         return;
       }
       const code = await runNode(dir, {
         electionTimeoutMs: options.electionTimeoutMs,
-        metrics: options.metrics,
-        listener,
+        endpoints,
       });
       if (code !== 0) throw new CliError("the node stopped after a fatal error; see the log above");
     });

@@ -11,10 +11,12 @@ import type { JoinAnswer } from "../cluster/node.ts";
 import { CliError, UsageError } from "./errors.ts";
 import {
   addressOption,
+  bindEndpoints,
   cliErrorOf,
+  closeEndpoints,
   dataDirOf,
   electionTimeoutOption,
-  listenOn,
+  type NodeEndpoints,
   runNode,
   tokenFromOptions,
 } from "./cluster_options.ts";
@@ -52,10 +54,15 @@ export function joinCommand(): CommandUnknownOpts {
     )
     .option("--metrics <host:port>", METRICS_FLAG_HELP, metricsOption)
     .action(async (member, options) => {
+      if (!options.start && options.metrics !== undefined) {
+        throw new UsageError(
+          "--metrics serves the running node, and --no-start does not run it: pass --metrics to 'seguro run'",
+        );
+      }
       const dir = dataDirOf(options);
       const credentials = tokenFromOptions(options);
       const existing = readNodeFile(dir);
-      let listener: Deno.TcpListener | undefined;
+      let endpoints: NodeEndpoints | undefined;
       if (existing !== undefined) {
         // Idempotent: this machine already joined; just run it.
         if (credentials !== undefined && credentials.clusterId !== existing.clusterId) {
@@ -75,7 +82,11 @@ export function joinCommand(): CommandUnknownOpts {
         const advertise = advertiseOf(options.listen, options.advertise);
         // Checked before the cluster is asked: a busy port must not leave a learner behind.
         const existed = assertFreshDataDir(dir);
-        listener = listenOn(options.listen, "stop what uses it, or pass --listen HOST:PORT");
+        endpoints = bindEndpoints(
+          options.listen,
+          options.start ? options.metrics : undefined,
+          "stop what uses it, or pass --listen HOST:PORT",
+        );
         note(`asking ${member} to add ${advertise} to the cluster...`);
         let answer: JoinAnswer;
         try {
@@ -85,7 +96,7 @@ export function joinCommand(): CommandUnknownOpts {
             (c) => c.requestJson<JoinAnswer>(Op.join, { address: advertise }),
           );
         } catch (e) {
-          listener.close();
+          closeEndpoints(endpoints);
           throw cliErrorOf(e);
         }
         try {
@@ -102,20 +113,20 @@ export function joinCommand(): CommandUnknownOpts {
             advertise,
           }, credentials);
         } catch (e) {
-          listener.close();
+          closeEndpoints(endpoints);
           undoCreate(dir, existed);
           throw cliErrorOf(e);
         }
         note(`joined as node ${answer.nodeId} (a learner until it has caught up; then a voter)`);
       }
       if (!options.start) {
-        listener?.close();
+        closeEndpoints(endpoints);
         return;
       }
       const code = await runNode(dir, {
         electionTimeoutMs: options.electionTimeoutMs,
         metrics: options.metrics,
-        listener,
+        endpoints,
       });
       if (code !== 0) throw new CliError("the node stopped after a fatal error; see the log above");
     });

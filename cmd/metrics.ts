@@ -476,19 +476,20 @@ export class NodeMetrics {
 /** The metrics endpoint of a node. */
 export class MetricsServer {
   readonly #server: Deno.HttpServer<Deno.NetAddr>;
+  #metrics: NodeMetrics | undefined;
   /** Where it listens, as HOST:PORT. */
   readonly address: string;
 
   /**
-   * Binds `address` at once, so a busy port fails before the node starts
-   * (a {@linkcode CliError}), and serves `GET /metrics` from `metrics`.
+   * Binds `address` at once, so a busy port fails before anything is created
+   * (a {@linkcode CliError}); it answers 503 until {@linkcode serve} is called.
    */
-  constructor(address: string, metrics: NodeMetrics) {
+  constructor(address: string) {
     const { hostname, port } = parseAddress(address);
     try {
       this.#server = Deno.serve(
         { hostname, port, onListen: () => {}, onError: (e) => serverError(e) },
-        (request) => respond(request, metrics),
+        (request) => respond(request, this.#metrics),
       );
     } catch (e) {
       if (e instanceof Deno.errors.AddrInUse) {
@@ -496,9 +497,15 @@ export class MetricsServer {
           `--metrics ${address} is already in use; stop what uses it or choose another port`,
         );
       }
+      if (e instanceof Deno.errors.NotCapable) throw e; // cmd/mod.ts names the permission
       throw new CliError(`cannot serve metrics on ${address}: ${(e as Error).message}`);
     }
     this.address = formatAddress(this.#server.addr);
+  }
+
+  /** Serves `GET /metrics` from `metrics` from now on. */
+  serve(metrics: NodeMetrics): void {
+    this.#metrics = metrics;
   }
 
   /** Stops serving. */
@@ -511,9 +518,10 @@ function serverError(e: unknown): Response {
   return new Response(`metrics failed: ${(e as Error).message}\n`, { status: 500 });
 }
 
-async function respond(request: Request, metrics: NodeMetrics): Promise<Response> {
+async function respond(request: Request, metrics: NodeMetrics | undefined): Promise<Response> {
   const path = new URL(request.url).pathname;
   if (path !== "/metrics") return new Response("Not found: try /metrics\n", { status: 404 });
+  if (metrics === undefined) return new Response("The node is starting\n", { status: 503 });
   if (request.method !== "GET" && request.method !== "HEAD") {
     return new Response("Method not allowed: use GET\n", {
       status: 405,

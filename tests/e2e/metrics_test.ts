@@ -187,6 +187,18 @@ Deno.test({
         "seguro.db",
         "token",
       ]);
+      // init and join check the metrics port before they create anything or print a token.
+      const fresh = join(dir, "fresh");
+      for (const args of [["init"], ["join", `127.0.0.1:${freePort()}`]]) {
+        const q = new NodeProcess(
+          [...args, "--data-dir", fresh, "--listen", `127.0.0.1:${freePort()}`, "--metrics", taken],
+          { SEGURO_TOKEN: (await Deno.readTextFile(join(dir, "token"))).trim() },
+        );
+        assert.equal((await q.exited).code, 1, q.lines.join("\n"));
+        assert.equal(q.lines.length, 1, q.lines.join("\n"));
+        assert.match(q.lines[0], new RegExp(`--metrics ${taken} is already in use`));
+        await assert.rejects(Deno.stat(fresh), Deno.errors.NotFound);
+      }
       const free = `127.0.0.1:${freePort()}`;
       node = new NodeProcess(["run", "--data-dir", dir, "--metrics", free]);
       await node.waitFor(/became leader/);
