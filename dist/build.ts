@@ -68,12 +68,34 @@ export function releasePermissions(): string[] {
   return permissionFlags().map((f) => f.replace(/^--allow-/, "")).sort();
 }
 
+/**
+ * Files of npm packages left out of the binary, relative to the npm cache's
+ * registry folder. bintrees@1.0.2 (prom-client -> tdigest -> bintrees) ships
+ * a 2 MB test fixture that overflows `deno compile`'s stack (Deno 2.9.6); it
+ * is never loaded at run time.
+ */
+const COMPILE_EXCLUDES = ["bintrees/1.0.2/test"];
+
+/** `--exclude` flags for {@linkcode COMPILE_EXCLUDES}, in this machine's npm cache. */
+async function excludeFlags(): Promise<string[]> {
+  const { code, stdout } = await new Deno.Command(Deno.execPath(), {
+    args: ["info", "--json"],
+    stdout: "piped",
+    stderr: "null",
+  }).output();
+  if (code !== 0) throw new BuildError("deno info --json failed: cannot find the npm cache");
+  const cache: string = JSON.parse(new TextDecoder().decode(stdout)).npmCache;
+  return COMPILE_EXCLUDES.flatMap((p) => ["--exclude", join(cache, "registry.npmjs.org", p)]);
+}
+
 /** Compiles main.ts for `target` into `output`, then checks its baked permissions. */
 async function compile(target: string, output: string): Promise<void> {
   const { code, stderr } = await new Deno.Command(Deno.execPath(), {
     args: [
       "compile",
       "--quiet",
+      "--exclude-unused-npm",
+      ...await excludeFlags(),
       ...permissionFlags(),
       "--target",
       target,

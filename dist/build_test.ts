@@ -12,7 +12,6 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { bakedPermissions, binaryName, releasePermissions } from "./build.ts";
-import { MAIN_PATH } from "../cmd/self_command.ts";
 
 const BUILD = fileURLToPath(new URL("./build.ts", import.meta.url));
 const HOST = "x86_64-unknown-linux-gnu";
@@ -94,14 +93,17 @@ Deno.test({
     const dir = await Deno.makeTempDir({ prefix: "seguro-dist-" });
     try {
       const output = join(dir, "partial");
+      const script = join(dir, "hello.ts");
+      await Deno.writeTextFile(script, "console.log('hello');\n");
       const r = await run(Deno.execPath(), [
         "compile",
         "--quiet",
+        "--no-config",
         "--allow-read",
         "--allow-net",
         "--output",
         output,
-        MAIN_PATH,
+        script,
       ], { DENORT_BIN: "/bin/true" });
       assert.equal(r.code, 0, r.out);
       assert.deepEqual(bakedPermissions(await Deno.readFile(output)), ["net", "read"]);
