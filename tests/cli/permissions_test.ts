@@ -8,6 +8,11 @@
 import assert from "node:assert/strict";
 import denoJson from "../../deno.json" with { type: "json" };
 import { MAIN_PATH, permissionFlags, selfCommand } from "../../cmd/self_command.ts";
+import { join } from "node:path";
+import { jam, tuple } from "../../vere/noun.ts";
+import { fileURLToPath } from "node:url";
+
+const CONFIG = fileURLToPath(new URL("../../deno.json", import.meta.url));
 
 Deno.test("the release permission set grants what a node needs, and nothing is added elsewhere", () => {
   assert.deepEqual(permissionFlags().sort(), [
@@ -20,8 +25,8 @@ Deno.test("the release permission set grants what a node needs, and nothing is a
   ]);
   const tasks: Record<string, string> = denoJson.tasks;
   for (const [name, command] of Object.entries(tasks)) {
-    if (!/(^| )main\.ts\b/.test(command)) continue;
-    assert.match(command, /^deno run -q -P=seguro main\.ts\b/, `task ${name}: ${command}`);
+    if (!/main\.ts\b/.test(command) || /tests\/|bench\//.test(command)) continue;
+    assert.match(command, /deno run -q -P=seguro (--config \S+ )?\S*main\.ts\b/, `task ${name}`);
   }
   assert.ok(tasks.seguro && tasks.demo, "the seguro and demo tasks exist");
 });
@@ -53,4 +58,23 @@ Deno.test("a CLI child without a permission of the set fails with a one-line err
   assert.equal(stderr.split("\n").length, 1, stderr);
   assert.match(stderr, /read/);
   assert.doesNotMatch(stderr, /please report/);
+});
+
+Deno.test("deno task seguro takes relative paths from where it is run, not the repository", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "seguro-task-" });
+  try {
+    await Deno.writeFile(join(dir, "one.noun"), jam(tuple(1n, 2n)));
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["task", "-q", "--config", CONFIG, "seguro", "noun", "mug", "one.noun"],
+      cwd: dir,
+      env: { NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder();
+    assert.equal(out.code, 0, text.decode(out.stderr));
+    assert.match(text.decode(out.stdout), /^0x[0-9a-f]{8}\n$/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
