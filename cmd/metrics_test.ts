@@ -178,10 +178,14 @@ Deno.test("registry: node, ship and runtime metrics, read on scrape", async () =
   assert.equal(m.find((f) => f.name === "seguro_raft_peer_match_lag")?.samples.length ?? 0, 0);
 });
 
-Deno.test("metrics server: GET /metrics, 404 elsewhere, a busy port is a one-line error", async () => {
+Deno.test("metrics server: 503 until it serves, GET /metrics, 404 elsewhere, a busy port is one line", async () => {
   const metrics = new NodeMetrics(String);
-  const server = new MetricsServer("127.0.0.1:0", metrics);
+  const server = new MetricsServer("127.0.0.1:0");
   try {
+    const early = await fetch(`http://${server.address}/metrics`);
+    await early.body?.cancel();
+    assert.equal(early.status, 503);
+    server.serve(metrics);
     const families = await scrape(server.address);
     assert.ok(families.some((f) => f.name === "seguro_node_role"));
     for (const path of ["/", "/metric", "/metrics/x"]) {
@@ -193,7 +197,7 @@ Deno.test("metrics server: GET /metrics, 404 elsewhere, a busy port is a one-lin
     await post.body?.cancel();
     assert.equal(post.status, 405);
     assert.throws(
-      () => new MetricsServer(server.address, metrics),
+      () => new MetricsServer(server.address),
       (e: Error) =>
         e instanceof CliError && /already in use/.test(e.message) && !e.message.includes("\n"),
     );
