@@ -67,7 +67,14 @@ Deno.test("deno task seguro takes relative paths from where it is run, not the r
     const out = await new Deno.Command(Deno.execPath(), {
       args: ["task", "-q", "--config", CONFIG, "seguro", "noun", "mug", "one.noun"],
       cwd: dir,
-      env: { NO_COLOR: "1" },
+      // As from a shell: no INIT_CWD inherited from an outer `deno task` (deno task keeps one).
+      clearEnv: true,
+      env: {
+        NO_COLOR: "1",
+        PATH: Deno.env.get("PATH") ?? "",
+        HOME: Deno.env.get("HOME") ?? dir,
+        ...(Deno.env.get("DENO_DIR") === undefined ? {} : { DENO_DIR: Deno.env.get("DENO_DIR")! }),
+      },
       stdout: "piped",
       stderr: "piped",
     }).output();
