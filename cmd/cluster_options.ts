@@ -177,6 +177,8 @@ export interface NodeEndpoints {
   listener: Deno.TcpListener;
   /** Prometheus metrics (`--metrics`), when asked for. */
   metrics?: MetricsServer;
+  /** The runtime protocol on loopback TCP (`--runtime-tcp`), when asked for. */
+  runtimeTcp?: Deno.TcpListener;
 }
 
 /**
@@ -187,12 +189,23 @@ export function bindEndpoints(
   listen: string,
   metrics: string | undefined,
   hint: string,
+  runtimeTcpPort?: number,
 ): NodeEndpoints {
   const listener = listenOn(listen, hint);
+  const bound: NodeEndpoints = { listener };
   try {
-    return { listener, metrics: metrics === undefined ? undefined : new MetricsServer(metrics) };
+    if (metrics !== undefined) bound.metrics = new MetricsServer(metrics);
+    // Loopback only: the runtime protocol is not authenticated; the Unix socket's
+    // file permissions and the loopback interface are its boundary.
+    if (runtimeTcpPort !== undefined) {
+      bound.runtimeTcp = listenOn(
+        `127.0.0.1:${runtimeTcpPort}`,
+        "stop what uses it, or pass another --runtime-tcp PORT",
+      );
+    }
+    return bound;
   } catch (e) {
-    listener.close();
+    closeEndpoints(bound);
     throw e;
   }
 }
@@ -201,6 +214,7 @@ export function bindEndpoints(
 export function closeEndpoints(endpoints: NodeEndpoints | undefined): void {
   endpoints?.listener.close();
   endpoints?.metrics?.close();
+  endpoints?.runtimeTcp?.close();
 }
 
 /**
@@ -298,7 +312,12 @@ export async function runNode(
   let endpoints: NodeEndpoints;
   try {
     endpoints = overrides.endpoints ??
-      bindEndpoints(listen, overrides.metrics, "is this node already running?");
+      bindEndpoints(
+        listen,
+        overrides.metrics,
+        "is this node already running?",
+        overrides.runtimeTcpPort,
+      );
   } catch (e) {
     store.close();
     throw e;
@@ -365,9 +384,7 @@ export async function runNode(
     socketPath: join(dir, RUNTIME_SOCKET),
     // Loopback only: the runtime protocol is not authenticated; the Unix socket's
     // file permissions and the loopback interface are its boundary.
-    tcp: overrides.runtimeTcpPort === undefined
-      ? undefined
-      : { hostname: "127.0.0.1", port: overrides.runtimeTcpPort },
+    tcp: endpoints.runtimeTcp,
     log: (line) => logLine(label, line),
   });
   metrics?.watch(nodeSource(cluster, runtime));

@@ -25,8 +25,8 @@ export type { RuntimeBackend } from "./runtime_hub.ts";
 export interface RuntimeServerConfig {
   /** Unix socket path. */
   socketPath: string;
-  /** Optional loopback TCP listener too. */
-  tcp?: { hostname: string; port: number };
+  /** Optional TCP listener too, already bound (so a busy port fails before anything starts). */
+  tcp?: Deno.TcpListener;
   /** Log sink. */
   log: (line: string) => void;
 }
@@ -118,7 +118,7 @@ export class RuntimeServer {
       // no stale socket
     }
     this.#listeners.push(Deno.listen({ transport: "unix", path: this.#cfg.socketPath }));
-    if (this.#cfg.tcp) this.#listeners.push(Deno.listen(this.#cfg.tcp));
+    if (this.#cfg.tcp) this.#listeners.push(this.#cfg.tcp);
     this.#hub = new RuntimeHub(this.#backend);
     for (const l of this.#listeners) this.#accept(l);
   }

@@ -19,12 +19,25 @@ import type { ClusterCredentials } from "../../cluster/token.ts";
 import type { NodeStatus } from "../../cluster/node.ts";
 import { selfCommand } from "../../cmd/self_command.ts";
 
-/** A port nothing listens on right now. */
+/** Ports handed out by {@linkcode freePort} in this process. */
+const handedOut = new Set<number>();
+
+/**
+ * A port nothing listens on right now, and never one this process handed out
+ * before: two calls before either port is bound must not get the same port
+ * (the kernel may offer a just-closed ephemeral port again).
+ */
 export function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = l.addr.port;
-  l.close();
-  return port;
+  for (let i = 0; i < 1000; i++) {
+    const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = l.addr.port;
+    l.close();
+    if (!handedOut.has(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
+  throw new Error("freePort: no new free port in 1000 tries");
 }
 
 /** One `seguro` child process and its log. */
