@@ -17,12 +17,12 @@ import { CliError, positiveOption as positive, UsageError } from "./errors.ts";
 import {
   cliErrorOf,
   dataDirOf,
-  RUNTIME_SOCKET,
   type Target,
   targetFlags,
   targetOf,
   type TargetOptions,
-} from "./cluster_options.ts";
+} from "./options.ts";
+import { RUNTIME_SOCKET } from "../server/node.ts";
 import { optimismOption, shipArgument, withNode } from "./ship.ts";
 import { count, note, print, toJson } from "./output.ts";
 

@@ -19,7 +19,7 @@ import { cell, cord, jam, list, tuple } from "../vere/noun.ts";
 import { RuntimeClient } from "../vere/runtime_client.ts";
 import { CliError } from "./errors.ts";
 import { colors, count, print } from "./output.ts";
-import { selfCommand } from "./self_command.ts";
+import { selfCommand } from "../server/self_command.ts";
 
 interface DemoNode {
   id: number;

@@ -52,9 +52,3 @@ export function positiveOption(name: string): (value: string) => number {
     return n;
   };
 }
-
-/** What a missing Deno permission means for the user, in one line (no trailing period). */
-export function missingPermission(e: Deno.errors.NotCapable): string {
-  return `Seguro lacks a permission (${e.message.replace(/[.\s]+$/, "")}); ` +
-    "the seguro binary and 'deno task seguro' grant every permission it needs: use one of them";
-}

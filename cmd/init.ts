@@ -11,15 +11,14 @@ import { parseAddress } from "../cluster/address.ts";
 import { CliError, UsageError } from "./errors.ts";
 import {
   addressOption,
-  bindEndpoints,
   cliErrorOf,
-  closeEndpoints,
   dataDirOf,
   electionTimeoutOption,
-  runNode,
-} from "./cluster_options.ts";
+  METRICS_FLAG_HELP,
+  metricsOption,
+} from "./options.ts";
+import { bindEndpoints, closeEndpoints, runNode } from "../server/node.ts";
 import { colors, print } from "./output.ts";
-import { METRICS_FLAG_HELP, metricsOption } from "./metrics.ts";
 
 /** Default address a node listens on. */
 export const LISTEN_DEFAULT = "127.0.0.1:7700";

@@ -11,18 +11,16 @@ import type { JoinAnswer } from "../cluster/node.ts";
 import { CliError, UsageError } from "./errors.ts";
 import {
   addressOption,
-  bindEndpoints,
   cliErrorOf,
-  closeEndpoints,
   dataDirOf,
   electionTimeoutOption,
-  type NodeEndpoints,
-  runNode,
+  METRICS_FLAG_HELP,
+  metricsOption,
   tokenFromOptions,
-} from "./cluster_options.ts";
+} from "./options.ts";
+import { bindEndpoints, closeEndpoints, type NodeEndpoints, runNode } from "../server/node.ts";
 import { advertiseOf, assertFreshDataDir, LISTEN_DEFAULT, undoCreate } from "./init.ts";
 import { note } from "./output.ts";
-import { METRICS_FLAG_HELP, metricsOption } from "./metrics.ts";
 
 /** Builds the `join` command. */
 export function joinCommand(): CommandUnknownOpts {

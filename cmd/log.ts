@@ -11,7 +11,7 @@ import { decodeJob, type EventSummary, renderShip, summarizeEvent } from "../ver
 import { cue, type Noun } from "../vere/noun.ts";
 import { renderNoun } from "../vere/noun_show.ts";
 import { CliError, positiveOption as positive } from "./errors.ts";
-import { targetFlags, targetOf, type TargetOptions } from "./cluster_options.ts";
+import { targetFlags, targetOf, type TargetOptions } from "./options.ts";
 import { shipArgument, shipInfo, withNode } from "./ship.ts";
 import { clusterStatus } from "./status.ts";
 import { colors, count, formatTable, hex32, note, print, toJson } from "./output.ts";

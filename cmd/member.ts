@@ -7,13 +7,7 @@ import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
 import { Op, withLeader } from "../cluster/api.ts";
 import type { MemberRequest } from "../cluster/node.ts";
 import { UsageError } from "./errors.ts";
-import {
-  addressOption,
-  cliErrorOf,
-  targetFlags,
-  targetOf,
-  type TargetOptions,
-} from "./cluster_options.ts";
+import { addressOption, cliErrorOf, targetFlags, targetOf, type TargetOptions } from "./options.ts";
 import { clusterStatus } from "./status.ts";
 import { formatTable, print, toJson } from "./output.ts";
 

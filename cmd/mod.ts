@@ -7,9 +7,10 @@
 
 import { Command, CommanderError } from "@commander-js/extra-typings";
 import { VERSION } from "../cluster/version.ts";
-import { CliError, EXIT_FAILURE, EXIT_USAGE, missingPermission } from "./errors.ts";
+import { CliError, EXIT_FAILURE, EXIT_USAGE } from "./errors.ts";
+import { missingPermission } from "../server/errors.ts";
 import { colors } from "./output.ts";
-import { cliErrorOf } from "./cluster_options.ts";
+import { cliErrorOf } from "./options.ts";
 import { nounCommand } from "./noun.ts";
 import { pillCommand } from "./pill.ts";
 import { initCommand } from "./init.ts";

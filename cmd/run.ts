@@ -14,11 +14,12 @@ import {
   cliErrorOf,
   dataDirOf,
   electionTimeoutOption,
-  runNode,
+  METRICS_FLAG_HELP,
+  metricsOption,
   tokenFromOptions,
-} from "./cluster_options.ts";
+} from "./options.ts";
+import { runNode } from "../server/node.ts";
 import { note } from "./output.ts";
-import { METRICS_FLAG_HELP, metricsOption } from "./metrics.ts";
 
 function portOption(value: string): number {
   const n = Number(value);

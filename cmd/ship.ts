@@ -11,13 +11,7 @@ import { OPTIMISM_DEFAULT, OPTIMISM_QUORUM } from "../cluster/release.ts";
 import { bootSequence, daFromMillis, parsePill, parseShip, renderShip } from "../vere/event.ts";
 import { jam, NounError } from "../vere/noun.ts";
 import { CliError, UsageError } from "./errors.ts";
-import {
-  cliErrorOf,
-  type Target,
-  targetFlags,
-  targetOf,
-  type TargetOptions,
-} from "./cluster_options.ts";
+import { cliErrorOf, type Target, targetFlags, targetOf, type TargetOptions } from "./options.ts";
 import { readNounFile } from "./files.ts";
 import { addPierCommands } from "./ship_pier.ts";
 import { count, formatTable, hex32, note, print, toJson } from "./output.ts";

@@ -32,7 +32,7 @@ import {
 import { LmdbError } from "../vere/lmdb.ts";
 import { CliError, naturalOption, positiveOption } from "./errors.ts";
 import { downloadImage, importImages } from "./ship_image.ts";
-import { cliErrorOf, targetFlags, targetOf, type TargetOptions } from "./cluster_options.ts";
+import { cliErrorOf, targetFlags, targetOf, type TargetOptions } from "./options.ts";
 import { shipArgument, withNode } from "./ship.ts";
 import { count, note, print } from "./output.ts";
 

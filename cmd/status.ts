@@ -16,7 +16,7 @@ import { renderShip } from "../vere/event.ts";
 import type { ClusterCredentials } from "../cluster/token.ts";
 import { CliError } from "./errors.ts";
 import { memberHealth } from "./health.ts";
-import { addressOption, cliErrorOf, targetOf } from "./cluster_options.ts";
+import { addressOption, cliErrorOf, targetOf } from "./options.ts";
 import { colors, count, formatTable, note, print, toJson } from "./output.ts";
 
 /** The election timeout to judge contact by when the leader does not say (older nodes). */

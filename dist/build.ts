@@ -16,7 +16,7 @@ import { Command } from "@commander-js/extra-typings";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import denoJson from "../deno.json" with { type: "json" };
-import { MAIN_PATH, permissionFlags } from "../cmd/self_command.ts";
+import { MAIN_PATH, permissionFlags } from "../server/self_command.ts";
 
 /** The release targets (Deno's target triples). */
 export const TARGETS = [

@@ -10,7 +10,7 @@
  */
 
 import { join } from "node:path";
-import { MAIN_PATH, permissionFlags } from "../cmd/self_command.ts";
+import { MAIN_PATH, permissionFlags } from "../server/self_command.ts";
 
 if (import.meta.main) {
   const args = [...Deno.args];

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { cell, cord, jam, tuple } from "../../vere/noun.ts";
 import { BRASS_PILL_PATH, havePill } from "../fixtures.ts";
 import denoJson from "../../deno.json" with { type: "json" };
-import { MAIN_PATH, selfCommand } from "../../cmd/self_command.ts";
+import { MAIN_PATH, selfCommand } from "../../server/self_command.ts";
 
 interface Run {
   code: number;

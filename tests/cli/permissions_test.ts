@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import denoJson from "../../deno.json" with { type: "json" };
-import { MAIN_PATH, permissionFlags, selfCommand } from "../../cmd/self_command.ts";
+import { MAIN_PATH, permissionFlags, selfCommand } from "../../server/self_command.ts";
 import { join } from "node:path";
 import { jam, tuple } from "../../vere/noun.ts";
 import { fileURLToPath } from "node:url";

@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { selfCommand } from "../../cmd/self_command.ts";
+import { selfCommand } from "../../server/self_command.ts";
 import { clusterTest, NodeProcess, type TestCluster } from "./harness.ts";
 
 interface Run {

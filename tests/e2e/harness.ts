@@ -17,7 +17,7 @@ import {
 import { decodeToken } from "../../cluster/token.ts";
 import type { ClusterCredentials } from "../../cluster/token.ts";
 import type { NodeStatus } from "../../cluster/node.ts";
-import { selfCommand } from "../../cmd/self_command.ts";
+import { selfCommand } from "../../server/self_command.ts";
 
 /** Ports handed out by {@linkcode freePort} in this process. */
 const handedOut = new Set<number>();

@@ -14,7 +14,7 @@ import { join } from "node:path";
 import type { Network } from "./netns.ts";
 import { type CommandResult, sh } from "./netns.ts";
 import { NodeProcess } from "./node_process.ts";
-import { permissionFlags } from "../../cmd/self_command.ts";
+import { permissionFlags } from "../../server/self_command.ts";
 import type { NodeEndpoint } from "./spec_connection.ts";
 import { ADMIN_MS, NODE_LINES_SHOWN, NODE_START_MS, NODE_STOP_MS } from "./limits.ts";
 

@@ -1,13 +1,14 @@
 /**
- * What the cluster commands share: finding the data dir, reading the token
- * without it showing in `ps`, reaching the cluster, and running a node in the
- * foreground until SIGINT/SIGTERM.
+ * The running node (`seguro run`, and `init`/`join` when they run the node
+ * they create): binds its endpoints, opens the store, and composes the
+ * cluster node, the runtime socket, standby piers, the exec supervisor and
+ * metrics, until SIGINT or SIGTERM.
  * @module
  */
 
-import { defaultDataDir, readNodeFile, readTokenFile } from "../cluster/datadir.ts";
-import { type ClusterCredentials, decodeToken } from "../cluster/token.ts";
-import { formatAddress, parseAddress } from "../cluster/address.ts";
+import { join } from "node:path";
+import { readNodeFile } from "../cluster/datadir.ts";
+import { parseAddress } from "../cluster/address.ts";
 import {
   ClusterNode,
   ELECTION_TICKS_DEFAULT,
@@ -15,32 +16,18 @@ import {
   type ShipRuntimeJson,
   TICK_MS_DEFAULT,
 } from "../cluster/node.ts";
-import { Store, StoreError } from "../cluster/store.ts";
-import { ApiError, ClientError } from "../cluster/api.ts";
-import { CliError, UsageError } from "./errors.ts";
-import type { CommandUnknownOpts } from "@commander-js/extra-typings";
+import { Store } from "../cluster/store.ts";
+import { runtimeNodeOf } from "../cluster/runtime_backend.ts";
 import { renderShip } from "../vere/event.ts";
 import { RuntimeServer } from "../vere/runtime_server.ts";
-import { runtimeNodeOf } from "../cluster/runtime_backend.ts";
+import { NodeError, NodeUsageError } from "./errors.ts";
 import { StandbyPiers } from "./standby.ts";
 import { Alarms } from "./alarms.ts";
 import { parseExec, Supervisor } from "./supervisor.ts";
 import { MetricsServer, NodeMetrics, nodeSource } from "./metrics.ts";
-import { join } from "node:path";
 
 /** Where a node keeps its election timeout (ms) when one was given. */
 const ELECTION_TIMEOUT_SETTING = "raft.election.timeout.ms";
-
-/** Parses --election-timeout-ms: at least 150 ms (3 ticks). */
-export function electionTimeoutOption(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 150 || n > 60_000) {
-    throw new UsageError(
-      `--election-timeout-ms must be a whole number from 150 to 60000 (got '${value}')`,
-    );
-  }
-  return n;
-}
 
 /** Default SIGTERM-to-SIGKILL grace for a runtime started with --exec. */
 export const EXEC_GRACE_MS_DEFAULT = 5000;
@@ -50,113 +37,8 @@ const EXEC_POLL_MS = 5;
 /** The runtime socket's name in a data dir. */
 export const RUNTIME_SOCKET = "runtime.sock";
 
-/** Options every cluster command accepts for finding its node or cluster. */
-export interface TargetOptions {
-  /** Data dir of a local node. */
-  dataDir?: string;
-  /** Address of any member (instead of a local data dir). */
-  cluster?: string;
-  /** Token on the command line (visible in `ps`; prefer the file or SEGURO_TOKEN). */
-  token?: string;
-  /** File holding the token. */
-  tokenFile?: string;
-}
-
-/** The data dir: --data-dir, else $SEGURO_DATA_DIR, else ~/.seguro. */
-export function dataDirOf(options: { dataDir?: string }): string {
-  const dir = options.dataDir ?? defaultDataDir();
-  let isDirectory = true;
-  try {
-    isDirectory = Deno.statSync(dir).isDirectory;
-  } catch (e) {
-    // NotADirectory: a parent of it is a file.
-    if (e instanceof Deno.errors.NotADirectory) isDirectory = false;
-    else if (!(e instanceof Deno.errors.NotFound)) throw e;
-  }
-  if (!isDirectory) {
-    throw new CliError(
-      `the data dir ${dir} is not a directory; pass --data-dir with the directory 'seguro init' or 'seguro join' made`,
-    );
-  }
-  return dir;
-}
-
-/** Parses an address option; a bad one is a usage error. */
-export function addressOption(value: string): string {
-  try {
-    return formatAddress(parseAddress(value));
-  } catch (e) {
-    throw new UsageError((e as Error).message);
-  }
-}
-
-/** The token from --token-file, SEGURO_TOKEN or --token (in that order), if any. */
-export function tokenFromOptions(options: TargetOptions): ClusterCredentials | undefined {
-  let text: string | undefined;
-  let source = "";
-  if (options.tokenFile !== undefined) {
-    try {
-      text = Deno.readTextFileSync(options.tokenFile);
-      source = `the token file ${options.tokenFile}`;
-    } catch (e) {
-      throw new CliError(
-        `cannot read the token file ${options.tokenFile}: ${(e as Error).message}`,
-      );
-    }
-  } else if (Deno.env.get("SEGURO_TOKEN")) {
-    text = Deno.env.get("SEGURO_TOKEN");
-    source = "SEGURO_TOKEN";
-  } else if (options.token !== undefined) {
-    text = options.token;
-    source = "--token";
-  }
-  if (text === undefined) return undefined;
-  try {
-    return decodeToken(text);
-  } catch (e) {
-    throw new UsageError(`${source}: ${(e as Error).message}`);
-  }
-}
-
-/** Where an admin command connects, and with what credentials. */
-export interface Target {
-  /** Address of a member. */
-  address: string;
-  /** Cluster credentials. */
-  credentials: ClusterCredentials;
-}
-
-/** Finds the cluster: --cluster plus a token, else the local data dir's node. */
-export function targetOf(options: TargetOptions): Target {
-  if (options.cluster !== undefined) {
-    const credentials = tokenFromOptions(options);
-    if (credentials === undefined) {
-      throw new UsageError(
-        "--cluster needs the cluster token: pass --token-file FILE or set SEGURO_TOKEN",
-      );
-    }
-    return { address: addressOption(options.cluster), credentials };
-  }
-  const dir = dataDirOf(options);
-  const node = readNodeFile(dir);
-  if (node === undefined) {
-    throw new CliError(
-      `${dir} holds no Seguro node; pass --data-dir, or --cluster HOST:PORT with a token`,
-    );
-  }
-  return { address: node.advertise, credentials: readTokenFile(dir) };
-}
-
-/** Turns client-side failures into one-line CLI errors. */
-export function cliErrorOf(e: unknown): unknown {
-  if (e instanceof ClientError || e instanceof ApiError || e instanceof StoreError) {
-    return new CliError(e.message);
-  }
-  return e;
-}
-
 /**
- * Binds `address` for a node, or throws a CliError; `hint` says what to do
+ * Binds `address` for a node, or throws a NodeError; `hint` says what to do
  * when the address is in use.
  */
 export function listenOn(address: string, hint: string): Deno.TcpListener {
@@ -164,10 +46,10 @@ export function listenOn(address: string, hint: string): Deno.TcpListener {
     return Deno.listen(parseAddress(address));
   } catch (e) {
     if (e instanceof Deno.errors.AddrInUse) {
-      throw new CliError(`${address} is already in use; ${hint}`);
+      throw new NodeError(`${address} is already in use; ${hint}`);
     }
     if (e instanceof Deno.errors.NotCapable) throw e; // cmd/mod.ts names the permission
-    throw new CliError(`cannot listen on ${address}: ${(e as Error).message}`);
+    throw new NodeError(`cannot listen on ${address}: ${(e as Error).message}`);
   }
 }
 
@@ -183,7 +65,7 @@ export interface NodeEndpoints {
 
 /**
  * Binds `listen` and, when given, the `metrics` address: both or neither (a
- * {@linkcode CliError} names the busy one; `hint` says what to do about `listen`).
+ * {@linkcode NodeError} names the busy one; `hint` says what to do about `listen`).
  */
 export function bindEndpoints(
   listen: string,
@@ -275,14 +157,14 @@ export async function runNode(
   let exec: string[] | undefined;
   if (overrides.exec !== undefined) {
     if (overrides.standbyDir === undefined) {
-      throw new UsageError(
+      throw new NodeUsageError(
         "--exec runs the ship on its standby pier: pass --standby-dir DIR as well",
       );
     }
     try {
       exec = parseExec(overrides.exec);
     } catch (e) {
-      throw new UsageError((e as Error).message);
+      throw new NodeUsageError((e as Error).message);
     }
   }
   const node = readNodeFile(dir);
@@ -291,7 +173,7 @@ export async function runNode(
     store = Store.open(dir);
   } catch (e) {
     closeEndpoints(overrides.endpoints);
-    throw cliErrorOf(e);
+    throw e;
   }
   const recorded = {
     listen: node?.listen ?? store.getSetting("listen"),
@@ -306,7 +188,7 @@ export async function runNode(
   if (refusal !== undefined) {
     closeEndpoints(overrides.endpoints);
     store.close();
-    throw new CliError(refusal);
+    throw new NodeError(refusal);
   }
   // Bound before anything starts: a busy port (peer or metrics) leaves nothing half-done.
   let endpoints: NodeEndpoints;
@@ -432,19 +314,4 @@ export async function runNode(
       : "stopped",
   );
   return cluster.fatal ? 1 : 0;
-}
-
-/** Adds the flags every cluster command takes to find its cluster. */
-export function targetFlags<T extends CommandUnknownOpts>(command: T): T {
-  return command
-    .option(
-      "--data-dir <dir>",
-      "use the node of this data dir (default $SEGURO_DATA_DIR or ~/.seguro)",
-    )
-    .option("--cluster <host:port>", "use this member instead (needs the token)", addressOption)
-    .option("--token-file <file>", "file holding the cluster token (or set SEGURO_TOKEN)")
-    .option(
-      "--token <token>",
-      "the cluster token (visible in ps; prefer SEGURO_TOKEN or --token-file)",
-    ) as T;
 }

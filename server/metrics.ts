@@ -28,34 +28,12 @@ import type { Loss } from "../cluster/release.ts";
 import type { RuntimeNode } from "../cluster/runtime_backend.ts";
 import { formatAddress, parseAddress } from "../cluster/address.ts";
 import type { RuntimeServer } from "../vere/runtime_server.ts";
-import { CliError, UsageError } from "./errors.ts";
+import { NodeError } from "./errors.ts";
 
 /** A release still waiting this long after its plan counts as stalled. */
 export const RELEASE_STALL_MS = 1000;
 /** Unreleased events timed per ship; plans beyond it are counted but not timed. */
 export const RELEASE_TIMED_EVENTS_MAX = 65_536;
-
-/** Help text of the `--metrics` flag (run, init, join). */
-export const METRICS_FLAG_HELP = "serve Prometheus metrics at http://HOST:PORT/metrics";
-
-/** Parses `--metrics HOST:PORT` (a port from 1 to 65535); a bad one is a usage error. */
-export function metricsOption(value: string): string {
-  let port = NaN;
-  let address = "";
-  try {
-    const a = parseAddress(value);
-    port = a.port;
-    address = formatAddress(a);
-  } catch {
-    // reported below
-  }
-  if (!(port >= 1 && port <= 65535)) {
-    throw new UsageError(
-      `--metrics must be HOST:PORT with a port from 1 to 65535, e.g. 127.0.0.1:9770 (got '${value}')`,
-    );
-  }
-  return address;
-}
 
 function invariant(ok: boolean, message: () => string): void {
   if (!ok) throw new Error(`Metrics invariant broken: ${message()}`);
@@ -482,7 +460,7 @@ export class MetricsServer {
 
   /**
    * Binds `address` at once, so a busy port fails before anything is created
-   * (a {@linkcode CliError}); it answers 503 until {@linkcode serve} is called.
+   * (a {@linkcode NodeError}); it answers 503 until {@linkcode serve} is called.
    */
   constructor(address: string) {
     const { hostname, port } = parseAddress(address);
@@ -493,12 +471,12 @@ export class MetricsServer {
       );
     } catch (e) {
       if (e instanceof Deno.errors.AddrInUse) {
-        throw new CliError(
+        throw new NodeError(
           `--metrics ${address} is already in use; stop what uses it or choose another port`,
         );
       }
       if (e instanceof Deno.errors.NotCapable) throw e; // cmd/mod.ts names the permission
-      throw new CliError(`cannot serve metrics on ${address}: ${(e as Error).message}`);
+      throw new NodeError(`cannot serve metrics on ${address}: ${(e as Error).message}`);
     }
     this.address = formatAddress(this.#server.addr);
   }
