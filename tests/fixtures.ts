@@ -6,6 +6,7 @@
  */
 
 import { fileURLToPath } from "node:url";
+import { checkLiblmdb } from "../vere/pier.ts";
 
 /** Absolute path of `../shared/fixtures/brass.pill`, relative to this repo. */
 export const BRASS_PILL_PATH = fileURLToPath(
@@ -38,4 +39,27 @@ export function unhex(text: string): Uint8Array {
   const out = new Uint8Array(text.length / 2);
   for (let i = 0; i < out.length; i++) out[i] = parseInt(text.slice(i * 2, i * 2 + 2), 16);
   return out;
+}
+
+/** Why LMDB tests cannot run here (Debian's liblmdb0 absent), or undefined when they can. */
+export function lmdbMissing(): string | undefined {
+  try {
+    checkLiblmdb();
+    return undefined;
+  } catch {
+    return "liblmdb is absent (apt-get install liblmdb0)";
+  }
+}
+
+/** As {@linkcode lmdbMissing}, and also Debian's lmdb-utils (`mdb_dump`), which some tests compare with. */
+export function lmdbToolsMissing(): string | undefined {
+  const lib = lmdbMissing();
+  if (lib !== undefined) return lib;
+  try {
+    const ok = new Deno.Command("mdb_dump", { args: ["-V"], stdout: "null", stderr: "null" })
+      .outputSync().success;
+    return ok ? undefined : "mdb_dump does not run (apt-get install lmdb-utils)";
+  } catch {
+    return "lmdb-utils is absent (apt-get install lmdb-utils)";
+  }
 }

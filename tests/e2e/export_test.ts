@@ -13,19 +13,12 @@ import { encodeCommand, type PlannedEvent } from "../../cluster/machine.ts";
 import { shipKey } from "../../cluster/ships.ts";
 import { daFromUnix } from "../../vere/event.ts";
 import { cell, cord, jam, list, tuple } from "../../vere/noun.ts";
-import { checkLiblmdb, readEvents, readPierMeta } from "../../vere/pier.ts";
+import { readEvents, readPierMeta } from "../../vere/pier.ts";
+import { lmdbMissing } from "../fixtures.ts";
 import { clusterTest, NodeProcess, type TestCluster, type TestMember } from "./harness.ts";
 
-function haveLiblmdb(): boolean {
-  try {
-    checkLiblmdb();
-    return true;
-  } catch {
-    return false;
-  }
-}
-const lmdb = haveLiblmdb();
-if (!lmdb) console.warn("note: liblmdb is absent; the export e2e tests are skipped");
+/** Why these tests cannot run here, if they cannot. */
+const LMDB = lmdbMissing();
 
 /** Events per `events` request of the preload. */
 const PRELOAD_BATCH = 1_000;
@@ -123,117 +116,115 @@ function follower(c: TestCluster): TestMember {
   return [...c.members.values()].find((m) => m.id !== leader.id)!;
 }
 
-if (lmdb) {
-  clusterTest(
-    "ship export of a running ship: exactly events 1..E for the E it reports; --eve N",
-    3,
-    async (c) => {
-      const preload = 20_000;
-      const client = await zodWith(c, preload);
-      const source = follower(c).address;
-      // A writer that keeps appending to ~zod through the leader, as a running ship does.
-      let next = preload + 1;
-      let stop = false;
-      const writer = (async () => {
-        try {
-          while (!stop) {
-            await append(client, next, next + 9);
-            next += 10;
-          }
-        } finally {
-          client.close();
-        }
-      })();
-      const out = join(c.root, "zod-live");
-      let duringExport: number;
-      let exported: NodeProcess;
+clusterTest(
+  "ship export of a running ship: exactly events 1..E for the E it reports; --eve N",
+  3,
+  async (c) => {
+    const preload = 20_000;
+    const client = await zodWith(c, preload);
+    const source = follower(c).address;
+    // A writer that keeps appending to ~zod through the leader, as a running ship does.
+    let next = preload + 1;
+    let stop = false;
+    const writer = (async () => {
       try {
-        const before = next - 1;
-        exported = exportOf(c, source, ["~zod", out]);
-        // Counted from the export's fixed point (its note), or from its end if it has none.
-        const note = exported.waitFor(/exporting ~zod from event 1 to/);
-        note.catch(() => {}); // an export that ends without the note is judged below
-        await Promise.race([note, exported.exited]);
-        const atStart = next;
-        const status = await exported.exited;
-        duringExport = next - atStart;
-        assert.equal(status.code, 0, exported.lines.join("\n"));
-        assert.ok(exportedLast(exported) >= before, "E is at least what was committed before");
+        while (!stop) {
+          await append(client, next, next + 9);
+          next += 10;
+        }
       } finally {
-        stop = true;
-        await writer;
+        client.close();
       }
-      // The writer went on while the export read the log: a log that grew past E.
-      assert.ok(duringExport > 0, "events were appended while the export ran");
-      const last = exportedLast(exported);
-      assert.ok(next - 1 > last, `the ship went on past ${last} (to ${next - 1})`);
-      await assertPierHolds(c, source, out, last);
-      assert.equal(Deno.statSync(out).mode! & 0o777, 0o700);
-      assert.deepEqual(leftovers(c.root, "zod-live"), ["zod-live"], "no temporary directory");
+    })();
+    const out = join(c.root, "zod-live");
+    let duringExport: number;
+    let exported: NodeProcess;
+    try {
+      const before = next - 1;
+      exported = exportOf(c, source, ["~zod", out]);
+      // Counted from the export's fixed point (its note), or from its end if it has none.
+      const note = exported.waitFor(/exporting ~zod from event 1 to/);
+      note.catch(() => {}); // an export that ends without the note is judged below
+      await Promise.race([note, exported.exited]);
+      const atStart = next;
+      const status = await exported.exited;
+      duringExport = next - atStart;
+      assert.equal(status.code, 0, exported.lines.join("\n"));
+      assert.ok(exportedLast(exported) >= before, "E is at least what was committed before");
+    } finally {
+      stop = true;
+      await writer;
+    }
+    // The writer went on while the export read the log: a log that grew past E.
+    assert.ok(duringExport > 0, "events were appended while the export ran");
+    const last = exportedLast(exported);
+    assert.ok(next - 1 > last, `the ship went on past ${last} (to ${next - 1})`);
+    await assertPierHolds(c, source, out, last);
+    assert.equal(Deno.statSync(out).mode! & 0o777, 0o700);
+    assert.deepEqual(leftovers(c.root, "zod-live"), ["zod-live"], "no temporary directory");
 
-      // --eve N: exactly 1..N, into an existing empty directory.
-      const upTo = join(c.root, "zod-1000");
-      Deno.mkdirSync(upTo);
-      const fixed = exportOf(c, source, ["~zod", upTo, "--eve", "1000"]);
-      assert.equal((await fixed.exited).code, 0, fixed.lines.join("\n"));
-      assert.equal(exportedLast(fixed), 1000);
-      assert.match(fixed.lines.join("\n"), /Wrote 1,000 events of ~zod \(events 1-1,000\)/);
-      await assertPierHolds(c, source, upTo, 1000);
-      assert.deepEqual(leftovers(c.root, "zod-1000"), ["zod-1000"]);
-    },
-  );
-}
+    // --eve N: exactly 1..N, into an existing empty directory.
+    const upTo = join(c.root, "zod-1000");
+    Deno.mkdirSync(upTo);
+    const fixed = exportOf(c, source, ["~zod", upTo, "--eve", "1000"]);
+    assert.equal((await fixed.exited).code, 0, fixed.lines.join("\n"));
+    assert.equal(exportedLast(fixed), 1000);
+    assert.match(fixed.lines.join("\n"), /Wrote 1,000 events of ~zod \(events 1-1,000\)/);
+    await assertPierHolds(c, source, upTo, 1000);
+    assert.deepEqual(leftovers(c.root, "zod-1000"), ["zod-1000"]);
+  },
+  { ignore: LMDB },
+);
 
-if (lmdb) {
-  clusterTest(
-    "ship export that fails (bad --eve, no such ship, Ctrl-C, node killed) leaves nothing",
-    3,
-    async (c) => {
-      (await zodWith(c, 300)).close();
-      const address = c.anyAddress();
-      const out = join(c.root, "zod-out");
-      const refused = async (args: string[], code: number, re: RegExp) => {
-        const p = exportOf(c, address, args);
-        const status = await p.exited;
-        assert.equal(status.code, code, p.lines.join("\n"));
-        assert.match(p.lines.join("\n"), re);
-        assert.equal(p.lines.filter((l) => l.startsWith("error:")).length, 1, "one line");
-        assert.deepEqual(leftovers(c.root, "zod-out"), [], args.join(" "));
-      };
-      await refused(["~zod", out, "--eve", "301"], 1, /--eve 301 is past ~zod's last event .*300/);
-      await refused(["~zod", out, "--eve", "0"], 2, /--eve must be a whole number of at least 1/);
-      await refused(["~nec", out], 1, /~nec is not on this cluster/);
-      await refused(["~zod", out, "--epoch", "7"], 1, /~zod has no epoch 7/);
-      await refused(["~zod", join(c.root, "absent", "zod")], 1, /absent does not exist/);
-      Deno.mkdirSync(out);
-      Deno.writeTextFileSync(join(out, "keep"), "mine");
-      const full = exportOf(c, address, ["~zod", out]);
-      assert.equal((await full.exited).code, 1);
-      assert.match(full.lines.join("\n"), /zod-out exists and is not an empty directory/);
-      assert.deepEqual([...Deno.readDirSync(out)].map((e) => e.name), ["keep"], "left untouched");
-      Deno.removeSync(out, { recursive: true });
+clusterTest(
+  "ship export that fails (bad --eve, no such ship, Ctrl-C, node killed) leaves nothing",
+  3,
+  async (c) => {
+    (await zodWith(c, 300)).close();
+    const address = c.anyAddress();
+    const out = join(c.root, "zod-out");
+    const refused = async (args: string[], code: number, re: RegExp) => {
+      const p = exportOf(c, address, args);
+      const status = await p.exited;
+      assert.equal(status.code, code, p.lines.join("\n"));
+      assert.match(p.lines.join("\n"), re);
+      assert.equal(p.lines.filter((l) => l.startsWith("error:")).length, 1, "one line");
+      assert.deepEqual(leftovers(c.root, "zod-out"), [], args.join(" "));
+    };
+    await refused(["~zod", out, "--eve", "301"], 1, /--eve 301 is past ~zod's last event .*300/);
+    await refused(["~zod", out, "--eve", "0"], 2, /--eve must be a whole number of at least 1/);
+    await refused(["~nec", out], 1, /~nec is not on this cluster/);
+    await refused(["~zod", out, "--epoch", "7"], 1, /~zod has no epoch 7/);
+    await refused(["~zod", join(c.root, "absent", "zod")], 1, /absent does not exist/);
+    Deno.mkdirSync(out);
+    Deno.writeTextFileSync(join(out, "keep"), "mine");
+    const full = exportOf(c, address, ["~zod", out]);
+    assert.equal((await full.exited).code, 1);
+    assert.match(full.lines.join("\n"), /zod-out exists and is not an empty directory/);
+    assert.deepEqual([...Deno.readDirSync(out)].map((e) => e.name), ["keep"], "left untouched");
+    Deno.removeSync(out, { recursive: true });
 
-      // A node that does not answer: the export waits on it with its temporary directory
-      // made; Ctrl-C then, or the node's death, must remove it.
-      const frozen = follower(c);
-      frozen.proc!.child.kill("SIGSTOP");
-      const interrupted = await startAndWaitForTemp(c, frozen.address, out);
-      await interrupted.kill("SIGINT");
-      assert.equal((await interrupted.exited).code, 130, interrupted.lines.join("\n"));
-      assert.match(
-        interrupted.lines.join("\n"),
-        /interrupted \(SIGINT\) and nothing was written to .*zod-out; run it again/,
-      );
-      assert.deepEqual(leftovers(c.root, "zod-out"), []);
+    // A node that does not answer: the export waits on it with its temporary directory
+    // made; Ctrl-C then, or the node's death, must remove it.
+    const frozen = follower(c);
+    frozen.proc!.child.kill("SIGSTOP");
+    const interrupted = await startAndWaitForTemp(c, frozen.address, out);
+    await interrupted.kill("SIGINT");
+    assert.equal((await interrupted.exited).code, 130, interrupted.lines.join("\n"));
+    assert.match(
+      interrupted.lines.join("\n"),
+      /interrupted \(SIGINT\) and nothing was written to .*zod-out; run it again/,
+    );
+    assert.deepEqual(leftovers(c.root, "zod-out"), []);
 
-      const orphaned = await startAndWaitForTemp(c, frozen.address, out);
-      await frozen.proc!.kill("SIGKILL");
-      const status = await orphaned.exited;
-      assert.equal(status.code, 1, orphaned.lines.join("\n"));
-      assert.deepEqual(leftovers(c.root, "zod-out"), []);
-    },
-  );
-}
+    const orphaned = await startAndWaitForTemp(c, frozen.address, out);
+    await frozen.proc!.kill("SIGKILL");
+    const status = await orphaned.exited;
+    assert.equal(status.code, 1, orphaned.lines.join("\n"));
+    assert.deepEqual(leftovers(c.root, "zod-out"), []);
+  },
+  { ignore: LMDB },
+);
 
 /**
  * Starts an export of ~zod into `out` from `address` and resolves once its

@@ -297,15 +297,19 @@ export const HANG_GUARD_MS = 180_000;
 
 /**
  * A test on a fresh cluster of `nodes` processes (node 1 by init, the rest by
- * join, each promoted), always destroyed afterwards.
+ * join, each promoted), always destroyed afterwards; with `ignore`, registered
+ * as ignored with that reason.
  */
 export function clusterTest(
   name: string,
   nodes: number,
   fn: (c: TestCluster) => Promise<void>,
+  options: { ignore?: string } = {},
 ): void {
   Deno.test({
-    name,
+    // A test that cannot run here is registered as ignored, with the reason in its name.
+    name: options.ignore === undefined ? name : `${name} (ignored: ${options.ignore})`,
+    ignore: options.ignore !== undefined,
     // Child processes and their pipes outlive single awaits by design.
     sanitizeResources: false,
     sanitizeOps: false,

@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { haveLiblmdb } from "../pier/oracle.ts";
+import { lmdbMissing } from "../fixtures.ts";
 import { clusterTest, NodeProcess, type TestCluster } from "./harness.ts";
 
 function seguro(c: TestCluster, args: string[]): NodeProcess {
@@ -20,73 +20,69 @@ async function ok(p: NodeProcess): Promise<string> {
   return p.lines.join("\n");
 }
 
-if (!haveLiblmdb()) {
-  Deno.test({
-    name: "side jobs: a failing standby pier is an alarm, not a fatal error",
-    ignore: true,
-    fn() {},
-  });
-  console.error("side_jobs_test: ignored: liblmdb is not installed (apt-get install liblmdb0)");
-} else {
-  clusterTest(
-    "side jobs: a failing standby pier is an alarm, not a fatal error",
-    1,
-    async (c) => {
-      const n1 = c.members.get(1)!;
-      await n1.proc!.kill();
-      const standby = join(c.root, "standby");
-      const node = c.restart(1, ["--standby-dir", standby], ["--allow-ffi"]);
-      await node.waitFor(/became leader/);
+/** Why these tests cannot run here, if they cannot. */
+const LMDB = lmdbMissing();
 
-      await ok(seguro(c, ["ship", "add", "~zod", "--fake"]));
-      await node.waitFor(/ALARM standby ~zod: cannot write its standby pier .*ffi/);
-      // Still the leader, still committing: more ships and events go through.
-      await ok(seguro(c, ["ship", "add", "~nec", "--fake"]));
-      const status = JSON.parse(await ok(seguro(c, ["status", "--json"])));
-      assert.equal(status.leaderId, 1);
-      assert.deepEqual(status.alarms.map((a: { node: number }) => a.node), [1, 1]);
-      assert.match(status.alarms[0].alarm, /^standby ~zod: .*seguro binary/);
-      const text = await ok(seguro(c, ["status"]));
-      assert.match(text, /node 1 ALARM standby ~zod: cannot write its standby pier/);
-      assert.equal(node.child.pid > 0 && !node.lines.some((l) => /FATAL/.test(l)), true);
+clusterTest(
+  "side jobs: a failing standby pier is an alarm, not a fatal error",
+  1,
+  async (c) => {
+    const n1 = c.members.get(1)!;
+    await n1.proc!.kill();
+    const standby = join(c.root, "standby");
+    const node = c.restart(1, ["--standby-dir", standby], ["--allow-ffi"]);
+    await node.waitFor(/became leader/);
 
-      // With the release permission set the same node writes both piers: no alarm.
-      await node.kill("SIGTERM");
-      const fixed = c.restart(1, ["--standby-dir", standby]);
-      await fixed.waitFor(/became leader/);
-      await ok(seguro(c, ["ship", "add", "~bus", "--fake"]));
-      const after = JSON.parse(await ok(seguro(c, ["status", "--json"])));
-      assert.deepEqual(after.alarms, []);
-      assert.ok(!fixed.lines.some((l) => /ALARM/.test(l)), fixed.lines.join("\n"));
-    },
-  );
+    await ok(seguro(c, ["ship", "add", "~zod", "--fake"]));
+    await node.waitFor(/ALARM standby ~zod: cannot write its standby pier .*ffi/);
+    // Still the leader, still committing: more ships and events go through.
+    await ok(seguro(c, ["ship", "add", "~nec", "--fake"]));
+    const status = JSON.parse(await ok(seguro(c, ["status", "--json"])));
+    assert.equal(status.leaderId, 1);
+    assert.deepEqual(status.alarms.map((a: { node: number }) => a.node), [1, 1]);
+    assert.match(status.alarms[0].alarm, /^standby ~zod: .*seguro binary/);
+    const text = await ok(seguro(c, ["status"]));
+    assert.match(text, /node 1 ALARM standby ~zod: cannot write its standby pier/);
+    assert.equal(node.child.pid > 0 && !node.lines.some((l) => /FATAL/.test(l)), true);
 
-  clusterTest(
-    "side jobs: a runtime that cannot be started is an alarm; the node keeps leading",
-    1,
-    async (c) => {
-      const n1 = c.members.get(1)!;
-      await n1.proc!.kill();
-      // `--exec` starts the exec guard as a child: without --allow-run that fails.
-      const node = c.restart(1, [
-        "--standby-dir",
-        join(c.root, "standby"),
-        "--exec",
-        "true {pier}",
-        "--election-timeout-ms",
-        "200",
-      ], ["--allow-run"]);
-      await node.waitFor(/became leader/);
-      await ok(seguro(c, ["ship", "add", "~zod", "--fake"]));
-      await ok(seguro(c, ["ship", "run", "~zod"]));
-      await node.waitFor(/~zod: ALARM cannot start the runtime .*run/);
-      const list = JSON.parse(await ok(seguro(c, ["ship", "list", "--json"])));
-      assert.match(list[0].runtime.alarm, /^cannot start the runtime \(retrying in/);
-      await ok(seguro(c, ["ship", "add", "~nec", "--fake"]));
-      assert.ok(
-        !node.lines.some((l) => /FATAL|supervisor: .*Error/.test(l)),
-        node.lines.join("\n"),
-      );
-    },
-  );
-}
+    // With the release permission set the same node writes both piers: no alarm.
+    await node.kill("SIGTERM");
+    const fixed = c.restart(1, ["--standby-dir", standby]);
+    await fixed.waitFor(/became leader/);
+    await ok(seguro(c, ["ship", "add", "~bus", "--fake"]));
+    const after = JSON.parse(await ok(seguro(c, ["status", "--json"])));
+    assert.deepEqual(after.alarms, []);
+    assert.ok(!fixed.lines.some((l) => /ALARM/.test(l)), fixed.lines.join("\n"));
+  },
+  { ignore: LMDB },
+);
+
+clusterTest(
+  "side jobs: a runtime that cannot be started is an alarm; the node keeps leading",
+  1,
+  async (c) => {
+    const n1 = c.members.get(1)!;
+    await n1.proc!.kill();
+    // `--exec` starts the exec guard as a child: without --allow-run that fails.
+    const node = c.restart(1, [
+      "--standby-dir",
+      join(c.root, "standby"),
+      "--exec",
+      "true {pier}",
+      "--election-timeout-ms",
+      "200",
+    ], ["--allow-run"]);
+    await node.waitFor(/became leader/);
+    await ok(seguro(c, ["ship", "add", "~zod", "--fake"]));
+    await ok(seguro(c, ["ship", "run", "~zod"]));
+    await node.waitFor(/~zod: ALARM cannot start the runtime .*run/);
+    const list = JSON.parse(await ok(seguro(c, ["ship", "list", "--json"])));
+    assert.match(list[0].runtime.alarm, /^cannot start the runtime \(retrying in/);
+    await ok(seguro(c, ["ship", "add", "~nec", "--fake"]));
+    assert.ok(
+      !node.lines.some((l) => /FATAL|supervisor: .*Error/.test(l)),
+      node.lines.join("\n"),
+    );
+  },
+  { ignore: LMDB },
+);

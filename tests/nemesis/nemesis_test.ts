@@ -15,7 +15,7 @@
  */
 
 import assert from "node:assert/strict";
-import { checkLiblmdb } from "../../vere/pier.ts";
+import { lmdbMissing } from "../fixtures.ts";
 import { profileOptions } from "./main.ts";
 import { namespacesUnavailable } from "./netns.ts";
 import { runNemesis } from "./nemesis.ts";
@@ -28,15 +28,6 @@ const unavailable = await namespacesUnavailable() ??
     : undefined);
 if (unavailable !== undefined) console.warn(`note: ${unavailable}; the nemesis test is skipped`);
 
-function haveLiblmdb(): boolean {
-  try {
-    checkLiblmdb();
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 Deno.test({
   name: `nemesis, short profile: no released event lost under kill -9, SIGSTOP, partitions, loss${
     unavailable === undefined ? "" : ` (skipped: ${unavailable})`
@@ -46,7 +37,7 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
-    const lmdb = haveLiblmdb();
+    const lmdb = lmdbMissing() === undefined;
     if (!lmdb) console.warn("note: liblmdb is absent; the exec-mode round is skipped");
     const seed = Number(Deno.env.get("SEGURO_NEMESIS_SEED") ?? Date.now() % 1_000_000);
     const result = await runNemesis({
