@@ -15,8 +15,8 @@
 
 import { parseArgs } from "node:util";
 import { type AnchorRow, runAnchors } from "./anchors.ts";
-import { ClusterClient, decodeIndex, Op } from "../cluster/api.ts";
-import type { NodeStatus } from "../cluster/node.ts";
+import { ClusterClient } from "../cluster/api.ts";
+import type { NodeStatus } from "../cluster/admin_protocol.ts";
 import { TestCluster } from "../tests/e2e/harness.ts";
 
 const { values } = parseArgs({
@@ -69,7 +69,7 @@ async function seguro(): Promise<void> {
       );
       // Warm up.
       await Promise.all(clients.map(async (cl) => {
-        for (let i = 0; i < Math.ceil(200 / c); i++) await cl.request(Op.propose, value1k(seq++));
+        for (let i = 0; i < Math.ceil(200 / c); i++) await cl.propose(value1k(seq++));
       }));
       const before = await storeStats(cluster);
       const latencies: number[] = [];
@@ -80,7 +80,7 @@ async function seguro(): Promise<void> {
         while (issued < N && performance.now() < deadline) {
           issued++;
           const start = performance.now();
-          decodeIndex(await cl.request(Op.propose, value1k(seq++)));
+          await cl.propose(value1k(seq++));
           latencies.push(performance.now() - start);
         }
       }));

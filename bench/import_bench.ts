@@ -22,8 +22,8 @@
 import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { type AnchorRow, runAnchors } from "./anchors.ts";
-import { ClusterClient, Op } from "../cluster/api.ts";
-import { encodeCommand, type PlannedEvent } from "../cluster/machine.ts";
+import { ClusterClient } from "../cluster/api.ts";
+import type { PlannedEvent } from "../cluster/machine.ts";
 import { LOG_VERSION, logDir, type PierEvent, readEvents, writePier } from "../vere/pier.ts";
 import { NodeProcess, TestCluster } from "../tests/e2e/harness.ts";
 import { oraclePath, runOracle } from "../tests/pier/oracle.ts";
@@ -125,7 +125,7 @@ try {
     const leader = cluster.leader()!;
     const client = await ClusterClient.connect(leader.address, cluster.credentials);
     try {
-      await client.requestJson(Op.ship, { action: "add", ship: "1", fake: true, life: 0 });
+      await client.ships.add(1n, { fake: true, life: 0 });
       t = performance.now();
       let batch: PlannedEvent[] = [];
       let first = 1;
@@ -134,10 +134,9 @@ try {
         batch.push({ mug: e.mug, job: e.job });
         if (batch.length * JOB_BYTES >= BATCH_BYTES || e.eve === N) {
           // Two requests in flight, as the importer keeps them.
-          inFlight.push(client.request(
-            Op.events,
-            encodeCommand({ kind: "events", ship: 1n, firstEve: first, events: batch }),
-          ));
+          inFlight.push(
+            client.ships.write({ kind: "events", ship: 1n, firstEve: first, events: batch }),
+          );
           if (inFlight.length >= 2) await inFlight.shift();
           first += batch.length;
           batch = [];

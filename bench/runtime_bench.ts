@@ -14,8 +14,7 @@
 
 import { parseArgs } from "node:util";
 import { join } from "node:path";
-import { ClusterClient, Op } from "../cluster/api.ts";
-import type { NodeStatus } from "../cluster/node.ts";
+import { ClusterClient } from "../cluster/api.ts";
 import { runRuntimeLoad } from "../cmd/bench.ts";
 import { TestCluster } from "../tests/e2e/harness.ts";
 import { runAnchors } from "./anchors.ts";
@@ -47,10 +46,10 @@ try {
   await cluster.join();
   const leader = cluster.leader()!;
   const client = await ClusterClient.connect(leader.address, cluster.credentials);
-  const status = async () => (await client.requestJson<NodeStatus>(Op.status)).store.fsyncs;
-  await client.requestJson(Op.ship, { action: "add", ship: "0", fake: true, life: 0 });
+  const status = async () => (await client.status()).store.fsyncs;
+  await client.ships.add(0n, { fake: true, life: 0 });
   for (const [k, optimism] of [["quorum", -2], ["0", 0], ["all", 2]] as const) {
-    await client.requestJson(Op.ship, { action: "set", ship: "0", optimism });
+    await client.ships.set(0n, optimism);
     for (const inflight of [1, 64, 1024]) {
       const events = inflight === 1 ? Math.min(EVENTS, 2000) : EVENTS;
       const before = await status();

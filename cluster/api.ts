@@ -1,142 +1,168 @@
 /**
- * The admin and client protocol on a node's port: pipelined requests and
- * responses over an authenticated connection (kind "client").
+ * The typed client of a node's admin protocol (cluster/admin_protocol.ts):
+ * what the CLI, the tests and the benchmarks use to talk to a node.
  *
+ * ```ts ignore
+ *
+ * const client = await ClusterClient.connect("127.0.0.1:7400", credentials);
+ * const status = await client.status();
+ * const ships = await client.ships.list();
+ * client.close();
+ * await withLeader("127.0.0.1:7400", credentials, (c) => c.members.add("10.0.0.4:7400"));
  * ```
- * request  := id:u32 op:u8 payload
- * response := id:u32 status:u8 payload
- * op      1 status   payload: none           answer: JSON NodeStatus
- *         2 propose  payload: opaque bytes   answer: index:u64 (once committed and applied)
- *         3 join     payload: JSON {address} answer: JSON JoinAnswer
- *         4 member   payload: JSON MemberRequest  answer: JSON {message}
- *         6 ship     payload: JSON ShipRequest   answer: JSON (see cluster/node.ts)
- *         7 events   payload: an events command (cluster/machine.ts)  answer: JSON ApplyResult
- *         8 log      payload: ship:16 from:u64 count:u32 waitMs:u32
- *                    answer: n:u32 (eve:u64 mug:u32 job:bytes)*n  (applied events; waits
- *                    up to waitMs for event `from` to exist, for `log tail -f`)
- *         5 read     payload: from:u64 count:u32 waitMs:u32
- *                    answer: n:u32 (index:u64 term:u64 type:u8 data:bytes)*n
- *                    committed entries from `from` (at most `count`, at most 4 MiB of data);
- *                    when none is committed yet, waits up to waitMs for one (long poll)
- * status  0 ok, 1 error (payload: UTF-8 sentence), 2 not leader (payload: JSON {leaderId, leaderAddress})
- * ```
- * Admin payloads are JSON (rare, small); the write path (`propose`) is binary.
+ * Every method sends the same bytes the untyped JSON requests of earlier
+ * versions sent, so clients and nodes of mixed versions still talk.
  * @module
  */
 
-import { ByteReader, ByteWriter, WireError } from "./codec.ts";
+import { ByteReader, ByteWriter } from "./codec.ts";
 import { FrameConn, FrameType } from "./frame.ts";
 import { handshake, WrongClusterError } from "./handshake.ts";
 import { parseAddress } from "./address.ts";
 import type { ClusterCredentials } from "./token.ts";
-
-/** Request kinds. */
-export const Op = {
-  status: 1,
-  propose: 2,
-  join: 3,
-  member: 4,
-  read: 5,
-  ship: 6,
-  events: 7,
-  log: 8,
-  image: 9,
-} as const;
-/** Response kinds. */
-export const Status = { ok: 0, error: 1, notLeader: 2 } as const;
+import { type Command, encodeCommand } from "./machine.ts";
+import {
+  ADMIN_CODECS,
+  ApiError,
+  type EventView,
+  type JoinAnswer,
+  type LogEntryView,
+  type MemberAction,
+  type MemberRequest,
+  type MemberRequestOf,
+  type MemberResponseOf,
+  type NodeStatus,
+  Op,
+  type OpName,
+  type RequestOf,
+  type ResponseOf,
+  type ShipAction,
+  type ShipJson,
+  type ShipRequest,
+  type ShipRequestOf,
+  type ShipResponseOf,
+  type ShipVerify,
+  Status,
+  type WriteResult,
+} from "./admin_protocol.ts";
 
 /** How long a command waits for an election to end before it reports "no leader". */
 const ELECTION_WAIT_MS = 5000;
 
-/** Requests a connection may have outstanding; more wait on the client side. */
-export const REQUESTS_IN_FLIGHT_MAX = 1024;
+/** A command the `events` op carries: a ship's events, or a piece of its epoch snapshot. */
+export type ShipWriteCommand = Extract<Command, { kind: "events" | "imageChunk" | "imageDone" }>;
 
-/** A request failed on the node; the message is a sentence for the user. */
-export class ApiError extends Error {
-  /** A {@linkcode Status} value. */
-  readonly status: number;
-  /** For not-leader: where the leader is, when known. */
-  readonly leaderAddress: string | null;
-  /** Makes an ApiError. */
-  constructor(status: number, message: string, leaderAddress: string | null = null) {
-    super(message);
-    this.name = "ApiError";
-    this.status = status;
-    this.leaderAddress = leaderAddress;
+/** The `ship` op, one method per action (ships as numbers here, decimal strings on the wire). */
+export class ShipClient {
+  readonly #client: ClusterClient;
+
+  /** Wraps `client` (see {@linkcode ClusterClient.ships}). */
+  constructor(client: ClusterClient) {
+    this.#client = client;
+  }
+
+  async #action<A extends ShipAction>(request: ShipRequestOf<A>): Promise<ShipResponseOf<A>> {
+    // One action of the union: the table ties its request to its answer.
+    return await this.#client.call("ship", request as ShipRequest) as ShipResponseOf<A>;
+  }
+
+  /** Every ship, with the answering node's view of its master and runtime. */
+  list(): Promise<ShipJson[]> {
+    return this.#action({ action: "list" });
+  }
+
+  /** Adds a ship with no events (leader only). */
+  add(ship: bigint, options: { fake?: boolean; life?: number } = {}): Promise<ShipJson> {
+    return this.#action({
+      action: "add",
+      ship: String(ship),
+      fake: options.fake === true,
+      life: options.life ?? 0,
+    });
+  }
+
+  /** Removes a ship and every event of it (leader only). */
+  remove(ship: bigint): Promise<{ removed: string }> {
+    return this.#action({ action: "remove", ship: String(ship) });
+  }
+
+  /** Sets a ship's optimism: replicas, -1 (the cluster default) or -2 (a quorum) (leader only). */
+  set(ship: bigint, optimism: number): Promise<ShipJson> {
+    return this.#action({ action: "set", ship: String(ship), optimism });
+  }
+
+  /** Turns the master's `--exec` runtime for the ship on or off (leader only). */
+  run(ship: bigint, run: boolean): Promise<ShipJson & { run: boolean }> {
+    return this.#action({ action: "run", ship: String(ship), run });
+  }
+
+  /** Checks the ship's log on this node. */
+  verify(ship: bigint): Promise<ShipVerify> {
+    return this.#action({ action: "verify", ship: String(ship) });
+  }
+
+  /** Sets the cluster's default optimism: replicas or -2 (a quorum) (leader only). */
+  setDefault(optimism: number): Promise<{ defaultOptimism: number }> {
+    return this.#action({ action: "default", optimism });
+  }
+
+  /**
+   * Appends events, or stores a piece of an epoch snapshot (leader only):
+   * resolves once applied, rejects with the state machine's refusal. The
+   * command is encoded before this returns, so its buffers may be reused.
+   */
+  write(command: ShipWriteCommand): Promise<WriteResult> {
+    return this.#client.call("events", encodeCommand(command));
+  }
+
+  /**
+   * Up to `count` applied events of `ship` from `from` (a few MiB at most);
+   * with `waitMs`, waits that long for event `from` to exist.
+   */
+  events(ship: bigint, from: number, count: number, waitMs = 0): Promise<EventView[]> {
+    return this.#client.call("log", { ship, from, count, waitMs });
+  }
+
+  /** The chunk of the ship's epoch snapshot stored at `offset` (empty: none). */
+  imageChunk(ship: bigint, epoch: number, offset: number): Promise<Uint8Array> {
+    return this.#client.call("image", { ship, epoch, offset });
   }
 }
 
-/** Builds the error a follower answers with for a leader-only request. */
-export function notLeader(leaderId: number, leaderAddress: string | undefined): ApiError {
-  return new ApiError(
-    Status.notLeader,
-    leaderId === 0
-      ? "There is no leader right now (an election is running); retry in a moment"
-      : `Node ${leaderId} is the leader`,
-    leaderAddress ?? null,
-  );
-}
+/** The `member` op, one method per action (leader only). */
+export class MemberClient {
+  readonly #client: ClusterClient;
 
-/** Handles one request; throws ApiError to answer with an error. */
-export type RequestHandler = (op: number, payload: Uint8Array) => Promise<Uint8Array>;
-
-/**
- * Serves an authenticated client connection until it closes: requests are
- * handled concurrently and answered as they finish.
- */
-export async function serveClient(
-  fc: FrameConn,
-  handle: RequestHandler,
-  log: (line: string) => void,
-): Promise<void> {
-  let inFlight = 0;
-  try {
-    while (true) {
-      const f = await fc.read();
-      if (f === null || f.type === FrameType.goodbye) break;
-      if (f.type !== FrameType.request) {
-        throw new WireError(`A client sent frame type ${f.type}, which clients do not send`);
-      }
-      const r = new ByteReader(f.body);
-      const id = r.u32("request id");
-      const op = r.u8("op");
-      const payload = r.raw(r.remaining);
-      if (++inFlight > REQUESTS_IN_FLIGHT_MAX) {
-        throw new WireError(`More than ${REQUESTS_IN_FLIGHT_MAX} requests in flight`);
-      }
-      handle(op, payload).then(
-        (answer) => respond(fc, id, Status.ok, answer),
-        (e) => {
-          if (e instanceof ApiError) {
-            const body = e.status === Status.notLeader
-              ? JSON.stringify({ message: e.message, leaderAddress: e.leaderAddress })
-              : e.message;
-            respond(fc, id, e.status, new TextEncoder().encode(body));
-          } else {
-            log(`request ${op} failed: ${(e as Error).stack ?? e}`);
-            respond(
-              fc,
-              id,
-              Status.error,
-              new TextEncoder().encode(`Internal error: ${(e as Error).message}`),
-            );
-          }
-        },
-      ).finally(() => inFlight--);
-    }
-  } catch (e) {
-    if (!fc.closed) {
-      log(`closed client connection from ${fc.remote}: ${(e as Error).message}`);
-      await fc.goodbye((e as Error).message);
-    }
-  } finally {
-    fc.close();
+  /** Wraps `client` (see {@linkcode ClusterClient.members}). */
+  constructor(client: ClusterClient) {
+    this.#client = client;
   }
-}
 
-function respond(fc: FrameConn, id: number, status: number, payload: Uint8Array): void {
-  const body = new ByteWriter(5 + payload.length).u32(id).u8(status).raw(payload).finish();
-  fc.send(FrameType.response, body);
+  async #action<A extends MemberAction>(
+    request: MemberRequestOf<A>,
+  ): Promise<MemberResponseOf<A>> {
+    return await this.#client.call("member", request as MemberRequest) as MemberResponseOf<A>;
+  }
+
+  /** Registers a learner at `address` (HOST:PORT); then `seguro join` runs there. */
+  add(address: string): Promise<{ message: string; nodeId: number }> {
+    return this.#action({ action: "add", address });
+  }
+
+  /** Removes a member; refused when the rest would lose quorum, unless `force`. */
+  remove(nodeId: number, options: { force?: boolean } = {}): Promise<{ message: string }> {
+    return this.#action({ action: "remove", nodeId, force: options.force === true });
+  }
+
+  /** Makes a learner a voter. */
+  promote(nodeId: number): Promise<{ message: string }> {
+    return this.#action({ action: "promote", nodeId });
+  }
+
+  /** Hands leadership to another voter. */
+  transfer(nodeId: number): Promise<{ message: string }> {
+    return this.#action({ action: "transfer", nodeId });
+  }
 }
 
 /** Why a client could not reach or use a node; the message says what to do. */
@@ -150,7 +176,12 @@ export class ClientError extends Error {
 
 /** A connection from the CLI (or a test, or the benchmark) to one node. */
 export class ClusterClient {
+  /** The node's address. */
   readonly address: string;
+  /** Ship operations. */
+  readonly ships: ShipClient = new ShipClient(this);
+  /** Membership changes (leader only). */
+  readonly members: MemberClient = new MemberClient(this);
   readonly #fc: FrameConn;
   readonly #pending = new Map<
     number,
@@ -237,8 +268,41 @@ export class ClusterClient {
     }
   }
 
-  /** Sends one request and resolves with the answer's payload; rejects with ApiError or ClientError. */
-  request(op: number, payload: Uint8Array = new Uint8Array(0)): Promise<Uint8Array> {
+  /**
+   * Sends request `request` of kind `op` and resolves with its decoded
+   * answer; rejects with ApiError (the node refused) or ClientError (the
+   * connection failed). Encoded before this returns.
+   */
+  async call<K extends OpName>(op: K, request: RequestOf<K>): Promise<ResponseOf<K>> {
+    const codec = ADMIN_CODECS[op];
+    const payload = codec.encodeRequest(request);
+    return codec.decodeResponse(await this.#send(Op[op], payload));
+  }
+
+  /** This node's status. */
+  status(): Promise<NodeStatus> {
+    return this.call("status", {});
+  }
+
+  /** Proposes opaque bytes (leader only); resolves with the index once committed and applied. */
+  propose(data: Uint8Array): Promise<number> {
+    return this.call("propose", data);
+  }
+
+  /** Asks the leader to add a node that will listen at `address` as a learner. */
+  join(address: string): Promise<JoinAnswer> {
+    return this.call("join", { address });
+  }
+
+  /**
+   * Committed entries from `from` (at most `count`, a few MiB); with
+   * `waitMs`, waits that long for one to be committed.
+   */
+  read(from: number, count: number, waitMs = 0): Promise<LogEntryView[]> {
+    return this.call("read", { from, count, waitMs });
+  }
+
+  #send(op: number, payload: Uint8Array): Promise<Uint8Array> {
     if (this.#closedError) return Promise.reject(this.#closedError);
     const id = this.#nextId;
     this.#nextId = this.#nextId === 0xffff_ffff ? 1 : this.#nextId + 1;
@@ -250,12 +314,6 @@ export class ClusterClient {
         reject(new ClientError(`The connection to ${this.address} is closed or backed up`));
       }
     });
-  }
-
-  /** Sends a JSON request and parses the JSON answer. */
-  async requestJson<T>(op: number, body: unknown = {}): Promise<T> {
-    const answer = await this.request(op, new TextEncoder().encode(JSON.stringify(body)));
-    return JSON.parse(new TextDecoder().decode(answer)) as T;
   }
 
   /** Closes the connection. */
@@ -296,143 +354,4 @@ export async function withLeader<T>(
   throw new ClientError(
     "The cluster kept redirecting to other nodes; it may be electing a leader, retry",
   );
-}
-
-/** Decodes a propose answer: the committed index. */
-export function decodeIndex(payload: Uint8Array): number {
-  return new ByteReader(payload).u64("index");
-}
-
-/** Encodes a propose answer. */
-export function encodeIndex(index: number): Uint8Array {
-  return new ByteWriter(8).u64(index).finish();
-}
-
-/** One committed entry as `read` returns it. */
-export interface LogEntryView {
-  /** Log index. */
-  index: number;
-  /** Term. */
-  term: number;
-  /** 0 normal, 1 conf, 2 noop. */
-  type: number;
-  /** Entry bytes. */
-  data: Uint8Array;
-}
-
-/** Longest a `read` may wait for new entries. */
-export const READ_WAIT_MS_MAX = 60_000;
-
-/** Encodes a `read` request. */
-export function encodeReadRequest(from: number, count: number, waitMs = 0): Uint8Array {
-  return new ByteWriter(16).u64(from).u32(count).u32(waitMs).finish();
-}
-
-/** Decodes a `read` request. */
-export function decodeReadRequest(
-  payload: Uint8Array,
-): { from: number; count: number; waitMs: number } {
-  const r = new ByteReader(payload);
-  const from = r.u64("from");
-  const count = r.u32("count");
-  const waitMs = Math.min(r.u32("wait"), READ_WAIT_MS_MAX);
-  r.end("read request");
-  return { from, count, waitMs };
-}
-
-/** Encodes a `read` answer. */
-export function encodeEntries(entries: readonly LogEntryView[]): Uint8Array {
-  const w = new ByteWriter(64 + entries.reduce((n, e) => n + 21 + e.data.length, 0));
-  w.u32(entries.length);
-  for (const e of entries) w.u64(e.index).u64(e.term).u8(e.type).bytes(e.data);
-  return w.finish();
-}
-
-/** Decodes a `read` answer. */
-export function decodeEntries(payload: Uint8Array): LogEntryView[] {
-  const r = new ByteReader(payload);
-  const n = r.u32("entry count");
-  const out: LogEntryView[] = [];
-  for (let i = 0; i < n; i++) {
-    out.push({
-      index: r.u64("index"),
-      term: r.u64("term"),
-      type: r.u8("type"),
-      data: r.bytes("data"),
-    });
-  }
-  return out;
-}
-
-/** One event as `log` returns it. */
-export interface EventView {
-  /** Event number. */
-  eve: number;
-  /** Stored mug. */
-  mug: number;
-  /** Jam bytes of the job. */
-  job: Uint8Array;
-}
-
-/** Encodes a `log` request. */
-export function encodeLogRequest(
-  shipKeyBytes: Uint8Array,
-  from: number,
-  count: number,
-  waitMs = 0,
-): Uint8Array {
-  return new ByteWriter(32).raw(shipKeyBytes).u64(from).u32(count).u32(waitMs).finish();
-}
-
-/** Encodes an `image` request: the chunk of a ship's epoch snapshot stored at `offset`. */
-export function encodeImageRequest(
-  shipKeyBytes: Uint8Array,
-  epoch: number,
-  offset: number,
-): Uint8Array {
-  return new ByteWriter(32).raw(shipKeyBytes).u64(epoch).u64(offset).finish();
-}
-
-/** Decodes an `image` request. */
-export function decodeImageRequest(
-  payload: Uint8Array,
-): { key: Uint8Array; epoch: number; offset: number } {
-  const r = new ByteReader(payload);
-  const key = r.raw(16, "ship");
-  const epoch = r.u64("epoch");
-  const offset = r.u64("offset");
-  r.end("image request");
-  return { key, epoch, offset };
-}
-
-/** Decodes a `log` request. */
-export function decodeLogRequest(
-  payload: Uint8Array,
-): { key: Uint8Array; from: number; count: number; waitMs: number } {
-  const r = new ByteReader(payload);
-  const key = r.raw(16, "ship");
-  const from = r.u64("from");
-  const count = r.u32("count");
-  const waitMs = Math.min(r.u32("wait"), READ_WAIT_MS_MAX);
-  r.end("log request");
-  return { key, from, count, waitMs };
-}
-
-/** Encodes a `log` answer. */
-export function encodeEvents(events: readonly EventView[]): Uint8Array {
-  const w = new ByteWriter(64 + events.reduce((n, e) => n + 16 + e.job.length, 0));
-  w.u32(events.length);
-  for (const e of events) w.u64(e.eve).u32(e.mug).bytes(e.job);
-  return w.finish();
-}
-
-/** Decodes a `log` answer. */
-export function decodeEvents(payload: Uint8Array): EventView[] {
-  const r = new ByteReader(payload);
-  const n = r.u32("event count");
-  const out: EventView[] = [];
-  for (let i = 0; i < n; i++) {
-    out.push({ eve: r.u64("eve"), mug: r.u32("mug"), job: r.bytes("job") });
-  }
-  return out;
 }

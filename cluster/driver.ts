@@ -31,12 +31,7 @@ import {
 import type { PersistBatch, Store } from "./store.ts";
 import { type ApplyResult, encodeAddress, encodeRaw, Machine } from "./machine.ts";
 import { type NodeView, ShipMaster, type ShipMasterMutation } from "./ship_master.ts";
-import { ApiError, notLeader, Status } from "./api.ts";
-
-const LED_TERMS = "raft.led.terms";
-const LED_TERMS_KEPT = 16;
-const LOSS_PREFIX = "loss.";
-const SUSPECT_PREFIX = "release.suspect.";
+import { ApiError, notLeader, Status } from "./admin_protocol.ts";
 
 /** What the driver needs from whoever runs it. */
 export interface DriverConfig {
@@ -137,38 +132,19 @@ export class NodeDriver {
       },
       wake: () => this.#cfg.wake?.(),
       suspects: {
-        save: (e) =>
-          this.#store.setSetting(
-            `${SUSPECT_PREFIX}${e.index}.${e.term}`,
-            JSON.stringify({ ...e, ship: String(e.ship) }),
-          ),
-        forget: (e) => this.#store.deleteSetting(`${SUSPECT_PREFIX}${e.index}.${e.term}`),
+        save: (e) => this.#store.localSettings.saveSuspect(e),
+        forget: (e) => this.#store.localSettings.forgetSuspect(e),
       },
     }, config.mutation);
-    const led = this.#store.getSetting(LED_TERMS);
-    for (const t of led ? led.split(",").map(Number) : []) this.#ledTerms.add(t);
+    for (const t of this.#store.localSettings.ledTerms()) this.#ledTerms.add(t);
     this.ships.rememberPossiblyReleased(
       initial.entries,
       this.#ledTerms,
       initial.hardState.commit,
     );
-    this.ships.rememberSaved(
-      this.#store.settingsWithPrefix(SUSPECT_PREFIX).map((value) => {
-        const e = JSON.parse(value);
-        return { ...e, ship: BigInt(e.ship) };
-      }),
-    );
+    this.ships.rememberSaved(this.#store.localSettings.suspects());
     // Losses recorded by earlier runs stay listed in status and 'log audit'.
-    for (const value of this.#store.settingsWithPrefix(LOSS_PREFIX)) {
-      const l = JSON.parse(value);
-      this.ships.losses.push({
-        ship: BigInt(l.ship),
-        firstEve: l.firstEve,
-        lastEve: l.lastEve,
-        index: l.index,
-        term: l.term,
-      });
-    }
+    this.ships.losses.push(...this.#store.localSettings.losses());
     this.ships.subscribe({
       release: () => {},
       refuse: () => {},
@@ -179,14 +155,7 @@ export class NodeDriver {
         this.#cfg.log(
           `RELEASED BUT LOST: ${name} events ${loss.firstEve}-${loss.lastEve} (entry ${loss.index}, term ${loss.term}) were released before commit and erased by a failover`,
         );
-        this.#store.setSetting(
-          `${LOSS_PREFIX}${loss.index}.${loss.term}.${loss.ship}`,
-          JSON.stringify({
-            ...loss,
-            ship: String(loss.ship),
-            at: new Date(this.#cfg.now()).toISOString(),
-          }),
-        );
+        this.#store.localSettings.recordLoss(loss, this.#cfg.now());
       },
     });
   }
@@ -381,7 +350,7 @@ export class NodeDriver {
       // Remember the terms this node led (durably, once per election): after a
       // crash, its uncommitted entries of those terms may have been released.
       this.#ledTerms.add(this.raft.term);
-      this.#store.setSetting(LED_TERMS, [...this.#ledTerms].slice(-LED_TERMS_KEPT).join(","));
+      this.#store.localSettings.setLedTerms([...this.#ledTerms]);
       if (this.machine.addresses.get(this.id) !== this.#cfg.advertise) {
         this.raft.propose(encodeAddress(this.id, this.#cfg.advertise));
       }

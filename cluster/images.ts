@@ -12,13 +12,13 @@
  * - an image's chunks are contiguous from offset 0; `size` is their total;
  * - a complete image (`sha256` set) never changes;
  * - a chunk already stored with the same bytes is skipped (resumable imports).
+ *
+ * The SQL is in cluster/storage/image_tables.ts; this module holds the rules.
  * @module
  */
 
 import { createHash } from "node:crypto";
-import type { DatabaseSync, StatementSync } from "node:sqlite";
 import { sameBytes } from "./codec.ts";
-import { shipKey } from "./ships.ts";
 
 /** Largest chunk of an image in one command. */
 export const IMAGE_CHUNK_BYTES = 1024 * 1024;
@@ -42,130 +42,89 @@ function hex(bytes: Uint8Array): string {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-/** Prepared statements over the image tables. Writes happen only inside an apply transaction. */
-export class ImageTables {
-  readonly #get: StatementSync;
-  readonly #list: StatementSync;
-  readonly #insert: StatementSync;
-  readonly #grow: StatementSync;
-  readonly #complete: StatementSync;
-  readonly #chunk: StatementSync;
-  readonly #chunks: StatementSync;
-  readonly #insertChunk: StatementSync;
-  readonly #deleteImages: StatementSync;
-  readonly #deleteChunks: StatementSync;
-
-  /** Prepares the statements. */
-  constructor(db: DatabaseSync) {
-    this.#get = db.prepare("SELECT epoch, size, sha256 FROM image WHERE ship = ? AND epoch = ?");
-    this.#list = db.prepare("SELECT epoch, size, sha256 FROM image WHERE ship = ? ORDER BY epoch");
-    this.#insert = db.prepare("INSERT INTO image (ship, epoch, size) VALUES (?, ?, 0)");
-    this.#grow = db.prepare("UPDATE image SET size = size + ? WHERE ship = ? AND epoch = ?");
-    this.#complete = db.prepare("UPDATE image SET sha256 = ? WHERE ship = ? AND epoch = ?");
-    this.#chunk = db.prepare(
-      "SELECT data FROM image_chunk WHERE ship = ? AND epoch = ? AND offset = ?",
-    );
-    this.#chunks = db.prepare(
-      "SELECT data FROM image_chunk WHERE ship = ? AND epoch = ? ORDER BY offset",
-    );
-    this.#insertChunk = db.prepare(
-      "INSERT INTO image_chunk (ship, epoch, offset, data) VALUES (?, ?, ?, ?)",
-    );
-    this.#deleteImages = db.prepare("DELETE FROM image WHERE ship = ?");
-    this.#deleteChunks = db.prepare("DELETE FROM image_chunk WHERE ship = ?");
-  }
-
+/** The images as everything but the state machine sees them: read only. */
+export interface ImageReader {
   /** One image, or undefined. */
-  get(ship: bigint, epoch: number): ImageInfo | undefined {
-    const row = this.#get.get(shipKey(ship), epoch);
-    return row === undefined ? undefined : toImage(row);
-  }
-
+  get(ship: bigint, epoch: number): ImageInfo | undefined;
   /** A ship's images, by epoch. */
-  list(ship: bigint): ImageInfo[] {
-    return this.#list.all(shipKey(ship)).map(toImage);
-  }
-
+  list(ship: bigint): ImageInfo[];
   /** The chunk stored at `offset`, or undefined. */
-  chunk(ship: bigint, epoch: number, offset: number): Uint8Array | undefined {
-    const row = this.#chunk.get(shipKey(ship), epoch, offset);
-    return row === undefined ? undefined : row.data as Uint8Array;
-  }
-
-  /**
-   * Applies one chunk: returns undefined when stored or already held with
-   * the same bytes, else the reason it is refused.
-   */
-  applyChunk(
-    ship: bigint,
-    epoch: number,
-    offset: number,
-    checksum: Uint8Array,
-    data: Uint8Array,
-  ): string | undefined {
-    if (data.length === 0 || data.length > IMAGE_CHUNK_BYTES) {
-      return `an image chunk holds 1 to ${IMAGE_CHUNK_BYTES} bytes, not ${data.length}`;
-    }
-    if (!sameBytes(sha256(data), checksum)) {
-      return `image chunk at offset ${offset} of epoch ${epoch} does not match its checksum`;
-    }
-    const key = shipKey(ship);
-    let image = this.get(ship, epoch);
-    if (image === undefined) {
-      this.#insert.run(key, epoch);
-      image = { epoch, size: 0 };
-    }
-    if (offset < image.size) {
-      const stored = this.chunk(ship, epoch, offset);
-      if (stored !== undefined && sameBytes(stored, data)) return undefined;
-      return `epoch ${epoch}'s image already has other bytes at offset ${offset}`;
-    }
-    if (image.sha256 !== undefined) return `epoch ${epoch}'s image is complete`;
-    if (offset !== image.size) {
-      return `epoch ${epoch}'s image has ${image.size} bytes; a chunk at ${offset} would leave a gap`;
-    }
-    this.#insertChunk.run(key, epoch, offset, data);
-    this.#grow.run(data.length, key, epoch);
-    return undefined;
-  }
-
-  /**
-   * Completes an image: its stored size and SHA-256 must be `size` and
-   * `checksum`. Returns undefined when complete (now or before), else the reason.
-   */
-  applyDone(ship: bigint, epoch: number, size: number, checksum: Uint8Array): string | undefined {
-    const image = this.get(ship, epoch);
-    if (image === undefined) return `epoch ${epoch} has no image chunks`;
-    if (image.size !== size) {
-      return `epoch ${epoch}'s image has ${image.size} bytes, not the ${size} announced`;
-    }
-    if (image.sha256 !== undefined) {
-      return image.sha256 === hex(checksum)
-        ? undefined
-        : `epoch ${epoch}'s image is complete with another checksum`;
-    }
-    const hash = createHash("sha256");
-    for (const row of this.#chunks.iterate(shipKey(ship), epoch)) {
-      hash.update(row.data as Uint8Array);
-    }
-    const digest = new Uint8Array(hash.digest());
-    if (!sameBytes(digest, checksum)) {
-      return `epoch ${epoch}'s image does not match the SHA-256 announced; import it again`;
-    }
-    this.#complete.run(digest, shipKey(ship), epoch);
-    return undefined;
-  }
-
-  /** Drops a ship's images (with the ship). */
-  deleteShip(ship: bigint): void {
-    const key = shipKey(ship);
-    this.#deleteChunks.run(key);
-    this.#deleteImages.run(key);
-  }
+  chunk(ship: bigint, epoch: number, offset: number): Uint8Array | undefined;
 }
 
-function toImage(row: Record<string, unknown>): ImageInfo {
-  const info: ImageInfo = { epoch: Number(row.epoch), size: Number(row.size) };
-  if (row.sha256 !== null && row.sha256 !== undefined) info.sha256 = hex(row.sha256 as Uint8Array);
-  return info;
+/** The image tables as the rules below write them (cluster/storage/image_tables.ts). */
+export interface ImageTableWriter extends ImageReader {
+  /** Every chunk of an image, in offset order. */
+  chunks(ship: bigint, epoch: number): Iterable<Uint8Array>;
+  /** Starts an image with no bytes. */
+  insert(ship: bigint, epoch: number): void;
+  /** Stores a chunk at `offset` and grows the image by its length. */
+  appendChunk(ship: bigint, epoch: number, offset: number, data: Uint8Array): void;
+  /** Marks an image complete with the SHA-256 of its bytes. */
+  complete(ship: bigint, epoch: number, digest: Uint8Array): void;
+}
+
+/**
+ * Applies one chunk (inside an apply transaction): returns undefined when
+ * stored or already held with the same bytes, else the reason it is refused.
+ */
+export function applyImageChunk(
+  tables: ImageTableWriter,
+  ship: bigint,
+  chunk: { epoch: number; offset: number; sha256: Uint8Array; data: Uint8Array },
+): string | undefined {
+  const { epoch, offset, data } = chunk;
+  if (data.length === 0 || data.length > IMAGE_CHUNK_BYTES) {
+    return `an image chunk holds 1 to ${IMAGE_CHUNK_BYTES} bytes, not ${data.length}`;
+  }
+  if (!sameBytes(sha256(data), chunk.sha256)) {
+    return `image chunk at offset ${offset} of epoch ${epoch} does not match its checksum`;
+  }
+  let image = tables.get(ship, epoch);
+  if (image === undefined) {
+    tables.insert(ship, epoch);
+    image = { epoch, size: 0 };
+  }
+  if (offset < image.size) {
+    const stored = tables.chunk(ship, epoch, offset);
+    if (stored !== undefined && sameBytes(stored, data)) return undefined;
+    return `epoch ${epoch}'s image already has other bytes at offset ${offset}`;
+  }
+  if (image.sha256 !== undefined) return `epoch ${epoch}'s image is complete`;
+  if (offset !== image.size) {
+    return `epoch ${epoch}'s image has ${image.size} bytes; a chunk at ${offset} would leave a gap`;
+  }
+  tables.appendChunk(ship, epoch, offset, data);
+  return undefined;
+}
+
+/**
+ * Completes an image (inside an apply transaction): its stored size and
+ * SHA-256 must be `size` and `sha256`. Returns undefined when complete (now
+ * or before), else the reason.
+ */
+export function applyImageDone(
+  tables: ImageTableWriter,
+  ship: bigint,
+  done: { epoch: number; size: number; sha256: Uint8Array },
+): string | undefined {
+  const { epoch, size } = done;
+  const image = tables.get(ship, epoch);
+  if (image === undefined) return `epoch ${epoch} has no image chunks`;
+  if (image.size !== size) {
+    return `epoch ${epoch}'s image has ${image.size} bytes, not the ${size} announced`;
+  }
+  if (image.sha256 !== undefined) {
+    return image.sha256 === hex(done.sha256)
+      ? undefined
+      : `epoch ${epoch}'s image is complete with another checksum`;
+  }
+  const hash = createHash("sha256");
+  for (const data of tables.chunks(ship, epoch)) hash.update(data);
+  const digest = new Uint8Array(hash.digest());
+  if (!sameBytes(digest, done.sha256)) {
+    return `epoch ${epoch}'s image does not match the SHA-256 announced; import it again`;
+  }
+  tables.complete(ship, epoch, digest);
+  return undefined;
 }

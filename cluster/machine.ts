@@ -15,20 +15,27 @@
  * kind 8  shipRun  ship:16 run:u8               (1: the master runs its --exec command for it)
  * kind 9  imageChunk  ship:16 epoch:u64 offset:u64 sha256:32 data:bytes   (cluster/images.ts)
  * kind 10 imageDone   ship:16 epoch:u64 size:u64 sha256:32
- * ship := 16 bytes, big-endian;  optimism -1 = the cluster default (quorum)
+ * ship := 16 bytes, big-endian;  optimism -1 = the cluster default, -2 = a quorum
  * ```
  * Applying is deterministic and idempotent: an event already stored with the
  * same mug and bytes is skipped; a different event at an existing number, or
  * a gap, is refused the same way on every node. Entries re-applied after a
  * restart change nothing.
+ *
+ * The applied state is written through the store's typed tables
+ * (cluster/storage/): ships and events, images, and the machine's own
+ * settings table (member addresses, removed members, default optimism, run
+ * flags), never through SQL here.
  * @module
  */
 
-import type { StatementSync } from "node:sqlite";
 import { ByteReader, ByteWriter, sameBytes } from "./codec.ts";
-import { shipKey, shipOfKey, ShipTables } from "./ships.ts";
-import { ImageTables } from "./images.ts";
+import { shipKey, shipOfKey, type ShipReader } from "./ships.ts";
+import { applyImageChunk, applyImageDone, type ImageReader } from "./images.ts";
 import type { Store } from "./store.ts";
+import type { ShipTables } from "./storage/ship_tables.ts";
+import type { ImageTables } from "./storage/image_tables.ts";
+import type { MachineSettings } from "./storage/machine_settings.ts";
 
 /** Kinds of command in a `normal` entry. */
 export const CommandKind = {
@@ -196,62 +203,50 @@ export function decodeCommand(data: Uint8Array): Command {
   return c;
 }
 
-const ADDRESS_PREFIX = "member.address.";
-/** Setting of the nodes whose removal from the cluster was applied (comma-separated ids). */
-const REMOVED = "member.removed";
-const DEFAULT_OPTIMISM = "ship.optimism.default";
-/** Setting key prefix of a ship the master runs (`ship.run.<decimal @p>`). */
-const RUN_PREFIX = "ship.run.";
-
 /** Formats a ship for messages; kept here so cluster/ does not depend on vere/. */
 export type ShipName = (ship: bigint) => string;
 
-/** The nodes whose removal from the cluster this store has applied. */
-export function removedMembers(store: Store): Set<number> {
-  const listed = store.getSetting(REMOVED);
-  return new Set(listed ? listed.split(",").map(Number) : []);
-}
-
 /** The applied state: member addresses and ships' event logs. */
 export class Machine {
-  readonly #setSetting: StatementSync;
-  readonly #deleteSetting: StatementSync;
-  readonly #run = new Set<bigint>();
-  readonly #addresses = new Map<number, string>();
+  readonly #ships: ShipTables;
+  readonly #images: ImageTables;
+  readonly #settings: MachineSettings;
+  readonly #run: Set<bigint>;
+  readonly #addresses: Map<number, string>;
   readonly #removed: Set<number>;
   readonly #name: ShipName;
-  /** The ship tables (read them freely; only the machine writes). */
-  readonly ships: ShipTables;
-  /** The ships' epoch snapshots (read them freely; only the machine writes). */
-  readonly images: ImageTables;
   #defaultOptimism: number;
   /** Raw writes applied since this process started. */
   rawApplied = 0;
   /** Bytes of raw writes applied since this process started. */
   rawBytesApplied = 0;
 
-  /** Loads the addresses already applied. `name` renders ships in refusals. */
+  /** Loads the settings already applied. `name` renders ships in refusals. */
   constructor(store: Store, name: ShipName = (s) => `ship ${s}`) {
     this.#name = name;
-    this.ships = new ShipTables(store.database);
-    this.images = new ImageTables(store.database);
-    this.#setSetting = store.database.prepare(
-      "INSERT INTO setting (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-    );
-    this.#deleteSetting = store.database.prepare("DELETE FROM setting WHERE key = ?");
-    this.#defaultOptimism = Number(store.getSetting(DEFAULT_OPTIMISM) ?? -1);
-    const runs = store.database.prepare("SELECT key FROM setting WHERE key LIKE ?")
-      .all(`${RUN_PREFIX}%`) as { key: string }[];
-    for (const { key } of runs) this.#run.add(BigInt(key.slice(RUN_PREFIX.length)));
-    this.#removed = removedMembers(store);
-    const listed = store.getSetting("member.ids");
-    for (const id of listed ? listed.split(",").map(Number) : []) {
-      const address = store.getSetting(ADDRESS_PREFIX + id);
-      if (address !== undefined) this.#addresses.set(id, address);
-    }
+    this.#ships = store.ships;
+    this.#images = store.images;
+    this.#settings = store.machineSettings;
+    this.#defaultOptimism = this.#settings.defaultOptimism() ?? -1;
+    this.#run = new Set(this.#settings.runShips());
+    this.#removed = this.#settings.removed();
+    this.#addresses = this.#settings.addresses();
   }
 
-  /** The cluster's default optimism for ships that have none: -1 means a quorum. */
+  /** The ship tables, read only (only the machine writes). */
+  get ships(): ShipReader {
+    return this.#ships;
+  }
+
+  /** The ships' epoch snapshots, read only (only the machine writes). */
+  get images(): ImageReader {
+    return this.#images;
+  }
+
+  /**
+   * The cluster's default optimism for ships that have none: -2 (or -1,
+   * when never set) means a quorum.
+   */
   get defaultOptimism(): number {
     return this.#defaultOptimism;
   }
@@ -267,13 +262,9 @@ export class Machine {
   }
 
   #setRun(ship: bigint, run: boolean): void {
-    if (run) {
-      this.#setSetting.run(RUN_PREFIX + ship, "1");
-      this.#run.add(ship);
-    } else {
-      this.#deleteSetting.run(RUN_PREFIX + ship);
-      this.#run.delete(ship);
-    }
+    this.#settings.setRun(ship, run);
+    if (run) this.#run.add(ship);
+    else this.#run.delete(ship);
   }
 
   /** Every member address known, by node id. */
@@ -290,15 +281,14 @@ export class Machine {
   recordRemoved(nodeId: number): void {
     if (this.#removed.has(nodeId)) return;
     this.#removed.add(nodeId);
-    this.#setSetting.run(REMOVED, [...this.#removed].join(","));
+    this.#settings.setRemoved(this.#removed);
   }
 
   /** Records an address (inside an apply transaction). */
   setAddress(nodeId: number, address: string): void {
     if (this.#addresses.get(nodeId) === address) return;
     this.#addresses.set(nodeId, address);
-    this.#setSetting.run(ADDRESS_PREFIX + nodeId, address);
-    this.#setSetting.run("member.ids", [...this.#addresses.keys()].join(","));
+    this.#settings.setAddress(nodeId, address, [...this.#addresses.keys()]);
   }
 
   /** Applies one committed `normal` entry (inside an apply transaction). */
@@ -314,7 +304,7 @@ export class Machine {
         this.setAddress(c.nodeId, c.address);
         return done;
       case "shipAdd":
-        if (this.ships.get(c.ship) !== undefined) {
+        if (this.#ships.get(c.ship) !== undefined) {
           return {
             ok: false,
             reason: `${this.#name(c.ship)} is already on this cluster`,
@@ -322,35 +312,35 @@ export class Machine {
             skipped: 0,
           };
         }
-        this.ships.insertShip({ ...c, addedIndex: entryIndex });
+        this.#ships.insertShip({ ...c, addedIndex: entryIndex });
         return done;
       case "shipRemove":
-        if (this.ships.get(c.ship) === undefined) return this.#unknown(c.ship);
-        this.ships.deleteShip(c.ship);
-        this.images.deleteShip(c.ship);
+        if (this.#ships.get(c.ship) === undefined) return this.#unknown(c.ship);
+        this.#ships.deleteShip(c.ship);
+        this.#images.deleteShip(c.ship);
         this.#setRun(c.ship, false);
         return done;
       case "shipSet":
-        if (this.ships.get(c.ship) === undefined) return this.#unknown(c.ship);
-        this.ships.setOptimism(c.ship, c.optimism);
+        if (this.#ships.get(c.ship) === undefined) return this.#unknown(c.ship);
+        this.#ships.setOptimism(c.ship, c.optimism);
         return done;
       case "events":
         return this.#appendEvents(c.ship, c.firstEve, c.events, entryIndex);
       case "defaultOptimism":
-        this.#setSetting.run(DEFAULT_OPTIMISM, String(c.optimism));
+        this.#settings.setDefaultOptimism(c.optimism);
         this.#defaultOptimism = c.optimism;
         return done;
       case "imageChunk":
       case "imageDone": {
-        if (this.ships.get(c.ship) === undefined) return this.#unknown(c.ship);
+        if (this.#ships.get(c.ship) === undefined) return this.#unknown(c.ship);
         const refused = c.kind === "imageChunk"
-          ? this.images.applyChunk(c.ship, c.epoch, c.offset, c.sha256, c.data)
-          : this.images.applyDone(c.ship, c.epoch, c.size, c.sha256);
+          ? applyImageChunk(this.#images, c.ship, c)
+          : applyImageDone(this.#images, c.ship, c);
         if (refused === undefined) return done;
         return { ok: false, reason: `${this.#name(c.ship)}: ${refused}`, appended: 0, skipped: 0 };
       }
       case "shipRun":
-        if (this.ships.get(c.ship) === undefined) return this.#unknown(c.ship);
+        if (this.#ships.get(c.ship) === undefined) return this.#unknown(c.ship);
         this.#setRun(c.ship, c.run);
         return done;
     }
@@ -371,7 +361,7 @@ export class Machine {
     events: readonly PlannedEvent[],
     entryIndex: number,
   ): ApplyResult {
-    const info = this.ships.get(ship);
+    const info = this.#ships.get(ship);
     if (info === undefined) return this.#unknown(ship);
     let last = info.lastEve;
     let appended = 0;
@@ -380,7 +370,7 @@ export class Machine {
       const eve = firstEve + i;
       const e = events[i];
       if (eve <= last) {
-        const stored = this.ships.event(ship, eve);
+        const stored = this.#ships.event(ship, eve);
         if (stored !== undefined && stored.mug === e.mug && sameBytes(stored.job, e.job)) {
           skipped++;
           continue;
@@ -402,7 +392,7 @@ export class Machine {
           skipped,
         };
       }
-      this.ships.appendEvent(ship, { eve, mug: e.mug, job: e.job, entryIndex });
+      this.#ships.appendEvent(ship, { eve, mug: e.mug, job: e.job, entryIndex });
       last = eve;
       appended++;
     }

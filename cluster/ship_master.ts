@@ -28,7 +28,7 @@
 
 import type { Entry, Role } from "../core/mod.ts";
 import { type ApplyResult, decodeCommand, encodeCommand, type PlannedEvent } from "./machine.ts";
-import type { ShipTables } from "./ships.ts";
+import type { ShipReader } from "./ships.ts";
 import {
   type Loss,
   OPTIMISM_DEFAULT,
@@ -101,8 +101,8 @@ export interface MasterHost {
   /** Term of the log entry at `index` (undefined if the log does not reach it). */
   termAt(index: number): number | undefined;
   /** Applied ship state. */
-  ships: ShipTables;
-  /** The cluster's default optimism (-1: a quorum). */
+  ships: ShipReader;
+  /** The cluster's default optimism (-2, or -1 when never set: a quorum). */
   defaultOptimism(): number;
   /** Proposes a command; the apply result comes back through {@linkcode ShipMaster.applied}. */
   propose(data: Uint8Array): { index: number; term: number } | string;
@@ -166,7 +166,7 @@ export class ShipMaster {
   readonly #mutation: ShipMasterMutation | undefined;
   /** Releases announced this process, and events released (for status). */
   released = 0;
-  /** Losses found, by this process or recorded by an earlier one (see ClusterNode). */
+  /** Losses found, by this process or recorded by an earlier one (see NodeDriver). */
   losses: Loss[] = [];
 
   /** Makes the master for a node. */

@@ -1,12 +1,11 @@
 /**
- * The applied state of ships: one row per ship and one per event, in the
- * node's SQLite database (tables `ship` and `event`, schema version 2). Only
- * the state machine (cluster/machine.ts) writes here, inside
- * `Store.applyTransaction`; everything else reads.
+ * What a ship is to the cluster: its record, its stored events, its 16-byte
+ * key, and the read-only view of the applied ship state that everything but
+ * the state machine uses. The tables themselves (`ship`, `event`) are in
+ * cluster/storage/ship_tables.ts; only the state machine (cluster/machine.ts)
+ * writes them, inside `Store.applyTransaction`.
  * @module
  */
-
-import type { DatabaseSync, StatementSync } from "node:sqlite";
 
 /** A ship as the cluster knows it. */
 export interface ShipInfo {
@@ -14,7 +13,7 @@ export interface ShipInfo {
   ship: bigint;
   /** A fake ship (no real identity on the network). */
   fake: boolean;
-  /** Replicas that must hold an event before release; -1 = the cluster default (quorum). */
+  /** Replicas that must hold an event before release; -1: the cluster default, -2: a quorum. */
   optimism: number;
   /** Boot formulas at the start of its log (0 when unknown). */
   life: number;
@@ -64,122 +63,17 @@ export function shipOfKey(key: Uint8Array): bigint {
   return v;
 }
 
-/** Prepared statements over the ship tables of one open database. */
-export class ShipTables {
-  readonly #get: StatementSync;
-  readonly #list: StatementSync;
-  readonly #insertShip: StatementSync;
-  readonly #deleteShip: StatementSync;
-  readonly #deleteEvents: StatementSync;
-  readonly #setOptimism: StatementSync;
-  readonly #event: StatementSync;
-  readonly #events: StatementSync;
-  readonly #insertEvent: StatementSync;
-  readonly #advance: StatementSync;
-
-  /** Prepares the statements. */
-  constructor(db: DatabaseSync) {
-    this.#get = db.prepare("SELECT * FROM ship WHERE ship = ?");
-    this.#list = db.prepare("SELECT * FROM ship ORDER BY ship");
-    this.#insertShip = db.prepare(
-      "INSERT INTO ship (ship, fake, optimism, life, last_eve, last_mug, bytes, added_index) VALUES (?, ?, ?, ?, 0, 0, 0, ?)",
-    );
-    this.#deleteShip = db.prepare("DELETE FROM ship WHERE ship = ?");
-    this.#deleteEvents = db.prepare("DELETE FROM event WHERE ship = ?");
-    this.#setOptimism = db.prepare("UPDATE ship SET optimism = ? WHERE ship = ?");
-    this.#event = db.prepare(
-      "SELECT eve, mug, job, entry_index FROM event WHERE ship = ? AND eve = ?",
-    );
-    this.#events = db.prepare(
-      "SELECT eve, mug, job, entry_index FROM event WHERE ship = ? AND eve >= ? ORDER BY eve LIMIT ?",
-    );
-    this.#insertEvent = db.prepare(
-      "INSERT INTO event (ship, eve, mug, job, entry_index) VALUES (?, ?, ?, ?, ?)",
-    );
-    this.#advance = db.prepare(
-      "UPDATE ship SET last_eve = ?, last_mug = ?, bytes = bytes + ? WHERE ship = ?",
-    );
-  }
-
+/**
+ * The applied ship state, read only: what the ship master, the admin
+ * service, standby piers and metrics see.
+ */
+export interface ShipReader {
   /** One ship, or undefined. */
-  get(ship: bigint): ShipInfo | undefined {
-    const row = this.#get.get(shipKey(ship));
-    return row === undefined ? undefined : toShip(row);
-  }
-
+  get(ship: bigint): ShipInfo | undefined;
   /** Every ship, in @p order. */
-  list(): ShipInfo[] {
-    return this.#list.all().map(toShip);
-  }
-
+  list(): ShipInfo[];
   /** One event, or undefined. */
-  event(ship: bigint, eve: number): StoredEvent | undefined {
-    const row = this.#event.get(shipKey(ship), eve);
-    return row === undefined ? undefined : toEvent(row);
-  }
-
+  event(ship: bigint, eve: number): StoredEvent | undefined;
   /** Up to `count` events from `from`, stopping after `bytesMax` bytes (at least one event). */
-  events(ship: bigint, from: number, count: number, bytesMax = 4 * 1024 * 1024): StoredEvent[] {
-    const out: StoredEvent[] = [];
-    let bytes = 0;
-    for (const row of this.#events.iterate(shipKey(ship), from, count)) {
-      const e = toEvent(row);
-      if (out.length > 0 && bytes + e.job.length > bytesMax) break;
-      out.push(e);
-      bytes += e.job.length;
-    }
-    return out;
-  }
-
-  /** Adds a ship with no events (write; inside an apply transaction). */
-  insertShip(info: Pick<ShipInfo, "ship" | "fake" | "optimism" | "life" | "addedIndex">): void {
-    this.#insertShip.run(
-      shipKey(info.ship),
-      info.fake ? 1 : 0,
-      info.optimism,
-      info.life,
-      info.addedIndex,
-    );
-  }
-
-  /** Removes a ship and all its events (write). */
-  deleteShip(ship: bigint): void {
-    const key = shipKey(ship);
-    this.#deleteEvents.run(key);
-    this.#deleteShip.run(key);
-  }
-
-  /** Changes a ship's optimism (write). */
-  setOptimism(ship: bigint, optimism: number): void {
-    this.#setOptimism.run(optimism, shipKey(ship));
-  }
-
-  /** Appends the ship's next event (write); the caller has checked it is last_eve + 1. */
-  appendEvent(ship: bigint, event: StoredEvent): void {
-    const key = shipKey(ship);
-    this.#insertEvent.run(key, event.eve, event.mug, event.job, event.entryIndex);
-    this.#advance.run(event.eve, event.mug, event.job.length, key);
-  }
-}
-
-function toShip(row: Record<string, unknown>): ShipInfo {
-  return {
-    ship: shipOfKey(row.ship as Uint8Array),
-    fake: row.fake === 1,
-    optimism: Number(row.optimism),
-    life: Number(row.life),
-    lastEve: Number(row.last_eve),
-    lastMug: Number(row.last_mug),
-    bytes: Number(row.bytes),
-    addedIndex: Number(row.added_index),
-  };
-}
-
-function toEvent(row: Record<string, unknown>): StoredEvent {
-  return {
-    eve: Number(row.eve),
-    mug: Number(row.mug),
-    job: row.job as Uint8Array,
-    entryIndex: Number(row.entry_index),
-  };
+  events(ship: bigint, from: number, count: number, bytesMax?: number): StoredEvent[];
 }

@@ -1,8 +1,15 @@
 /**
  * The durable store of one Seguro node: the Raft hard state, log, snapshot
- * name and membership, the node's identity and cluster secret, and its
- * settings, in one SQLite database (`seguro.db`, WAL, `synchronous=FULL`) in
- * the node's data dir.
+ * name and membership, the node's identity and cluster secret, its local
+ * settings and the applied state, in one SQLite database (`seguro.db`, WAL,
+ * `synchronous=FULL`) in the node's data dir.
+ *
+ * The store alone holds the connection. The tables of the applied state and
+ * of the settings are read and written through typed modules in
+ * cluster/storage/ that it constructs: {@linkcode Store.ships},
+ * {@linkcode Store.images}, {@linkcode Store.machineSettings} (replicated)
+ * and {@linkcode Store.localSettings} (this node's own). No SQL lives
+ * anywhere else.
  *
  * The node driver calls {@linkcode Store.persist} once per Ready: one
  * transaction, one fsync, for the snapshot, the entries and the hard state
@@ -14,7 +21,6 @@
  * identity.
  *
  * ```ts ignore
- * import { Store } from "./store.ts";
  *
  * const store = Store.open("/var/lib/seguro");
  * const initial = store.loadRaftState(); // feed to new RaftNode(config, initial)
@@ -26,18 +32,16 @@
  */
 
 import { DatabaseSync, type StatementSync } from "node:sqlite";
-import type {
-  ConfState,
-  Entry,
-  EntryType,
-  HardState,
-  RaftInitialState,
-  SnapshotMeta,
-} from "../core/mod.ts";
+import type { ConfState, Entry, HardState, RaftInitialState, SnapshotMeta } from "../core/mod.ts";
 import { NO_NODE } from "../core/mod.ts";
+import { ENTRY_TYPE_CODE, entryTypeCode, entryTypeOfCode } from "./entry_type.ts";
+import { ShipTables } from "./storage/ship_tables.ts";
+import { ImageTables } from "./storage/image_tables.ts";
+import { MachineSettings } from "./storage/machine_settings.ts";
+import { LocalSettings, type LocalSettingsInit } from "./storage/local_settings.ts";
 
 /** Version of the database schema this Seguro writes; see {@linkcode MIGRATIONS}. */
-export const SCHEMA_VERSION = 3;
+export const SCHEMA_VERSION = 4;
 
 /** Name of the database file inside a data dir. */
 export const DATABASE_FILE = "seguro.db";
@@ -113,7 +117,7 @@ export interface PersistBatch {
 export interface StoreStats {
   /** Transactions that wrote something (each costs one fsync of the WAL). */
   readonly fsyncs: number;
-  /** Calls of `persist`, `compact` and `setSetting`, including those with nothing to write. */
+  /** Calls of `persist`, `compact`, `applyTransaction` and local setting writes, including those with nothing to write. */
   readonly transactions: number;
   /** Log entries written. */
   readonly entriesWritten: number;
@@ -222,10 +226,24 @@ export const MIGRATIONS: readonly Migration[] = [
       ) STRICT;
     `,
   },
+  {
+    // The replicated settings move to the state machine's own table (keys
+    // 'member.*' and 'ship.*', cluster/storage/machine_settings.ts); what
+    // stays is this node's own (cluster/storage/local_settings.ts).
+    version: 4,
+    sql: `
+      CREATE TABLE machine_setting (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+      ) STRICT;
+      INSERT INTO machine_setting (key, value)
+        SELECT key, value FROM setting
+        WHERE substr(key, 1, 7) = 'member.' OR substr(key, 1, 5) = 'ship.';
+      DELETE FROM setting WHERE substr(key, 1, 7) = 'member.' OR substr(key, 1, 5) = 'ship.';
+      ALTER TABLE setting RENAME TO local_setting;
+    `,
+  },
 ];
-
-const ENTRY_TYPE_CODES: Readonly<Record<EntryType, number>> = { normal: 0, conf: 1, noop: 2 };
-const ENTRY_TYPES: readonly EntryType[] = ["normal", "conf", "noop"];
 
 /** Held prepared statements (compiled once per open). */
 interface Statements {
@@ -246,8 +264,6 @@ interface Statements {
   deleteMembers: StatementSync;
   insertMember: StatementSync;
   selectMembers: StatementSync;
-  getSetting: StatementSync;
-  setSetting: StatementSync;
 }
 
 /** Durable state of the group, cached in memory (the store is the only writer). */
@@ -275,6 +291,10 @@ export class Store {
   #db: DatabaseSync | undefined;
   readonly #onDisk: boolean;
   #st: Statements;
+  readonly #ships: ShipTables;
+  readonly #images: ImageTables;
+  readonly #machineSettings: MachineSettings;
+  readonly #localSettings: LocalSettings;
   #secret: Uint8Array;
   #state: GroupState;
   #fsyncs = 0;
@@ -304,6 +324,14 @@ export class Store {
     };
     this.#secret = new Uint8Array(row.secret as Uint8Array);
     this.#state = this.#readState();
+    this.#ships = new ShipTables(db);
+    this.#images = new ImageTables(db);
+    this.#machineSettings = new MachineSettings(db);
+    this.#localSettings = new LocalSettings(db, (body) => {
+      this.#check();
+      this.#transactions++;
+      this.#write(body);
+    });
   }
 
   /**
@@ -424,34 +452,31 @@ export class Store {
     return new Uint8Array(this.#secret);
   }
 
-  /** The value of setting `key`, or undefined. */
-  getSetting(key: string): string | undefined {
+  /**
+   * The applied ship state (tables `ship`, `event`): only the state machine
+   * writes, inside {@linkcode applyTransaction}; everything else reads.
+   */
+  get ships(): ShipTables {
     this.#check();
-    const row = this.#st.getSetting.get(key);
-    return row === undefined ? undefined : String(row.value);
+    return this.#ships;
   }
 
-  /** The values of every setting whose key starts with `prefix`, in key order. */
-  settingsWithPrefix(prefix: string): string[] {
+  /** Ships' epoch snapshots (tables `image`, `image_chunk`): written like {@linkcode ships}. */
+  get images(): ImageTables {
     this.#check();
-    const rows = this.#db!.prepare(
-      "SELECT value FROM setting WHERE substr(key, 1, length(?)) = ? ORDER BY key",
-    ).all(prefix, prefix);
-    return rows.map((r) => String(r.value));
+    return this.#images;
   }
 
-  /** Sets setting `key` to `value`, durably, in its own transaction. */
-  setSetting(key: string, value: string): void {
+  /** The state machine's replicated settings: written like {@linkcode ships}. */
+  get machineSettings(): MachineSettings {
     this.#check();
-    this.#transactions++;
-    this.#write(() => this.#st.setSetting.run(key, value));
+    return this.#machineSettings;
   }
 
-  /** Removes setting `key` (if set), durably, in its own transaction. */
-  deleteSetting(key: string): void {
+  /** This node's own settings: each write durable in its own transaction. */
+  get localSettings(): LocalSettings {
     this.#check();
-    this.#transactions++;
-    this.#write(() => this.#db!.prepare("DELETE FROM setting WHERE key = ?").run(key));
+    return this.#localSettings;
   }
 
   /**
@@ -470,7 +495,7 @@ export class Store {
       const term = Number(row.term);
       const code = Number(row.type);
       const data = row.data as Uint8Array;
-      const type = ENTRY_TYPES[code];
+      const type = entryTypeOfCode(code);
       if (idx !== expected || type === undefined) {
         throw new StoreError(
           `${
@@ -491,7 +516,8 @@ export class Store {
 
   /**
    * Runs `body` (writes to the applied-state tables through
-   * {@linkcode Store.database}) and records `applied` as the applied index, in
+   * {@linkcode Store.ships}, {@linkcode Store.images} and
+   * {@linkcode Store.machineSettings}) and records `applied` as the applied index, in
    * one transaction that is NOT fsynced on its own: the write-ahead log is
    * sequential, so the next `persist` (synchronous=FULL) makes it durable,
    * and a crash before that loses a suffix of applied state together with
@@ -520,12 +546,6 @@ export class Store {
       if (this.#db !== undefined) db.exec("PRAGMA synchronous = FULL");
     }
     this.#state = { ...old, commit, applied };
-  }
-
-  /** The open connection, for modules that own applied-state tables (use inside applyTransaction). */
-  get database(): DatabaseSync {
-    this.#check();
-    return this.#db!;
   }
 
   /**
@@ -604,7 +624,7 @@ export class Store {
       }
       if (truncateFrom > 0) st.deleteEntriesFrom.run(g, truncateFrom);
       for (const e of entries) {
-        st.insertEntry.run(g, e.index, e.term, ENTRY_TYPE_CODES[e.type], e.data);
+        st.insertEntry.run(g, e.index, e.term, entryTypeCode(e.type), e.data);
         bytes += e.data.length;
       }
       if (hardStateChanged) {
@@ -773,7 +793,7 @@ export class Store {
           `entry ${e.index} has term ${e.term}; terms are integers >= 1 and >= the term ${prevTerm} of the entry before`,
       );
       invariant(
-        ENTRY_TYPE_CODES[e.type] !== undefined && e.data instanceof Uint8Array,
+        ENTRY_TYPE_CODE[e.type] !== undefined && e.data instanceof Uint8Array,
         () => `entry ${e.index} has type ${e.type} and data ${typeof e.data}`,
       );
       prevTerm = e.term;
@@ -859,8 +879,13 @@ export interface StoreInit {
   secret: Uint8Array;
   /** The founding membership. */
   conf: ConfState;
-  /** Settings to start with. */
-  settings?: Record<string, string>;
+  /** This node's settings to start with: where it listens and is reached. */
+  settings?: LocalSettingsInit;
+  /**
+   * Founding member addresses, as if `address` commands had been applied
+   * (the whole-node simulator's nodes start knowing each other).
+   */
+  addresses?: ReadonlyMap<number, string>;
 }
 
 /** Writes the schema, identity, founding state and settings of a new store, in one transaction. */
@@ -886,8 +911,8 @@ function initialize(db: DatabaseSync, init: StoreInit, createdAtMs: number): voi
   );
   for (const id of init.conf.voters) member.run(g, id, 0);
   for (const id of init.conf.learners) member.run(g, id, 1);
-  const setting = db.prepare("INSERT INTO setting (key, value) VALUES (?, ?)");
-  for (const [key, value] of Object.entries(init.settings ?? {})) setting.run(key, value);
+  LocalSettings.initialize(db, init.settings ?? {});
+  MachineSettings.initialize(db, init.addresses ?? new Map());
   db.exec("COMMIT");
 }
 
@@ -1084,10 +1109,6 @@ function prepareStatements(db: DatabaseSync): Statements {
     ),
     selectMembers: db.prepare(
       "SELECT node_id, learner FROM snapshot_member WHERE group_id = ? ORDER BY node_id",
-    ),
-    getSetting: db.prepare("SELECT value FROM setting WHERE key = ?"),
-    setSetting: db.prepare(
-      "INSERT INTO setting (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
     ),
   };
   return st;

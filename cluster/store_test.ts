@@ -14,6 +14,7 @@ import {
   StoreInvariantError,
 } from "./store.ts";
 import { childData, childTerm } from "./store_child.ts";
+import type { LocalSettingsInit } from "./storage/local_settings.ts";
 
 const CHILD = new URL("./store_child.ts", import.meta.url).pathname;
 const IDENTITY: StoreIdentity = {
@@ -33,7 +34,7 @@ async function withDir(body: (dir: string) => Promise<void> | void): Promise<voi
   }
 }
 
-function createStore(dir: string, settings?: Record<string, string>): Store {
+function createStore(dir: string, settings?: LocalSettingsInit): Store {
   return Store.create(dir, { identity: IDENTITY, secret: SECRET, conf: CONF, settings });
 }
 
@@ -130,7 +131,7 @@ class Child {
 
 Deno.test("create then open keeps identity, secret, settings and the founding state", async () => {
   await withDir((dir) => {
-    const store = createStore(dir, { port: "7400", optimism: "1" });
+    const store = createStore(dir, { listen: "0.0.0.0:7400", advertise: "10.0.0.1:7400" });
     assert.deepEqual(store.identity, IDENTITY);
     store.close();
     store.close(); // idempotent
@@ -143,9 +144,10 @@ Deno.test("create then open keeps identity, secret, settings and the founding st
       assert.deepEqual(again.secret(), SECRET);
       again.secret()[0] = 99; // a copy
       assert.deepEqual(again.secret(), SECRET);
-      assert.equal(again.getSetting("port"), "7400");
-      assert.equal(again.getSetting("missing"), undefined);
-      again.setSetting("port", "7500");
+      assert.equal(again.localSettings.listen(), "0.0.0.0:7400");
+      assert.equal(again.localSettings.advertise(), "10.0.0.1:7400");
+      assert.equal(again.localSettings.electionTimeoutMs(), undefined);
+      again.localSettings.setElectionTimeoutMs(750);
       assert.deepEqual(again.loadRaftState(), {
         hardState: { term: 0, vote: 0, commit: 0 },
         snapshot: { index: 0, term: 0, conf: CONF },
@@ -158,7 +160,7 @@ Deno.test("create then open keeps identity, secret, settings and the founding st
       again.close();
     }
     const third = Store.open(dir);
-    assert.equal(third.getSetting("port"), "7500");
+    assert.equal(third.localSettings.electionTimeoutMs(), 750);
     third.close();
     assert.deepEqual(listDir(dir), [DATABASE_FILE]);
 
@@ -194,6 +196,145 @@ Deno.test("migrations run in order and end at SCHEMA_VERSION", () => {
     MIGRATIONS.map((m) => m.version),
     Array.from({ length: SCHEMA_VERSION }, (_, i) => i + 1),
   );
+});
+
+/**
+ * Writes a data dir as Seguro with schema version 3 left it: the frozen SQL
+ * of migrations 1 to 3, a founding state, one ship, and one `setting` table
+ * holding local and replicated keys alike.
+ */
+function writeSchema3DataDir(dir: string, settings: Record<string, string>): void {
+  Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const db = new DatabaseSync(`${dir}/${DATABASE_FILE}`);
+  db.exec("PRAGMA journal_mode = WAL");
+  db.exec("BEGIN");
+  for (const m of MIGRATIONS.filter((m) => m.version <= 3)) db.exec(m.sql);
+  db.prepare(
+    "INSERT INTO identity (singleton, cluster_id, node_id, group_id, secret, created_at_ms) VALUES (1, ?, ?, ?, ?, 0)",
+  ).run(IDENTITY.clusterId, IDENTITY.nodeId, IDENTITY.groupId, SECRET);
+  db.prepare(
+    "INSERT INTO hard_state (group_id, term, vote, commit_index, applied_index) VALUES (?, 3, 1, 0, 0)",
+  ).run(IDENTITY.groupId);
+  db.prepare("INSERT INTO snapshot_meta (group_id, idx, term) VALUES (?, 0, 0)").run(
+    IDENTITY.groupId,
+  );
+  for (const id of CONF.voters) {
+    db.prepare("INSERT INTO snapshot_member (group_id, node_id, learner) VALUES (?, ?, 0)")
+      .run(IDENTITY.groupId, id);
+  }
+  db.prepare(
+    "INSERT INTO ship (ship, fake, optimism, life, last_eve, last_mug, bytes, added_index) VALUES (?, 1, -1, 0, 0, 0, 0, 1)",
+  ).run(new Uint8Array(16));
+  const setting = db.prepare("INSERT INTO setting (key, value) VALUES (?, ?)");
+  for (const [key, value] of Object.entries(settings)) setting.run(key, value);
+  db.exec("PRAGMA user_version = 3");
+  db.exec(`PRAGMA application_id = ${APPLICATION_ID}`);
+  db.exec("COMMIT");
+  db.close();
+}
+
+Deno.test("open migrates a schema 3 data dir: local and replicated settings split, none lost", async () => {
+  await withDir((dir) => {
+    const loss = { ship: "5", firstEve: 7, lastEve: 9, index: 12, term: 2 };
+    const suspect = { index: 14, term: 3, ship: "5", firstEve: 10, lastEve: 11, k: 0 };
+    writeSchema3DataDir(dir, {
+      // Local: this node's own.
+      "listen": "0.0.0.0:7400",
+      "advertise": "10.0.0.1:7400",
+      "raft.election.timeout.ms": "900",
+      "node.removed": "2",
+      "raft.led.terms": "1,3",
+      "loss.12.2.5": JSON.stringify({ ...loss, at: "2025-01-01T00:00:00.000Z" }),
+      "release.suspect.14.3": JSON.stringify(suspect),
+      // Replicated: the state machine's.
+      "member.ids": "1,2",
+      "member.address.1": "10.0.0.1:7400",
+      "member.address.2": "10.0.0.2:7400",
+      "member.removed": "4",
+      "ship.optimism.default": "-2",
+      "ship.run.0": "1",
+    });
+    for (let open = 0; open < 2; open++) { // the second open finds nothing to migrate
+      const store = Store.open(dir);
+      try {
+        const local = store.localSettings;
+        assert.equal(local.listen(), "0.0.0.0:7400");
+        assert.equal(local.advertise(), "10.0.0.1:7400");
+        assert.equal(local.electionTimeoutMs(), 900);
+        assert.equal(local.removedBy(), 2);
+        assert.deepEqual(local.ledTerms(), [1, 3]);
+        assert.deepEqual(local.losses(), [{ ...loss, ship: 5n }]);
+        assert.deepEqual(local.suspects(), [{ ...suspect, ship: 5n }]);
+        const replicated = store.machineSettings;
+        assert.deepEqual(
+          replicated.addresses(),
+          new Map([[1, "10.0.0.1:7400"], [2, "10.0.0.2:7400"]]),
+        );
+        assert.deepEqual(replicated.removed(), new Set([4]));
+        assert.equal(replicated.defaultOptimism(), -2);
+        assert.deepEqual(replicated.runShips(), [0n]);
+        assert.equal(store.ships.get(0n)?.fake, true);
+        assert.deepEqual(store.loadRaftState().hardState, { term: 3, vote: 1, commit: 0 });
+      } finally {
+        store.close();
+      }
+    }
+    const db = new DatabaseSync(`${dir}/${DATABASE_FILE}`, { readOnly: true });
+    try {
+      assert.equal(db.prepare("PRAGMA user_version").get()?.user_version, SCHEMA_VERSION);
+      const tables = db.prepare("SELECT name FROM sqlite_schema WHERE type = 'table'").all()
+        .map((r) => String(r.name));
+      assert.ok(!tables.includes("setting"), `tables: ${tables}`);
+      const keys = (table: string) =>
+        db.prepare(`SELECT key FROM ${table} ORDER BY key`).all().map((r) => String(r.key));
+      assert.deepEqual(keys("machine_setting"), [
+        "member.address.1",
+        "member.address.2",
+        "member.ids",
+        "member.removed",
+        "ship.optimism.default",
+        "ship.run.0",
+      ]);
+      assert.deepEqual(keys("local_setting"), [
+        "advertise",
+        "listen",
+        "loss.12.2.5",
+        "node.removed",
+        "raft.election.timeout.ms",
+        "raft.led.terms",
+        "release.suspect.14.3",
+      ]);
+    } finally {
+      db.close();
+    }
+  });
+});
+
+Deno.test("local settings round-trip and each write is its own durable transaction", async () => {
+  await withDir((dir) => {
+    const store = createStore(dir);
+    try {
+      const local = store.localSettings;
+      const before = store.stats();
+      local.setLedTerms(Array.from({ length: 20 }, (_, i) => i + 1));
+      assert.deepEqual(local.ledTerms(), Array.from({ length: 16 }, (_, i) => i + 5));
+      const suspect = { index: 9, term: 2, ship: 1n << 100n, firstEve: 1, lastEve: 3, k: 1 };
+      local.saveSuspect(suspect);
+      assert.deepEqual(local.suspects(), [suspect]);
+      local.forgetSuspect(suspect);
+      assert.deepEqual(local.suspects(), []);
+      local.recordLoss({ ship: 7n, firstEve: 1, lastEve: 2, index: 5, term: 1 }, 0);
+      assert.deepEqual(local.losses(), [{ ship: 7n, firstEve: 1, lastEve: 2, index: 5, term: 1 }]);
+      local.setRemovedBy(0);
+      assert.equal(local.removedBy(), 0);
+      const after = store.stats();
+      assert.equal(after.transactions - before.transactions, 5);
+      assert.equal(after.fsyncs - before.fsyncs, 5);
+    } finally {
+      store.close();
+    }
+    assert.throws(() => store.localSettings, /is closed; open it again/);
+  });
 });
 
 Deno.test("persist appends, truncates a conflicting suffix, and survives reopening", async () => {

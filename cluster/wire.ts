@@ -17,14 +17,15 @@
  * timeoutNow     (nothing)
  * readIndex      context:bytes
  * readIndexResp  index:u64 context:bytes
- * entry := index:u64 term:u64 type:u8 data:bytes     (type 0 normal, 1 conf, 2 noop)
+ * entry := index:u64 term:u64 type:u8 data:bytes     (type: cluster/entry_type.ts)
  * conf  := nv:u32 voter:u32*nv nl:u32 learner:u32*nl
  * ```
  * @module
  */
 
-import type { ConfState, Entry, EntryType, Message, MessageType } from "../core/mod.ts";
+import type { ConfState, Entry, Message, MessageType } from "../core/mod.ts";
 import { ByteReader, ByteWriter, WireError } from "./codec.ts";
+import { entryTypeCode, entryTypeOfCode } from "./entry_type.ts";
 
 const TAGS: readonly MessageType[] = [
   "app",
@@ -41,9 +42,6 @@ const TAGS: readonly MessageType[] = [
   "readIndexResp",
 ];
 const TAG_OF = new Map<MessageType, number>(TAGS.map((t, i) => [t, i + 1]));
-
-const ENTRY_TYPES: readonly EntryType[] = ["normal", "conf", "noop"];
-const ENTRY_TYPE_OF = new Map<EntryType, number>(ENTRY_TYPES.map((t, i) => [t, i]));
 
 /** Bytes of an encoded entry besides its data: index, term, type, data length. */
 const ENTRY_FIXED_BYTES = 8 + 8 + 1 + 4;
@@ -93,7 +91,7 @@ export function encodeMessage(m: Message): Uint8Array {
     case "app":
       w.u64(m.index).u64(m.logTerm).u64(m.commit).u32(m.entries.length);
       for (const e of m.entries) {
-        w.u64(e.index).u64(e.term).u8(ENTRY_TYPE_OF.get(e.type)!).bytes(e.data);
+        w.u64(e.index).u64(e.term).u8(entryTypeCode(e.type)).bytes(e.data);
       }
       break;
     case "appResp":
@@ -145,7 +143,7 @@ function readEntries(r: ByteReader): Entry[] {
     const index = r.u64("entry index");
     const term = r.u64("entry term");
     const code = r.u8("entry type");
-    const type = ENTRY_TYPES[code];
+    const type = entryTypeOfCode(code);
     if (type === undefined) throw new WireError(`The entry type ${code} is unknown`);
     entries.push({ index, term, type, data: r.bytes("entry data") });
   }

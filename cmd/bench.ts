@@ -8,12 +8,12 @@
 
 import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
 import { join } from "node:path";
-import { Op, withLeader } from "../cluster/api.ts";
-import type { NodeStatus, ShipJson } from "../cluster/node.ts";
+import { type ClusterClient, withLeader } from "../cluster/api.ts";
+import type { ShipJson } from "../cluster/admin_protocol.ts";
 import { daFromMillis, renderShip } from "../vere/event.ts";
 import { cord, jam, list, tuple } from "../vere/noun.ts";
 import { RuntimeClient } from "../vere/runtime_client.ts";
-import { CliError, positiveOption as positive, UsageError } from "./errors.ts";
+import { CliError, positiveOption as positive, UsageError } from "./lib/errors.ts";
 import {
   cliErrorOf,
   dataDirOf,
@@ -21,10 +21,10 @@ import {
   targetFlags,
   targetOf,
   type TargetOptions,
-} from "./options.ts";
+} from "./lib/options.ts";
 import { RUNTIME_SOCKET } from "../server/node.ts";
-import { optimismOption, shipArgument, withNode } from "./ship.ts";
-import { count, note, print, toJson } from "./output.ts";
+import { optimismOption, shipArgument, withNode } from "./lib/ships.ts";
+import { count, note, print, toJson } from "./lib/output.ts";
 
 /** Longest the load waits for the node's `%lead` for the ship (a new leader catching up). */
 const LEAD_WAIT_MS_MAX = 30_000;
@@ -234,9 +234,12 @@ function scratchShipOf(ships: readonly ShipJson[]): bigint {
 }
 
 /** Sends one ship request to the leader; errors become one-line CliErrors. */
-async function shipRequest(target: Target, request: Record<string, unknown>): Promise<void> {
+async function shipRequest(
+  target: Target,
+  request: (c: ClusterClient) => Promise<unknown>,
+): Promise<void> {
   try {
-    await withLeader(target.address, target.credentials, (c) => c.requestJson(Op.ship, request));
+    await withLeader(target.address, target.credentials, request);
   } catch (e) {
     throw cliErrorOf(e);
   }
@@ -305,7 +308,7 @@ export function benchCommand(): CommandUnknownOpts {
   ).action(async (options: BenchOptions) => {
     const target = targetOf(options);
     const dir = dataDirOf(options);
-    const status = await withNode(target, (c) => c.requestJson<NodeStatus>(Op.status));
+    const status = await withNode(target, (c) => c.status());
     if (status.role !== "leader") {
       throw new CliError(
         `this node is not the master; run 'seguro bench' on node ${status.leaderId} (${
@@ -313,10 +316,7 @@ export function benchCommand(): CommandUnknownOpts {
         })`,
       );
     }
-    const ships = await withNode(
-      target,
-      (c) => c.requestJson<ShipJson[]>(Op.ship, { action: "list" }),
-    );
+    const ships = await withNode(target, (c) => c.ships.list());
     const chosen = chosenShip(options, ships);
     const ship = chosen ?? scratchShipOf(ships);
     const name = renderShip(ship);
@@ -341,19 +341,16 @@ export function benchCommand(): CommandUnknownOpts {
     let fsyncs = 0;
     try {
       if (scratch) {
-        await shipRequest(target, { action: "add", ship: String(ship), fake: true, life: 0 });
+        await shipRequest(target, (c) => c.ships.add(ship, { fake: true, life: 0 }));
         added = true;
         note(`benching the scratch ship ${name} (fake); it and its events are removed at the end`);
       }
       stop.signal.throwIfAborted();
       if (options.optimism !== undefined) {
-        await shipRequest(target, {
-          action: "set",
-          ship: String(ship),
-          optimism: options.optimism,
-        });
+        const optimism = options.optimism;
+        await shipRequest(target, (c) => c.ships.set(ship, optimism));
       }
-      const before = await withNode(target, (c) => c.requestJson<NodeStatus>(Op.status));
+      const before = await withNode(target, (c) => c.status());
       const result = await runRuntimeLoad(join(dir, RUNTIME_SOCKET), ship, {
         events: options.events,
         sizeBytes: options.size,
@@ -361,7 +358,7 @@ export function benchCommand(): CommandUnknownOpts {
         progress: (s) => note(s),
         signal: stop.signal,
       });
-      const after = await withNode(target, (c) => c.requestJson<NodeStatus>(Op.status));
+      const after = await withNode(target, (c) => c.status());
       fsyncs = (after.store.fsyncs - before.store.fsyncs) / result.events;
       summary = {
         ...result,
@@ -379,7 +376,7 @@ export function benchCommand(): CommandUnknownOpts {
     try {
       if (added) {
         try {
-          await shipRequest(target, { action: "remove", ship: String(ship) });
+          await shipRequest(target, (c) => c.ships.remove(ship));
           removed = true;
           note(`removed the scratch ship ${name} and its events`);
         } catch (e) {

@@ -9,16 +9,15 @@
 import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
-import { ClusterClient, decodeEvents, encodeLogRequest, Op } from "../cluster/api.ts";
-import type { NodeStatus } from "../cluster/node.ts";
-import { shipKey } from "../cluster/ships.ts";
+import { ClusterClient } from "../cluster/api.ts";
+import type { NodeStatus } from "../cluster/admin_protocol.ts";
 import { decodeToken } from "../cluster/token.ts";
 import type { ClusterCredentials } from "../cluster/token.ts";
 import { daFromMillis } from "../vere/event.ts";
 import { cell, cord, jam, list, tuple } from "../vere/noun.ts";
 import { RuntimeClient } from "../vere/runtime_client.ts";
-import { CliError } from "./errors.ts";
-import { colors, count, print } from "./output.ts";
+import { CliError } from "./lib/errors.ts";
+import { colors, count, print } from "./lib/output.ts";
 import { selfCommand } from "../server/self_command.ts";
 
 interface DemoNode {
@@ -105,7 +104,7 @@ async function status(
   try {
     const c = await ClusterClient.connect(address, credentials);
     try {
-      return await c.requestJson<NodeStatus>(Op.status);
+      return await c.status();
     } finally {
       c.close();
     }
@@ -331,9 +330,7 @@ export function demoCommand(): CommandUnknownOpts {
         let lost = 0;
         try {
           for (let from = eve + 1; from <= released;) {
-            const batch = decodeEvents(
-              await client.request(Op.log, encodeLogRequest(shipKey(0n), from, 5000)),
-            );
+            const batch = await client.ships.events(0n, from, 5000);
             if (batch.length === 0) break;
             for (const e of batch) {
               const want = jobs.get(e.eve);

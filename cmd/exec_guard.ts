@@ -4,7 +4,7 @@
  */
 
 import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
-import { positiveOption, UsageError } from "./errors.ts";
+import { positiveOption, UsageError } from "./lib/errors.ts";
 import { guard } from "../server/exec_guard.ts";
 
 /** The hidden `exec-guard` command. */

@@ -4,11 +4,11 @@
  */
 
 import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
-import { Store } from "../cluster/store.ts";
-import { writeNodeFiles } from "../cluster/datadir.ts";
+
 import { encodeToken } from "../cluster/token.ts";
-import { parseAddress } from "../cluster/address.ts";
-import { CliError, UsageError } from "./errors.ts";
+
+import { CliError, UsageError } from "./lib/errors.ts";
+
 import {
   addressOption,
   cliErrorOf,
@@ -16,63 +16,24 @@ import {
   electionTimeoutOption,
   METRICS_FLAG_HELP,
   metricsOption,
-} from "./options.ts";
-import { bindEndpoints, closeEndpoints, runNode } from "../server/node.ts";
-import { colors, print } from "./output.ts";
+} from "./lib/options.ts";
 
-/** Default address a node listens on. */
-export const LISTEN_DEFAULT = "127.0.0.1:7700";
+import { bindEndpoints, closeEndpoints, runNode } from "../server/node.ts";
+
+import {
+  advertiseOf,
+  assertFreshDataDir,
+  createNodeDir,
+  LISTEN_DEFAULT,
+} from "../server/bootstrap.ts";
+
+import { colors, print } from "./lib/output.ts";
 
 function randomHex(bytes: number): string {
   return Array.from(
     crypto.getRandomValues(new Uint8Array(bytes)),
     (b) => b.toString(16).padStart(2, "0"),
   ).join("");
-}
-
-/** Refuses a data dir that already holds something; returns whether it exists (empty). */
-export function assertFreshDataDir(dir: string): boolean {
-  try {
-    for (const _ of Deno.readDirSync(dir)) {
-      throw new CliError(
-        `${dir} is not empty (it may hold a node already); use 'seguro run --data-dir ${dir}', or choose another --data-dir`,
-      );
-    }
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
-}
-
-/**
- * Undoes a half-made node after a failure: removes what was written into
- * `dir` (empty before) and `dir` itself unless it `existed`.
- */
-export function undoCreate(dir: string, existed: boolean): void {
-  try {
-    if (!existed) {
-      Deno.removeSync(dir, { recursive: true });
-      return;
-    }
-    for (const entry of Deno.readDirSync(dir)) {
-      Deno.removeSync(`${dir}/${entry.name}`, { recursive: true });
-    }
-  } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
-  }
-}
-
-/** The advertised address: --advertise, else --listen unless that is a wildcard. */
-export function advertiseOf(listen: string, advertise: string | undefined): string {
-  if (advertise !== undefined) return advertise;
-  const host = parseAddress(listen).hostname;
-  if (host === "0.0.0.0" || host === "::") {
-    throw new UsageError(
-      `--listen ${listen} is every interface; also pass --advertise HOST:PORT, the address other machines reach this one at`,
-    );
-  }
-  return listen;
 }
 
 /** Builds the `init` command. */
@@ -120,19 +81,15 @@ export function initCommand(): CommandUnknownOpts {
       const clusterId = randomHex(16);
       const secret = crypto.getRandomValues(new Uint8Array(32));
       try {
-        Store.create(dir, {
-          identity: { clusterId, nodeId: 1, groupId: 1 },
-          secret,
-          conf: { voters: [1], learners: [] },
-          settings: { listen: options.listen, advertise },
-        }).close();
-        writeNodeFiles(dir, { clusterId, nodeId: 1, listen: options.listen, advertise }, {
-          clusterId,
-          secret,
-        });
+        createNodeDir(dir, {
+          credentials: { clusterId, secret },
+          nodeId: 1,
+          listen: options.listen,
+          advertise,
+          voters: [1],
+        }, existed);
       } catch (e) {
         closeEndpoints(endpoints);
-        undoCreate(dir, existed);
         throw cliErrorOf(e);
       }
       const token = encodeToken({ clusterId, secret });

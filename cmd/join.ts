@@ -4,11 +4,15 @@
  */
 
 import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
-import { Store } from "../cluster/store.ts";
-import { readNodeFile, writeNodeFiles } from "../cluster/datadir.ts";
-import { Op, withLeader } from "../cluster/api.ts";
-import type { JoinAnswer } from "../cluster/node.ts";
-import { CliError, UsageError } from "./errors.ts";
+
+import { readNodeFile } from "../cluster/datadir.ts";
+
+import { withLeader } from "../cluster/api.ts";
+
+import type { JoinAnswer } from "../cluster/admin_protocol.ts";
+
+import { CliError, UsageError } from "./lib/errors.ts";
+
 import {
   addressOption,
   cliErrorOf,
@@ -17,10 +21,18 @@ import {
   METRICS_FLAG_HELP,
   metricsOption,
   tokenFromOptions,
-} from "./options.ts";
+} from "./lib/options.ts";
+
 import { bindEndpoints, closeEndpoints, type NodeEndpoints, runNode } from "../server/node.ts";
-import { advertiseOf, assertFreshDataDir, LISTEN_DEFAULT, undoCreate } from "./init.ts";
-import { note } from "./output.ts";
+
+import {
+  advertiseOf,
+  assertFreshDataDir,
+  createNodeDir,
+  LISTEN_DEFAULT,
+} from "../server/bootstrap.ts";
+
+import { note } from "./lib/output.ts";
 
 /** Builds the `join` command. */
 export function joinCommand(): CommandUnknownOpts {
@@ -91,28 +103,22 @@ export function joinCommand(): CommandUnknownOpts {
           answer = await withLeader(
             member,
             credentials,
-            (c) => c.requestJson<JoinAnswer>(Op.join, { address: advertise }),
+            (c) => c.join(advertise),
           );
         } catch (e) {
           closeEndpoints(endpoints);
           throw cliErrorOf(e);
         }
         try {
-          Store.create(dir, {
-            identity: { clusterId: answer.clusterId, nodeId: answer.nodeId, groupId: 1 },
-            secret: credentials.secret,
-            conf: { voters: [], learners: [] },
-            settings: { listen: options.listen, advertise },
-          }).close();
-          writeNodeFiles(dir, {
-            clusterId: answer.clusterId,
+          createNodeDir(dir, {
+            credentials: { clusterId: answer.clusterId, secret: credentials.secret },
             nodeId: answer.nodeId,
             listen: options.listen,
             advertise,
-          }, credentials);
+            voters: [],
+          }, existed);
         } catch (e) {
           closeEndpoints(endpoints);
-          undoCreate(dir, existed);
           throw cliErrorOf(e);
         }
         note(`joined as node ${answer.nodeId} (a learner until it has caught up; then a voter)`);

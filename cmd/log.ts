@@ -4,17 +4,15 @@
  */
 
 import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
-import { decodeEvents, encodeLogRequest, type EventView, Op } from "../cluster/api.ts";
-import type { ShipVerify } from "../cluster/node.ts";
-import { shipKey } from "../cluster/ships.ts";
+import type { EventView, ShipVerify } from "../cluster/admin_protocol.ts";
 import { decodeJob, type EventSummary, renderShip, summarizeEvent } from "../vere/event.ts";
 import { cue, type Noun } from "../vere/noun.ts";
 import { renderNoun } from "../vere/noun_show.ts";
-import { CliError, positiveOption as positive } from "./errors.ts";
-import { targetFlags, targetOf, type TargetOptions } from "./options.ts";
-import { shipArgument, shipInfo, withNode } from "./ship.ts";
-import { clusterStatus } from "./status.ts";
-import { colors, count, formatTable, hex32, note, print, toJson } from "./output.ts";
+import { CliError, positiveOption as positive } from "./lib/errors.ts";
+import { targetFlags, targetOf, type TargetOptions } from "./lib/options.ts";
+import { shipArgument, shipInfo, withNode } from "./lib/ships.ts";
+import { clusterStatus } from "./lib/cluster_status.ts";
+import { colors, count, formatTable, hex32, note, print, toJson } from "./lib/output.ts";
 
 /** One decoded line of a ship's log. */
 interface LogLine extends EventSummary {
@@ -72,14 +70,12 @@ export function logCommand(): CommandUnknownOpts {
     ) => {
       const target = targetOf(options);
       const info = await shipInfo(target, ship);
-      const key = shipKey(ship);
       let next = Math.max(1, info.lastEve - options.lines + 1);
       await withNode(target, async (client) => {
         // Answers stop at a few MiB; ask again until the last `lines` events are in.
         const first: LogLine[] = [];
         while (next <= info.lastEve) {
-          const request = encodeLogRequest(key, next, info.lastEve - next + 1);
-          const batch = decodeEvents(await client.request(Op.log, request));
+          const batch = await client.ships.events(ship, next, info.lastEve - next + 1);
           if (batch.length === 0) break;
           for (const e of batch) first.push(describe(e, info.life));
           next = batch[batch.length - 1].eve + 1;
@@ -90,9 +86,7 @@ export function logCommand(): CommandUnknownOpts {
         else note(`${renderShip(ship)} has no events yet`);
         let widths = first;
         while (options.follow) {
-          const batch = decodeEvents(
-            await client.request(Op.log, encodeLogRequest(key, next, 1000, 30_000)),
-          );
+          const batch = await client.ships.events(ship, next, 1000, 30_000);
           for (const e of batch) {
             const l = describe(e, info.life);
             if (options.json) console.log(JSON.stringify(l));
@@ -125,7 +119,7 @@ export function logCommand(): CommandUnknownOpts {
       const info = await shipInfo(target, ship);
       const [e] = await withNode(
         target,
-        async (c) => decodeEvents(await c.request(Op.log, encodeLogRequest(shipKey(ship), eve, 1))),
+        (c) => c.ships.events(ship, eve, 1),
       );
       if (e === undefined || e.eve !== eve) {
         throw new CliError(`${renderShip(ship)} has no event ${eve} (its last is ${info.lastEve})`);
@@ -172,7 +166,7 @@ export function logCommand(): CommandUnknownOpts {
       try {
         const v = await withNode(
           { address: row.address, credentials: target.credentials },
-          (c) => c.requestJson<ShipVerify>(Op.ship, { action: "verify", ship: String(ship) }),
+          (c) => c.ships.verify(ship),
         );
         return { id: row.id, ...v };
       } catch (e) {

@@ -4,12 +4,17 @@
  */
 
 import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
-import { Op, withLeader } from "../cluster/api.ts";
-import type { MemberRequest } from "../cluster/node.ts";
-import { UsageError } from "./errors.ts";
-import { addressOption, cliErrorOf, targetFlags, targetOf, type TargetOptions } from "./options.ts";
-import { clusterStatus } from "./status.ts";
-import { formatTable, print, toJson } from "./output.ts";
+import { type ClusterClient, withLeader } from "../cluster/api.ts";
+import { UsageError } from "./lib/errors.ts";
+import {
+  addressOption,
+  cliErrorOf,
+  targetFlags,
+  targetOf,
+  type TargetOptions,
+} from "./lib/options.ts";
+import { clusterStatus } from "./lib/cluster_status.ts";
+import { formatTable, print, toJson } from "./lib/output.ts";
 
 function nodeIdArgument(value: string): number {
   const n = Number(value);
@@ -21,14 +26,13 @@ function nodeIdArgument(value: string): number {
   return n;
 }
 
-async function change(options: TargetOptions, request: MemberRequest): Promise<void> {
+async function change(
+  options: TargetOptions,
+  request: (c: ClusterClient) => Promise<{ message: string }>,
+): Promise<void> {
   const target = targetOf(options);
   try {
-    const answer = await withLeader(
-      target.address,
-      target.credentials,
-      (c) => c.requestJson<{ message: string }>(Op.member, request),
-    );
+    const answer = await withLeader(target.address, target.credentials, request);
     print(answer.message);
   } catch (e) {
     throw cliErrorOf(e);
@@ -77,7 +81,7 @@ export function memberCommand(): CommandUnknownOpts {
   )
     .argument("<host:port>", "the new member's address", addressOption)
     .action((address: string, options: TargetOptions) =>
-      change(options, { action: "add", address })
+      change(options, (c) => c.members.add(address))
     );
 
   targetFlags(
@@ -86,7 +90,7 @@ export function memberCommand(): CommandUnknownOpts {
     .argument("<id>", "node id", nodeIdArgument)
     .option("--force", "remove even if the remaining voters cannot form a quorum now")
     .action((nodeId: number, options: TargetOptions & { force?: boolean }) =>
-      change(options, { action: "remove", nodeId, force: options.force === true })
+      change(options, (c) => c.members.remove(nodeId, { force: options.force === true }))
     );
 
   targetFlags(
@@ -96,13 +100,13 @@ export function memberCommand(): CommandUnknownOpts {
   )
     .argument("<id>", "node id", nodeIdArgument)
     .action((nodeId: number, options: TargetOptions) =>
-      change(options, { action: "promote", nodeId })
+      change(options, (c) => c.members.promote(nodeId))
     );
 
   targetFlags(group.command("transfer-leader").description("hand leadership to another voter"))
     .argument("<id>", "node id", nodeIdArgument)
     .action((nodeId: number, options: TargetOptions) =>
-      change(options, { action: "transfer", nodeId })
+      change(options, (c) => c.members.transfer(nodeId))
     );
 
   return group;

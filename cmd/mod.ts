@@ -7,10 +7,10 @@
 
 import { Command, CommanderError } from "@commander-js/extra-typings";
 import { VERSION } from "../cluster/version.ts";
-import { CliError, EXIT_FAILURE, EXIT_USAGE } from "./errors.ts";
+import { CliError, EXIT_FAILURE, EXIT_USAGE } from "./lib/errors.ts";
 import { missingPermission } from "../server/errors.ts";
-import { colors } from "./output.ts";
-import { cliErrorOf } from "./options.ts";
+import { colors } from "./lib/output.ts";
+import { cliErrorOf } from "./lib/options.ts";
 import { nounCommand } from "./noun.ts";
 import { pillCommand } from "./pill.ts";
 import { initCommand } from "./init.ts";
@@ -20,6 +20,7 @@ import { statusCommand } from "./status.ts";
 import { memberCommand } from "./member.ts";
 import { tokenCommand } from "./token.ts";
 import { shipCommand } from "./ship.ts";
+import { addPierCommands } from "./ship_pier.ts";
 import { logCommand } from "./log.ts";
 import { demoCommand } from "./demo.ts";
 import { benchCommand } from "./bench.ts";
@@ -47,7 +48,9 @@ export function buildCli(): Command {
   program.addCommand(runCommand());
   program.addCommand(statusCommand());
   program.addCommand(memberCommand());
-  program.addCommand(shipCommand());
+  const ship = shipCommand();
+  addPierCommands(ship); // import, export, attach, run: the pier side of `seguro ship`
+  program.addCommand(ship);
   program.addCommand(logCommand());
   program.addCommand(benchCommand());
   program.addCommand(tokenCommand());

@@ -6,9 +6,9 @@
 import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
 import { mug, type Noun, NounError } from "../vere/noun.ts";
 import { nounAt, nounStats, parseAxisPath, renderNoun } from "../vere/noun_show.ts";
-import { readNounFile } from "./files.ts";
-import { CliError, UsageError } from "./errors.ts";
-import { count, formatFields, hex32, note, print, toJson } from "./output.ts";
+import { readNounFile } from "./lib/files.ts";
+import { CliError, UsageError } from "./lib/errors.ts";
+import { count, formatFields, hex32, note, print, toJson } from "./lib/output.ts";
 
 function parseMaxChars(value: string): number {
   const n = Number(value);

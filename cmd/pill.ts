@@ -15,9 +15,9 @@ import {
   summarizeEvent,
 } from "../vere/event.ts";
 import { NounError } from "../vere/noun.ts";
-import { CliError, UsageError } from "./errors.ts";
-import { readNounFile } from "./files.ts";
-import { count, formatTable, note, print, toJson } from "./output.ts";
+import { CliError, UsageError } from "./lib/errors.ts";
+import { readNounFile } from "./lib/files.ts";
+import { count, formatTable, note, print, toJson } from "./lib/output.ts";
 
 function parseShipOption(value: string): bigint {
   const ship = parseShip(value);

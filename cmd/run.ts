@@ -5,10 +5,11 @@
  */
 
 import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
-import { Store } from "../cluster/store.ts";
-import { readNodeFile, writeNodeFiles } from "../cluster/datadir.ts";
-import { Machine } from "../cluster/machine.ts";
-import { CliError, positiveOption, UsageError } from "./errors.ts";
+
+import { readNodeFile } from "../cluster/datadir.ts";
+
+import { CliError, positiveOption, UsageError } from "./lib/errors.ts";
+
 import {
   addressOption,
   cliErrorOf,
@@ -17,9 +18,12 @@ import {
   METRICS_FLAG_HELP,
   metricsOption,
   tokenFromOptions,
-} from "./options.ts";
+} from "./lib/options.ts";
+
 import { runNode } from "../server/node.ts";
-import { note } from "./output.ts";
+import { assertFreshDataDir, createNodeDir } from "../server/bootstrap.ts";
+
+import { note } from "./lib/output.ts";
 
 function portOption(value: string): number {
   const n = Number(value);
@@ -117,27 +121,19 @@ function bootstrapStatic(
     );
   }
   const nodeId = position + 1;
-  const ids = machines.map((_, i) => i + 1);
-  let store: Store;
+  // Every machine seeds the same addresses: the same state as if they had been applied.
+  const existed = assertFreshDataDir(dir);
   try {
-    store = Store.create(dir, {
-      identity: { clusterId: credentials.clusterId, nodeId, groupId: 1 },
-      secret: credentials.secret,
-      conf: { voters: ids, learners: [] },
-      settings: { listen: options.listen ?? self!, advertise: self! },
-    });
+    createNodeDir(dir, {
+      credentials,
+      nodeId,
+      listen: options.listen ?? self!,
+      advertise: self!,
+      voters: machines.map((_, i) => i + 1),
+      addresses: new Map(machines.map((a, i) => [i + 1, a])),
+    }, existed);
   } catch (e) {
     throw cliErrorOf(e);
   }
-  // Every machine seeds the same addresses: the same state as if they had been applied.
-  const machine = new Machine(store);
-  store.applyTransaction(0, () => machines.forEach((a, i) => machine.setAddress(i + 1, a)));
-  store.close();
-  writeNodeFiles(dir, {
-    clusterId: credentials.clusterId,
-    nodeId,
-    listen: options.listen ?? self!,
-    advertise: self!,
-  }, credentials);
   note(`bootstrapped node ${nodeId} of a static ${machines.length}-node cluster in ${dir}`);
 }

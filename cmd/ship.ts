@@ -4,87 +4,32 @@
  */
 
 import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
-import { ClusterClient, Op, withLeader } from "../cluster/api.ts";
-import { encodeCommand, type PlannedEvent } from "../cluster/machine.ts";
-import type { NodeStatus, ShipJson } from "../cluster/node.ts";
-import { OPTIMISM_DEFAULT, OPTIMISM_QUORUM } from "../cluster/release.ts";
-import { bootSequence, daFromMillis, parsePill, parseShip, renderShip } from "../vere/event.ts";
+
+import { ClusterClient, withLeader } from "../cluster/api.ts";
+
+import type { PlannedEvent } from "../cluster/machine.ts";
+
+import type { ShipJson } from "../cluster/admin_protocol.ts";
+
+import { bootSequence, daFromMillis, parsePill, renderShip } from "../vere/event.ts";
+
 import { jam, NounError } from "../vere/noun.ts";
-import { CliError, UsageError } from "./errors.ts";
-import { cliErrorOf, type Target, targetFlags, targetOf, type TargetOptions } from "./options.ts";
-import { readNounFile } from "./files.ts";
-import { addPierCommands } from "./ship_pier.ts";
-import { count, formatTable, hex32, note, print, toJson } from "./output.ts";
 
-/** Parses a ship argument; a bad one is a usage error. */
-export function shipArgument(value: string): bigint {
-  const ship = parseShip(value);
-  if (ship === undefined) {
-    throw new UsageError(
-      `'${value}' is not a ship name; give an @p such as ~zod or ~sampel-palnet`,
-    );
-  }
-  return ship;
-}
+import { CliError, UsageError } from "./lib/errors.ts";
 
-/** Runs `f` with a client connected to the target node (reads: any node will do). */
-export async function withNode<T>(target: Target, f: (c: ClusterClient) => Promise<T>): Promise<T> {
-  try {
-    const client = await ClusterClient.connect(target.address, target.credentials);
-    try {
-      return await f(client);
-    } finally {
-      client.close();
-    }
-  } catch (e) {
-    throw cliErrorOf(e);
-  }
-}
+import {
+  cliErrorOf,
+  type Target,
+  targetFlags,
+  targetOf,
+  type TargetOptions,
+} from "./lib/options.ts";
 
-/**
- * The ship list as the master answers it: only the master knows where each
- * ship's runtime runs (any node answers a list, so asking the master takes
- * a status first). Without a reachable master, the target node's list.
- */
-export async function masterShipList(target: Target): Promise<ShipJson[]> {
-  const list = (c: ClusterClient) => c.requestJson<ShipJson[]>(Op.ship, { action: "list" });
-  const status = await withNode(target, (c) => c.requestJson<NodeStatus>(Op.status));
-  const master = status.leaderId !== 0 && status.leaderId !== status.nodeId
-    ? status.leaderAddress
-    : null;
-  if (master === null) return await withNode(target, list);
-  return await withNode({ ...target, address: master }, list)
-    .catch(() => withNode(target, list));
-}
+import { readNounFile } from "./lib/files.ts";
 
-/** The cluster's record of one ship, or a CliError saying it is not there. */
-export async function shipInfo(target: Target, ship: bigint): Promise<ShipJson> {
-  const ships = await withNode(
-    target,
-    (c) => c.requestJson<ShipJson[]>(Op.ship, { action: "list" }),
-  );
-  const found = ships.find((s) => s.ship === String(ship));
-  if (found === undefined) {
-    throw new CliError(`${renderShip(ship)} is not on this cluster; see 'seguro ship list'`);
-  }
-  return found;
-}
+import { masterShipList, optimismOption, shipArgument, shipInfo } from "./lib/ships.ts";
 
-/**
- * Parses --optimism: a replica count, `quorum` (-2), or `default` (-1: the
- * cluster's). Only the form: the leader checks the range against the
- * cluster's voters (cluster/release.ts `optimismProblem`).
- */
-export function optimismOption(value: string): number {
-  if (value === "quorum") return OPTIMISM_QUORUM;
-  if (value === "default") return OPTIMISM_DEFAULT;
-  if (!/^[0-9]{1,9}$/.test(value)) {
-    throw new UsageError(
-      `--optimism must be 'quorum', 'default' or a number of replicas (got '${value}')`,
-    );
-  }
-  return Number(value);
-}
+import { count, formatTable, hex32, note, print, toJson } from "./lib/output.ts";
 
 /** Events per `events` request: big enough to batch, small enough for one frame. */
 const PLAN_BATCH_BYTES = 4 * 1024 * 1024;
@@ -104,10 +49,7 @@ async function planEvents(target: Target, ship: bigint, events: PlannedEvent[]):
         size += events[sent + batch.length].job.length;
         batch.push(events[sent + batch.length]);
       }
-      await client.request(
-        Op.events,
-        encodeCommand({ kind: "events", ship, firstEve: sent + 1, events: batch }),
-      );
+      await client.ships.write({ kind: "events", ship, firstEve: sent + 1, events: batch });
       sent += batch.length;
       bytes += size;
       note(`planned ${sent}/${events.length} events (${count(bytes)} of ${count(total)} bytes)`);
@@ -118,11 +60,11 @@ async function planEvents(target: Target, ship: bigint, events: PlannedEvent[]):
 /** Sends one ship request to the leader; errors become one-line CliErrors. */
 async function shipRequestToLeader(
   options: TargetOptions,
-  request: Record<string, unknown>,
+  request: (c: ClusterClient) => Promise<unknown>,
 ): Promise<void> {
   const target = targetOf(options);
   try {
-    await withLeader(target.address, target.credentials, (c) => c.requestJson(Op.ship, request));
+    await withLeader(target.address, target.credentials, request);
   } catch (e) {
     throw cliErrorOf(e);
   }
@@ -179,13 +121,7 @@ export function shipCommand(): CommandUnknownOpts {
       await withLeader(
         target.address,
         target.credentials,
-        (c) =>
-          c.requestJson(Op.ship, {
-            action: "add",
-            ship: String(ship),
-            fake: options.fake === true,
-            life,
-          }),
+        (c) => c.ships.add(ship, { fake: options.fake === true, life }),
       );
       if (events.length > 0) await planEvents(target, ship, events);
     } catch (e) {
@@ -246,11 +182,7 @@ export function shipCommand(): CommandUnknownOpts {
         optimismOption,
       ),
   ).action(async (ship: bigint, options: TargetOptions & { optimism: number }) => {
-    await shipRequestToLeader(options, {
-      action: "set",
-      ship: String(ship),
-      optimism: options.optimism,
-    });
+    await shipRequestToLeader(options, (c) => c.ships.set(ship, options.optimism));
     print(
       `${renderShip(ship)}: optimism ${
         options.optimism === -1
@@ -270,11 +202,7 @@ export function shipCommand(): CommandUnknownOpts {
       .argument("<ship>", "the ship", shipArgument)
       .option("--off", "stop running it: the master stops the runtime and leaves the pier"),
   ).action(async (ship: bigint, options: TargetOptions & { off?: boolean }) => {
-    await shipRequestToLeader(options, {
-      action: "run",
-      ship: String(ship),
-      run: options.off !== true,
-    });
+    await shipRequestToLeader(options, (c) => c.ships.run(ship, options.off !== true));
     print(
       options.off
         ? `${renderShip(ship)}: the master stops its runtime.`
@@ -291,7 +219,7 @@ export function shipCommand(): CommandUnknownOpts {
         optimismOption,
       ),
   ).action(async (options: TargetOptions & { optimism: number }) => {
-    await shipRequestToLeader(options, { action: "default", optimism: options.optimism });
+    await shipRequestToLeader(options, (c) => c.ships.setDefault(options.optimism));
     print(`Default optimism: ${options.optimism < 0 ? "quorum" : options.optimism}.`);
   });
 
@@ -319,7 +247,7 @@ export function shipCommand(): CommandUnknownOpts {
       await withLeader(
         target.address,
         target.credentials,
-        (c) => c.requestJson(Op.ship, { action: "remove", ship: String(ship) }),
+        (c) => c.ships.remove(ship),
       );
     } catch (e) {
       throw cliErrorOf(e);
@@ -327,6 +255,5 @@ export function shipCommand(): CommandUnknownOpts {
     print(`Removed ${name} (${info.lastEve} events).`);
   });
 
-  addPierCommands(group);
   return group;
 }

@@ -5,16 +5,10 @@
  */
 
 import type { CommandUnknownOpts } from "@commander-js/extra-typings";
-import {
-  type ClusterClient,
-  decodeEvents,
-  encodeLogRequest,
-  Op,
-  withLeader,
-} from "../cluster/api.ts";
-import { encodeCommand, type PlannedEvent } from "../cluster/machine.ts";
-import type { ShipJson } from "../cluster/node.ts";
-import { shipKey } from "../cluster/ships.ts";
+import { type ClusterClient, withLeader } from "../cluster/api.ts";
+import type { PlannedEvent } from "../cluster/machine.ts";
+import { PierTail, PierTailError, readLivePier, TAIL_DELAYS_KEPT } from "../server/pier_tail.ts";
+import type { ShipJson } from "../cluster/admin_protocol.ts";
 import { renderShip } from "../vere/event.ts";
 import { basename, dirname, join, resolve } from "node:path";
 import {
@@ -30,11 +24,11 @@ import {
   writePier,
 } from "../vere/pier.ts";
 import { LmdbError } from "../vere/lmdb.ts";
-import { CliError, naturalOption, positiveOption } from "./errors.ts";
-import { downloadImage, importImages } from "./ship_image.ts";
-import { cliErrorOf, targetFlags, targetOf, type TargetOptions } from "./options.ts";
-import { shipArgument, withNode } from "./ship.ts";
-import { count, note, print } from "./output.ts";
+import { CliError, naturalOption, positiveOption } from "./lib/errors.ts";
+import { downloadImage, importImages } from "./lib/ship_image.ts";
+import { cliErrorOf, targetFlags, targetOf, type TargetOptions } from "./lib/options.ts";
+import { shipArgument, withNode } from "./lib/ships.ts";
+import { count, note, print } from "./lib/output.ts";
 
 /** Bytes of jobs per `events` request during an import. */
 const IMPORT_BATCH_BYTES = 4 * 1024 * 1024;
@@ -182,7 +176,7 @@ async function fetchShip(
   options: ExportOptions,
 ): Promise<ShipExport> {
   const name = renderShip(ship);
-  const ships = await c.requestJson<ShipJson[]>(Op.ship, { action: "list" });
+  const ships = await c.ships.list();
   const info = ships.find((s) => s.ship === String(ship));
   if (info === undefined) {
     throw new CliError(`${name} is not on this cluster; see 'seguro ship list'`);
@@ -232,9 +226,7 @@ async function fetchShip(
   const events: PierEvent[] = [];
   for (let from = first + 1; from <= eve;) {
     const want = Math.min(EXPORT_BATCH_EVENTS, eve - from + 1);
-    const batch = decodeEvents(
-      await c.request(Op.log, encodeLogRequest(shipKey(ship), from, want)),
-    );
+    const batch = await c.ships.events(ship, from, want);
     if (batch.length === 0) {
       throw new CliError(
         `the node returned no event ${from} of ${name}; run 'seguro log verify ${name}' and retry`,
@@ -274,15 +266,10 @@ export function addPierCommands(group: CommandUnknownOpts): void {
     const meta = pierMetaOf(ship, pier);
     try {
       await withLeader(target.address, target.credentials, async (client) => {
-        const ships = await client.requestJson<ShipJson[]>(Op.ship, { action: "list" });
+        const ships = await client.ships.list();
         let info = ships.find((s) => s.ship === String(ship));
         if (info === undefined) {
-          info = await client.requestJson<ShipJson>(Op.ship, {
-            action: "add",
-            ship: String(ship),
-            fake: meta.fake,
-            life: meta.life,
-          });
+          info = await client.ships.add(ship, { fake: meta.fake, life: meta.life });
           note(`added ${name} (${meta.fake ? "fake" : "real"}, life ${meta.life})`);
         } else if (info.lastEve > 0) {
           note(
@@ -304,10 +291,12 @@ export function addPierCommands(group: CommandUnknownOpts): void {
           if (batch.length === 0) return;
           const n = batch.length;
           const size = batchBytes;
-          const request = client.request(
-            Op.events,
-            encodeCommand({ kind: "events", ship, firstEve: batchFirst, events: batch }),
-          ).then(() => {
+          const request = client.ships.write({
+            kind: "events",
+            ship,
+            firstEve: batchFirst,
+            events: batch,
+          }).then(() => {
             sent += n;
             bytes += size;
             if (performance.now() - lastShown > 1000) {
@@ -362,20 +351,19 @@ export function addPierCommands(group: CommandUnknownOpts): void {
     const name = renderShip(ship);
     const meta = pierMetaOf(ship, pier);
     let stop = false;
-    const onSignal = () => stop = true;
+    let tail: PierTail | undefined;
+    const onSignal = () => {
+      stop = true;
+      tail?.stop();
+    };
     Deno.addSignalListener("SIGINT", onSignal);
     Deno.addSignalListener("SIGTERM", onSignal);
     try {
       await withLeader(target.address, target.credentials, async (client) => {
-        const ships = await client.requestJson<ShipJson[]>(Op.ship, { action: "list" });
+        const ships = await client.ships.list();
         let last = ships.find((s) => s.ship === String(ship))?.lastEve;
         if (last === undefined) {
-          await client.requestJson(Op.ship, {
-            action: "add",
-            ship: String(ship),
-            fake: meta.fake,
-            life: meta.life,
-          });
+          await client.ships.add(ship, { fake: meta.fake, life: meta.life });
           last = 0;
         }
         note(
@@ -383,40 +371,34 @@ export function addPierCommands(group: CommandUnknownOpts): void {
             last + 1
           } (every ${options.pollMs} ms; Ctrl-C stops)`,
         );
-        const delays: number[] = [];
-        while (!stop) {
-          const seen = performance.now();
-          const batch: PlannedEvent[] = [];
-          let bytes = 0;
-          // Read transactions are short and read-only: vere's writer is never blocked.
-          for (const e of readEvents(pier, { from: last + 1 })) {
-            batch.push({ mug: e.mug, job: e.job });
-            bytes += e.job.length;
-            if (bytes >= IMPORT_BATCH_BYTES) break;
-          }
-          if (batch.length > 0) {
-            // A divergent event (same eve, other bytes) is refused by the cluster: the
-            // request fails and the tail stops with that alarm, never silently.
-            await client.request(
-              Op.events,
-              encodeCommand({ kind: "events", ship, firstEve: last + 1, events: batch }),
-            );
-            last += batch.length;
-            delays.push(performance.now() - seen);
-            print(`replicated ${name} up to event ${count(last)} (+${batch.length})`);
-            continue;
-          }
-          await new Promise((r) => setTimeout(r, options.pollMs));
+        const following = new PierTail({
+          after: last,
+          read: readLivePier(pier),
+          // A divergent event (same eve, other bytes) is refused by the cluster: the
+          // request fails and the tail stops with that error, never silently.
+          propose: (firstEve, events) =>
+            client.ships.write({ kind: "events", ship, firstEve, events }),
+          pollMs: options.pollMs,
+          onBatch: (b) =>
+            print(
+              `replicated ${name} up to event ${count(b.lastEve)} (+${b.lastEve - b.firstEve + 1})`,
+            ),
+        });
+        tail = following;
+        if (stop) following.stop();
+        try {
+          await following.run();
+        } catch (e) {
+          throw e instanceof PierTailError ? e.cause : e;
         }
-        delays.sort((a, b) => a - b);
-        const q = (p: number) =>
-          delays.length
-            ? delays[Math.min(delays.length - 1, Math.floor(p * delays.length))].toFixed(1)
-            : "-";
+        const q = (p: number) => following.delayQuantile(p)?.toFixed(1) ?? "-";
+        const batches = following.batches;
         note(
-          `stopped at event ${last}; read-to-commit p50 ${q(0.5)} ms, p99 ${
+          `stopped at event ${following.committed}; read-to-commit p50 ${q(0.5)} ms, p99 ${
             q(0.99)
-          } ms over ${delays.length} batches`,
+          } ms over ${
+            batches > TAIL_DELAYS_KEPT ? `the last ${TAIL_DELAYS_KEPT} of ` : ""
+          }${batches} batches`,
         );
       });
     } catch (e) {

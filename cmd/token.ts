@@ -6,7 +6,7 @@
 
 import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
 import { encodeToken } from "../cluster/token.ts";
-import { print } from "./output.ts";
+import { print } from "./lib/output.ts";
 
 /** Builds the `token` command group. */
 export function tokenCommand(): CommandUnknownOpts {

@@ -23,7 +23,8 @@
 
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { DriverObserver } from "../cluster/driver.ts";
-import type { ClusterNode, NodeStatus } from "../cluster/node.ts";
+import type { ClusterNode } from "../cluster/node.ts";
+import type { NodeStatus } from "../cluster/admin_protocol.ts";
 import type { Loss } from "../cluster/release.ts";
 import type { RuntimeNode } from "../cluster/runtime_backend.ts";
 import { formatAddress, parseAddress } from "../cluster/address.ts";
@@ -171,8 +172,8 @@ export interface MetricsSource {
 export function nodeSource(node: ClusterNode, runtime: RuntimeServer): MetricsSource {
   return {
     status: () => node.status(),
-    ships: () => node.machine.ships.list(),
-    losses: () => node.ships.losses,
+    ships: () => node.appliedShips.list(),
+    losses: () => node.losses(),
     runtimes: () => ({
       connections: runtime.hub?.size ?? 0,
       notices: runtime.hub?.notices() ?? new Map(),

@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import type { NodeStatus } from "../cluster/node.ts";
+import type { NodeStatus } from "../cluster/admin_protocol.ts";
 import type { RuntimeNode } from "../cluster/runtime_backend.ts";
 import type { Loss } from "../cluster/release.ts";
 import { NodeError } from "./errors.ts";

@@ -9,30 +9,21 @@
 import { join } from "node:path";
 import { readNodeFile } from "../cluster/datadir.ts";
 import { parseAddress } from "../cluster/address.ts";
-import {
-  ClusterNode,
-  ELECTION_TICKS_DEFAULT,
-  removalOf,
-  type ShipRuntimeJson,
-  TICK_MS_DEFAULT,
-} from "../cluster/node.ts";
+import { ClusterNode, ELECTION_TICKS_DEFAULT, TICK_MS_DEFAULT } from "../cluster/node.ts";
+import type { ShipRuntimeJson } from "../cluster/admin_protocol.ts";
+import { removalOf } from "../cluster/membership.ts";
 import { Store } from "../cluster/store.ts";
-import { runtimeNodeOf } from "../cluster/runtime_backend.ts";
+import { cue, jam } from "../vere/noun.ts";
 import { renderShip } from "../vere/event.ts";
 import { RuntimeServer } from "../vere/runtime_server.ts";
 import { NodeError, NodeUsageError } from "./errors.ts";
 import { StandbyPiers } from "./standby.ts";
 import { Alarms } from "./alarms.ts";
-import { parseExec, Supervisor } from "./supervisor.ts";
+import { parseExec, supervisedNodeOf, Supervisor } from "./supervisor.ts";
 import { MetricsServer, NodeMetrics, nodeSource } from "./metrics.ts";
-
-/** Where a node keeps its election timeout (ms) when one was given. */
-const ELECTION_TIMEOUT_SETTING = "raft.election.timeout.ms";
 
 /** Default SIGTERM-to-SIGKILL grace for a runtime started with --exec. */
 export const EXEC_GRACE_MS_DEFAULT = 5000;
-/** How often the master's tail looks for events a runtime wrote. */
-const EXEC_POLL_MS = 5;
 
 /** The runtime socket's name in a data dir. */
 export const RUNTIME_SOCKET = "runtime.sock";
@@ -129,6 +120,23 @@ function removedRefusal(store: Store, dir: string): string | undefined {
   }), so ${dir} cannot run again; to bring this machine back, 'seguro join' from an empty data dir (it gets a new id), then delete ${dir}`;
 }
 
+/**
+ * The check `seguro log verify` makes of each stored job (injected into the
+ * cluster node, which knows no nouns): it is a valid jam that re-jams to the
+ * same bytes. The problem found, or undefined.
+ */
+function jobProblem(job: Uint8Array): string | undefined {
+  try {
+    const again = jam(cue(job));
+    if (again.length !== job.length || again.some((b, i) => b !== job[i])) {
+      return "the stored jam does not re-jam to the same bytes";
+    }
+    return undefined;
+  } catch (err) {
+    return `the stored job is not a valid jam: ${(err as Error).message}`;
+  }
+}
+
 /** A log line with a timestamp, to stderr. */
 function logLine(nodeLabel: string, line: string): void {
   console.error(`${new Date().toISOString()} ${nodeLabel} ${line}`);
@@ -176,8 +184,8 @@ export async function runNode(
     throw e;
   }
   const recorded = {
-    listen: node?.listen ?? store.getSetting("listen"),
-    advertise: node?.advertise ?? store.getSetting("advertise"),
+    listen: node?.listen ?? store.localSettings.listen(),
+    advertise: node?.advertise ?? store.localSettings.advertise(),
   };
   const listen = recorded.listen ?? overrides.listen ?? "";
   const advertise = recorded.advertise ?? overrides.advertise ?? "";
@@ -210,9 +218,9 @@ export async function runNode(
   const label = `seguro[node ${store.identity.nodeId}]`;
   const alarms = new Alarms((line) => logLine(label, line));
   if (overrides.electionTimeoutMs !== undefined) {
-    store.setSetting(ELECTION_TIMEOUT_SETTING, String(overrides.electionTimeoutMs));
+    store.localSettings.setElectionTimeoutMs(overrides.electionTimeoutMs);
   }
-  const electionMs = Number(store.getSetting(ELECTION_TIMEOUT_SETTING) ?? 0);
+  const electionMs = store.localSettings.electionTimeoutMs() ?? 0;
   const electionTicks = electionMs > 0
     ? Math.max(3, Math.round(electionMs / TICK_MS_DEFAULT))
     : ELECTION_TICKS_DEFAULT;
@@ -223,19 +231,25 @@ export async function runNode(
     electionTicks,
     log: (line) => logLine(label, line),
     shipName: renderShip,
-    onApplied: () => standby?.sync(),
+    checkJob: jobProblem,
+    // Never work on the consensus path: the standby writes later, in slices; the
+    // supervisor only compares run flags and the term, and steps later if they changed.
+    onApplied: () => {
+      standby?.schedule();
+      supervisor?.applied();
+    },
     alarms: () => alarms.list(),
     observer: metrics?.observer,
     shipRuntime: (ship): ShipRuntimeJson | undefined => {
       const info = supervisor?.info(ship);
-      if (info !== undefined || cluster.raft.role !== "leader" || !cluster.machine.runs(ship)) {
+      if (info !== undefined || !cluster.isLeader || !cluster.runs(ship)) {
         return info;
       }
       return {
         nodeId: cluster.id,
         state: "no-exec",
         forMs: 0,
-        committedEve: cluster.machine.ships.get(ship)?.lastEve ?? 0,
+        committedEve: cluster.appliedShips.get(ship)?.lastEve ?? 0,
         alarm: "the master has no --exec command: restart it with --standby-dir and --exec",
       };
     },
@@ -244,24 +258,23 @@ export async function runNode(
     ? undefined
     : new StandbyPiers(
       overrides.standbyDir,
-      cluster.machine.ships,
+      cluster.appliedShips,
       (line) => logLine(label, line),
       alarms,
     );
-  standby?.sync();
+  standby?.schedule();
   const supervisor: Supervisor | undefined = standby === undefined || exec === undefined
     ? undefined
     : new Supervisor({
-      node: cluster,
+      node: supervisedNodeOf(cluster),
       standby,
       exec,
       graceMs: overrides.execGraceMs ?? EXEC_GRACE_MS_DEFAULT,
       electionMs: electionTicks * TICK_MS_DEFAULT,
-      pollMs: EXEC_POLL_MS,
       log: (line) => logLine(label, line),
       alarms,
     });
-  const runtimeNode = runtimeNodeOf(cluster.driver);
+  const runtimeNode = cluster.runtimeNode();
   const runtime = new RuntimeServer(metrics?.timeReleases(runtimeNode) ?? runtimeNode, {
     socketPath: join(dir, RUNTIME_SOCKET),
     // Loopback only: the runtime protocol is not authenticated; the Unix socket's

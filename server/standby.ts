@@ -14,19 +14,36 @@
  *   when the pier is held or released, is discarded with a log line (they are
  *   events a runtime wrote that the cluster never committed);
  * - nothing is written to a held pier.
+ *
+ * Writing a pier is kept off the consensus path: the node's apply only calls
+ * {@linkcode StandbyPiers.schedule}, and the writes run later on the event
+ * loop in bounded slices (at most {@linkcode SLICE_EVENTS_MAX} events or
+ * {@linkcode SLICE_BYTES_MAX} bytes of jobs, one LMDB transaction per pier,
+ * and at most one pier opened), each followed by a yield to the event loop,
+ * so a long catch-up never delays the node's acknowledgements.
  * @module
  */
 
 import { join } from "node:path";
 import { sameBytes } from "../cluster/codec.ts";
-import type { ShipTables } from "../cluster/ships.ts";
+import type { ShipReader } from "../cluster/ships.ts";
 import { renderShip } from "../vere/event.ts";
 import { type Alarms, describeFailure } from "./alarms.ts";
 import { type Db, Env, eventKey, eventOfKey, type Txn } from "../vere/lmdb.ts";
-import { LOG_VERSION, type PierEvent, readPierMeta, writePier } from "../vere/pier.ts";
+import {
+  decodeEventValue,
+  encodeEventValue,
+  LOG_VERSION,
+  type PierEvent,
+  readPierMeta,
+  writePier,
+} from "../vere/pier.ts";
 
-/** Events appended per call, so a long catch-up does not stall the node. */
-const CATCH_UP_EVENTS_MAX = 10_000;
+/** Events one sync slice checks or writes, over every pier, before it yields. */
+export const SLICE_EVENTS_MAX = 1_000;
+
+/** Bytes of jobs one sync slice checks or writes before it yields (at least one event). */
+export const SLICE_BYTES_MAX = 4 * 1024 * 1024;
 
 /** How long a pier that failed is left alone before the next try. */
 const RETRY_MS = 5_000;
@@ -36,6 +53,8 @@ const PROGRESS_EVENTS = 10_000;
 
 interface Standby {
   pier: string;
+  /** The epoch the pier's events are in: `.urb/log/0i0`. */
+  epoch: string;
   env: Env;
   /** The pier's last event (its events are 1..last). */
   last: number;
@@ -46,11 +65,18 @@ interface Standby {
   reported: boolean;
 }
 
-function pierValue(mug: number, job: Uint8Array): Uint8Array {
-  const value = new Uint8Array(4 + job.length);
-  new DataView(value.buffer).setUint32(0, mug, true);
-  value.set(job, 4);
-  return value;
+/** What is left of a slice's work. */
+interface Budget {
+  events: number;
+  bytes: number;
+}
+
+function fullBudget(): Budget {
+  return { events: SLICE_EVENTS_MAX, bytes: SLICE_BYTES_MAX };
+}
+
+function spent(b: Budget): boolean {
+  return b.events <= 0 || b.bytes <= 0;
 }
 
 function eventsDb(txn: Txn): Db {
@@ -60,13 +86,20 @@ function eventsDb(txn: Txn): Db {
 /** Keeps one standby pier per ship up to date with the applied state. */
 export class StandbyPiers {
   readonly #dir: string;
-  readonly #ships: ShipTables;
+  readonly #ships: ShipReader;
   readonly #log: (line: string) => void;
   readonly #alarms: Alarms;
   readonly #open = new Map<bigint, Standby>();
   /** Ships whose pier failed, and when to try it again (performance.now() ms). */
   readonly #retryAt = new Map<bigint, number>();
   readonly #now: () => number;
+  /** Where the next slice starts in the ship list (round robin, so no ship starves). */
+  #cursor = 0;
+  /** The pending slice, if one is scheduled. */
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  /** Waiting for no slice to be pending. */
+  #idle: (() => void)[] = [];
+  #closed = false;
 
   /**
    * Standby piers under `dir` for the ships in `ships`. A pier that cannot be
@@ -75,7 +108,7 @@ export class StandbyPiers {
    */
   constructor(
     dir: string,
-    ships: ShipTables,
+    ships: ShipReader,
     log: (line: string) => void,
     alarms: Alarms,
     now: () => number = () => performance.now(),
@@ -93,18 +126,68 @@ export class StandbyPiers {
   }
 
   /**
-   * Brings every ship's pier up to its applied events (at most a bounded batch
-   * per call). A ship whose pier fails gets an alarm and is skipped for
-   * {@linkcode RETRY_MS}; the others go on.
+   * Asks for the piers to be brought up to the applied events soon, off the
+   * caller's stack: slices of {@linkcode sync} then run on the event loop, one
+   * per turn, until every pier is up to date. Cheap, and coalesced: a call
+   * while a slice is pending adds nothing. The node calls it after each apply.
    */
-  sync(): void {
+  schedule(): void {
+    if (this.#timer !== undefined || this.#closed) return;
+    this.#timer = setTimeout(() => this.#slice(), 0);
+  }
+
+  /** Resolves once no slice is pending (at once when none is). */
+  idle(): Promise<void> {
+    if (this.#timer === undefined) return Promise.resolve();
+    return new Promise((resolve) => this.#idle.push(resolve));
+  }
+
+  #slice(): void {
+    this.#timer = undefined;
+    let done = true;
+    try {
+      done = this.sync();
+      this.#alarms.clear("standby");
+    } catch (e) {
+      // Off the node's stack now: a failure here must not become an uncaught error.
+      this.#alarms.raise("standby", `sync failed: ${describeFailure(e)}`);
+    } finally {
+      // Yield between slices: Readies, acknowledgements and the network go first.
+      if (!done && !this.#closed) this.#timer = setTimeout(() => this.#slice(), 0);
+      else for (const resolve of this.#idle.splice(0)) resolve();
+    }
+  }
+
+  /**
+   * Runs one bounded slice: brings the piers toward their ships' applied
+   * events, at most {@linkcode SLICE_EVENTS_MAX} events and
+   * {@linkcode SLICE_BYTES_MAX} bytes of jobs in all, opening at most one pier.
+   * Returns true when every pier it may write is up to date. A ship whose pier
+   * fails gets an alarm and is skipped for {@linkcode RETRY_MS}; the others go on.
+   */
+  sync(): boolean {
     const now = this.#now();
-    for (const info of this.#ships.list()) {
+    const ships = this.#ships.list();
+    const budget = fullBudget();
+    let done = true;
+    let opened = false;
+    for (let i = 0; i < ships.length; i++) {
+      const at = (this.#cursor + i) % ships.length;
+      const info = ships[at];
       if ((this.#retryAt.get(info.ship) ?? 0) > now) continue;
+      const known = this.#open.get(info.ship);
+      if (spent(budget) || (known === undefined && opened)) {
+        // Out of budget: the next slice starts here.
+        this.#cursor = at;
+        done = false;
+        break;
+      }
       const key = `standby ${renderShip(info.ship)}`;
       try {
-        const s = this.#open.get(info.ship) ?? this.#openPier(info.ship, info.fake, info.life);
-        if (!s.held) this.#syncOne(info.ship, s, info.lastEve);
+        opened ||= known === undefined;
+        const s = known ?? this.#openPier(info.ship, info.fake, info.life);
+        if (!s.held) this.#syncOne(info.ship, s, info.lastEve, budget);
+        if (!s.held && s.verified < info.lastEve) done = false;
         if (this.#retryAt.delete(info.ship)) this.#alarms.clear(key);
       } catch (e) {
         this.#retryAt.set(info.ship, now + RETRY_MS);
@@ -129,17 +212,35 @@ export class StandbyPiers {
         this.#alarms.clear(`standby ${renderShip(ship)}`);
       }
     }
+    return done;
   }
 
-  #syncOne(ship: bigint, s: Standby, lastEve: number): void {
-    if (s.verified >= lastEve) return;
-    const events = this.#ships.events(ship, s.verified + 1, CATCH_UP_EVENTS_MAX);
+  /** Checks or writes the pier's next events after `verified`, within `budget` (which it spends). */
+  #syncOne(ship: bigint, s: Standby, lastEve: number, budget: Budget): void {
+    if (s.verified >= lastEve || spent(budget)) return;
+    const events = this.#ships.events(
+      ship,
+      s.verified + 1,
+      Math.min(lastEve - s.verified, budget.events),
+      budget.bytes,
+    );
+    // No progress would loop (a slice again and again, or hold() forever): a missing
+    // event is a failure of this pier, retried later like any other.
+    if (events[0]?.eve !== s.verified + 1) {
+      throw new Error(
+        `the node's log of ${renderShip(ship)} has no event ${s.verified + 1} (its applied ` +
+          `events end at ${lastEve}); check it with 'seguro log verify ${renderShip(ship)}'`,
+      );
+    }
     const before = s.last;
     let wrote = false;
     s.env.writeTxn((txn) => {
       const db = eventsDb(txn);
       for (const e of events) {
-        const value = pierValue(e.mug, e.job);
+        if (spent(budget)) break;
+        budget.events--;
+        budget.bytes -= e.job.length;
+        const value = encodeEventValue(e.mug, e.job);
         if (e.eve <= s.last) {
           const stored = txn.get(db, eventKey(e.eve));
           if (stored !== undefined && sameBytes(stored, value)) {
@@ -184,13 +285,16 @@ export class StandbyPiers {
 
   /**
    * Makes `ship`'s pier match the applied state exactly, then holds it:
-   * sync leaves it alone until {@linkcode release}. Returns its directory and last event.
+   * sync leaves it alone until {@linkcode release}. Synchronous, whatever is
+   * pending: the pier it returns matches the applied state when it returns.
+   * Returns its directory, its last event, and the LMDB data file its
+   * runtime's writes change (to watch for them).
    */
-  hold(ship: bigint): { pier: string; last: number } {
+  hold(ship: bigint): { pier: string; last: number; dataFile: string } {
     const info = this.#ships.get(ship);
     if (info === undefined) throw new Error(`hold: ${renderShip(ship)} is not on the cluster`);
     const s = this.#open.get(ship) ?? this.#openPier(ship, info.fake, info.life);
-    while (s.verified < info.lastEve) this.#syncOne(ship, s, info.lastEve);
+    while (s.verified < info.lastEve) this.#syncOne(ship, s, info.lastEve, fullBudget());
     s.env.writeTxn((txn) => {
       this.#truncate(txn, eventsDb(txn), ship, s, info.lastEve, "the cluster never committed");
     });
@@ -200,7 +304,7 @@ export class StandbyPiers {
       );
     }
     s.held = true;
-    return { pier: s.pier, last: s.last };
+    return { pier: s.pier, last: s.last, dataFile: join(s.epoch, "data.mdb") };
   }
 
   /**
@@ -220,9 +324,9 @@ export class StandbyPiers {
             `pier of ${renderShip(ship)} skips from event ${after + out.length} to ${eve}`,
           );
         }
-        const mug = new DataView(value.buffer, value.byteOffset).getUint32(0, true);
-        out.push({ eve, mug, job: value.subarray(4) });
-        bytes += value.length - 4;
+        const { mug, job } = decodeEventValue(value, eve, s.epoch);
+        out.push({ eve, mug, job });
+        bytes += job.length;
         if (bytes >= maxBytes) break;
       }
     });
@@ -232,7 +336,7 @@ export class StandbyPiers {
   /**
    * Gives a held pier back to sync once its runtime has stopped. Events its
    * runtime wrote after `committed` are checked against the cluster on the
-   * next syncs; those the cluster does not hold are discarded.
+   * next syncs (one is scheduled); those the cluster does not hold are discarded.
    */
   release(ship: bigint, committed: number): void {
     const s = this.#open.get(ship);
@@ -248,6 +352,7 @@ export class StandbyPiers {
         this.#truncate(txn, eventsDb(txn), ship, s, info.lastEve, "the cluster never committed");
       });
     }
+    this.schedule();
   }
 
   #openPier(ship: bigint, fake: boolean, life: number): Standby {
@@ -264,7 +369,8 @@ export class StandbyPiers {
       });
       this.#log(`standby pier of ${renderShip(ship)} created at ${pier}`);
     }
-    const env = Env.open(join(pier, ".urb", "log", "0i0"));
+    const epoch = join(pier, ".urb", "log", "0i0");
+    const env = Env.open(epoch);
     let last = 0;
     let verified = 0;
     env.readTxn((txn) => {
@@ -275,10 +381,10 @@ export class StandbyPiers {
       const mine = top > 0 ? txn.get(db, eventKey(top)) : undefined;
       const theirs = top > 0 ? this.#ships.event(ship, top) : undefined;
       if (mine !== undefined && theirs !== undefined) {
-        if (sameBytes(mine, pierValue(theirs.mug, theirs.job))) verified = top;
+        if (sameBytes(mine, encodeEventValue(theirs.mug, theirs.job))) verified = top;
       }
     });
-    const s: Standby = { pier, env, last, verified, held: false, reported: false };
+    const s: Standby = { pier, epoch, env, last, verified, held: false, reported: false };
     this.#open.set(ship, s);
     // Events past this node's applied log can only be a runtime's that this node ran as
     // master and the cluster may never commit; if it does, sync writes them again.
@@ -291,8 +397,12 @@ export class StandbyPiers {
     return s;
   }
 
-  /** Closes the piers' environments. */
+  /** Cancels any pending slice and closes the piers' environments. */
   close(): void {
+    this.#closed = true;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    for (const resolve of this.#idle.splice(0)) resolve();
     for (const s of this.#open.values()) s.env.close();
     this.#open.clear();
   }

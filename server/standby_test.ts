@@ -1,11 +1,18 @@
 import assert from "node:assert/strict";
+import { runtimeWrites } from "../tests/pier/runtime_writes.ts";
+
 import { join } from "node:path";
+
 import { encodeCommand, Machine } from "../cluster/machine.ts";
+
 import { Store } from "../cluster/store.ts";
-import { Env, eventKey } from "../vere/lmdb.ts";
+
 import { readEvents } from "../vere/pier.ts";
+
 import { haveLiblmdb } from "../tests/pier/oracle.ts";
-import { StandbyPiers } from "./standby.ts";
+
+import { SLICE_EVENTS_MAX, StandbyPiers } from "./standby.ts";
+
 import { Alarms } from "./alarms.ts";
 
 const ZOD = 0n;
@@ -43,21 +50,6 @@ function setup(dir: string, standbyDir = join(dir, "standby"), now?: () => numbe
   return { store, machine, standby, log, append, alarms };
 }
 
-/** Writes events into a held pier as a runtime would. */
-function runtimeWrites(pier: string, first: number, tags: number[]): void {
-  const env = Env.open(join(pier, ".urb", "log", "0i0"));
-  try {
-    env.writeTxn((txn) => {
-      const db = txn.openDb("EVENTS", { integerKey: true });
-      tags.forEach((t, i) => {
-        txn.put(db, eventKey(first + i), Uint8Array.of(t, 0, 0, 0, t, t, t));
-      });
-    });
-  } finally {
-    env.close();
-  }
-}
-
 Deno.test({
   name:
     "standby piers: follow the applied log, hold for a runtime, discard what the cluster never committed",
@@ -74,7 +66,11 @@ Deno.test({
       assert.deepEqual(progress(), ["standby pier of ~zod at event 3"], "logged once written");
 
       // Held: sync leaves it alone; the runtime's events are read back in order.
-      assert.deepEqual(standby.hold(ZOD), { pier, last: 3 });
+      assert.deepEqual(standby.hold(ZOD), {
+        pier,
+        last: 3,
+        dataFile: join(pier, ".urb", "log", "0i0", "data.mdb"),
+      });
       runtimeWrites(pier, 4, [40, 50, 60]);
       append(4, [40]);
       standby.sync();
@@ -153,6 +149,59 @@ Deno.test({
       assert.deepEqual(alarms.list(), []);
       assert.match(log.join("\n"), /alarm cleared: standby ~zod/);
       assert.deepEqual([...readEvents(standby.pierOf(ZOD))].map((e) => e.mug), [1, 2, 3]);
+      standby.close();
+    } finally {
+      store.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "standby piers: schedule() writes later, in bounded slices; hold() sees the applied state at once",
+  ignore: !haveLiblmdb(),
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "seguro-standby-" });
+    const { store, standby, log, append } = setup(dir);
+    const total = 2 * SLICE_EVENTS_MAX + 500;
+    const tags = (n: number, base: number) => Array.from({ length: n }, (_, i) => (base + i) % 251);
+    const mugs = () => [...readEvents(standby.pierOf(ZOD))].map((e) => e.mug);
+    try {
+      append(1, tags(total, 0));
+      standby.schedule();
+      standby.schedule(); // coalesced with the first
+      assert.equal(
+        log.filter((l) => l.includes("created")).length,
+        0,
+        "nothing on the caller's stack",
+      );
+      await standby.idle();
+      assert.deepEqual(mugs(), tags(total, 0), "the slices caught up");
+      assert.deepEqual(await standby.idle(), undefined, "idle at once when nothing is pending");
+
+      // One slice writes at most SLICE_EVENTS_MAX events, and says whether it is done.
+      append(total + 1, tags(SLICE_EVENTS_MAX + 1, total));
+      assert.equal(standby.sync(), false, "a slice stops at its bound");
+      assert.equal(mugs().length, total + SLICE_EVENTS_MAX);
+      assert.equal(standby.sync(), true, "the next slice finishes");
+      assert.equal(mugs().length, total + SLICE_EVENTS_MAX + 1);
+
+      // A scheduled slice pending: hold() brings the pier to the applied state itself,
+      // and the slice then leaves the held pier alone.
+      append(total + SLICE_EVENTS_MAX + 2, tags(SLICE_EVENTS_MAX + 10, 7));
+      standby.schedule();
+      const held = standby.hold(ZOD);
+      assert.equal(held.last, total + 2 * SLICE_EVENTS_MAX + 11);
+      assert.equal(mugs().length, held.last);
+      await standby.idle();
+      assert.equal(mugs().length, held.last);
+
+      // Applied while held (no schedule called): release itself schedules the catch-up.
+      append(held.last + 1, [5]);
+      standby.release(ZOD, held.last);
+      await standby.idle();
+      assert.equal(mugs().length, held.last + 1);
       standby.close();
     } finally {
       store.close();

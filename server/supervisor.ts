@@ -2,18 +2,32 @@
  * Failover that boots vere: on a node run with `--exec 'urbit {pier}'`, the
  * master runs that command for every ship marked with `seguro ship run`, on
  * the ship's standby pier, and tails the pier into the cluster as the
- * runtime writes it. A node that stops being master stops the command.
+ * runtime writes it (server/pier_tail.ts). A node that stops being master
+ * stops the command.
+ *
+ * Event-driven, with no poll of the node: it acts when the node's mastership
+ * changes (ShipMaster's `role` event, published by the driver after every
+ * Ready and after a tick that changes the role), after every applied batch
+ * (run flags, terms: {@linkcode Supervisor.applied}), when a runtime exits,
+ * and on its own timers (the end of the fencing wait, a restart). The tail
+ * of a held pier wakes on changes of the pier's LMDB data file.
  *
  * Fencing by term (never two runtimes for one ship):
  * - The command runs under `seguro exec-guard`, which stops it (SIGTERM, then
  *   SIGKILL after `graceMs`) when this node tells it to or when this node
  *   dies (its stdin pipe closes), so no runtime outlives its node.
+ * - The moment the node publishes that it is no longer master (or is master
+ *   of another term), the supervisor sends SIGTERM to every runtime, in the
+ *   same call ({@linkcode Supervisor.notice}), whatever else it is doing.
  * - A master loses its lease at most two election timeouts after the last
- *   time a quorum heard it (CheckQuorum runs once per election timeout), and
- *   any quorum that elects a new master stopped hearing it no later than that
- *   election. So the old runtime is gone by `electionMs * 2 + graceMs` (plus
- *   a poll) after the new master's election, and the new master waits
- *   `fenceMs` = that plus a margin before it starts its runtime.
+ *   time a quorum heard it (CheckQuorum runs once per election timeout; the
+ *   tick that steps down publishes the change at once), and any quorum that
+ *   elects a new master stopped hearing it no later than that election. So
+ *   the old runtime is gone by `electionMs * 2 + graceMs` after the new
+ *   master's election, plus the old node's delay in publishing (one turn of
+ *   its Ready loop) and signal delivery; the new master waits `fenceMs` =
+ *   that plus {@linkcode FENCE_MARGIN_MS} before it starts its runtime,
+ *   counted from when it saw itself master (after its election).
  * - Assumes clocks advance at about the same rate on all nodes, as any Raft
  *   lease does. If a frozen old master outlives that bound, its runtime's
  *   writes still never reach the cluster: its proposals are refused once a
@@ -22,24 +36,77 @@
  * @module
  */
 
-import type { ClusterNode, ShipRuntimeJson } from "../cluster/node.ts";
-import { encodeCommand } from "../cluster/machine.ts";
+import type { ClusterNode } from "../cluster/node.ts";
+import type { ShipRuntimeJson } from "../cluster/admin_protocol.ts";
+import { encodeCommand, type PlannedEvent } from "../cluster/machine.ts";
 import { renderShip } from "../vere/event.ts";
 import { selfCommand } from "./self_command.ts";
 import { type Alarms, describeFailure } from "./alarms.ts";
 import type { StandbyPiers } from "./standby.ts";
+import { PierTail, PierTailError } from "./pier_tail.ts";
 
-/** Bytes of jobs per tail proposal. */
-const TAIL_BATCH_BYTES = 4 * 1024 * 1024;
 /** Wait before restarting a runtime that exited on its own. */
 const RESTART_DELAY_MS = 2000;
-/** Tail delays kept for the p99 in `ship list`. */
-const DELAYS_KEPT = 1000;
+/**
+ * Added to two election timeouts and the grace in `fenceMs`: the old master's
+ * delay in publishing its step-down (a Ready turn), signal delivery, and
+ * clock-rate differences. 260 ms keeps the wait of the polling supervisor
+ * this replaced (250 ms plus two 5 ms polls).
+ */
+export const FENCE_MARGIN_MS = 260;
+/** How often a held pier is read besides on changes of its data file (lost notifications). */
+const TAIL_BACKSTOP_MS = 50;
+/** How often a held pier is read when its data file cannot be watched. */
+const TAIL_POLL_MS = 5;
+/** Wait before a step that failed (an alarm) is tried again. */
+const STEP_RETRY_MS = 1000;
+/** A tail logs its progress on its first batch, then every this many events. */
+const TAIL_PROGRESS_EVENTS = 10_000;
+
+/** This node's mastership as the supervisor reads it. */
+export interface Mastership {
+  /** True while this node is master: it leads and has applied an entry of its term. */
+  master: boolean;
+  /** Its current term. */
+  term: number;
+}
+
+/** What the supervisor needs from its node. */
+export interface SupervisedNode {
+  /** The node's id. */
+  readonly id: number;
+  /** Its mastership now. */
+  mastership(): Mastership;
+  /** The ships whose run flag (`seguro ship run`) is set in the applied state. */
+  runShips(): readonly bigint[];
+  /**
+   * Proposes `events` of `ship`, numbered from `firstEve`; resolves once they
+   * are applied here, rejects when refused or when leadership is lost.
+   */
+  proposeEvents(ship: bigint, firstEve: number, events: PlannedEvent[]): Promise<unknown>;
+  /** Calls `listener` whenever this node becomes or stops being master; returns the unsubscribe. */
+  subscribe(listener: () => void): () => void;
+}
+
+/** The supervisor's view of a cluster node. */
+export function supervisedNodeOf(node: ClusterNode): SupervisedNode {
+  return {
+    id: node.id,
+    mastership: () => ({
+      master: node.isLeader && node.isMaster,
+      term: node.term,
+    }),
+    runShips: () => node.runShips(),
+    proposeEvents: (ship, firstEve, events) =>
+      node.proposeCommand(encodeCommand({ kind: "events", ship, firstEve, events })),
+    subscribe: (listener) => node.onMasterChange(() => listener()),
+  };
+}
 
 /** How a node runs ships' runtimes. */
 export interface SupervisorConfig {
   /** The node whose mastership decides. */
-  node: ClusterNode;
+  node: SupervisedNode;
   /** The node's standby piers: the runtime runs on them. */
   standby: StandbyPiers;
   /** The command, split into words; `{pier}` is replaced by the pier directory. */
@@ -48,12 +115,16 @@ export interface SupervisorConfig {
   graceMs: number;
   /** The node's base election timeout. */
   electionMs: number;
-  /** How often the tail looks for new events. */
-  pollMs: number;
   /** Log lines. */
   log: (line: string) => void;
   /** Where a failure of the supervisor itself is raised (it never stops the node). */
   alarms: Alarms;
+  /**
+   * How a runtime's command line is started. Default: under the exec guard,
+   * `seguro exec-guard --grace-ms G -- ARGV` (server/exec_guard.ts), which
+   * stops it when this process dies. Tests may start it directly.
+   */
+  launch?: (argv: string[], graceMs: number) => { cmd: string; args: string[] };
 }
 
 type State = "fencing" | "running" | "exited" | "stopping";
@@ -66,10 +137,11 @@ interface Runtime {
   /** Last event known committed from (or before) this runtime's pier. */
   committed: number;
   held: boolean;
+  /** The tail of the held pier, from its start until the pier is released. */
+  tail?: PierTail;
   tailStopped: boolean;
   alarm?: string;
   restartAt: number;
-  delays: number[];
 }
 
 /** Splits an `--exec` template into words; refuses one without `{pier}`. */
@@ -83,21 +155,34 @@ export function parseExec(template: string): string[] {
   return words;
 }
 
+function underGuard(argv: string[], graceMs: number): { cmd: string; args: string[] } {
+  return selfCommand(["exec-guard", "--grace-ms", String(graceMs), "--", ...argv]);
+}
+
 /** Runs the ships' runtimes on this node while it is master. */
 export class Supervisor {
   readonly #cfg: SupervisorConfig;
   readonly #fenceMs: number;
   readonly #runtimes = new Map<bigint, Runtime>();
+  /** The term this supervisor runs runtimes in (0: none). */
   #term = 0;
   #leaderSince = 0;
-  #timer: ReturnType<typeof setInterval> | undefined;
+  /** What the last notice saw, to skip work when nothing changed. */
+  #seen = "";
+  #unsubscribe: (() => void) | undefined;
+  /** The next timed step (end of a fencing wait, a restart). */
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  /** The step loop in progress, if any; steps never overlap. */
   #busy: Promise<void> | undefined;
+  /** A step was asked for while one ran: run another. */
+  #again = false;
+  #started = false;
   #closed = false;
 
   /** A supervisor for `config.node`; call {@linkcode start}. */
   constructor(config: SupervisorConfig) {
     this.#cfg = config;
-    this.#fenceMs = 2 * config.electionMs + config.graceMs + 2 * config.pollMs + 250;
+    this.#fenceMs = 2 * config.electionMs + config.graceMs + FENCE_MARGIN_MS;
   }
 
   /** How long a new master waits before it starts a runtime. */
@@ -105,21 +190,43 @@ export class Supervisor {
     return this.#fenceMs;
   }
 
-  /** Starts watching mastership and the ships' run flags. */
+  /** Starts following mastership and the ships' run flags. */
   start(): void {
-    this.#timer = setInterval(() => {
-      if (this.#busy !== undefined || this.#closed) return;
-      this.#busy = this.#step().then(
-        () => this.#cfg.alarms.clear("exec supervisor"),
-        (e) => this.#cfg.alarms.raise("exec supervisor", describeFailure(e)),
-      ).finally(() => this.#busy = undefined);
-    }, this.#cfg.pollMs);
+    if (this.#started || this.#closed) return;
+    this.#started = true;
+    this.#unsubscribe = this.#cfg.node.subscribe(() => this.notice());
+    this.notice();
+  }
+
+  /**
+   * Tells the supervisor that the node applied entries: a run flag or the
+   * term may have changed. Cheap when nothing did; the node calls it after
+   * every applied batch.
+   */
+  applied(): void {
+    this.notice();
+  }
+
+  /**
+   * Acts on the node's state now: when this node is no longer master in the
+   * supervisor's term, SIGTERM goes to every runtime before this returns;
+   * anything else that changed (mastership, term, run flags) schedules a step.
+   */
+  notice(): void {
+    if (!this.#started || this.#closed) return;
+    const { master, term } = this.#cfg.node.mastership();
+    if (!master || term !== this.#term) this.#fence();
+    const seen = `${master}/${term}/${master ? this.#cfg.node.runShips().join(",") : ""}`;
+    if (seen === this.#seen) return;
+    this.#seen = seen;
+    this.#schedule();
   }
 
   /** Stops every runtime (gracefully) and the supervisor. */
   async close(): Promise<void> {
     this.#closed = true;
-    clearInterval(this.#timer);
+    this.#unsubscribe?.();
+    clearTimeout(this.#timer);
     await this.#busy;
     await this.#stopAll("the node is stopping");
   }
@@ -128,39 +235,85 @@ export class Supervisor {
   info(ship: bigint): ShipRuntimeJson | undefined {
     const r = this.#runtimes.get(ship);
     if (r === undefined) return undefined;
-    const sorted = [...r.delays].sort((a, b) => a - b);
+    const p99 = r.tail?.delayQuantile(0.99);
     return {
       nodeId: this.#cfg.node.id,
       state: r.state,
       pid: r.state === "running" ? r.child?.pid : undefined,
       forMs: Math.round(performance.now() - r.since),
       committedEve: r.committed,
-      tailP99Ms: sorted.length
-        ? Math.round(sorted[Math.min(sorted.length - 1, Math.floor(0.99 * sorted.length))] * 10) /
-          10
-        : undefined,
+      tailP99Ms: p99 === undefined ? undefined : Math.round(p99 * 10) / 10,
       alarm: r.alarm,
     };
   }
 
-  async #step(): Promise<void> {
-    const { node } = this.#cfg;
-    const leading = node.raft.role === "leader" && node.ships.isMaster;
-    if (!leading || node.raft.term !== this.#term) {
-      if (this.#runtimes.size > 0) await this.#stopAll("this node is no longer the master");
-      this.#term = leading ? node.raft.term : 0;
-      this.#leaderSince = performance.now();
-      if (!leading) return;
+  /** SIGTERM to every running runtime, now (the step then waits for them and cleans up). */
+  #fence(): void {
+    for (const r of this.#runtimes.values()) {
+      if (r.state !== "running" || r.child === undefined) continue;
+      r.state = "stopping";
+      try {
+        r.child.kill("SIGTERM");
+      } catch { /* exited already */ }
     }
-    // Only the replicated run flags are read here (every poll): no query of the ship table.
-    // Removing a ship clears its flag.
-    for (const r of [...this.#runtimes.values()]) {
-      if (!node.machine.runs(r.ship)) {
-        await this.#stop(r, "'seguro ship run' was turned off, or the ship was removed");
+  }
+
+  /** Runs a step soon, off the caller's stack (the node's Ready handling); coalesced. */
+  #schedule(): void {
+    this.#again = true;
+    if (this.#busy !== undefined || this.#closed) return;
+    this.#busy = new Promise<void>((resolve) => setTimeout(resolve, 0)).then(async () => {
+      while (this.#again && !this.#closed) {
+        this.#again = false;
+        try {
+          await this.#step();
+          this.#cfg.alarms.clear("exec supervisor");
+        } catch (e) {
+          this.#cfg.alarms.raise("exec supervisor", describeFailure(e));
+          // Nothing may change to call for another step: try again after a while.
+          this.#armTimer(performance.now() + STEP_RETRY_MS);
+        }
       }
+    }).finally(() => {
+      this.#busy = undefined;
+      // A notice that came after the loop's last look but before this point set #again
+      // and found #busy still set: it must not be lost.
+      if (this.#again && !this.#closed) this.#schedule();
+    });
+  }
+
+  #stillMaster(): boolean {
+    const { master, term } = this.#cfg.node.mastership();
+    return master && term === this.#term;
+  }
+
+  async #step(): Promise<void> {
+    const { master, term } = this.#cfg.node.mastership();
+    if (!master || term !== this.#term) {
+      if (this.#runtimes.size > 0) {
+        await this.#stopAll("this node is no longer the master");
+        this.#again = true; // it awaited: look again
+        return;
+      }
+      this.#term = master ? term : 0;
+      this.#leaderSince = performance.now();
+      if (!master) return;
+    }
+    // Only the replicated run flags are read here: no query of the ship table.
+    // Removing a ship clears its flag.
+    const runs = new Set(this.#cfg.node.runShips());
+    let stopped = false;
+    for (const r of [...this.#runtimes.values()]) {
+      if (runs.has(r.ship)) continue;
+      await this.#stop(r, "'seguro ship run' was turned off, or the ship was removed");
+      stopped = true;
+    }
+    if (stopped) {
+      this.#again = true;
+      return;
     }
     const now = performance.now();
-    for (const ship of node.machine.runShips()) {
+    for (const ship of runs) {
       let r = this.#runtimes.get(ship);
       if (r === undefined) {
         r = {
@@ -171,7 +324,6 @@ export class Supervisor {
           held: false,
           tailStopped: false,
           restartAt: this.#leaderSince + this.#fenceMs,
-          delays: [],
         };
         this.#runtimes.set(ship, r);
         this.#cfg.log(
@@ -182,40 +334,49 @@ export class Supervisor {
       }
       const startable = r.state === "fencing" || (r.state === "exited" && !r.held);
       if (startable && now >= r.restartAt) this.#start(r);
-      if (r.held) await this.#tail(r);
-      if (r.state === "exited" && r.held && !this.#stillLeading()) return;
-      if (r.state === "exited" && r.held && (r.tailStopped || this.#drained(r))) {
+      if (r.state === "exited" && r.held) {
+        // Exited on its own: replicate what it wrote, then give the pier back.
+        await this.#drain(r);
+        if (!this.#stillMaster()) {
+          this.#again = true;
+          return;
+        }
+        await r.tail?.stop();
+        r.tail = undefined;
         this.#cfg.standby.release(r.ship, r.committed);
         r.held = false;
       }
     }
+    this.#armTimer();
   }
 
-  #stillLeading(): boolean {
-    const { node } = this.#cfg;
-    return node.raft.role === "leader" && node.raft.term === this.#term;
-  }
-
-  #drained(r: Runtime): boolean {
-    return this.#cfg.standby.readHeld(r.ship, r.committed, 1).length === 0;
+  /** Sets the timer for the earliest fencing end or restart still ahead (or `due`). */
+  #armTimer(due = Infinity): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    for (const r of this.#runtimes.values()) {
+      if (r.state === "fencing" || (r.state === "exited" && !r.held)) {
+        due = Math.min(due, r.restartAt);
+      }
+    }
+    if (due === Infinity || this.#closed) return;
+    this.#timer = setTimeout(
+      () => this.#schedule(),
+      Math.max(0, Math.ceil(due - performance.now())),
+    );
   }
 
   #start(r: Runtime): void {
+    // Checked again here, synchronously: steps await, and mastership may have gone meanwhile.
+    if (!this.#stillMaster()) return;
     const name = renderShip(r.ship);
-    const { pier, last } = this.#cfg.standby.hold(r.ship);
+    const { pier, last, dataFile } = this.#cfg.standby.hold(r.ship);
     r.held = true;
     r.committed = last;
     r.tailStopped = false;
     r.alarm = undefined;
-    r.delays = [];
     const argv = this.#cfg.exec.map((w) => w.replaceAll("{pier}", pier));
-    const { cmd, args } = selfCommand([
-      "exec-guard",
-      "--grace-ms",
-      String(this.#cfg.graceMs),
-      "--",
-      ...argv,
-    ]);
+    const { cmd, args } = (this.#cfg.launch ?? underGuard)(argv, this.#cfg.graceMs);
     let child: Deno.ChildProcess;
     try {
       // stdin stays open for the guard's life: it closes only when this process dies.
@@ -226,7 +387,9 @@ export class Supervisor {
         stderr: "inherit",
       }).spawn();
     } catch (e) {
-      // Held but not started: the next step releases the pier; the restart waits.
+      // Held but not started: the pier goes back to the standby; the restart waits.
+      this.#cfg.standby.release(r.ship, r.committed);
+      r.held = false;
       r.state = "exited";
       r.since = performance.now();
       r.restartAt = r.since + RESTART_DELAY_MS;
@@ -240,6 +403,7 @@ export class Supervisor {
     r.state = "running";
     r.since = performance.now();
     this.#cfg.log(`${name}: runtime started on ${pier} at event ${last} (guard pid ${child.pid})`);
+    this.#tail(r, dataFile);
     child.status.then((status) => {
       if (r.child !== child || r.state !== "running") return;
       r.state = "exited";
@@ -249,41 +413,56 @@ export class Supervisor {
         RESTART_DELAY_MS / 1000
       } s`;
       this.#cfg.log(`${name}: ${r.alarm}`);
+      this.#schedule();
     });
   }
 
-  async #tail(r: Runtime): Promise<void> {
-    if (r.tailStopped) return;
+  /** Starts tailing `r`'s held pier into the cluster. */
+  #tail(r: Runtime, dataFile: string): void {
     const name = renderShip(r.ship);
-    const read = performance.now();
-    let events;
-    try {
-      events = this.#cfg.standby.readHeld(r.ship, r.committed, TAIL_BATCH_BYTES);
-    } catch (e) {
-      this.#alarm(r, `tail stopped: ${(e as Error).message}`);
-      return;
+    const tail = new PierTail({
+      after: r.committed,
+      read: (after, maxBytes) => this.#cfg.standby.readHeld(r.ship, after, maxBytes),
+      propose: (firstEve, events) => this.#cfg.node.proposeEvents(r.ship, firstEve, events),
+      pollMs: TAIL_POLL_MS,
+      watch: { path: dataFile, backstopMs: TAIL_BACKSTOP_MS },
+      log: (line) => this.#cfg.log(`${name}: ${line}`),
+      onBatch: (batch) => {
+        r.committed = batch.lastEve;
+        const n = batch.lastEve - batch.firstEve + 1;
+        if (tail.batches === 1 || batch.lastEve % TAIL_PROGRESS_EVENTS < n) {
+          this.#cfg.log(`${name}: tail committed up to event ${batch.lastEve}`);
+        }
+      },
+    });
+    r.tail = tail;
+    tail.run().catch((e) => {
+      if (r.tail === tail) this.#tailFailed(r, e);
+    });
+  }
+
+  /** A tail that stopped on a failure: an alarm, unless mastership is gone (the step stops it). */
+  #tailFailed(r: Runtime, e: unknown): void {
+    if (!(e instanceof PierTailError)) {
+      this.#alarm(r, `tail stopped: ${describeFailure(e)}`);
+    } else if (e.reading) {
+      this.#alarm(r, `tail stopped: ${e.message}`);
+    } else if (this.#stillMaster()) {
+      this.#alarm(r, `tail stopped at event ${e.eve}: ${e.message}`);
     }
-    if (events.length === 0) return;
+  }
+
+  /** Replicates what `r`'s runtime wrote and the tail has not yet, while still master. */
+  async #drain(r: Runtime): Promise<number> {
+    const tail = r.tail;
+    if (tail === undefined || r.tailStopped || !this.#stillMaster()) return 0;
     try {
-      await this.#cfg.node.proposeCommand(encodeCommand({
-        kind: "events",
-        ship: r.ship,
-        firstEve: r.committed + 1,
-        events: events.map((e) => ({ mug: e.mug, job: e.job })),
-      }));
+      return await tail.drain(() => this.#stillMaster());
     } catch (e) {
-      // Lost mastership: the next step stops the runtime. Still master: a refusal.
-      if (this.#stillLeading()) {
-        this.#alarm(r, `tail stopped at event ${r.committed + 1}: ${(e as Error).message}`);
-      }
-      return;
-    }
-    const first = r.delays.length === 0;
-    r.committed += events.length;
-    r.delays.push(performance.now() - read);
-    if (r.delays.length > DELAYS_KEPT) r.delays.splice(0, r.delays.length - DELAYS_KEPT);
-    if (first || r.committed % 10_000 < events.length) {
-      this.#cfg.log(`${name}: tail committed up to event ${r.committed}`);
+      this.#tailFailed(r, e);
+      return tail.committed - r.committed;
+    } finally {
+      r.committed = tail.committed;
     }
   }
 
@@ -301,6 +480,9 @@ export class Supervisor {
     const name = renderShip(r.ship);
     const child = r.child;
     r.state = "stopping";
+    // The tail finishes its batch in flight; whatever the runtime writes from now on is
+    // replicated below, once it has exited.
+    const paused = r.tail?.stop();
     if (child !== undefined) {
       this.#cfg.log(`${name}: stopping its runtime (${why})`);
       try {
@@ -323,21 +505,20 @@ export class Supervisor {
       try {
         await child.stdin.close();
       } catch { /* closed with the process */ }
+      await paused;
       // Still master (a graceful stop): replicate what the runtime wrote before it exited.
-      let drained = 0;
-      while (r.held && this.#stillLeading() && !r.tailStopped && !this.#drained(r)) {
-        const before = r.committed;
-        await this.#tail(r);
-        if (r.committed === before) break;
-        drained += r.committed - before;
-      }
+      const drained = r.held ? await this.#drain(r) : 0;
       this.#cfg.log(
         `${name}: runtime stopped at event ${r.committed}${
           drained > 0 ? ` (${drained} written while it stopped, replicated)` : ""
         }`,
       );
     }
+    await paused;
+    await r.tail?.stop();
+    r.tail = undefined;
     if (r.held) this.#cfg.standby.release(r.ship, r.committed);
+    r.held = false;
     this.#runtimes.delete(r.ship);
   }
 }

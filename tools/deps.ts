@@ -22,12 +22,8 @@
 import { join, relative, resolve, sep } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
-/** The cmd/ modules every command may import (they need not exist yet). */
-export const CMD_SHARED_HELPERS: readonly string[] = [
-  "cmd/errors.ts",
-  "cmd/output.ts",
-  "cmd/options.ts",
-];
+/** The folder of shared cmd/ helpers: every command may import them; they import no command. */
+export const CMD_SHARED_DIR = "cmd/lib/";
 
 /** The one cmd/ module that may import every command: it builds the CLI. */
 export const CMD_MOD = "cmd/mod.ts";
@@ -138,7 +134,9 @@ function folderAllows(layer: Layer, from: string, to: string): boolean {
         target === "core";
     case "cmd":
       if (target === "cmd") {
-        return CMD_SHARED_HELPERS.includes(to) || from === CMD_MOD ||
+        // A command imports the shared helpers (cmd/lib/), never another command; the
+        // helpers import one another but never a command; cmd/mod.ts builds the CLI.
+        return to.startsWith(CMD_SHARED_DIR) || from === CMD_MOD ||
           (TEST_FILE.test(from) && to === subjectOf(from));
       }
       return target === "server" || target === "cluster" || target === "vere" ||
@@ -164,7 +162,7 @@ function folderRule(layer: Layer, to: string): string {
       return "server/ may import only cluster/, vere/ and core/";
     case "cmd":
       return layerOf(to) === "cmd"
-        ? `a command never imports a command; shared helpers: ${CMD_SHARED_HELPERS.join(", ")}`
+        ? `a command never imports a command; shared helpers live in ${CMD_SHARED_DIR}`
         : "cmd/ may import only server/, cluster/, vere/, core/ and the shared cmd/ helpers";
     case "main":
       return `main.ts may import only ${MAIN_IMPORTS.join(", ")}`;

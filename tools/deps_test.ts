@@ -55,7 +55,7 @@ Deno.test("deps: cluster/ imports core/ and vere/noun.ts only", () => {
   refused(
     ["cluster/node.ts", "vere/event.ts"],
     ["cluster/node.ts", "server/run.ts"],
-    ["cluster/node.ts", "cmd/errors.ts"],
+    ["cluster/node.ts", "cmd/lib/errors.ts"],
   );
   assert.deepEqual(lines(["cluster/node.ts", "vere/event.ts"]), [
     "LAYER cluster/node.ts imports vere/event.ts (cluster/ may import only core/ and vere/noun.ts)",
@@ -79,7 +79,7 @@ Deno.test("deps: server/ imports cluster/, vere/ and core/, never cmd/", () => {
     ["server/run.ts", "vere/runtime_server.ts"],
     ["server/run.ts", "core/mod.ts"],
   );
-  refused(["server/run.ts", "cmd/errors.ts"], ["server/run.ts", "main.ts"]);
+  refused(["server/run.ts", "cmd/lib/errors.ts"], ["server/run.ts", "main.ts"]);
 });
 
 Deno.test("deps: a command imports the layers below and the shared helpers, never a command", () => {
@@ -88,17 +88,17 @@ Deno.test("deps: a command imports the layers below and the shared helpers, neve
     ["cmd/run.ts", "cluster/api.ts"],
     ["cmd/run.ts", "vere/noun.ts"],
     ["cmd/run.ts", "core/mod.ts"],
-    ["cmd/run.ts", "cmd/errors.ts"],
-    ["cmd/run.ts", "cmd/output.ts"],
-    ["cmd/run.ts", "cmd/options.ts"],
-    ["cmd/output.ts", "cmd/errors.ts"],
+    ["cmd/run.ts", "cmd/lib/errors.ts"],
+    ["cmd/run.ts", "cmd/lib/output.ts"],
+    ["cmd/run.ts", "cmd/lib/options.ts"],
+    ["cmd/lib/output.ts", "cmd/lib/errors.ts"],
     ["cmd/mod.ts", "cmd/run.ts"],
     ["cmd/mod.ts", "cmd/ship.ts"],
     ["main.ts", "cmd/mod.ts"],
   );
   refused(
     ["cmd/ship.ts", "cmd/status.ts"],
-    ["cmd/errors.ts", "cmd/run.ts"],
+    ["cmd/lib/errors.ts", "cmd/run.ts"],
     ["cmd/run.ts", "cmd/mod.ts"],
     ["main.ts", "cmd/run.ts"],
     ["main.ts", "server/run.ts"],
@@ -128,7 +128,7 @@ Deno.test("deps: a test file follows its folder's rule, plus tests/ helpers", ()
     ["core/raft_test.ts", "tests/fixtures.ts"],
     ["cluster/store_test.ts", "vere/noun.ts"],
     ["cmd/health_test.ts", "cmd/health.ts"],
-    ["cmd/metrics_test.ts", "cmd/errors.ts"],
+    ["cmd/metrics_test.ts", "cmd/lib/errors.ts"],
     ["cmd/metrics_test.ts", "cluster/node.ts"],
   );
   refused(
@@ -200,9 +200,9 @@ Deno.test("deps: a 3-file cycle is one line, in import order, from its first fil
     lines(["cmd/ship.ts", "cmd/ship_pier.ts"], ["cmd/ship_pier.ts", "cmd/ship.ts"]),
     [
       "LAYER cmd/ship.ts imports cmd/ship_pier.ts " +
-      "(a command never imports a command; shared helpers: cmd/errors.ts, cmd/output.ts, cmd/options.ts)",
+      "(a command never imports a command; shared helpers live in cmd/lib/)",
       "LAYER cmd/ship_pier.ts imports cmd/ship.ts " +
-      "(a command never imports a command; shared helpers: cmd/errors.ts, cmd/output.ts, cmd/options.ts)",
+      "(a command never imports a command; shared helpers live in cmd/lib/)",
       "CYCLE cmd/ship.ts -> cmd/ship_pier.ts -> cmd/ship.ts",
     ],
   );

@@ -21,7 +21,7 @@
  *
  * @example
  * ```ts
- * import { Env, eventKey } from "./lmdb.ts";
+ *
  * const env = Env.open("/tmp/pier/.urb/log/0i0", { readOnly: true });
  * try {
  *   env.readTxn((txn) => {

@@ -10,7 +10,7 @@
  *
  * @example
  * ```ts
- * import { encodeFrame, NewtDecoder } from "./newt.ts";
+ *
  * import { cell, cue } from "./noun.ts";
  * const decoder = new NewtDecoder();
  * decoder.push(encodeFrame(cell(1n, 2n))); // Uint8Array [0, 2, 0, 0, 0, 0x31, 0x12]

@@ -6,7 +6,7 @@
  *
  * @example
  * ```ts
- * import { cell, cue, jam, mug } from "./noun.ts";
+ *
  * const n = cell(1n, 2n);
  * jam(n); // Uint8Array [0x31, 0x12]
  * mug(cue(jam(n))) === mug(n); // true

@@ -10,15 +10,16 @@
  * ```
  *
  * `EVENTS` maps event number (u64 LE) to a 4-byte LE mug then the jam of the
- * job. `META` holds `version`, `who`, `fake`, `life` as LE integers with
- * trailing zero bytes stripped. Everything here is bytes: no noun is decoded.
+ * job ({@linkcode encodeEventValue}, {@linkcode decodeEventValue}). `META`
+ * holds `version`, `who`, `fake`, `life` as LE integers with trailing zero
+ * bytes stripped. Everything here is bytes: no noun is decoded.
  *
  * An LMDB env may be open at most once per process: do not call these
  * functions on an env this process already holds open with {@linkcode Env}.
  *
  * @example
  * ```ts
- * import { readEvents } from "./pier.ts";
+ *
  * for (const { eve, mug, job } of readEvents("/piers/zod", { from: 100 })) {
  *   console.log(eve, mug.toString(16), job.length);
  * }
@@ -66,6 +67,39 @@ export interface PierEvent {
   mug: number;
   /** The jam of the job (`[now ovum]` or a boot formula). */
   job: Uint8Array;
+}
+
+/** Bytes of the mug that precedes the job in an `EVENTS` value. */
+export const EVENT_MUG_BYTES = 4;
+
+/**
+ * The `EVENTS` value of an event, as vere stores it (`u3_lmdb_save`): the mug
+ * as 4 bytes little-endian, then the jam of the job.
+ */
+export function encodeEventValue(mug: number, job: Uint8Array): Uint8Array {
+  if (!Number.isInteger(mug) || mug < 0 || mug > 0xffffffff) {
+    throw new PierError(`The mug ${mug} is not a u32; give the mug of the job`);
+  }
+  const value = new Uint8Array(EVENT_MUG_BYTES + job.length);
+  new DataView(value.buffer).setUint32(0, mug, true);
+  value.set(job, EVENT_MUG_BYTES);
+  return value;
+}
+
+/**
+ * The mug and job of an `EVENTS` value (the job is a view of `value`, not a
+ * copy). A value shorter than its mug is a `PierError` naming event `eve` of `where`.
+ */
+export function decodeEventValue(
+  value: Uint8Array,
+  eve: number,
+  where: string,
+): { mug: number; job: Uint8Array } {
+  if (value.length < EVENT_MUG_BYTES) {
+    throw new PierError(`Event ${eve} in ${where} is shorter than its 4-byte mug`);
+  }
+  const mug = new DataView(value.buffer, value.byteOffset, EVENT_MUG_BYTES).getUint32(0, true);
+  return { mug, job: value.subarray(EVENT_MUG_BYTES) };
 }
 
 /** One epoch directory of a pier's log. */
@@ -297,11 +331,7 @@ export function* readEvents(
                   `(the next is ${eve}); the log has a gap`,
               );
             }
-            if (value.length < 4) {
-              throw new PierError(`Event ${eve} in ${epoch.dir} is shorter than its 4-byte mug`);
-            }
-            const mug = new DataView(value.buffer, value.byteOffset, 4).getUint32(0, true);
-            out.push({ eve, mug, job: value.subarray(4) });
+            out.push({ eve, ...decodeEventValue(value, eve, epoch.dir) });
             if (out.length === batchEvents) break;
           }
           return out;
@@ -535,10 +565,7 @@ function writeEvents(env: Env, events: Iterable<PierEvent>, first: number, batch
         if (!Number.isInteger(mug) || mug < 0 || mug > 0xffffffff) {
           throw new PierError(`The mug ${mug} of event ${eve} is not a u32`);
         }
-        const value = new Uint8Array(4 + job.length);
-        new DataView(value.buffer).setUint32(0, mug, true);
-        value.set(job, 4);
-        txn.put(db, eventKey(eve), value, { noOverwrite: true });
+        txn.put(db, eventKey(eve), encodeEventValue(mug, job), { noOverwrite: true });
         next++;
       }
     });

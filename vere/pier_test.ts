@@ -2,6 +2,8 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Env, eventKey } from "./lmdb.ts";
 import {
+  decodeEventValue,
+  encodeEventValue,
   isPierLocked,
   listEpochs,
   LOG_VERSION,
@@ -359,3 +361,20 @@ Deno.test({
 function range(first: number, last: number): number[] {
   return Array.from({ length: last - first + 1 }, (_, i) => first + i);
 }
+
+Deno.test("an EVENTS value is the mug (u32 LE) then the job, and decodes back", () => {
+  const value = encodeEventValue(0xdeadbeef, Uint8Array.of(1, 2, 3));
+  assert.deepEqual(value, Uint8Array.of(0xef, 0xbe, 0xad, 0xde, 1, 2, 3));
+  assert.deepEqual(decodeEventValue(value, 9, "here"), {
+    mug: 0xdeadbeef,
+    job: Uint8Array.of(1, 2, 3),
+  });
+  // A view into a larger buffer decodes at its own offset.
+  const inner = Uint8Array.of(9, 9, ...value).subarray(2);
+  assert.equal(decodeEventValue(inner, 9, "here").mug, 0xdeadbeef);
+  assert.throws(
+    () => decodeEventValue(Uint8Array.of(1, 2, 3), 9, "0i0"),
+    /Event 9 in 0i0 is shorter/,
+  );
+  assert.throws(() => encodeEventValue(2 ** 32, Uint8Array.of(1)), PierError);
+});

@@ -11,7 +11,7 @@
  *
  * @example
  * ```ts
- * import { decodeRuntimeFrame, encodeRuntimeMessage } from "./runtime_protocol.ts";
+ *
  * import { encodeFrame } from "./newt.ts";
  * import { jam } from "./noun.ts";
  * const noun = encodeRuntimeMessage({ type: "done", ship: 0n, eve: 42 });
@@ -410,7 +410,7 @@ function textAtom(text: string, what: string): bigint {
  *
  * @example
  * ```ts
- * import { decodeRuntimeMessage } from "./runtime_protocol.ts";
+ *
  * import { cord, tuple } from "./noun.ts";
  * decodeRuntimeMessage(tuple(cord("head"), 0n), { from: "runtime" });
  * // { type: "head", ship: 0n }

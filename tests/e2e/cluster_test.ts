@@ -4,10 +4,9 @@
  */
 
 import assert from "node:assert/strict";
-import { ClusterClient, decodeEntries, encodeReadRequest, Op } from "../../cluster/api.ts";
+import { ClusterClient } from "../../cluster/api.ts";
 import { encodeRaw } from "../../cluster/machine.ts";
 import { decodeToken, encodeToken } from "../../cluster/token.ts";
-import type { NodeStatus } from "../../cluster/node.ts";
 import { clusterTest, freePort, NodeProcess, payloads, TestCluster } from "./harness.ts";
 
 /** Every committed entry a member holds, by index. */
@@ -17,7 +16,7 @@ async function committedEntries(c: TestCluster, id: number): Promise<Map<number,
   try {
     let from = 1;
     while (true) {
-      const batch = decodeEntries(await client.request(Op.read, encodeReadRequest(from, 10_000)));
+      const batch = await client.read(from, 10_000);
       if (batch.length === 0) break;
       for (const e of batch) out.set(e.index, e.data);
       from = batch[batch.length - 1].index + 1;
@@ -197,7 +196,7 @@ Deno.test({
       await Promise.any(procs.map((p) => p.waitFor(/became leader/)));
       const credentials = decodeToken(token);
       const client = await ClusterClient.connect(addresses[0], credentials);
-      const status = await client.requestJson<NodeStatus>(Op.status);
+      const status = await client.status();
       client.close();
       assert.deepEqual(status.conf.voters, [1, 2, 3]);
       assert.equal(status.nodeId, 1);

@@ -14,7 +14,7 @@ import { join } from "node:path";
 import { cord, jam, tuple } from "../../vere/noun.ts";
 import { daFromUnix } from "../../vere/event.ts";
 import { LOG_VERSION, readEvents, writePier } from "../../vere/pier.ts";
-import type { ShipJson } from "../../cluster/node.ts";
+import type { ShipJson } from "../../cluster/admin_protocol.ts";
 import { lmdbMissing } from "../fixtures.ts";
 import { clusterTest, NodeProcess, type TestCluster } from "./harness.ts";
 
@@ -135,9 +135,7 @@ clusterTest(
 
     // The running ship is shown where it runs; the cluster's log verifies on every node.
     const list = await seguro(c, ["ship", "list", "--json"], last.address);
-    const ships = JSON.parse(
-      list.lines.filter((l) => !l.startsWith("20")).join("\n"),
-    ) as ShipJson[];
+    const ships = await list.json<ShipJson[]>();
     assert.equal(ships[0].runtime?.nodeId, last.id);
     assert.equal(ships[0].runtime?.state, "running");
     console.log(

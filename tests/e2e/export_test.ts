@@ -8,9 +8,8 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { ClusterClient, decodeEvents, encodeLogRequest, Op } from "../../cluster/api.ts";
-import { encodeCommand, type PlannedEvent } from "../../cluster/machine.ts";
-import { shipKey } from "../../cluster/ships.ts";
+import { ClusterClient } from "../../cluster/api.ts";
+import type { PlannedEvent } from "../../cluster/machine.ts";
 import { daFromUnix } from "../../vere/event.ts";
 import { cell, cord, jam, list, tuple } from "../../vere/noun.ts";
 import { readEvents, readPierMeta } from "../../vere/pier.ts";
@@ -41,16 +40,13 @@ function events(from: number, to: number): PlannedEvent[] {
 }
 
 async function append(client: ClusterClient, from: number, to: number): Promise<void> {
-  await client.request(
-    Op.events,
-    encodeCommand({ kind: "events", ship: 0n, firstEve: from, events: events(from, to) }),
-  );
+  await client.ships.write({ kind: "events", ship: 0n, firstEve: from, events: events(from, to) });
 }
 
 /** Adds ~zod (fake) through the leader and appends events 1..`n`; returns the leader's client. */
 async function zodWith(c: TestCluster, n: number): Promise<ClusterClient> {
   const client = await ClusterClient.connect(c.leader()!.address, c.credentials);
-  await client.requestJson(Op.ship, { action: "add", ship: "0", fake: true, life: 0 });
+  await client.ships.add(0n, { fake: true, life: 0 });
   for (let from = 1; from <= n; from += PRELOAD_BATCH) {
     await append(client, from, Math.min(n, from + PRELOAD_BATCH - 1));
   }
@@ -75,12 +71,7 @@ async function clusterEvents(c: TestCluster, address: string, last: number) {
   try {
     const out = [];
     for (let from = 1; from <= last;) {
-      const batch = decodeEvents(
-        await client.request(
-          Op.log,
-          encodeLogRequest(shipKey(0n), from, Math.min(10_000, last - from + 1)),
-        ),
-      );
+      const batch = await client.ships.events(0n, from, Math.min(10_000, last - from + 1));
       assert.ok(batch.length > 0, `the node holds event ${from}`);
       out.push(...batch);
       from += batch.length;

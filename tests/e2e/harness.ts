@@ -6,17 +6,10 @@
  */
 
 import { join } from "node:path";
-import {
-  ClusterClient,
-  decodeEntries,
-  decodeIndex,
-  encodeReadRequest,
-  Op,
-  withLeader,
-} from "../../cluster/api.ts";
+import { ClusterClient, withLeader } from "../../cluster/api.ts";
 import { decodeToken } from "../../cluster/token.ts";
 import type { ClusterCredentials } from "../../cluster/token.ts";
-import type { NodeStatus } from "../../cluster/node.ts";
+import type { NodeStatus } from "../../cluster/admin_protocol.ts";
 import { selfCommand } from "../../server/self_command.ts";
 
 /** Ports handed out by {@linkcode freePort} in this process. */
@@ -43,7 +36,10 @@ export function freePort(): number {
 /** One `seguro` child process and its log. */
 export class NodeProcess {
   readonly child: Deno.ChildProcess;
+  /** Every line, stdout and stderr interleaved as read (logs, notes, errors, output). */
   readonly lines: string[] = [];
+  /** The lines of stdout alone: a command's output (tables, JSON), never its log. */
+  readonly stdoutLines: string[] = [];
   readonly exited: Promise<Deno.CommandStatus>;
   #waiters: { re: RegExp; from: number; resolve: (line: string) => void }[] = [];
 
@@ -62,20 +58,35 @@ export class NodeProcess {
       stdout: "piped",
       stderr: "piped",
     }).spawn();
-    const pumps = [this.#pump(this.child.stdout), this.#pump(this.child.stderr)];
+    const pumps = [
+      this.#pump(this.child.stdout, this.stdoutLines),
+      this.#pump(this.child.stderr),
+    ];
     // Exited means: the process ended and every line it wrote has been read.
     this.exited = Promise.all(pumps).then(() => this.child.status);
   }
 
-  async #pump(stream: ReadableStream<Uint8Array>): Promise<void> {
+  async #pump(stream: ReadableStream<Uint8Array>, also?: string[]): Promise<void> {
     let rest = "";
     for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
       rest += chunk;
       const parts = rest.split("\n");
       rest = parts.pop()!;
-      for (const line of parts) this.#add(line);
+      for (const line of parts) {
+        also?.push(line);
+        this.#add(line);
+      }
     }
-    if (rest !== "") this.#add(rest);
+    if (rest !== "") {
+      also?.push(rest);
+      this.#add(rest);
+    }
+  }
+
+  /** Parses what the command printed on stdout as JSON (after it exited). */
+  async json<T>(): Promise<T> {
+    await this.exited;
+    return JSON.parse(this.stdoutLines.join("\n")) as T;
   }
 
   #add(line: string): void {
@@ -233,7 +244,7 @@ export class TestCluster {
   async status(id: number): Promise<NodeStatus> {
     const client = await ClusterClient.connect(this.members.get(id)!.address, this.credentials);
     try {
-      return await client.requestJson<NodeStatus>(Op.status);
+      return await client.status();
     } finally {
       client.close();
     }
@@ -248,7 +259,7 @@ export class TestCluster {
       const worker = async () => {
         while (next < payloads.length) {
           const p = payloads[next++];
-          acked.set(decodeIndex(await client.request(Op.propose, p)), p);
+          acked.set(await client.propose(p), p);
         }
       };
       await Promise.all(Array.from({ length: inFlight }, worker));
@@ -267,7 +278,7 @@ export class TestCluster {
     const client = await ClusterClient.connect(m.address, this.credentials);
     try {
       for (let i = 0; i < 30; i++) {
-        const got = decodeEntries(await client.request(Op.read, encodeReadRequest(index, 1, 2000)));
+        const got = await client.read(index, 1, 2000);
         if (got.length > 0) return;
       }
     } finally {

@@ -8,7 +8,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import type { NodeStatus } from "../../cluster/node.ts";
+import type { NodeStatus } from "../../cluster/admin_protocol.ts";
 import { RuntimeClient } from "../../vere/runtime_client.ts";
 import { jam } from "../../vere/noun.ts";
 import { type Family, family, sample, scrape, value } from "../prometheus.ts";

@@ -6,20 +6,22 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { ClusterClient, Op } from "../../cluster/api.ts";
-import { encodeCommand } from "../../cluster/machine.ts";
-import type { ShipJson } from "../../cluster/node.ts";
+import { ClusterClient } from "../../cluster/api.ts";
+import type { ShipJson } from "../../cluster/admin_protocol.ts";
 import { decodeToken } from "../../cluster/token.ts";
 import { cord, jam, list, tuple } from "../../vere/noun.ts";
 import { daFromUnix } from "../../vere/event.ts";
-import { count } from "../../cmd/output.ts";
+import { count } from "../../cmd/lib/output.ts";
 import { clusterTest, freePort, NodeProcess, type TestCluster } from "./harness.ts";
 
 /** `seguro ARGS` against the cluster (through any member), to the end. */
-async function seguro(c: TestCluster, args: string[]): Promise<{ code: number; out: string }> {
+async function seguro(
+  c: TestCluster,
+  args: string[],
+): Promise<{ code: number; out: string; stdout: string }> {
   const p = new NodeProcess([...args, "--cluster", c.anyAddress()], { SEGURO_TOKEN: c.token });
   const { code } = await p.exited;
-  return { code, out: p.lines.join("\n") };
+  return { code, out: p.lines.join("\n"), stdout: p.stdoutLines.join("\n") };
 }
 
 clusterTest(
@@ -59,10 +61,12 @@ clusterTest(
     ));
     const client = await ClusterClient.connect(address, c.credentials);
     try {
-      await client.request(
-        Op.events,
-        encodeCommand({ kind: "events", ship: 0n, firstEve: 1, events: [{ mug: 0, job }] }),
-      );
+      await client.ships.write({
+        kind: "events",
+        ship: 0n,
+        firstEve: 1,
+        events: [{ mug: 0, job }],
+      });
     } finally {
       client.close();
     }
@@ -102,7 +106,7 @@ clusterTest(
     const set2 = await seguro(c, ["ship", "set", "~zod", "--optimism", "2"]);
     assert.equal(set2.code, 0, set2.out);
     const listed = await seguro(c, ["ship", "list", "--json"]);
-    const ships = JSON.parse(listed.out.slice(listed.out.indexOf("["))) as ShipJson[];
+    const ships = JSON.parse(listed.stdout) as ShipJson[];
     assert.equal(ships[0].optimism, 2);
 
     // Remove node 3 while it runs: it learns it, says so, and exits 0.

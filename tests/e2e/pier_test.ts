@@ -17,10 +17,9 @@ import {
   writeEpoch,
   writePier,
 } from "../../vere/pier.ts";
-import { encodeCommand } from "../../cluster/machine.ts";
 import { Env, eventKey } from "../../vere/lmdb.ts";
-import { ClusterClient, decodeEvents, encodeLogRequest, Op } from "../../cluster/api.ts";
-import { shipKey } from "../../cluster/ships.ts";
+import { ClusterClient } from "../../cluster/api.ts";
+import type { ShipJson } from "../../cluster/admin_protocol.ts";
 import { lmdbToolsMissing } from "../fixtures.ts";
 import { clusterTest, NodeProcess, type TestCluster } from "./harness.ts";
 
@@ -144,10 +143,9 @@ clusterTest(
       const list = new NodeProcess(["ship", "list", "--json", "--cluster", m.address], {
         SEGURO_TOKEN: c.token,
       });
-      await list.exited;
-      const ships = JSON.parse(list.lines.join("\n"));
+      const ships = await list.json<ShipJson[]>();
       assert.deepEqual(
-        ships[0].images.map((i: { epoch: number; size: number; sha256?: string }) => [
+        ships[0].images!.map((i: { epoch: number; size: number; sha256?: string }) => [
           i.epoch,
           i.size,
           i.sha256?.length,
@@ -289,9 +287,7 @@ clusterTest(
       // Every node holds the pier's events byte for byte.
       const client = await ClusterClient.connect(c.anyAddress(), c.credentials);
       try {
-        const got = decodeEvents(
-          await client.request(Op.log, encodeLogRequest(shipKey(0n), 1, 100)),
-        );
+        const got = await client.ships.events(0n, 1, 100);
         assert.deepEqual(got.map((e) => e.eve), Array.from({ length: 60 }, (_, i) => i + 1));
         assert.deepEqual(got[59].job, events(60, 60)[0].job);
       } finally {
@@ -326,15 +322,12 @@ clusterTest(
     const client = await ClusterClient.connect(c.members.get(leaderId)!.address, c.credentials);
     try {
       const all = events(1, 120);
-      await client.request(
-        Op.events,
-        encodeCommand({
-          kind: "events",
-          ship: 0n,
-          firstEve: 1,
-          events: all.map(({ mug, job }) => ({ mug, job })),
-        }),
-      );
+      await client.ships.write({
+        kind: "events",
+        ship: 0n,
+        firstEve: 1,
+        events: all.map(({ mug, job }) => ({ mug, job })),
+      });
     } finally {
       client.close();
     }

@@ -7,8 +7,8 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { ClusterClient, Op } from "../../cluster/api.ts";
-import type { NodeStatus } from "../../cluster/node.ts";
+import { ClusterClient } from "../../cluster/api.ts";
+import type { NodeStatus } from "../../cluster/admin_protocol.ts";
 import { cell, cord, jam, list, tuple } from "../../vere/noun.ts";
 import { daFromUnix } from "../../vere/event.ts";
 import { RuntimeClient } from "../../vere/runtime_client.ts";
@@ -101,7 +101,7 @@ function rawReplies(conn: Deno.Conn) {
 async function leaderStatus(c: Cluster, id: number): Promise<NodeStatus> {
   const client = await ClusterClient.connect(c.members.get(id)!.address, c.credentials);
   try {
-    return await client.requestJson<NodeStatus>(Op.status);
+    return await client.status();
   } finally {
     client.close();
   }

@@ -7,9 +7,8 @@
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { join } from "node:path";
-import { ApiError, ClusterClient, Op } from "../../cluster/api.ts";
-import { encodeCommand } from "../../cluster/machine.ts";
-import type { ShipJson } from "../../cluster/node.ts";
+import { ClusterClient } from "../../cluster/api.ts";
+import type { ApiError, ShipJson } from "../../cluster/admin_protocol.ts";
 import { shipKey } from "../../cluster/ships.ts";
 import { cell, cord, jam, list, tuple } from "../../vere/noun.ts";
 import { daFromUnix } from "../../vere/event.ts";
@@ -44,7 +43,7 @@ function seguro(c: TestCluster, args: string[]): NodeProcess {
 }
 
 async function ships(client: ClusterClient): Promise<ShipJson[]> {
-  return await client.requestJson<ShipJson[]>(Op.ship, { action: "list" });
+  return await client.ships.list();
 }
 
 clusterTest(
@@ -63,27 +62,24 @@ clusterTest(
     try {
       assert.equal((await ships(client))[0].lastEve, 9);
       const plan = (firstEve: number, ns: number[]) =>
-        client.request(
-          Op.events,
-          // The request is the events command itself, as a runtime's plans become.
-          encodeCommand({
-            kind: "events",
-            ship: 0n,
-            firstEve,
-            events: ns.map((n) => ({ mug: n, job: job(n) })),
-          }),
-        );
+        // The request is the events command itself, as a runtime's plans become.
+        client.ships.write({
+          kind: "events",
+          ship: 0n,
+          firstEve,
+          events: ns.map((n) => ({ mug: n, job: job(n) })),
+        });
 
       // tail -f sees events as they commit.
       const tail = seguro(c, ["log", "tail", "~zod", "-n", "1", "-f", "--json"]);
       await tail.waitFor(/"eve": ?9/);
-      const answer = JSON.parse(new TextDecoder().decode(await plan(10, [10, 11, 12])));
+      const answer = await plan(10, [10, 11, 12]);
       assert.deepEqual(answer, { appended: 3, skipped: 0 });
       await tail.waitFor(/"eve":12/);
       await tail.kill("SIGTERM");
 
       // A retried batch is acknowledged without a second copy.
-      const retry = JSON.parse(new TextDecoder().decode(await plan(11, [11, 12, 13])));
+      const retry = await plan(11, [11, 12, 13]);
       assert.deepEqual(retry, { appended: 1, skipped: 2 });
       await assert.rejects(
         plan(20, [20]),

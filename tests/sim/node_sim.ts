@@ -198,10 +198,7 @@ class NodeSim {
         identity: { clusterId: CLUSTER_ID, nodeId: id, groupId: 1 },
         secret: new Uint8Array(32).fill(id),
         conf: { voters, learners: [] },
-        settings: {
-          "member.ids": voters.join(","),
-          ...Object.fromEntries(voters.map((v) => [`member.address.${v}`, address(v)])),
-        },
+        addresses: new Map(voters.map((v) => [v, address(v)])),
       });
       const slot: Slot = {
         id,

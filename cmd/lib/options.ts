@@ -5,14 +5,15 @@
  * @module
  */
 
-import { defaultDataDir, readNodeFile, readTokenFile } from "../cluster/datadir.ts";
-import { type ClusterCredentials, decodeToken } from "../cluster/token.ts";
-import { formatAddress, parseAddress } from "../cluster/address.ts";
-import { StoreError } from "../cluster/store.ts";
-import { ApiError, ClientError } from "../cluster/api.ts";
+import { defaultDataDir, readNodeFile, readTokenFile } from "../../cluster/datadir.ts";
+import { type ClusterCredentials, decodeToken } from "../../cluster/token.ts";
+import { formatAddress, parseAddress } from "../../cluster/address.ts";
+import { StoreError } from "../../cluster/store.ts";
+import { ClientError } from "../../cluster/api.ts";
+import { ApiError } from "../../cluster/admin_protocol.ts";
 import { CliError, UsageError } from "./errors.ts";
 import type { CommandUnknownOpts } from "@commander-js/extra-typings";
-import { NodeError, NodeUsageError } from "../server/errors.ts";
+import { NodeError, NodeUsageError } from "../../server/errors.ts";
 
 /** Parses --election-timeout-ms: at least 150 ms (3 ticks). */
 export function electionTimeoutOption(value: string): number {

@@ -6,11 +6,9 @@
  */
 
 import { createHash } from "node:crypto";
-import { type ClusterClient, encodeImageRequest, Op } from "../cluster/api.ts";
-import { IMAGE_CHUNK_BYTES, type ImageInfo, sha256 } from "../cluster/images.ts";
-import { encodeCommand } from "../cluster/machine.ts";
-import { shipKey } from "../cluster/ships.ts";
-import type { Epoch } from "../vere/pier.ts";
+import type { ClusterClient } from "../../cluster/api.ts";
+import { IMAGE_CHUNK_BYTES, type ImageInfo, sha256 } from "../../cluster/images.ts";
+import type { Epoch } from "../../vere/pier.ts";
 import { CliError } from "./errors.ts";
 import { count, note } from "./output.ts";
 
@@ -60,18 +58,15 @@ export async function importImages(
         const data = buf.subarray(0, n);
         whole.update(data);
         if (offset >= resumeAt) {
-          // encodeCommand copies `data` before the await: the buffer may be reused after.
-          await client.request(
-            Op.events,
-            encodeCommand({
-              kind: "imageChunk",
-              ship,
-              epoch: epoch.base,
-              offset,
-              sha256: sha256(data),
-              data,
-            }),
-          );
+          // write() encodes (copies) `data` before the await: the buffer may be reused after.
+          await client.ships.write({
+            kind: "imageChunk",
+            ship,
+            epoch: epoch.base,
+            offset,
+            sha256: sha256(data),
+            data,
+          });
           sent += n;
           if (performance.now() - shown > 1000) {
             shown = performance.now();
@@ -94,10 +89,7 @@ export async function importImages(
       }
       continue;
     }
-    await client.request(
-      Op.events,
-      encodeCommand({ kind: "imageDone", ship, epoch: epoch.base, size, sha256: digest }),
-    );
+    await client.ships.write({ kind: "imageDone", ship, epoch: epoch.base, size, sha256: digest });
     note(
       `image of epoch ${epoch.base}: ${count(size)} bytes stored and checked on the cluster (${
         ((performance.now() - started) / 1000).toFixed(1)
@@ -121,10 +113,7 @@ export async function downloadImage(
   const file = Deno.openSync(path, { write: true, createNew: true });
   try {
     for (let offset = 0; offset < image.size;) {
-      const data = await client.request(
-        Op.image,
-        encodeImageRequest(shipKey(ship), image.epoch, offset),
-      );
+      const data = await client.ships.imageChunk(ship, image.epoch, offset);
       if (data.length === 0) {
         throw new CliError(`the node has no chunk at ${offset} of epoch ${image.epoch}'s image`);
       }

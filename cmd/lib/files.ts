@@ -5,7 +5,7 @@
  */
 
 import { CliError } from "./errors.ts";
-import { cue, type Noun, NounError } from "../vere/noun.ts";
+import { cue, type Noun, NounError } from "../../vere/noun.ts";
 
 /** Reads a whole file; a missing, unreadable or non-regular file is a CliError. */
 export function readInputFile(path: string): Uint8Array {

@@ -1,0 +1,437 @@
+/**
+ * The node's side of the admin protocol (cluster/admin_protocol.ts): serves
+ * authenticated client connections, decodes each request with the shared
+ * codecs and dispatches it to a handler typed against the protocol's table
+ * (so the compiler checks that every op and action answers with its declared
+ * type), then encodes the answer.
+ *
+ * Requests on one connection are handled concurrently and answered as they
+ * finish. A handler throws {@linkcode ApiError} to answer with an error.
+ * @module
+ */
+
+import { createHash } from "node:crypto";
+import { setImmediate } from "node:timers";
+import {
+  ADMIN_CODECS,
+  ApiError,
+  type LogEntryView,
+  type MemberAction,
+  type MemberActions,
+  type MemberRequest,
+  type NodeStatus,
+  Op,
+  type OpCodec,
+  type OpName,
+  type RequestOf,
+  REQUESTS_IN_FLIGHT_MAX,
+  type ResponseOf,
+  type ShipAction,
+  type ShipActions,
+  type ShipJson,
+  type ShipRequest,
+  type ShipRuntimeJson,
+  type ShipVerify,
+  Status,
+} from "./admin_protocol.ts";
+import { ByteReader, ByteWriter, WireError } from "./codec.ts";
+import type { NodeDriver } from "./driver.ts";
+import { entryTypeCode } from "./entry_type.ts";
+import { FrameConn, FrameType } from "./frame.ts";
+import { decodeCommand, encodeCommand } from "./machine.ts";
+import type { Membership } from "./membership.ts";
+import { optimismProblem } from "./release.ts";
+import { SHIP_MAX, type ShipInfo } from "./ships.ts";
+
+/** Largest data a `read` answers with (it stops after the entry that passes it). */
+const READ_BYTES_MAX = 4 * 1024 * 1024;
+/** Largest number of entries one `read` answers with. */
+const READ_ENTRIES_MAX = 100_000;
+/** Problems `verify` reports at most. */
+const VERIFY_PROBLEMS_MAX = 20;
+/** Events `verify` reads per step (it yields between steps). */
+const VERIFY_CHUNK_EVENTS = 500;
+
+/**
+ * Checks one stored job for `seguro log verify`: the problem found, or
+ * undefined when it is sound. Injected by whoever runs the node (server/
+ * passes vere's jam round trip), so cluster/ needs no Urbit knowledge.
+ */
+export type JobCheck = (job: Uint8Array) => string | undefined;
+
+/** What the admin service needs from its node. */
+export interface AdminServiceConfig {
+  /** Consensus, state machine and ship master. */
+  driver: NodeDriver;
+  /** Membership changes. */
+  membership: Membership;
+  /** The cluster id (for `join` answers). */
+  clusterId: string;
+  /** The node's status. */
+  status(): NodeStatus;
+  /** Resolves when `ready()` holds after a Ready, after `waitMs`, or when the node stops. */
+  waitFor(ready: () => boolean, waitMs: number): Promise<void>;
+  /** Renders a ship in messages. */
+  shipName(ship: bigint): string;
+  /** Where this node runs a ship's runtime, for `ship list`. */
+  shipRuntime?: (ship: bigint) => ShipRuntimeJson | undefined;
+  /** Checks each job in `verify`; without it, verify checks numbering and digests only. */
+  checkJob?: JobCheck;
+  /** Log sink. */
+  log(line: string): void;
+}
+
+/** A handler for every op, typed by the protocol's table. */
+type OpHandlers = { readonly [K in OpName]: (request: RequestOf<K>) => Promise<ResponseOf<K>> };
+
+/** A handler for every ship action. */
+type ShipHandlers = {
+  readonly [A in ShipAction]: (
+    request: { action: A } & ShipActions[A]["request"],
+  ) => Promise<ShipActions[A]["response"]>;
+};
+
+/** A handler for every member action. */
+type MemberHandlers = {
+  readonly [A in MemberAction]: (
+    request: { action: A } & MemberActions[A]["request"],
+  ) => Promise<MemberActions[A]["response"]>;
+};
+
+/** Op names by wire code. */
+const OP_NAMES: ReadonlyMap<number, OpName> = new Map(
+  (Object.keys(Op) as OpName[]).map((name) => [Op[name], name]),
+);
+
+function shipJson(info: ShipInfo): ShipJson {
+  return {
+    ship: String(info.ship),
+    fake: info.fake,
+    life: info.life,
+    lastEve: info.lastEve,
+    lastMug: info.lastMug,
+    bytes: info.bytes,
+    optimism: info.optimism,
+  };
+}
+
+/** The ship a request names, checked; `action` names the request in the error. */
+function shipOf(text: unknown, action: string): bigint {
+  if (typeof text !== "string" || !/^[0-9]{1,39}$/.test(text) || BigInt(text) > SHIP_MAX) {
+    throw new ApiError(
+      Status.error,
+      text === undefined
+        ? `A ship '${action}' request must name a ship`
+        : `'${text}' is not a ship number`,
+    );
+  }
+  return BigInt(text);
+}
+
+/** Answers the admin protocol for one node. */
+export class AdminService {
+  readonly #cfg: AdminServiceConfig;
+  readonly #ops: OpHandlers;
+  readonly #ships: ShipHandlers;
+  readonly #members: MemberHandlers;
+
+  /** Makes the service of one node. */
+  constructor(config: AdminServiceConfig) {
+    this.#cfg = config;
+    const { driver, membership } = config;
+    this.#ops = {
+      status: () => Promise.resolve(config.status()),
+      propose: (data) => driver.propose(data),
+      join: async ({ address }) => ({
+        nodeId: await membership.addLearner(String(address)),
+        clusterId: config.clusterId,
+        leaderId: driver.id,
+      }),
+      member: (request) => this.#member(request),
+      read: (request) => this.#read(request.from, request.count, request.waitMs),
+      ship: (request) => this.#ship(request),
+      events: (payload) => this.#write(payload),
+      log: async ({ ship, from, count, waitMs }) => {
+        const have = () => (driver.machine.ships.get(ship)?.lastEve ?? 0) >= from;
+        if (waitMs > 0 && !have()) await config.waitFor(have, waitMs);
+        return driver.machine.ships.events(ship, from, count);
+      },
+      image: ({ ship, epoch, offset }) =>
+        Promise.resolve(driver.machine.images.chunk(ship, epoch, offset) ?? new Uint8Array(0)),
+    };
+    this.#ships = {
+      list: () => Promise.resolve(this.#list()),
+      add: async (request) => {
+        const ship = shipOf(request.ship, "add");
+        await driver.proposeCommand(encodeCommand({
+          kind: "shipAdd",
+          ship,
+          fake: request.fake === true,
+          optimism: -1,
+          life: Number(request.life ?? 0),
+        }));
+        return shipJson(driver.machine.ships.get(ship)!);
+      },
+      remove: async (request) => {
+        const ship = shipOf(request.ship, "remove");
+        await driver.proposeCommand(encodeCommand({ kind: "shipRemove", ship }));
+        return { removed: String(ship) };
+      },
+      set: async (request) => {
+        const ship = shipOf(request.ship, "set");
+        const optimism = Number(request.optimism);
+        const problem = optimismProblem(optimism, driver.raft.conf.voters.length);
+        if (problem !== undefined) throw new ApiError(Status.error, problem);
+        await driver.proposeCommand(encodeCommand({ kind: "shipSet", ship, optimism }));
+        return shipJson(driver.machine.ships.get(ship)!);
+      },
+      run: async (request) => {
+        const ship = shipOf(request.ship, "run");
+        await driver.proposeCommand(
+          encodeCommand({ kind: "shipRun", ship, run: request.run === true }),
+        );
+        return { ...shipJson(driver.machine.ships.get(ship)!), run: driver.machine.runs(ship) };
+      },
+      verify: (request) => this.#verify(shipOf(request.ship, "verify")),
+      default: async (request) => {
+        const optimism = Number(request.optimism);
+        const problem = optimismProblem(optimism, driver.raft.conf.voters.length, {
+          clusterDefault: true,
+        });
+        if (problem !== undefined) throw new ApiError(Status.error, problem);
+        await driver.proposeCommand(encodeCommand({ kind: "defaultOptimism", optimism }));
+        return { defaultOptimism: optimism };
+      },
+    };
+    this.#members = {
+      add: async ({ address }) => {
+        const nodeId = await membership.addLearner(String(address));
+        return { message: `Added node ${nodeId} at ${address} as a learner`, nodeId };
+      },
+      remove: async ({ nodeId, force }) => ({
+        message: await membership.remove(Number(nodeId), force === true),
+      }),
+      promote: async ({ nodeId }) => {
+        const id = Number(nodeId);
+        await membership.promote(id);
+        return { message: `Promoted node ${id} to voter` };
+      },
+      transfer: async ({ nodeId }) => ({ message: await membership.transfer(Number(nodeId)) }),
+    };
+  }
+
+  /** Serves one authenticated client connection until it closes. */
+  serve(fc: FrameConn): Promise<void> {
+    return serveClient(fc, (op, payload) => this.handle(op, payload), this.#cfg.log);
+  }
+
+  /** Answers one request: its payload in, the answer's payload out (or an ApiError). */
+  handle(op: number, payload: Uint8Array): Promise<Uint8Array> {
+    const name = OP_NAMES.get(op);
+    if (name === undefined) {
+      return Promise.reject(
+        new ApiError(
+          Status.error,
+          `Unknown request kind ${op}; is this seguro older than the client?`,
+        ),
+      );
+    }
+    return this.#dispatch(name, payload);
+  }
+
+  async #dispatch<K extends OpName>(name: K, payload: Uint8Array): Promise<Uint8Array> {
+    // The table ties each op's codec to its handler; indexing by a generic key loses that.
+    const codec = ADMIN_CODECS[name] as OpCodec<RequestOf<K>, ResponseOf<K>>;
+    const handler = this.#ops[name] as (request: RequestOf<K>) => Promise<ResponseOf<K>>;
+    return codec.encodeResponse(await handler(codec.decodeRequest(payload)));
+  }
+
+  #ship(request: ShipRequest): Promise<ResponseOf<"ship">> {
+    const action = request?.action;
+    if (typeof action !== "string" || !Object.hasOwn(this.#ships, action)) {
+      throw new ApiError(Status.error, `Unknown ship action '${action}'`);
+    }
+    const handler = this.#ships[action] as (r: ShipRequest) => Promise<ResponseOf<"ship">>;
+    return handler(request);
+  }
+
+  #member(request: MemberRequest): Promise<ResponseOf<"member">> {
+    const action = request?.action;
+    if (typeof action !== "string" || !Object.hasOwn(this.#members, action)) {
+      throw new ApiError(Status.error, `Unknown member action '${action}'`);
+    }
+    const handler = this.#members[action] as (r: MemberRequest) => Promise<ResponseOf<"member">>;
+    return handler(request);
+  }
+
+  #list(): ShipJson[] {
+    const { driver, shipRuntime } = this.#cfg;
+    const machine = driver.machine;
+    return machine.ships.list().map((info) => ({
+      ...shipJson(info),
+      defaultOptimism: machine.defaultOptimism,
+      master: driver.raft.leaderId,
+      run: machine.runs(info.ship),
+      runtime: shipRuntime?.(info.ship),
+      images: machine.images.list(info.ship),
+    }));
+  }
+
+  /** An events, imageChunk or imageDone command, proposed; answers once applied. */
+  async #write(payload: Uint8Array): Promise<ResponseOf<"events">> {
+    const { driver } = this.#cfg;
+    const command = decodeCommand(payload);
+    if (
+      command.kind !== "events" && command.kind !== "imageChunk" && command.kind !== "imageDone"
+    ) {
+      throw new ApiError(
+        Status.error,
+        "An events request must carry an events, imageChunk or imageDone command",
+      );
+    }
+    // Runtime plans and admin writes of one ship never interleave (ShipMaster M2).
+    const release = command.kind === "events" ? driver.ships.claim(command.ship) : () => {};
+    if (typeof release === "string") throw new ApiError(Status.error, release);
+    try {
+      const applied = await driver.proposeCommand(payload);
+      return { appended: applied.appended, skipped: applied.skipped };
+    } finally {
+      release();
+    }
+  }
+
+  /**
+   * Entries from `from` that this node has committed and applied (at most
+   * `count`, at most {@linkcode READ_BYTES_MAX} of data) still in the log:
+   * what a reader sees here is also in this node's state (its ship tables
+   * and standby piers). With `waitMs`, waits that long for entry `from`.
+   */
+  async #read(from: number, count: number, waitMs: number): Promise<LogEntryView[]> {
+    const { raft } = this.#cfg.driver;
+    if (waitMs > 0 && raft.appliedIndex < from) {
+      await this.#cfg.waitFor(() => raft.appliedIndex >= from, waitMs);
+    }
+    const out: LogEntryView[] = [];
+    const last = Math.min(raft.appliedIndex, from + Math.min(count, READ_ENTRIES_MAX) - 1);
+    let bytes = 0;
+    for (let i = Math.max(from, raft.firstIndex); i <= last && bytes < READ_BYTES_MAX; i++) {
+      const e = raft.entryAt(i);
+      out.push({ index: e.index, term: e.term, type: entryTypeCode(e.type), data: e.data });
+      bytes += e.data.length;
+    }
+    return out;
+  }
+
+  /**
+   * Checks one ship's log on this node: events numbered 1..last with no gap,
+   * each job sound by the injected check; and a SHA-256 over (eve, mug, job)
+   * of every event, to compare across nodes. Yields between chunks so the
+   * node keeps serving.
+   */
+  async #verify(ship: bigint): Promise<ShipVerify> {
+    const { driver, checkJob } = this.#cfg;
+    const ships = driver.machine.ships;
+    const info = ships.get(ship);
+    if (info === undefined) {
+      throw new ApiError(Status.error, `${this.#cfg.shipName(ship)} is not on this cluster`);
+    }
+    const hash = createHash("sha256");
+    const problems: { eve: number; problem: string }[] = [];
+    const report = (eve: number, problem: string) => {
+      if (problems.length < VERIFY_PROBLEMS_MAX) problems.push({ eve, problem });
+    };
+    let expected = 1;
+    let bytes = 0;
+    while (expected <= info.lastEve) {
+      const chunk = ships.events(ship, expected, VERIFY_CHUNK_EVENTS);
+      if (chunk.length === 0) break;
+      for (const e of chunk) {
+        if (e.eve !== expected) report(expected, `missing (next stored is ${e.eve})`);
+        expected = e.eve + 1;
+        const head = new DataView(new ArrayBuffer(12));
+        head.setUint32(0, Math.floor(e.eve / 0x1_0000_0000));
+        head.setUint32(4, e.eve >>> 0);
+        head.setUint32(8, e.mug);
+        hash.update(new Uint8Array(head.buffer)).update(e.job);
+        bytes += e.job.length;
+        const problem = checkJob?.(e.job);
+        if (problem !== undefined) report(e.eve, problem);
+      }
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    if (expected !== info.lastEve + 1) {
+      report(expected, `events end at ${expected - 1}, not ${info.lastEve}`);
+    }
+    return {
+      nodeId: driver.id,
+      ship: String(ship),
+      lastEve: info.lastEve,
+      bytes,
+      digest: hash.digest("hex"),
+      problems,
+    };
+  }
+}
+
+/** Handles one request; throws ApiError to answer with an error. */
+export type RequestHandler = (op: number, payload: Uint8Array) => Promise<Uint8Array>;
+
+/**
+ * Serves an authenticated client connection until it closes: requests are
+ * handled concurrently and answered as they finish.
+ */
+export async function serveClient(
+  fc: FrameConn,
+  handle: RequestHandler,
+  log: (line: string) => void,
+): Promise<void> {
+  let inFlight = 0;
+  try {
+    while (true) {
+      const f = await fc.read();
+      if (f === null || f.type === FrameType.goodbye) break;
+      if (f.type !== FrameType.request) {
+        throw new WireError(`A client sent frame type ${f.type}, which clients do not send`);
+      }
+      const r = new ByteReader(f.body);
+      const id = r.u32("request id");
+      const op = r.u8("op");
+      const payload = r.raw(r.remaining);
+      if (++inFlight > REQUESTS_IN_FLIGHT_MAX) {
+        throw new WireError(`More than ${REQUESTS_IN_FLIGHT_MAX} requests in flight`);
+      }
+      // Started in arrival order: writes on one connection are proposed in the order sent.
+      handle(op, payload).then(
+        (answer) => respond(fc, id, Status.ok, answer),
+        (e) => {
+          if (e instanceof ApiError) {
+            const body = e.status === Status.notLeader
+              ? JSON.stringify({ message: e.message, leaderAddress: e.leaderAddress })
+              : e.message;
+            respond(fc, id, e.status, new TextEncoder().encode(body));
+          } else {
+            log(`request ${op} failed: ${(e as Error).stack ?? e}`);
+            respond(
+              fc,
+              id,
+              Status.error,
+              new TextEncoder().encode(`Internal error: ${(e as Error).message}`),
+            );
+          }
+        },
+      ).finally(() => inFlight--);
+    }
+  } catch (e) {
+    if (!fc.closed) {
+      log(`closed client connection from ${fc.remote}: ${(e as Error).message}`);
+      await fc.goodbye((e as Error).message);
+    }
+  } finally {
+    fc.close();
+  }
+}
+
+function respond(fc: FrameConn, id: number, status: number, payload: Uint8Array): void {
+  const body = new ByteWriter(5 + payload.length).u32(id).u8(status).raw(payload).finish();
+  fc.send(FrameType.response, body);
+}

@@ -1,0 +1,102 @@
+/**
+ * The SQL of ships' epoch snapshots: `image` (one row per image: its size so
+ * far, and its SHA-256 once complete) and `image_chunk` (its bytes, by
+ * offset), schema version 3. Constructed by the store only; the rules of
+ * what may be written are in cluster/images.ts, and writes happen only
+ * inside `Store.applyTransaction`.
+ * @module
+ */
+
+import type { DatabaseSync, StatementSync } from "node:sqlite";
+import { shipKey } from "../ships.ts";
+import type { ImageInfo, ImageTableWriter } from "../images.ts";
+
+/** Prepared statements over the image tables of one open database. */
+export class ImageTables implements ImageTableWriter {
+  readonly #get: StatementSync;
+  readonly #list: StatementSync;
+  readonly #insert: StatementSync;
+  readonly #grow: StatementSync;
+  readonly #complete: StatementSync;
+  readonly #chunk: StatementSync;
+  readonly #chunks: StatementSync;
+  readonly #insertChunk: StatementSync;
+  readonly #deleteImages: StatementSync;
+  readonly #deleteChunks: StatementSync;
+
+  /** Prepares the statements (the store calls this once per open). */
+  constructor(db: DatabaseSync) {
+    this.#get = db.prepare("SELECT epoch, size, sha256 FROM image WHERE ship = ? AND epoch = ?");
+    this.#list = db.prepare("SELECT epoch, size, sha256 FROM image WHERE ship = ? ORDER BY epoch");
+    this.#insert = db.prepare("INSERT INTO image (ship, epoch, size) VALUES (?, ?, 0)");
+    this.#grow = db.prepare("UPDATE image SET size = size + ? WHERE ship = ? AND epoch = ?");
+    this.#complete = db.prepare("UPDATE image SET sha256 = ? WHERE ship = ? AND epoch = ?");
+    this.#chunk = db.prepare(
+      "SELECT data FROM image_chunk WHERE ship = ? AND epoch = ? AND offset = ?",
+    );
+    this.#chunks = db.prepare(
+      "SELECT data FROM image_chunk WHERE ship = ? AND epoch = ? ORDER BY offset",
+    );
+    this.#insertChunk = db.prepare(
+      "INSERT INTO image_chunk (ship, epoch, offset, data) VALUES (?, ?, ?, ?)",
+    );
+    this.#deleteImages = db.prepare("DELETE FROM image WHERE ship = ?");
+    this.#deleteChunks = db.prepare("DELETE FROM image_chunk WHERE ship = ?");
+  }
+
+  /** One image, or undefined. */
+  get(ship: bigint, epoch: number): ImageInfo | undefined {
+    const row = this.#get.get(shipKey(ship), epoch);
+    return row === undefined ? undefined : toImage(row);
+  }
+
+  /** A ship's images, by epoch. */
+  list(ship: bigint): ImageInfo[] {
+    return this.#list.all(shipKey(ship)).map(toImage);
+  }
+
+  /** The chunk stored at `offset`, or undefined. */
+  chunk(ship: bigint, epoch: number, offset: number): Uint8Array | undefined {
+    const row = this.#chunk.get(shipKey(ship), epoch, offset);
+    return row === undefined ? undefined : row.data as Uint8Array;
+  }
+
+  /** Every chunk of an image, in offset order (one at a time: an image may be gigabytes). */
+  *chunks(ship: bigint, epoch: number): Generator<Uint8Array> {
+    for (const row of this.#chunks.iterate(shipKey(ship), epoch)) yield row.data as Uint8Array;
+  }
+
+  /** Starts an image with no bytes (write). */
+  insert(ship: bigint, epoch: number): void {
+    this.#insert.run(shipKey(ship), epoch);
+  }
+
+  /** Stores a chunk at `offset` and grows the image by its length (write). */
+  appendChunk(ship: bigint, epoch: number, offset: number, data: Uint8Array): void {
+    const key = shipKey(ship);
+    this.#insertChunk.run(key, epoch, offset, data);
+    this.#grow.run(data.length, key, epoch);
+  }
+
+  /** Marks an image complete with the SHA-256 of its bytes (write). */
+  complete(ship: bigint, epoch: number, digest: Uint8Array): void {
+    this.#complete.run(digest, shipKey(ship), epoch);
+  }
+
+  /** Drops a ship's images (write; with the ship). */
+  deleteShip(ship: bigint): void {
+    const key = shipKey(ship);
+    this.#deleteChunks.run(key);
+    this.#deleteImages.run(key);
+  }
+}
+
+function hex(bytes: Uint8Array): string {
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function toImage(row: Record<string, unknown>): ImageInfo {
+  const info: ImageInfo = { epoch: Number(row.epoch), size: Number(row.size) };
+  if (row.sha256 !== null && row.sha256 !== undefined) info.sha256 = hex(row.sha256 as Uint8Array);
+  return info;
+}

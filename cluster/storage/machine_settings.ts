@@ -1,0 +1,117 @@
+/**
+ * The replicated settings of the state machine, in its own table
+ * `machine_setting` (schema version 4; before, they shared `setting` with the
+ * node's local settings). Every node writes the same rows in the same order,
+ * inside `Store.applyTransaction`, because they are applied from committed
+ * entries. Every key the state machine uses is here:
+ *
+ * | key                      | value                                         |
+ * | ------------------------ | --------------------------------------------- |
+ * | `member.ids`             | ids with a known address, comma-separated     |
+ * | `member.address.<id>`    | where member `id` listens                     |
+ * | `member.removed`         | ids whose removal was applied, comma-separated |
+ * | `ship.optimism.default`  | the cluster's default optimism                |
+ * | `ship.run.<decimal @p>`  | `1`: the master runs its `--exec` command for the ship |
+ *
+ * Constructed by the store only.
+ * @module
+ */
+
+import type { DatabaseSync, StatementSync } from "node:sqlite";
+
+const IDS = "member.ids";
+const ADDRESS_PREFIX = "member.address.";
+const REMOVED = "member.removed";
+const DEFAULT_OPTIMISM = "ship.optimism.default";
+const RUN_PREFIX = "ship.run.";
+
+/** Key prefixes of the settings that moved from `setting` to `machine_setting` in version 4. */
+export const MACHINE_SETTING_PREFIXES: readonly string[] = ["member.", "ship."];
+
+/** Typed reads and writes of the state machine's settings. */
+export class MachineSettings {
+  readonly #get: StatementSync;
+  readonly #set: StatementSync;
+  readonly #delete: StatementSync;
+  readonly #withPrefix: StatementSync;
+
+  /** Prepares the statements (the store calls this once per open). */
+  constructor(db: DatabaseSync) {
+    this.#get = db.prepare("SELECT value FROM machine_setting WHERE key = ?");
+    this.#set = db.prepare(
+      "INSERT INTO machine_setting (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    );
+    this.#delete = db.prepare("DELETE FROM machine_setting WHERE key = ?");
+    this.#withPrefix = db.prepare(
+      "SELECT key FROM machine_setting WHERE substr(key, 1, length(?)) = ? ORDER BY key",
+    );
+  }
+
+  /**
+   * Writes the founding member addresses of a new store (inside the
+   * creating transaction): the simulator's nodes start knowing each other.
+   */
+  static initialize(db: DatabaseSync, addresses: ReadonlyMap<number, string>): void {
+    const settings = new MachineSettings(db);
+    for (const [id, address] of addresses) settings.setAddress(id, address, [...addresses.keys()]);
+  }
+
+  /** Every member address applied, by node id. */
+  addresses(): Map<number, string> {
+    const out = new Map<number, string>();
+    for (const id of this.#ids(IDS)) {
+      const address = this.#value(ADDRESS_PREFIX + id);
+      if (address !== undefined) out.set(id, address);
+    }
+    return out;
+  }
+
+  /** Records where `nodeId` listens; `ids` are every id with an address now (write). */
+  setAddress(nodeId: number, address: string, ids: readonly number[]): void {
+    this.#set.run(ADDRESS_PREFIX + nodeId, address);
+    this.#set.run(IDS, ids.join(","));
+  }
+
+  /** The nodes whose removal from the cluster was applied. */
+  removed(): Set<number> {
+    return new Set(this.#ids(REMOVED));
+  }
+
+  /** Records every node removed so far (write). */
+  setRemoved(ids: Iterable<number>): void {
+    this.#set.run(REMOVED, [...ids].join(","));
+  }
+
+  /** The cluster's default optimism, or undefined when never set. */
+  defaultOptimism(): number | undefined {
+    const value = this.#value(DEFAULT_OPTIMISM);
+    return value === undefined ? undefined : Number(value);
+  }
+
+  /** Sets the cluster's default optimism (write). */
+  setDefaultOptimism(optimism: number): void {
+    this.#set.run(DEFAULT_OPTIMISM, String(optimism));
+  }
+
+  /** The ships the master runs its `--exec` command for. */
+  runShips(): bigint[] {
+    return this.#withPrefix.all(RUN_PREFIX, RUN_PREFIX)
+      .map((row) => BigInt(String(row.key).slice(RUN_PREFIX.length)));
+  }
+
+  /** Turns the run flag of `ship` on or off (write). */
+  setRun(ship: bigint, run: boolean): void {
+    if (run) this.#set.run(RUN_PREFIX + ship, "1");
+    else this.#delete.run(RUN_PREFIX + ship);
+  }
+
+  #value(key: string): string | undefined {
+    const row = this.#get.get(key);
+    return row === undefined ? undefined : String(row.value);
+  }
+
+  #ids(key: string): number[] {
+    const listed = this.#value(key);
+    return listed ? listed.split(",").map(Number) : [];
+  }
+}
