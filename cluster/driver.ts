@@ -18,6 +18,7 @@
  * @module
  */
 
+import type { LogSink } from "./log_event.ts";
 import {
   type ConfChange,
   decodeConfChangeRecord,
@@ -39,8 +40,8 @@ export interface DriverConfig {
   store: Store;
   /** Sends one Raft message (best effort; Raft retries). */
   send(m: Message): void;
-  /** Log sink (one line per event). */
-  log(line: string): void;
+  /** Log sink (one line per event; the ones that matter carry a LogEvent). */
+  log: LogSink;
   /** Election timeout in ticks (heartbeats every tick). */
   electionTicks: number;
   /** Uniform random integer in [0, maxExclusive) (election jitter). */
@@ -154,6 +155,14 @@ export class NodeDriver {
         const name = this.#cfg.shipName?.(loss.ship) ?? `ship ${loss.ship}`;
         this.#cfg.log(
           `RELEASED BUT LOST: ${name} events ${loss.firstEve}-${loss.lastEve} (entry ${loss.index}, term ${loss.term}) were released before commit and erased by a failover`,
+          {
+            event: "released_but_lost",
+            ship: name,
+            firstEve: loss.firstEve,
+            lastEve: loss.lastEve,
+            index: loss.index,
+            term: loss.term,
+          },
         );
         this.#store.localSettings.recordLoss(loss, this.#cfg.now());
       },
@@ -333,20 +342,29 @@ export class NodeDriver {
     const seen = `${role}/${leaderId}`;
     if (seen !== this.#lastSeen && !leader) {
       // Followers log whom they follow once known; candidates log that they campaign.
-      if (role !== "follower") this.#cfg.log(`now ${role} at term ${this.raft.term}`);
+      const term = this.raft.term;
+      if (role !== "follower") this.#cfg.log(`now ${role} at term ${term}`, { event: role, term });
       else if (leaderId !== 0) {
-        this.#cfg.log(`now follower at term ${this.raft.term} (leader ${leaderId})`);
+        this.#cfg.log(`now follower at term ${term} (leader ${leaderId})`, {
+          event: "follower",
+          term,
+          leader: leaderId,
+        });
       } else if (this.#wasLeader) {
-        this.#cfg.log(
-          `stepped down at term ${this.raft.term} (it lost its quorum, or was removed)`,
-        );
+        this.#cfg.log(`stepped down at term ${term} (it lost its quorum, or was removed)`, {
+          event: "stepped_down",
+          term,
+        });
       }
     }
     this.#lastSeen = seen;
     if (leader === this.#wasLeader) return;
     this.#wasLeader = leader;
     if (leader) {
-      this.#cfg.log(`became leader at term ${this.raft.term}`);
+      this.#cfg.log(`became leader at term ${this.raft.term}`, {
+        event: "leader",
+        term: this.raft.term,
+      });
       // Remember the terms this node led (durably, once per election): after a
       // crash, its uncommitted entries of those terms may have been released.
       this.#ledTerms.add(this.raft.term);

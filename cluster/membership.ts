@@ -8,6 +8,7 @@
  * @module
  */
 
+import type { LogSink } from "./log_event.ts";
 import { type ConfChange, majority } from "../core/mod.ts";
 import { ApiError, Status } from "./admin_protocol.ts";
 import type { NodeDriver } from "./driver.ts";
@@ -39,7 +40,7 @@ export interface MembershipConfig {
   /** Runs the Ready loop soon. */
   wake(): void;
   /** Log sink. */
-  log(line: string): void;
+  log: LogSink;
 }
 
 /** The leader's membership operations, one at a time. */
@@ -131,7 +132,7 @@ export class Membership {
       this.#serialized(async () => {
         if (!raft.conf.learners.includes(id)) return;
         await this.#changeConf({ type: "promoteLearner", nodeId: id });
-        this.#cfg.log(`promoted node ${id} to voter (caught up)`);
+        this.#cfg.log(`promoted node ${id} to voter (caught up)`, { event: "promoted", node: id });
       }).catch((e) => this.#cfg.log(`promotion of node ${id} postponed: ${(e as Error).message}`));
       return; // one change at a time
     }

@@ -16,6 +16,7 @@
  * @module
  */
 
+import type { LogSink } from "./log_event.ts";
 import { setImmediate } from "node:timers";
 import type { Message } from "../core/mod.ts";
 import {
@@ -54,7 +55,7 @@ export interface NodeConfig {
   /** Where other nodes reach this one. */
   advertise: string;
   /** Log sink (one line per event). */
-  log: (line: string) => void;
+  log: LogSink;
   /** Milliseconds per tick. */
   tickMs?: number;
   /** Election timeout in ticks. */
@@ -317,6 +318,7 @@ export class ClusterNode {
       `node ${this.id} of cluster ${
         this.#store.identity.clusterId.slice(0, 8)
       } listening at ${this.#cfg.advertise} (term ${this.#driver.raft.term}, last index ${this.#driver.raft.lastIndex})`,
+      { event: "listening", node: this.id, address: this.#cfg.advertise },
     );
   }
 
@@ -368,6 +370,7 @@ export class ClusterNode {
       `this node (${this.id}) was removed from the cluster (${
         by === 0 ? "its log applied the membership change" : `node ${by} says so`
       }); stopping`,
+      { event: "removed", node: this.id, by },
     );
     this.stop();
   }

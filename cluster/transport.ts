@@ -12,6 +12,7 @@
  * @module
  */
 
+import type { LogSink } from "./log_event.ts";
 import type { Message } from "../core/mod.ts";
 import { WireError } from "./codec.ts";
 import { FrameConn, FrameType } from "./frame.ts";
@@ -47,7 +48,7 @@ export interface TransportConfig {
   /** Called for every authenticated admin client connection. */
   onClient: (conn: FrameConn, hello: Hello) => void;
   /** Where connection events go (never secrets). */
-  log: (line: string) => void;
+  log: LogSink;
   /** Per-peer send queue bound; default {@linkcode PEER_QUEUE_BYTES_MAX}. */
   peerQueueBytesMax?: number;
   /** True for a node whose removal from the cluster was committed: it is told so and let go. */
@@ -291,7 +292,10 @@ export class Transport {
         address: this.#cfg.advertise,
       }, this.#cfg.secret);
     } catch (e) {
-      this.#cfg.log(`closed connection from ${from}: ${reason(e)}`);
+      this.#cfg.log(`closed connection from ${from}: ${reason(e)}`, {
+        event: "connection_closed",
+        from,
+      });
       fc.close();
       return;
     }

@@ -14,6 +14,9 @@ import {
   cliErrorOf,
   dataDirOf,
   electionTimeoutOption,
+  LOG_FORMAT_FLAG_HELP,
+  logFormatOf,
+  logFormatOption,
   METRICS_FLAG_HELP,
   metricsOption,
 } from "./lib/options.ts";
@@ -62,6 +65,7 @@ export function initCommand(): CommandUnknownOpts {
       electionTimeoutOption,
     )
     .option("--metrics <host:port>", METRICS_FLAG_HELP, metricsOption)
+    .option("--log-format <format>", LOG_FORMAT_FLAG_HELP, logFormatOption)
     .action(async (options) => {
       if (!options.start && options.metrics !== undefined) {
         throw new UsageError(
@@ -108,6 +112,7 @@ export function initCommand(): CommandUnknownOpts {
       const code = await runNode(dir, {
         electionTimeoutMs: options.electionTimeoutMs,
         endpoints,
+        logFormat: logFormatOf(options),
       });
       if (code !== 0) throw new CliError("the node stopped after a fatal error; see the log above");
     });

@@ -18,6 +18,9 @@ import {
   cliErrorOf,
   dataDirOf,
   electionTimeoutOption,
+  LOG_FORMAT_FLAG_HELP,
+  logFormatOf,
+  logFormatOption,
   METRICS_FLAG_HELP,
   metricsOption,
   tokenFromOptions,
@@ -63,6 +66,7 @@ export function joinCommand(): CommandUnknownOpts {
       electionTimeoutOption,
     )
     .option("--metrics <host:port>", METRICS_FLAG_HELP, metricsOption)
+    .option("--log-format <format>", LOG_FORMAT_FLAG_HELP, logFormatOption)
     .action(async (member, options) => {
       if (!options.start && options.metrics !== undefined) {
         throw new UsageError(
@@ -130,6 +134,7 @@ export function joinCommand(): CommandUnknownOpts {
       const code = await runNode(dir, {
         electionTimeoutMs: options.electionTimeoutMs,
         metrics: options.metrics,
+        logFormat: logFormatOf(options),
         endpoints,
       });
       if (code !== 0) throw new CliError("the node stopped after a fatal error; see the log above");

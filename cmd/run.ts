@@ -15,6 +15,9 @@ import {
   cliErrorOf,
   dataDirOf,
   electionTimeoutOption,
+  LOG_FORMAT_FLAG_HELP,
+  logFormatOf,
+  logFormatOption,
   METRICS_FLAG_HELP,
   metricsOption,
   tokenFromOptions,
@@ -81,6 +84,7 @@ export function runCommand(): CommandUnknownOpts {
       electionTimeoutOption,
     )
     .option("--metrics <host:port>", METRICS_FLAG_HELP, metricsOption)
+    .option("--log-format <format>", LOG_FORMAT_FLAG_HELP, logFormatOption)
     .option("--token <token>", "cluster token for --machines (prefer SEGURO_TOKEN or --token-file)")
     .option("--token-file <file>", "file holding the cluster token")
     .action(async (options) => {
@@ -97,6 +101,7 @@ export function runCommand(): CommandUnknownOpts {
         exec: options.exec,
         execGraceMs: options.execGraceMs,
         metrics: options.metrics,
+        logFormat: logFormatOf(options),
       });
       if (code !== 0) throw new CliError("the node stopped after a fatal error; see the log above");
     });

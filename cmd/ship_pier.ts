@@ -1,6 +1,7 @@
 /**
- * `seguro ship import ~ship PIER` and `seguro ship export ~ship DIR`: moving
- * a stock vere pier's event log onto the cluster, and back out as a pier.
+ * The pier side of `seguro ship`: `import` and `export` move a stock vere
+ * pier's event log onto the cluster and back out as a pier; `attach` follows
+ * a live pier (server/pier_tail.ts); `run` marks a ship for exec mode.
  * @module
  */
 

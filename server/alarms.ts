@@ -6,15 +6,16 @@
  * @module
  */
 
+import type { LogSink } from "../cluster/log_event.ts";
 import { missingPermission } from "./errors.ts";
 
 /** The node's active alarms, keyed by what raised them (e.g. `standby ~zod`). */
 export class Alarms {
-  readonly #log: (line: string) => void;
+  readonly #log: LogSink;
   readonly #active = new Map<string, string>();
 
   /** Alarms that log through `log`. */
-  constructor(log: (line: string) => void) {
+  constructor(log: LogSink) {
     this.#log = log;
   }
 
@@ -22,12 +23,14 @@ export class Alarms {
   raise(key: string, message: string): void {
     if (this.#active.get(key) === message) return;
     this.#active.set(key, message);
-    this.#log(`ALARM ${key}: ${message}`);
+    this.#log(`ALARM ${key}: ${message}`, { event: "alarm", key, message });
   }
 
   /** Clears the alarm `key`, if raised. */
   clear(key: string): void {
-    if (this.#active.delete(key)) this.#log(`alarm cleared: ${key}`);
+    if (this.#active.delete(key)) {
+      this.#log(`alarm cleared: ${key}`, { event: "alarm_cleared", key });
+    }
   }
 
   /** Active alarms, as `key: message` lines. */

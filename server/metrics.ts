@@ -3,8 +3,8 @@
  * exposition format, at `GET /metrics` (404 elsewhere). prom-client writes
  * them from a private registry; nothing here formats the exposition by hand.
  *
- * Why in cmd/: the metrics read both the cluster node and the runtime
- * socket, and cmd/ is where cluster/ and vere/ meet. The Raft core and the
+ * Why in server/: the metrics read both the cluster node and the runtime
+ * socket, and server/ is where cluster/ and vere/ meet. The Raft core and the
  * driver never see prom-client: the driver calls a plain
  * {@linkcode DriverObserver} with its timings, and the runtime node is
  * wrapped here to time plans to their releases.

@@ -6,6 +6,7 @@
  * @module
  */
 
+import type { LogSink } from "../cluster/log_event.ts";
 import { join } from "node:path";
 import { readNodeFile } from "../cluster/datadir.ts";
 import { parseAddress } from "../cluster/address.ts";
@@ -138,8 +139,28 @@ function jobProblem(job: Uint8Array): string | undefined {
 }
 
 /** A log line with a timestamp, to stderr. */
-function logLine(nodeLabel: string, line: string): void {
-  console.error(`${new Date().toISOString()} ${nodeLabel} ${line}`);
+/** How a node writes its log: lines for people, or one JSON object per line. */
+export type LogFormat = "text" | "json";
+
+/** The log formats, for the flag's help and its check. */
+export const LOG_FORMATS: readonly LogFormat[] = ["text", "json"];
+
+/**
+ * The node's log sink, to stderr (or `write`): `TIME seguro[node N] LINE`, or with `json`
+ * one object per line, `{"ts", "node", "msg"}` plus the event's name and
+ * fields when the line has one.
+ */
+export function nodeLog(
+  nodeId: number,
+  format: LogFormat,
+  write: (text: string) => void = (text) => console.error(text),
+): LogSink {
+  const label = `seguro[node ${nodeId}]`;
+  if (format === "json") {
+    return (line, event) =>
+      write(JSON.stringify({ ts: new Date().toISOString(), node: nodeId, msg: line, ...event }));
+  }
+  return (line) => write(`${new Date().toISOString()} ${label} ${line}`);
 }
 
 /**
@@ -158,6 +179,8 @@ export async function runNode(
     execGraceMs?: number;
     /** HOST:PORT to serve Prometheus metrics on. */
     metrics?: string;
+    /** How the log is written (default text). */
+    logFormat?: LogFormat;
     /** Already bound (init and join bind before they create anything); else bound here. */
     endpoints?: NodeEndpoints;
   } = {},
@@ -215,8 +238,8 @@ export async function runNode(
   const { listener, metrics: metricsServer } = endpoints;
   const metrics = metricsServer === undefined ? undefined : new NodeMetrics(renderShip);
   if (metrics !== undefined) metricsServer?.serve(metrics);
-  const label = `seguro[node ${store.identity.nodeId}]`;
-  const alarms = new Alarms((line) => logLine(label, line));
+  const log = nodeLog(store.identity.nodeId, overrides.logFormat ?? "text");
+  const alarms = new Alarms(log);
   if (overrides.electionTimeoutMs !== undefined) {
     store.localSettings.setElectionTimeoutMs(overrides.electionTimeoutMs);
   }
@@ -229,7 +252,7 @@ export async function runNode(
     listener,
     advertise,
     electionTicks,
-    log: (line) => logLine(label, line),
+    log: log,
     shipName: renderShip,
     checkJob: jobProblem,
     // Never work on the consensus path: the standby writes later, in slices; the
@@ -259,7 +282,7 @@ export async function runNode(
     : new StandbyPiers(
       overrides.standbyDir,
       cluster.appliedShips,
-      (line) => logLine(label, line),
+      log,
       alarms,
     );
   standby?.schedule();
@@ -271,7 +294,7 @@ export async function runNode(
       exec,
       graceMs: overrides.execGraceMs ?? EXEC_GRACE_MS_DEFAULT,
       electionMs: electionTicks * TICK_MS_DEFAULT,
-      log: (line) => logLine(label, line),
+      log: log,
       alarms,
     });
   const runtimeNode = cluster.runtimeNode();
@@ -280,14 +303,14 @@ export async function runNode(
     // Loopback only: the runtime protocol is not authenticated; the Unix socket's
     // file permissions and the loopback interface are its boundary.
     tcp: endpoints.runtimeTcp,
-    log: (line) => logLine(label, line),
+    log: log,
   });
   metrics?.watch(nodeSource(cluster, runtime));
   let stopping = false;
   const stop = () => {
     if (stopping) return;
     stopping = true;
-    logLine(label, "stopping (signal)");
+    log("stopping (signal)", { event: "stopping" });
     // Runtimes first: they stop before this node can lose its lease.
     (supervisor?.close() ?? Promise.resolve()).finally(() => {
       runtime.close();
@@ -300,16 +323,25 @@ export async function runNode(
   runtime.start();
   supervisor?.start();
   if (supervisor !== undefined) {
-    logLine(label, `runs ships marked with 'seguro ship run' while master: ${exec!.join(" ")}`);
+    log(`runs ships marked with 'seguro ship run' while master: ${exec!.join(" ")}`);
   }
-  logLine(
-    label,
+  log(
     `runtime socket at ${join(dir, RUNTIME_SOCKET)}${
       overrides.runtimeTcpPort === undefined ? "" : ` and 127.0.0.1:${overrides.runtimeTcpPort}`
     }`,
+    {
+      event: "runtime_socket",
+      path: join(dir, RUNTIME_SOCKET),
+      tcp: overrides.runtimeTcpPort === undefined
+        ? undefined
+        : `127.0.0.1:${overrides.runtimeTcpPort}`,
+    },
   );
   if (metricsServer !== undefined) {
-    logLine(label, `metrics at http://${metricsServer.address}/metrics`);
+    log(`metrics at http://${metricsServer.address}/metrics`, {
+      event: "metrics",
+      address: metricsServer.address,
+    });
   }
   await cluster.stopped;
   await supervisor?.close();
@@ -318,13 +350,13 @@ export async function runNode(
   await metricsServer?.close();
   Deno.removeSignalListener("SIGINT", stop);
   Deno.removeSignalListener("SIGTERM", stop);
-  logLine(
-    label,
+  log(
     cluster.fatal
       ? "stopped after a fatal error"
       : cluster.removed
       ? `stopped: removed from the cluster (delete ${dir} once you no longer need it)`
       : "stopped",
+    { event: "stopped", fatal: cluster.fatal !== undefined, removed: cluster.removed },
   );
   return cluster.fatal ? 1 : 0;
 }

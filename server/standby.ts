@@ -24,6 +24,7 @@
  * @module
  */
 
+import type { LogSink } from "../cluster/log_event.ts";
 import { join } from "node:path";
 import { sameBytes } from "../cluster/codec.ts";
 import type { ShipReader } from "../cluster/ships.ts";
@@ -87,7 +88,7 @@ function eventsDb(txn: Txn): Db {
 export class StandbyPiers {
   readonly #dir: string;
   readonly #ships: ShipReader;
-  readonly #log: (line: string) => void;
+  readonly #log: LogSink;
   readonly #alarms: Alarms;
   readonly #open = new Map<bigint, Standby>();
   /** Ships whose pier failed, and when to try it again (performance.now() ms). */
@@ -109,7 +110,7 @@ export class StandbyPiers {
   constructor(
     dir: string,
     ships: ShipReader,
-    log: (line: string) => void,
+    log: LogSink,
     alarms: Alarms,
     now: () => number = () => performance.now(),
   ) {
@@ -259,7 +260,11 @@ export class StandbyPiers {
     const crossed = Math.floor(s.last / PROGRESS_EVENTS) > Math.floor(before / PROGRESS_EVENTS);
     if (wrote && (!s.reported || crossed)) {
       s.reported = true;
-      this.#log(`standby pier of ${renderShip(ship)} at event ${s.last}`);
+      this.#log(`standby pier of ${renderShip(ship)} at event ${s.last}`, {
+        event: "standby",
+        ship: renderShip(ship),
+        eve: s.last,
+      });
     }
   }
 
@@ -367,7 +372,11 @@ export class StandbyPiers {
         events: [],
         vereVersion: "4.0",
       });
-      this.#log(`standby pier of ${renderShip(ship)} created at ${pier}`);
+      this.#log(`standby pier of ${renderShip(ship)} created at ${pier}`, {
+        event: "standby_created",
+        ship: renderShip(ship),
+        pier,
+      });
     }
     const epoch = join(pier, ".urb", "log", "0i0");
     const env = Env.open(epoch);

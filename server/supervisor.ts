@@ -36,6 +36,7 @@
  * @module
  */
 
+import type { LogSink } from "../cluster/log_event.ts";
 import type { ClusterNode } from "../cluster/node.ts";
 import type { ShipRuntimeJson } from "../cluster/admin_protocol.ts";
 import { encodeCommand, type PlannedEvent } from "../cluster/machine.ts";
@@ -116,7 +117,7 @@ export interface SupervisorConfig {
   /** The node's base election timeout. */
   electionMs: number;
   /** Log lines. */
-  log: (line: string) => void;
+  log: LogSink;
   /** Where a failure of the supervisor itself is raised (it never stops the node). */
   alarms: Alarms;
   /**
@@ -326,10 +327,12 @@ export class Supervisor {
           restartAt: this.#leaderSince + this.#fenceMs,
         };
         this.#runtimes.set(ship, r);
+        const fenceMs = Math.max(0, Math.round(r.restartAt - now));
         this.#cfg.log(
-          `${renderShip(ship)}: master in term ${this.#term}; starting its runtime after ${
-            Math.max(0, Math.round(r.restartAt - now))
-          } ms of fencing`,
+          `${
+            renderShip(ship)
+          }: master in term ${this.#term}; starting its runtime after ${fenceMs} ms of fencing`,
+          { event: "fencing", ship: renderShip(ship), term: this.#term, ms: fenceMs },
         );
       }
       const startable = r.state === "fencing" || (r.state === "exited" && !r.held);
@@ -396,13 +399,22 @@ export class Supervisor {
       r.alarm = `cannot start the runtime (retrying in ${RESTART_DELAY_MS / 1000} s): ${
         describeFailure(e)
       }`;
-      this.#cfg.log(`${name}: ALARM ${r.alarm}`);
+      this.#cfg.log(`${name}: ALARM ${r.alarm}`, {
+        event: "runtime_alarm",
+        ship: name,
+        message: r.alarm,
+      });
       return;
     }
     r.child = child;
     r.state = "running";
     r.since = performance.now();
-    this.#cfg.log(`${name}: runtime started on ${pier} at event ${last} (guard pid ${child.pid})`);
+    this.#cfg.log(`${name}: runtime started on ${pier} at event ${last} (guard pid ${child.pid})`, {
+      event: "runtime_started",
+      ship: name,
+      eve: last,
+      pid: child.pid,
+    });
     this.#tail(r, dataFile);
     child.status.then((status) => {
       if (r.child !== child || r.state !== "running") return;
@@ -412,7 +424,11 @@ export class Supervisor {
       r.alarm = `the runtime exited with code ${status.code}; restarting it in ${
         RESTART_DELAY_MS / 1000
       } s`;
-      this.#cfg.log(`${name}: ${r.alarm}`);
+      this.#cfg.log(`${name}: ${r.alarm}`, {
+        event: "runtime_exited",
+        ship: name,
+        code: status.code,
+      });
       this.#schedule();
     });
   }
@@ -431,7 +447,11 @@ export class Supervisor {
         r.committed = batch.lastEve;
         const n = batch.lastEve - batch.firstEve + 1;
         if (tail.batches === 1 || batch.lastEve % TAIL_PROGRESS_EVENTS < n) {
-          this.#cfg.log(`${name}: tail committed up to event ${batch.lastEve}`);
+          this.#cfg.log(`${name}: tail committed up to event ${batch.lastEve}`, {
+            event: "tail",
+            ship: name,
+            eve: batch.lastEve,
+          });
         }
       },
     });
@@ -469,7 +489,11 @@ export class Supervisor {
   #alarm(r: Runtime, message: string): void {
     r.tailStopped = true;
     r.alarm = message;
-    this.#cfg.log(`${renderShip(r.ship)}: ALARM ${message}`);
+    this.#cfg.log(`${renderShip(r.ship)}: ALARM ${message}`, {
+      event: "runtime_alarm",
+      ship: renderShip(r.ship),
+      message,
+    });
   }
 
   async #stopAll(why: string): Promise<void> {
@@ -512,6 +536,7 @@ export class Supervisor {
         `${name}: runtime stopped at event ${r.committed}${
           drained > 0 ? ` (${drained} written while it stopped, replicated)` : ""
         }`,
+        { event: "runtime_stopped", ship: name, eve: r.committed },
       );
     }
     await paused;

@@ -1,5 +1,5 @@
 /**
- * `deno task deps`: checks the layering of DESIGN.md section 3,
+ * `deno task deps`: checks the layering (docs/architecture.md section 2),
  * `main.ts -> cmd -> server -> {cluster, vere} -> core`, and that no module
  * of ours imports itself through a cycle. Prints one line per violation and a
  * summary; exits 0 when clean, 1 on any violation, 2 when the graph could not

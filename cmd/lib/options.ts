@@ -5,6 +5,7 @@
  * @module
  */
 
+import { LOG_FORMATS, type LogFormat } from "../../server/node.ts";
 import { defaultDataDir, readNodeFile, readTokenFile } from "../../cluster/datadir.ts";
 import { type ClusterCredentials, decodeToken } from "../../cluster/token.ts";
 import { formatAddress, parseAddress } from "../../cluster/address.ts";
@@ -170,4 +171,28 @@ export function metricsOption(value: string): string {
     );
   }
   return address;
+}
+
+/** Help text of the `--log-format` flag (run, init, join). */
+export const LOG_FORMAT_FLAG_HELP =
+  "the node's log: 'text' lines, or 'json', one object per line with an event name for the lines that matter (default $SEGURO_LOG_FORMAT, else text)";
+
+/** Parses `--log-format`. */
+export function logFormatOption(value: string): LogFormat {
+  if (!(LOG_FORMATS as readonly string[]).includes(value)) {
+    throw new UsageError(`--log-format must be ${LOG_FORMATS.join(" or ")} (got '${value}')`);
+  }
+  return value as LogFormat;
+}
+
+/** The log format: the flag, else $SEGURO_LOG_FORMAT, else text. */
+export function logFormatOf(options: { logFormat?: LogFormat }): LogFormat {
+  if (options.logFormat !== undefined) return options.logFormat;
+  const env = Deno.env.get("SEGURO_LOG_FORMAT");
+  if (env === undefined || env === "") return "text";
+  try {
+    return logFormatOption(env);
+  } catch {
+    throw new UsageError(`SEGURO_LOG_FORMAT must be ${LOG_FORMATS.join(" or ")} (got '${env}')`);
+  }
 }

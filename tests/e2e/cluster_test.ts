@@ -59,7 +59,7 @@ clusterTest(
     await old.proc!.kill("SIGKILL");
     old.proc = undefined;
     const survivors = [...c.members.values()].filter((m) => m.proc);
-    await Promise.any(survivors.map((m) => m.proc!.waitFor(/became leader/, marks.get(m.id))));
+    await Promise.any(survivors.map((m) => m.proc!.waitForEvent("leader", {}, marks.get(m.id))));
     const failoverMs = performance.now() - t0;
     console.log(`  new leader ${failoverMs.toFixed(0)} ms after kill -9 of the leader`);
     assert.ok(failoverMs < 10_000, `failover took ${failoverMs} ms`);
@@ -69,7 +69,7 @@ clusterTest(
 
     // The old leader comes back as a follower with everything.
     const back = c.restart(old.id);
-    await back.waitFor(/now follower/);
+    await back.waitForEvent("follower");
     await assertHolds(c, old.id, acked);
     assert.equal((await c.status(old.id)).role, "follower");
 
@@ -145,7 +145,7 @@ clusterTest(
       await conn.write(crypto.getRandomValues(new Uint8Array(1 + i * 97))).catch(() => 0);
       conn.close();
     }
-    await node1.proc!.waitFor(/closed connection from/, mark);
+    await node1.proc!.waitForEvent("connection_closed", {}, mark);
     assert.equal((await c.status(1)).nodeId, 1);
     assert.equal((await c.write(payloads("after-fuzz", 10))).size, 10);
   },
@@ -160,7 +160,7 @@ clusterTest("5 nodes: a new leader after kill -9 of the leader, and writes go on
   await old.proc!.kill();
   old.proc = undefined;
   const rest = [...c.members.values()].filter((m) => m.proc);
-  await Promise.any(rest.map((m) => m.proc!.waitFor(/became leader/, marks.get(m.id))));
+  await Promise.any(rest.map((m) => m.proc!.waitForEvent("leader", {}, marks.get(m.id))));
   for (const [i, p] of await c.write(payloads("y", 100))) acked.set(i, p);
   for (const m of rest) await assertHolds(c, m.id, acked);
 });
@@ -193,7 +193,7 @@ Deno.test({
           ),
         );
       }
-      await Promise.any(procs.map((p) => p.waitFor(/became leader/)));
+      await Promise.any(procs.map((p) => p.waitForEvent("leader")));
       const credentials = decodeToken(token);
       const client = await ClusterClient.connect(addresses[0], credentials);
       const status = await client.status();
@@ -227,16 +227,16 @@ clusterTest("a leader cut off from its quorum steps down at once and says so", 3
   // Frozen followers: to the leader, a partition that took both.
   for (const f of followers) Deno.kill(f.proc!.child.pid, "SIGSTOP");
   try {
-    await leader.proc!.waitFor(
-      /stepped down at term \d+ \(it lost its quorum, or was removed\)/,
-      mark,
-    );
+    await leader.proc!.waitForEvent("stepped_down", {}, mark);
     assert.notEqual((await c.status(leader.id)).role, "leader");
   } finally {
     for (const f of followers) Deno.kill(f.proc!.child.pid, "SIGCONT");
   }
   await Promise.any(
-    followers.map((f, i) => f.proc!.waitFor(/became leader|now follower/, marks[i])),
+    followers.flatMap((f, i) => [
+      f.proc!.waitForEvent("leader", {}, marks[i]),
+      f.proc!.waitForEvent("follower", {}, marks[i]),
+    ]),
   );
 });
 
@@ -252,10 +252,10 @@ clusterTest(
       { SEGURO_TOKEN: c.token },
     );
     assert.equal((await p.exited).code, 0, p.lines.join("\n"));
-    await leader.proc!.waitFor(/stepped down at term \d+/);
+    await leader.proc!.waitForEvent("stepped_down");
     const elected = await Promise.any(
       others.map(async (m, i) => {
-        await m.proc!.waitFor(/became leader/, marks[i]);
+        await m.proc!.waitForEvent("leader", {}, marks[i]);
         return m;
       }),
     );

@@ -82,7 +82,7 @@ clusterTest(
       await m.proc!.kill("SIGTERM");
       c.restart(m.id, runArgs(m.id));
     }
-    await Promise.any([...c.members.values()].map((m) => m.proc!.waitFor(/became leader/)));
+    await Promise.any([...c.members.values()].map((m) => m.proc!.waitForEvent("leader")));
     const marks = new Map([...c.members.values()].map((m) => [m.id, m.proc!.mark()]));
     await seguro(c, ["ship", "run", "~zod"]);
 
@@ -90,11 +90,11 @@ clusterTest(
     const runner = async () => {
       const started = await Promise.any(
         [...c.members.values()].map(async (m) => {
-          await m.proc!.waitFor(/~zod: runtime started/, marks.get(m.id)!, 60_000);
+          await m.proc!.waitForEvent("runtime_started", { ship: "~zod" }, marks.get(m.id)!, 60_000);
           return m;
         }),
       );
-      await started.proc!.waitFor(/~zod: tail committed up to event/, marks.get(started.id)!);
+      await started.proc!.waitForEvent("tail", { ship: "~zod" }, marks.get(started.id)!);
       return started;
     };
 
@@ -151,7 +151,7 @@ clusterTest(
     // Stopped (the flag off), the log stops growing and verifies on every node.
     const mark = last.proc!.mark();
     await seguro(c, ["ship", "run", "~zod", "--off"]);
-    await last.proc!.waitFor(/~zod: runtime stopped/, mark);
+    await last.proc!.waitForEvent("runtime_stopped", { ship: "~zod" }, mark);
     const commit = (await c.status(last.id)).commitIndex;
     for (const m of c.members.values()) await c.waitCommitted(m.id, commit);
     const verify = await seguro(c, ["log", "verify", "~zod"]);

@@ -5,6 +5,7 @@
  * @module
  */
 
+import type { LogEvent } from "../../cluster/log_event.ts";
 import { join } from "node:path";
 import { ClusterClient, withLeader } from "../../cluster/api.ts";
 import { decodeToken } from "../../cluster/token.ts";
@@ -33,6 +34,17 @@ export function freePort(): number {
   throw new Error("freePort: no new free port in 1000 tries");
 }
 
+/** The structured event of a JSON log line, or undefined for any other line. */
+export function logEventOf(line: string): LogEvent | undefined {
+  if (!line.startsWith("{")) return undefined;
+  try {
+    const o = JSON.parse(line);
+    return typeof o === "object" && o !== null && typeof o.event === "string" ? o : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** One `seguro` child process and its log. */
 export class NodeProcess {
   readonly child: Deno.ChildProcess;
@@ -41,7 +53,8 @@ export class NodeProcess {
   /** The lines of stdout alone: a command's output (tables, JSON), never its log. */
   readonly stdoutLines: string[] = [];
   readonly exited: Promise<Deno.CommandStatus>;
-  #waiters: { re: RegExp; from: number; resolve: (line: string) => void }[] = [];
+  #waiters: { test: (line: string) => boolean; from: number; resolve: (line: string) => void }[] =
+    [];
 
   /**
    * Starts `seguro ARGS` with exactly the release permission set (a missing
@@ -53,7 +66,8 @@ export class NodeProcess {
     self.args = self.args.filter((a) => !deny.includes(a));
     this.child = new Deno.Command(self.cmd, {
       args: self.args,
-      env: { NO_COLOR: "1", ...env },
+      // Nodes log JSON lines: tests wait on their events, not on the prose.
+      env: { NO_COLOR: "1", SEGURO_LOG_FORMAT: "json", ...env },
       stdin: "null",
       stdout: "piped",
       stderr: "piped",
@@ -94,7 +108,7 @@ export class NodeProcess {
     this.lines.push(line);
     const n = this.lines.length - 1;
     this.#waiters = this.#waiters.filter((w) => {
-      if (n >= w.from && w.re.test(line)) {
+      if (n >= w.from && w.test(line)) {
         w.resolve(line);
         return false;
       }
@@ -109,30 +123,71 @@ export class NodeProcess {
 
   /** Resolves with the first line matching `re` at or after `from`. */
   waitFor(re: RegExp, from = 0, timeoutMs = 30_000): Promise<string> {
+    return this.#waitLine((line) => re.test(line), `a log line matching ${re}`, from, timeoutMs);
+  }
+
+  /**
+   * Resolves with the first structured log event named `event` whose fields
+   * include `fields`, at or after line `from` (nodes run with
+   * SEGURO_LOG_FORMAT=json: see cluster/log_event.ts). Rejects once the
+   * process has exited without one, or after `timeoutMs`.
+   */
+  async waitForEvent(
+    event: string,
+    fields: Record<string, string | number | boolean> = {},
+    from = 0,
+    timeoutMs = 30_000,
+  ): Promise<LogEvent> {
+    const matches = (line: string) => {
+      const e = logEventOf(line);
+      return e !== undefined && e.event === event &&
+        Object.entries(fields).every(([k, v]) => e[k] === v);
+    };
+    const line = await this.#waitLine(
+      matches,
+      `a '${event}' event with ${JSON.stringify(fields)}`,
+      from,
+      timeoutMs,
+    );
+    return logEventOf(line)!;
+  }
+
+  /** The structured events logged so far (from line `from`), e.g. to assert none happened. */
+  events(from = 0): LogEvent[] {
+    return this.lines.slice(from).map(logEventOf).filter((e) => e !== undefined);
+  }
+
+  #waitLine(
+    test: (line: string) => boolean,
+    what: string,
+    from: number,
+    timeoutMs: number,
+  ): Promise<string> {
     for (let i = from; i < this.lines.length; i++) {
-      if (re.test(this.lines[i])) return Promise.resolve(this.lines[i]);
+      if (test(this.lines[i])) return Promise.resolve(this.lines[i]);
     }
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        reject(
-          new Error(
-            `no log line matching ${re} within ${timeoutMs} ms; log:\n${
-              this.lines.slice(-30).join("\n")
-            }`,
-          ),
-        );
-      }, timeoutMs);
-      this.#waiters.push({
-        re,
+      let done = false;
+      const fail = (why: string) => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        this.#waiters = this.#waiters.filter((w) => w !== waiter);
+        reject(new Error(`${why}: no ${what}; log:\n${this.lines.slice(-30).join("\n")}`));
+      };
+      const timer = setTimeout(() => fail(`after ${timeoutMs} ms`), timeoutMs);
+      const waiter = {
+        test,
         from,
-        resolve: (line) => {
+        resolve: (line: string) => {
+          done = true;
           clearTimeout(timer);
           resolve(line);
         },
-      });
-      this.exited.then(() => {
-        // A process that exits cannot print more; let the timer report.
-      });
+      };
+      this.#waiters.push(waiter);
+      // A process that has exited prints no more: say so at once, not at the timeout.
+      this.exited.then((status) => fail(`the process exited (code ${status.code})`));
     });
   }
 
@@ -178,7 +233,7 @@ export class TestCluster {
       const dir = join(c.root, "n1");
       const proc = new NodeProcess(["init", "--data-dir", dir, "--listen", address, ...args]);
       c.members.set(1, { id: 1, address, dir, proc });
-      await proc.waitFor(/became leader/);
+      await proc.waitForEvent("leader");
       c.token = (await Deno.readTextFile(join(dir, "token"))).trim();
       c.credentials = decodeToken(c.token);
       return c;
@@ -199,14 +254,15 @@ export class TestCluster {
       ["join", this.anyAddress(), "--data-dir", dir, "--listen", address, ...args],
       { SEGURO_TOKEN: this.token },
     );
-    const line = await proc.waitFor(/joined as node (\d+)/).catch(async (e) => {
+    // The joined node's first event names its id.
+    const listening = await proc.waitForEvent("listening").catch(async (e) => {
       await proc.kill(); // not a member yet, so destroy() would not stop it
       throw e;
     });
-    const id = Number(/joined as node (\d+)/.exec(line)![1]);
+    const id = Number(listening.node);
     const member = { id, address, dir, proc };
     this.members.set(id, member);
-    if (leader?.proc) await leader.proc.waitFor(new RegExp(`promoted node ${id} to voter`), mark);
+    if (leader?.proc) await leader.proc.waitForEvent("promoted", { node: id }, mark);
     return member;
   }
 
@@ -229,10 +285,9 @@ export class TestCluster {
     let bestTerm = -1;
     for (const m of this.members.values()) {
       if (!m.proc) continue;
-      for (const line of m.proc.lines) {
-        const t = /became leader at term (\d+)/.exec(line);
-        if (t && Number(t[1]) > bestTerm) {
-          bestTerm = Number(t[1]);
+      for (const e of m.proc.events()) {
+        if (e.event === "leader" && Number(e.term) > bestTerm) {
+          bestTerm = Number(e.term);
           best = m;
         }
       }
@@ -274,7 +329,7 @@ export class TestCluster {
    */
   async waitCommitted(id: number, index: number): Promise<void> {
     const m = this.members.get(id)!;
-    await m.proc!.waitFor(/listening at/);
+    await m.proc!.waitForEvent("listening");
     const client = await ClusterClient.connect(m.address, this.credentials);
     try {
       for (let i = 0; i < 30; i++) {

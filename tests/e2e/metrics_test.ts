@@ -52,9 +52,9 @@ async function scrapeIdle(
     const m = await scrape(address);
     const after = await c.status(id);
     if (JSON.stringify(indexes(before)) === JSON.stringify(indexes(after))) return { m, s: after };
-    // Something moved (a late acknowledgement): wait one heartbeat's worth of log and retry.
-    await c.members.get(id)!.proc!.waitFor(/$^/, c.members.get(id)!.proc!.mark(), 50)
-      .catch(() => {});
+    // Something moved (a late acknowledgement): wait until this node has committed what it
+    // holds (a long-poll read, an event), then look again.
+    await c.waitCommitted(id, after.lastIndex);
   }
   throw new Error(`node ${id} did not stay idle across a scrape`);
 }
@@ -92,7 +92,7 @@ Deno.test({
         metricsOf.set((await c.join(["--metrics", address])).id, address);
       }
       for (const [id, address] of metricsOf) {
-        await c.members.get(id)!.proc!.waitFor(new RegExp(`metrics at http://${address}/metrics`));
+        await c.members.get(id)!.proc!.waitForEvent("metrics", { address });
       }
       const add = new NodeProcess(["ship", "add", "~zod", "--fake", "--cluster", c.anyAddress()], {
         SEGURO_TOKEN: c.token,
@@ -212,8 +212,8 @@ Deno.test({
       }
       const free = `127.0.0.1:${freePort()}`;
       node = new NodeProcess(["run", "--data-dir", dir, "--metrics", free]);
-      await node.waitFor(/became leader/);
-      await node.waitFor(new RegExp(`metrics at http://${free}/metrics`));
+      await node.waitForEvent("leader");
+      await node.waitForEvent("metrics", { address: free });
       assert.equal(value(await scrape(free), "seguro_node_role", { role: "leader" }), 1);
     } finally {
       busy.close();

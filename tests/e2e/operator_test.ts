@@ -117,7 +117,7 @@ clusterTest(
       { SEGURO_TOKEN: c.token },
     );
     assert.equal((await remove.exited).code, 0, remove.lines.join("\n"));
-    await three.proc!.waitFor(/this node \(3\) was removed from the cluster/);
+    await three.proc!.waitForEvent("removed", { node: 3 });
     const exit = await three.proc!.exited;
     assert.equal(exit.code, 0, three.proc!.lines.slice(-10).join("\n"));
     assert.match(three.proc!.lines.join("\n"), /stopped: removed from the cluster/);

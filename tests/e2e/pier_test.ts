@@ -318,7 +318,7 @@ clusterTest(
       "--standby-dir",
       standby,
     ]);
-    await follower.proc.waitFor(/standby pier of ~zod created/);
+    await follower.proc.waitForEvent("standby_created", { ship: "~zod" });
     const client = await ClusterClient.connect(c.members.get(leaderId)!.address, c.credentials);
     try {
       const all = events(1, 120);
@@ -333,7 +333,7 @@ clusterTest(
     }
     // The standby writer's own word that the pier holds the events: the follower's
     // commit is not (the pier is written after the apply, and a failed write is retried).
-    await follower.proc.waitFor(/standby pier of ~zod at event 120$/);
+    await follower.proc.waitForEvent("standby", { ship: "~zod", eve: 120 });
     const held = [...readEvents(join(standby, "~zod"))];
     assert.deepEqual(held.map((e) => e.eve), Array.from({ length: 120 }, (_, i) => i + 1));
     assert.deepEqual(held[119].job, events(120, 120)[0].job);

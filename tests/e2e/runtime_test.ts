@@ -201,7 +201,7 @@ clusterTest(
       rt.close();
       await leader.proc!.kill("SIGKILL");
       for (const f of followers) c.restart(f.id);
-      await Promise.any(followers.map((f) => f.proc!.waitFor(/became leader/)));
+      await Promise.any(followers.map((f) => f.proc!.waitForEvent("leader")));
       const newLeader = followers.find((f) => f.proc!.lines.some((l) => /became leader/.test(l)))!;
       const rt2 = await RuntimeClient.connect(socketOf(newLeader));
       await rt2.lead(0n); // master once it has applied an entry of its term (rule 8)
@@ -215,7 +215,12 @@ clusterTest(
       c.restart(leader.id);
       const mark = 0;
       // Events 2 and 3 may have gone out in one entry or two: wait until both are reported.
-      await leader.proc!.waitFor(/RELEASED BUT LOST: ~zod events (2|3)-3 /, mark);
+      const lost = await leader.proc!.waitForEvent(
+        "released_but_lost",
+        { ship: "~zod", lastEve: 3 },
+        mark,
+      );
+      assert.ok(lost.firstEve === 2 || lost.firstEve === 3, JSON.stringify(lost));
       const s = await leaderStatus(c, leader.id);
       const lostEves = s.release.losses.flatMap((l) =>
         Array.from({ length: l.lastEve - l.firstEve + 1 }, (_, i) => l.firstEve + i)
@@ -268,7 +273,7 @@ Deno.test({
       ]);
       assert.equal((await init.exited).code, 0, init.lines.join("\n"));
       node = new NodeProcess(["run", "--data-dir", root, "--runtime-tcp", String(port)]);
-      await node.waitFor(new RegExp(`runtime socket at .* and 127\\.0\\.0\\.1:${port}`));
+      await node.waitForEvent("runtime_socket", { tcp: `127.0.0.1:${port}` });
       const rt = await RuntimeClient.connect({ hostname: "127.0.0.1", port });
       assert.equal(rt.nodeId, 1);
       const oops = rt.next((m) => m.type === "oops");

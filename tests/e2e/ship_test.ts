@@ -108,7 +108,7 @@ clusterTest(
     );
     db.close();
     c.restart(victim.id);
-    await victim.proc!.waitFor(/listening at/);
+    await victim.proc!.waitForEvent("listening");
     const caught = seguro(c, ["log", "verify", "~zod"]);
     assert.equal((await caught.exited).code, 1);
     const out = caught.lines.join("\n");

@@ -31,10 +31,11 @@ clusterTest(
     await n1.proc!.kill();
     const standby = join(c.root, "standby");
     const node = c.restart(1, ["--standby-dir", standby], ["--allow-ffi"]);
-    await node.waitFor(/became leader/);
+    await node.waitForEvent("leader");
 
     await ok(seguro(c, ["ship", "add", "~zod", "--fake"]));
-    await node.waitFor(/ALARM standby ~zod: cannot write its standby pier .*ffi/);
+    const alarm = await node.waitForEvent("alarm", { key: "standby ~zod" });
+    assert.match(String(alarm.message), /^cannot write its standby pier .*ffi/);
     // Still the leader, still committing: more ships and events go through.
     await ok(seguro(c, ["ship", "add", "~nec", "--fake"]));
     const status = JSON.parse(await ok(seguro(c, ["status", "--json"])));
@@ -48,7 +49,7 @@ clusterTest(
     // With the release permission set the same node writes both piers: no alarm.
     await node.kill("SIGTERM");
     const fixed = c.restart(1, ["--standby-dir", standby]);
-    await fixed.waitFor(/became leader/);
+    await fixed.waitForEvent("leader");
     await ok(seguro(c, ["ship", "add", "~bus", "--fake"]));
     const after = JSON.parse(await ok(seguro(c, ["status", "--json"])));
     assert.deepEqual(after.alarms, []);
@@ -72,10 +73,11 @@ clusterTest(
       "--election-timeout-ms",
       "200",
     ], ["--allow-run"]);
-    await node.waitFor(/became leader/);
+    await node.waitForEvent("leader");
     await ok(seguro(c, ["ship", "add", "~zod", "--fake"]));
     await ok(seguro(c, ["ship", "run", "~zod"]));
-    await node.waitFor(/~zod: ALARM cannot start the runtime .*run/);
+    const alarm = await node.waitForEvent("runtime_alarm", { ship: "~zod" });
+    assert.match(String(alarm.message), /^cannot start the runtime .*run/);
     const list = JSON.parse(await ok(seguro(c, ["ship", "list", "--json"])));
     assert.match(list[0].runtime.alarm, /^cannot start the runtime \(retrying in/);
     await ok(seguro(c, ["ship", "add", "~nec", "--fake"]));
