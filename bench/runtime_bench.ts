@@ -15,7 +15,7 @@
 import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { ClusterClient } from "../cluster/api.ts";
-import { runRuntimeLoad } from "../cmd/bench.ts";
+import { runRuntimeLoad } from "../server/runtime_load.ts";
 import { TestCluster } from "../tests/e2e/harness.ts";
 import { runAnchors } from "./anchors.ts";
 
