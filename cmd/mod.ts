@@ -49,7 +49,7 @@ export function buildCli(): Command {
   program.addCommand(statusCommand());
   program.addCommand(memberCommand());
   const ship = shipCommand();
-  addPierCommands(ship); // import, export, attach, run: the pier side of `seguro ship`
+  addPierCommands(ship); // import, export, attach: the pier side of `seguro ship`
   program.addCommand(ship);
   program.addCommand(logCommand());
   program.addCommand(benchCommand());

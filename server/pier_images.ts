@@ -1,16 +1,35 @@
 /**
  * Moving epoch snapshots (`image.bin`) between a pier and the cluster:
  * streamed in checksummed chunks (cluster/images.ts), resumable, and never
- * held whole in memory.
+ * held whole in memory. Used by server/pier_import.ts and pier_export.ts.
  * @module
  */
 
 import { createHash } from "node:crypto";
-import type { ClusterClient } from "../../cluster/api.ts";
-import { IMAGE_CHUNK_BYTES, type ImageInfo, sha256 } from "../../cluster/images.ts";
-import type { Epoch } from "../../vere/pier.ts";
-import { CliError } from "./errors.ts";
-import { count, note } from "./output.ts";
+import type { ClusterClient } from "../cluster/api.ts";
+import { IMAGE_CHUNK_BYTES, type ImageInfo, sha256 } from "../cluster/images.ts";
+import type { Epoch } from "../vere/pier.ts";
+import { NodeError } from "./errors.ts";
+
+/** How often an image upload reports its bytes, at most. */
+const IMAGE_PROGRESS_MS = 1000;
+
+/** How far an image upload has come. */
+export type ImageProgress =
+  /** About once a second while an image is sent: `bytes` of its `size` read. */
+  | { kind: "imageBytes"; epoch: number; bytes: number; size: number }
+  /** An image sent whole: the cluster stored it and checked its SHA-256. */
+  | { kind: "imageStored"; epoch: number; size: number; seconds: number };
+
+/** Options of {@linkcode importImages}. */
+export interface ImportImagesOptions {
+  /** The pier's epochs; those with an `image.bin` are sent. */
+  epochs: readonly Epoch[];
+  /** The images the cluster holds of the ship already (complete or in part). */
+  held: readonly ImageInfo[];
+  /** Told how the upload goes. */
+  progress?: (p: ImageProgress) => void;
+}
 
 function readFull(file: Deno.FsFile, buf: Uint8Array): number {
   let got = 0;
@@ -25,18 +44,18 @@ function readFull(file: Deno.FsFile, buf: Uint8Array): number {
 /**
  * Sends every epoch's `image.bin` the cluster does not hold completely yet,
  * resuming after the bytes it holds. Each file is read once: the part the
- * cluster holds is only hashed, the rest is hashed and sent. Returns the bytes sent.
+ * cluster holds is only hashed, the rest is hashed and sent. Returns the
+ * bytes sent; a pier that does not match what the cluster holds is a NodeError.
  */
 export async function importImages(
   client: ClusterClient,
   ship: bigint,
-  epochs: Epoch[],
-  held: ImageInfo[],
+  options: ImportImagesOptions,
 ): Promise<number> {
   let sent = 0;
-  for (const epoch of epochs.filter((e) => e.hasImage)) {
+  for (const epoch of options.epochs.filter((e) => e.hasImage)) {
     const path = `${epoch.dir}/image.bin`;
-    const have = held.find((i) => i.epoch === epoch.base);
+    const have = options.held.find((i) => i.epoch === epoch.base);
     const file = Deno.openSync(path, { read: true });
     const whole = createHash("sha256");
     const started = performance.now();
@@ -46,7 +65,7 @@ export async function importImages(
       size = file.statSync().size;
       const resumeAt = have?.sha256 !== undefined ? size : have?.size ?? 0;
       if (resumeAt > size) {
-        throw new CliError(
+        throw new NodeError(
           `the cluster holds more of epoch ${epoch.base}'s image than ${path} has`,
         );
       }
@@ -54,7 +73,7 @@ export async function importImages(
       for (let offset = 0; offset < size;) {
         // Chunks on the cluster start at multiples of IMAGE_CHUNK_BYTES: so do these.
         const n = readFull(file, buf.subarray(0, Math.min(buf.length, size - offset)));
-        if (n === 0) throw new CliError(`${path} shrank while it was read; stop vere and retry`);
+        if (n === 0) throw new NodeError(`${path} shrank while it was read; stop vere and retry`);
         const data = buf.subarray(0, n);
         whole.update(data);
         if (offset >= resumeAt) {
@@ -68,9 +87,9 @@ export async function importImages(
             data,
           });
           sent += n;
-          if (performance.now() - shown > 1000) {
+          if (performance.now() - shown > IMAGE_PROGRESS_MS) {
             shown = performance.now();
-            note(`image of epoch ${epoch.base}: ${count(offset + n)} of ${count(size)} bytes`);
+            options.progress?.({ kind: "imageBytes", epoch: epoch.base, bytes: offset + n, size });
           }
         }
         offset += n;
@@ -81,7 +100,7 @@ export async function importImages(
     const digest = new Uint8Array(whole.digest());
     if (have?.sha256 !== undefined) {
       if (have.sha256 !== Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("")) {
-        throw new CliError(
+        throw new NodeError(
           `the cluster holds another image for epoch ${epoch.base} (SHA-256 ${
             have.sha256.slice(0, 16)
           }...); this pier does not match it`,
@@ -90,32 +109,42 @@ export async function importImages(
       continue;
     }
     await client.ships.write({ kind: "imageDone", ship, epoch: epoch.base, size, sha256: digest });
-    note(
-      `image of epoch ${epoch.base}: ${count(size)} bytes stored and checked on the cluster (${
-        ((performance.now() - started) / 1000).toFixed(1)
-      } s)`,
-    );
+    options.progress?.({
+      kind: "imageStored",
+      epoch: epoch.base,
+      size,
+      seconds: (performance.now() - started) / 1000,
+    });
   }
   return sent;
 }
 
+/** What {@linkcode downloadImage} downloads, and where to. */
+export interface ImageDownload {
+  /** The image, complete on the cluster (`sha256` set). */
+  image: ImageInfo;
+  /** The file to write: a new one. */
+  path: string;
+}
+
 /**
- * Writes a complete image from the cluster to `path` (a new file), checking
- * its SHA-256 against the one the cluster recorded; fsynced.
+ * Writes the complete image `download.image` of `ship` from the cluster to
+ * `download.path` (a new file), checking its SHA-256 against the one the
+ * cluster recorded; fsynced. A missing chunk or another hash is a NodeError.
  */
 export async function downloadImage(
   client: ClusterClient,
   ship: bigint,
-  image: ImageInfo,
-  path: string,
+  download: ImageDownload,
 ): Promise<void> {
+  const { image, path } = download;
   const hash = createHash("sha256");
   const file = Deno.openSync(path, { write: true, createNew: true });
   try {
     for (let offset = 0; offset < image.size;) {
       const data = await client.ships.imageChunk(ship, image.epoch, offset);
       if (data.length === 0) {
-        throw new CliError(`the node has no chunk at ${offset} of epoch ${image.epoch}'s image`);
+        throw new NodeError(`the node has no chunk at ${offset} of epoch ${image.epoch}'s image`);
       }
       hash.update(data);
       for (let w = 0; w < data.length;) w += file.writeSync(data.subarray(w));
@@ -127,7 +156,7 @@ export async function downloadImage(
   }
   const digest = hash.digest("hex");
   if (digest !== image.sha256) {
-    throw new CliError(
+    throw new NodeError(
       `epoch ${image.epoch}'s image read back with SHA-256 ${digest.slice(0, 16)}..., not the ${
         image.sha256?.slice(0, 16)
       }... recorded; run 'seguro log verify' and retry`,
