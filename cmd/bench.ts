@@ -2,7 +2,8 @@
  * `seguro bench`: drives a node's runtime socket like a busy runtime and
  * reports released events/s and release latency. By default it benches a
  * scratch fake ship it adds and removes (also on failure and Ctrl-C): the
- * events it plans are permanent in whatever ship they go to.
+ * events it plans are permanent in whatever ship they go to. The workflow is
+ * server/bench_scratch.ts; this module parses, handles Ctrl-C and prints.
  * @module
  */
 
@@ -10,58 +11,28 @@ import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
 
 import { join } from "node:path";
 
-import { type ClusterClient, withLeader } from "../cluster/api.ts";
-
-import type { ShipJson } from "../cluster/admin_protocol.ts";
-
 import { renderShip } from "../vere/event.ts";
 
-import { CliError, positiveOption as positive, UsageError } from "./lib/errors.ts";
+import { CliError, positiveOption as positive } from "./lib/errors.ts";
 
-import {
-  cliErrorOf,
-  dataDirOf,
-  type Target,
-  targetFlags,
-  targetOf,
-  type TargetOptions,
-} from "./lib/options.ts";
+import { cliErrorOf, dataDirOf, targetFlags, targetOf, type TargetOptions } from "./lib/options.ts";
 
 import { RUNTIME_SOCKET } from "../server/node.ts";
 
-import { type LoadResult, runRuntimeLoad } from "../server/runtime_load.ts";
+import {
+  type BenchProgress,
+  type BenchResult,
+  benchShip,
+  removeHint,
+  ScratchNotRemovedError,
+} from "../server/bench_scratch.ts";
 
-import { optimismOption, shipArgument, withNode } from "./lib/ships.ts";
+import { optimismOption, shipArgument } from "./lib/ships.ts";
 
 import { count, note, print, toJson } from "./lib/output.ts";
 
-/** Random names tried for the scratch ship before giving up (each is almost surely free). */
-const SCRATCH_NAME_TRIES_MAX = 100;
-
 /** Exit code after Ctrl-C (128 + SIGINT), as shells report it. */
 const EXIT_INTERRUPTED = 130;
-
-/** A random planet that is not on the cluster, for the scratch ship. */
-function scratchShipOf(ships: readonly ShipJson[]): bigint {
-  const taken = new Set(ships.map((s) => s.ship));
-  for (let i = 0; i < SCRATCH_NAME_TRIES_MAX; i++) {
-    const [n] = crypto.getRandomValues(new Uint32Array(1));
-    if (n >= 0x1_0000 && !taken.has(String(n))) return BigInt(n);
-  }
-  throw new Error(`invariant: ${SCRATCH_NAME_TRIES_MAX} random planets are all on the cluster`);
-}
-
-/** Sends one ship request to the leader; errors become one-line CliErrors. */
-async function shipRequest(
-  target: Target,
-  request: (c: ClusterClient) => Promise<unknown>,
-): Promise<void> {
-  try {
-    await withLeader(target.address, target.credentials, request);
-  } catch (e) {
-    throw cliErrorOf(e);
-  }
-}
 
 /** The options of `seguro bench`. */
 interface BenchOptions extends TargetOptions {
@@ -74,24 +45,24 @@ interface BenchOptions extends TargetOptions {
   json?: boolean;
 }
 
-/** The ship to bench: `--ship` if it is fake or `--yes` says so, else undefined (a scratch one). */
-function chosenShip(options: BenchOptions, ships: readonly ShipJson[]): bigint | undefined {
-  if (options.ship === undefined) return undefined;
-  const name = renderShip(options.ship);
-  const info = ships.find((s) => s.ship === String(options.ship));
-  if (info === undefined) {
-    throw new CliError(
-      `${name} is not on this cluster; leave out --ship to bench a scratch ship, or add ${name} with 'seguro ship add ${name} --fake'`,
-    );
+/** A bench's progress as a line for stderr, or nothing. */
+function benchLine(p: BenchProgress): string | undefined {
+  switch (p.kind) {
+    case "chosen":
+      return undefined;
+    case "added":
+      return `benching the scratch ship ${
+        renderShip(p.ship)
+      } (fake); it and its events are removed at the end`;
+    case "load":
+      return p.line;
+    case "removed":
+      return `removed the scratch ship ${renderShip(p.ship)} and its events`;
+    case "notRemoved":
+      return `the scratch ship ${renderShip(p.ship)} was not removed (${p.reason}); ${
+        removeHint(p.ship)
+      }`;
   }
-  if (!info.fake && !options.yes) {
-    throw new UsageError(
-      `${name} is a real ship and the ${
-        count(options.events)
-      } /bench events would stay in its log for good; leave out --ship to bench a scratch ship, or pass --yes to write them into ${name}`,
-    );
-  }
-  return options.ship;
 }
 
 /** Builds the `bench` command. */
@@ -126,101 +97,76 @@ export function benchCommand(): CommandUnknownOpts {
   ).action(async (options: BenchOptions) => {
     const target = targetOf(options);
     const dir = dataDirOf(options);
-    const status = await withNode(target, (c) => c.status());
-    if (status.role !== "leader") {
-      throw new CliError(
-        `this node is not the master; run 'seguro bench' on node ${status.leaderId} (${
-          status.leaderAddress ?? "address unknown"
-        })`,
-      );
-    }
-    const ships = await withNode(target, (c) => c.ships.list());
-    const chosen = chosenShip(options, ships);
-    const ship = chosen ?? scratchShipOf(ships);
-    const name = renderShip(ship);
-    const scratch = chosen === undefined;
-    const removeHint = `remove it with 'seguro ship remove ${name} --yes'`;
-
+    // Ctrl-C or SIGTERM once stops the load and removes a scratch ship; twice exits at once.
     const stop = new AbortController();
+    let chosen: { ship: bigint; scratch: boolean } | undefined;
+    let removed = false;
     const onSignal = () => {
+      const scratch = chosen?.scratch === true;
+      const name = renderShip(chosen?.ship ?? 0n);
       if (stop.signal.aborted) {
-        if (scratch) note(`stopped before the scratch ship ${name} was removed; ${removeHint}`);
+        if (scratch) {
+          note(
+            `stopped before the scratch ship ${name} was removed; ${removeHint(chosen!.ship)}`,
+          );
+        }
         Deno.exit(EXIT_INTERRUPTED);
       }
       note(scratch ? `interrupted: removing the scratch ship ${name}` : "interrupted");
       stop.abort(new CliError("the bench was interrupted", EXIT_INTERRUPTED));
     };
-    Deno.addSignalListener("SIGINT", onSignal);
-    Deno.addSignalListener("SIGTERM", onSignal);
-    let added = false;
-    let removed = false;
-    let failure: unknown;
-    let summary: (LoadResult & Record<string, unknown>) | undefined;
-    let fsyncs = 0;
-    try {
-      if (scratch) {
-        await shipRequest(target, (c) => c.ships.add(ship, { fake: true, life: 0 }));
-        added = true;
-        note(`benching the scratch ship ${name} (fake); it and its events are removed at the end`);
-      }
-      stop.signal.throwIfAborted();
-      if (options.optimism !== undefined) {
-        const optimism = options.optimism;
-        await shipRequest(target, (c) => c.ships.set(ship, optimism));
-      }
-      const before = await withNode(target, (c) => c.status());
-      const result = await runRuntimeLoad(join(dir, RUNTIME_SOCKET), ship, {
-        events: options.events,
-        sizeBytes: options.size,
-        inflight: options.inflight,
-        progress: (s) => note(s),
-        signal: stop.signal,
-      });
-      const after = await withNode(target, (c) => c.status());
-      fsyncs = (after.store.fsyncs - before.store.fsyncs) / result.events;
-      summary = {
-        ...result,
-        ship: name,
-        scratch,
-        fsyncsPerEvent: fsyncs,
-        optimism: options.optimism ??
-          ships.find((s) => s.ship === String(ship))?.optimism ?? -1,
-        inflight: options.inflight,
-        sizeBytes: options.size,
-      };
-    } catch (e) {
-      failure = e;
-    }
-    try {
-      if (added) {
-        try {
-          await shipRequest(target, (c) => c.ships.remove(ship));
-          removed = true;
-          note(`removed the scratch ship ${name} and its events`);
-        } catch (e) {
-          const why = `the scratch ship ${name} was not removed (${
-            (e as Error).message
-          }); ${removeHint}`;
-          if (failure === undefined) throw new CliError(why);
-          note(why);
-        }
-      }
-    } finally {
-      Deno.removeSignalListener("SIGINT", onSignal);
-      Deno.removeSignalListener("SIGTERM", onSignal);
-    }
-    if (stop.signal.aborted) {
-      throw new CliError(
+    const interrupted = () =>
+      new CliError(
         `the bench was interrupted${
-          removed ? `; the scratch ship ${name} and its events were removed` : ""
+          removed
+            ? `; the scratch ship ${renderShip(chosen!.ship)} and its events were removed`
+            : ""
         }`,
         EXIT_INTERRUPTED,
       );
+    let summary: BenchResult;
+    try {
+      summary = await benchShip(target, {
+        socket: join(dir, RUNTIME_SOCKET),
+        ship: options.ship,
+        realOk: options.yes,
+        events: options.events,
+        sizeBytes: options.size,
+        inflight: options.inflight,
+        optimism: options.optimism,
+        signal: stop.signal,
+        progress: (p) => {
+          if (p.kind === "chosen") {
+            // Signals are ours once there is a ship to clean up after.
+            chosen = p;
+            Deno.addSignalListener("SIGINT", onSignal);
+            Deno.addSignalListener("SIGTERM", onSignal);
+          }
+          if (p.kind === "removed") removed = true;
+          const line = benchLine(p);
+          if (line !== undefined) note(line);
+        },
+      });
+    } catch (e) {
+      if (stop.signal.aborted && !(e instanceof ScratchNotRemovedError)) throw interrupted();
+      throw cliErrorOf(e);
+    } finally {
+      if (chosen !== undefined) {
+        Deno.removeSignalListener("SIGINT", onSignal);
+        Deno.removeSignalListener("SIGTERM", onSignal);
+      }
     }
-    if (failure !== undefined) throw failure;
-    if (summary === undefined) throw new Error("invariant: a bench without failure has a summary");
+    if (stop.signal.aborted) throw interrupted();
+    const name = renderShip(summary.ship);
+    const scratch = summary.scratch;
+    const fsyncs = summary.fsyncsPerEvent;
     if (options.json) {
-      print(toJson(summary));
+      print(toJson({
+        ...summary,
+        ship: name,
+        inflight: options.inflight,
+        sizeBytes: options.size,
+      }));
       return;
     }
     print(

@@ -1,46 +1,34 @@
 /**
- * `seguro log tail | show | verify ~ship`: a ship's events, decoded.
+ * `seguro log tail | show | verify | audit ~ship`: a ship's events, decoded.
+ * Reading, following and checking the log is server/ship_log.ts; this module
+ * parses the arguments and prints (tables, JSON).
  * @module
  */
 
 import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
-import type { EventView, ShipVerify } from "../cluster/admin_protocol.ts";
-import { decodeJob, type EventSummary, renderShip, summarizeEvent } from "../vere/event.ts";
-import { cue, type Noun } from "../vere/noun.ts";
-import { renderNoun } from "../vere/noun_show.ts";
+import { renderShip } from "../vere/event.ts";
+import {
+  type LogEvent,
+  type ShownEvent,
+  showShipEvent,
+  type TailProgress,
+  tailShipLog,
+  verifyShipLog,
+} from "../server/ship_log.ts";
 import { CliError, positiveOption as positive } from "./lib/errors.ts";
-import { targetFlags, targetOf, type TargetOptions } from "./lib/options.ts";
-import { shipArgument, shipInfo, withNode } from "./lib/ships.ts";
+import { cliErrorOf, targetFlags, targetOf, type TargetOptions } from "./lib/options.ts";
+import { shipArgument } from "./lib/ships.ts";
 import { clusterStatus } from "./lib/cluster_status.ts";
 import { colors, count, formatTable, hex32, note, print, toJson } from "./lib/output.ts";
 
-/** One decoded line of a ship's log. */
-interface LogLine extends EventSummary {
+/** One decoded line of a ship's log, as printed: the mug in hex. */
+interface LogLine extends Omit<LogEvent, "mug"> {
   /** Stored mug. */
   mug: string;
 }
 
-function describe(e: EventView, life: number): LogLine {
-  let summary: EventSummary;
-  try {
-    summary = summarizeEventBytes(e, life);
-  } catch {
-    summary = {
-      eve: e.eve,
-      kind: "ovum",
-      time: null,
-      wire: null,
-      card: "(undecodable)",
-      bytes: e.job.length,
-    };
-  }
-  return { ...summary, mug: hex32(e.mug) };
-}
-
-function summarizeEventBytes(e: EventView, life: number): EventSummary {
-  // summarizeEvent measures the jam itself; the stored bytes are that jam already.
-  const s = summarizeEvent(e.eve, cue(e.job), life);
-  return { ...s, bytes: e.job.length };
+function logLine(e: LogEvent): LogLine {
+  return { ...e, mug: hex32(e.mug) };
 }
 
 const LOG_COLUMNS = [
@@ -69,36 +57,34 @@ export function logCommand(): CommandUnknownOpts {
       options: TargetOptions & { lines: number; follow?: boolean; json?: boolean },
     ) => {
       const target = targetOf(options);
-      const info = await shipInfo(target, ship);
-      let next = Math.max(1, info.lastEve - options.lines + 1);
-      await withNode(target, async (client) => {
-        // Answers stop at a few MiB; ask again until the last `lines` events are in.
-        const first: LogLine[] = [];
-        while (next <= info.lastEve) {
-          const batch = await client.ships.events(ship, next, info.lastEve - next + 1);
-          if (batch.length === 0) break;
-          for (const e of batch) first.push(describe(e, info.life));
-          next = batch[batch.length - 1].eve + 1;
+      let widths: LogLine[] = [];
+      const printTail = (p: TailProgress) => {
+        if (p.kind === "last") {
+          const first = p.events.map(logLine);
+          if (options.json && !options.follow) print(toJson(first));
+          else if (options.json) { for (const l of first) console.log(JSON.stringify(l)); }
+          else if (first.length > 0) print(formatTable(first, LOG_COLUMNS));
+          else note(`${renderShip(ship)} has no events yet`);
+          widths = first;
+          return;
         }
-        if (options.json && !options.follow) print(toJson(first));
-        else if (options.json) { for (const l of first) console.log(JSON.stringify(l)); }
-        else if (first.length > 0) print(formatTable(first, LOG_COLUMNS));
-        else note(`${renderShip(ship)} has no events yet`);
-        let widths = first;
-        while (options.follow) {
-          const batch = await client.ships.events(ship, next, 1000, 30_000);
-          for (const e of batch) {
-            const l = describe(e, info.life);
-            if (options.json) console.log(JSON.stringify(l));
-            else {
-              // Same columns as the table; each line alone, aligned to the table's widths so far.
-              widths = [...widths.slice(-50), l];
-              print(formatTable(widths, LOG_COLUMNS).split("\n").pop()!);
-            }
-            next = e.eve + 1;
-          }
+        const l = logLine(p.event);
+        if (options.json) console.log(JSON.stringify(l));
+        else {
+          // Same columns as the table; each line alone, aligned to the table's widths so far.
+          widths = [...widths.slice(-50), l];
+          print(formatTable(widths, LOG_COLUMNS).split("\n").pop()!);
         }
-      });
+      };
+      try {
+        await tailShipLog(target, ship, {
+          lines: options.lines,
+          follow: options.follow,
+          progress: printTail,
+        });
+      } catch (e) {
+        throw cliErrorOf(e);
+      }
     },
   );
 
@@ -116,28 +102,22 @@ export function logCommand(): CommandUnknownOpts {
       options: TargetOptions & { maxChars: number; json?: boolean },
     ) => {
       const target = targetOf(options);
-      const info = await shipInfo(target, ship);
-      const [e] = await withNode(
-        target,
-        (c) => c.ships.events(ship, eve, 1),
-      );
-      if (e === undefined || e.eve !== eve) {
-        throw new CliError(`${renderShip(ship)} has no event ${eve} (its last is ${info.lastEve})`);
+      let e: ShownEvent;
+      try {
+        e = await showShipEvent(target, ship, eve, { maxChars: options.maxChars });
+      } catch (err) {
+        throw cliErrorOf(err);
       }
-      const job: Noun = cue(e.job);
-      const formula = eve <= info.life;
-      const record = formula ? undefined : decodeJob(job);
-      const shown = renderNoun(formula ? job : record!.data, options.maxChars);
       const fields = {
         ship: renderShip(ship),
         eve,
-        kind: formula ? "boot formula" : "ovum",
-        time: record?.time ?? null,
-        wire: record?.wire ?? null,
-        card: record ? `%${record.tag}` : null,
+        kind: e.formula ? "boot formula" : "ovum",
+        time: e.time,
+        wire: e.wire,
+        card: e.card,
         mug: hex32(e.mug),
-        bytes: e.job.length,
-        [formula ? "formula" : "data"]: shown.text,
+        bytes: e.bytes,
+        [e.formula ? "formula" : "data"]: e.text,
       };
       if (options.json) {
         print(toJson(fields));
@@ -147,7 +127,7 @@ export function logCommand(): CommandUnknownOpts {
         // Numbers as every table prints them (`log tail`'s SIZE): 3,356,302.
         print(`${colors.dim(k.padEnd(7))} ${typeof v === "number" ? count(v) : v ?? "-"}`);
       }
-      if (shown.truncated) note(`(truncated at ${options.maxChars} characters; raise --max-chars)`);
+      if (e.truncated) note(`(truncated at ${options.maxChars} characters; raise --max-chars)`);
     },
   );
 
@@ -161,22 +141,11 @@ export function logCommand(): CommandUnknownOpts {
   ).action(async (ship: bigint, options: TargetOptions & { json?: boolean }) => {
     const target = targetOf(options);
     const status = await clusterStatus(target.address, target.credentials);
-    const results = await Promise.all(status.rows.map(async (row) => {
-      if (row.address === null) return { id: row.id, error: "address unknown" };
-      try {
-        const v = await withNode(
-          { address: row.address, credentials: target.credentials },
-          (c) => c.ships.verify(ship),
-        );
-        return { id: row.id, ...v };
-      } catch (e) {
-        return { id: row.id, error: (e as Error).message };
-      }
-    }));
-    const ok = results.filter((r): r is typeof r & ShipVerify => !("error" in r));
-    const digests = new Set(ok.map((r) => `${r.lastEve}/${r.digest}`));
-    const problems = ok.flatMap((r) => r.problems.map((p) => ({ node: r.id, ...p })));
-    const agree = digests.size === 1 && ok.length === results.length;
+    const { nodes: results, problems, agree, answered, lastEve } = await verifyShipLog(
+      status.rows,
+      target.credentials,
+      ship,
+    );
     if (options.json) {
       print(toJson({ ship: renderShip(ship), agree, problems, nodes: results }));
     } else {
@@ -206,7 +175,7 @@ export function logCommand(): CommandUnknownOpts {
       );
     }
     if (!options.json) {
-      note(`${renderShip(ship)}: ${ok.length} nodes agree on ${count(ok[0]?.lastEve ?? 0)} events`);
+      note(`${renderShip(ship)}: ${answered} nodes agree on ${count(lastEve)} events`);
     }
   });
 

@@ -1,5 +1,7 @@
 /**
- * `seguro ship add | list | remove`: the ships whose event logs the cluster keeps.
+ * `seguro ship add | list | set | run | default | remove`: the ships whose
+ * event logs the cluster keeps. `add` with a pill is a workflow
+ * (server/ship_admin.ts); the others are one request each.
  * @module
  */
 
@@ -7,55 +9,21 @@ import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
 
 import { ClusterClient, withLeader } from "../cluster/api.ts";
 
-import type { PlannedEvent } from "../cluster/machine.ts";
-
 import type { ShipJson } from "../cluster/admin_protocol.ts";
 
-import { bootSequence, daFromMillis, parsePill, renderShip } from "../vere/event.ts";
+import { renderShip } from "../vere/event.ts";
 
-import { jam, NounError } from "../vere/noun.ts";
+import { addShip } from "../server/ship_admin.ts";
 
 import { CliError, UsageError } from "./lib/errors.ts";
 
-import {
-  cliErrorOf,
-  type Target,
-  targetFlags,
-  targetOf,
-  type TargetOptions,
-} from "./lib/options.ts";
+import { cliErrorOf, targetFlags, targetOf, type TargetOptions } from "./lib/options.ts";
 
 import { readNounFile } from "./lib/files.ts";
 
 import { masterShipList, optimismOption, shipArgument, shipInfo } from "./lib/ships.ts";
 
 import { count, formatTable, hex32, note, print, toJson } from "./lib/output.ts";
-
-/** Events per `events` request: big enough to batch, small enough for one frame. */
-const PLAN_BATCH_BYTES = 4 * 1024 * 1024;
-
-async function planEvents(target: Target, ship: bigint, events: PlannedEvent[]): Promise<void> {
-  const total = events.reduce((n, e) => n + e.job.length, 0);
-  let sent = 0;
-  let bytes = 0;
-  await withLeader(target.address, target.credentials, async (client) => {
-    while (sent < events.length) {
-      const batch: PlannedEvent[] = [];
-      let size = 0;
-      while (
-        sent + batch.length < events.length &&
-        (batch.length === 0 || size + events[sent + batch.length].job.length <= PLAN_BATCH_BYTES)
-      ) {
-        size += events[sent + batch.length].job.length;
-        batch.push(events[sent + batch.length]);
-      }
-      await client.ships.write({ kind: "events", ship, firstEve: sent + 1, events: batch });
-      sent += batch.length;
-      bytes += size;
-      note(`planned ${sent}/${events.length} events (${count(bytes)} of ${count(total)} bytes)`);
-    }
-  });
-}
 
 /** Sends one ship request to the leader; errors become one-line CliErrors. */
 async function shipRequestToLeader(
@@ -93,45 +61,33 @@ export function shipCommand(): CommandUnknownOpts {
       .option("--pill <file>", "boot the fake ship from this pill (e.g. brass.pill)"),
   ).action(async (ship: bigint, options: TargetOptions & { fake?: boolean; pill?: string }) => {
     const target = targetOf(options);
-    let events: PlannedEvent[] = [];
-    let life = 0;
-    if (options.pill !== undefined) {
-      if (!options.fake) {
-        throw new UsageError(
-          "--pill boots a fake ship; pass --fake too (real ships are imported from their pier)",
-        );
-      }
-      const { noun } = readNounFile(options.pill);
-      try {
-        const seq = bootSequence(parsePill(noun), {
-          ship,
-          bootTime: daFromMillis(Date.now()),
-          entropy: crypto.getRandomValues(new Uint8Array(64)),
-        });
-        life = seq.life;
-        events = seq.events.map((job) => ({ mug: 0, job: jam(job) }));
-      } catch (e) {
-        if (e instanceof NounError) {
-          throw new CliError(`${options.pill} is not a usable pill: ${e.message}`);
-        }
-        throw e;
-      }
-    }
-    try {
-      await withLeader(
-        target.address,
-        target.credentials,
-        (c) => c.ships.add(ship, { fake: options.fake === true, life }),
+    if (options.pill !== undefined && !options.fake) {
+      throw new UsageError(
+        "--pill boots a fake ship; pass --fake too (real ships are imported from their pier)",
       );
-      if (events.length > 0) await planEvents(target, ship, events);
+    }
+    const pill = options.pill === undefined
+      ? undefined
+      : { noun: readNounFile(options.pill).noun, name: options.pill };
+    try {
+      const r = await addShip(target, ship, {
+        fake: options.fake === true,
+        pill,
+        progress: (p) =>
+          note(
+            `planned ${p.events}/${p.total} events (${count(p.bytes)} of ${
+              count(p.totalBytes)
+            } bytes)`,
+          ),
+      });
+      print(
+        `Added ${renderShip(ship)}${
+          r.events > 0 ? ` with its ${r.events} boot events (life ${r.life})` : ""
+        }.`,
+      );
     } catch (e) {
       throw cliErrorOf(e);
     }
-    print(
-      `Added ${renderShip(ship)}${
-        events.length > 0 ? ` with its ${events.length} boot events (life ${life})` : ""
-      }.`,
-    );
   });
 
   targetFlags(

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { ClusterClient } from "../cluster/api.ts";
 import type { ClusterCredentials } from "../cluster/token.ts";
 import { renderShip } from "../vere/event.ts";
 import { LmdbError } from "../vere/lmdb.ts";
@@ -47,4 +48,13 @@ export function shipPierMeta(ship: bigint, pier: string): PierMeta {
     );
   }
   return meta;
+}
+
+/** Runs `f` with a client connected to the node at `target`, closed afterwards. */
+export async function withNode<T>(
+  target: ClusterTarget,
+  f: (c: ClusterClient) => Promise<T>,
+): Promise<T> {
+  const client = await ClusterClient.connect(target.address, target.credentials);
+  return await f(client).finally(() => client.close());
 }

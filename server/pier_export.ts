@@ -24,7 +24,7 @@ import { renderShip } from "../vere/event.ts";
 import { type EpochContent, LOG_VERSION, type PierEvent, writePier } from "../vere/pier.ts";
 import { basename, dirname, join, resolve } from "node:path";
 import { NodeError } from "./errors.ts";
-import { type ClusterTarget, pierFailure } from "./pier_client.ts";
+import { type ClusterTarget, pierFailure, withNode } from "./pier_client.ts";
 import { downloadImage } from "./pier_images.ts";
 
 /** Events per `log` request during an export. */
@@ -159,12 +159,6 @@ function unlessAborted<T>(work: Promise<T>, signal: AbortSignal | undefined): Pr
     signal.addEventListener("abort", onAbort, { once: true });
     work.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
   });
-}
-
-/** Runs `f` with a client of the node at `target` (any node: an export reads). */
-async function withNode<T>(target: ClusterTarget, f: (c: ClusterClient) => Promise<T>): Promise<T> {
-  const client = await ClusterClient.connect(target.address, target.credentials);
-  return await f(client).finally(() => client.close());
 }
 
 /**
