@@ -141,7 +141,7 @@ clusterTest(
     console.log(
       `tail: read-to-quorum-commit p99 ${
         ships[0].runtime?.tailP99Ms
-      } ms over the last runtime's batches, plus at most one 5 ms poll`,
+      } ms over the last runtime's batches (the tail wakes on the pier's data file changing)`,
     );
     const status = await seguro(c, ["status"]);
     assert.match(
