@@ -19,7 +19,8 @@
  * @module
  */
 
-import type { DatabaseSync, StatementSync } from "node:sqlite";
+import type { DatabaseSync } from "node:sqlite";
+import { KeyValueTable } from "./key_value_table.ts";
 import type { Loss, PlannedEntry } from "../release.ts";
 
 const LISTEN = "listen";
@@ -43,10 +44,7 @@ export interface LocalSettingsInit {
 
 /** Typed reads and durable writes of this node's settings. */
 export class LocalSettings {
-  readonly #get: StatementSync;
-  readonly #set: StatementSync;
-  readonly #delete: StatementSync;
-  readonly #withPrefix: StatementSync;
+  readonly #table: KeyValueTable;
   readonly #write: (body: () => void) => void;
 
   /**
@@ -54,14 +52,7 @@ export class LocalSettings {
    * runs its body in one durable transaction of the store.
    */
   constructor(db: DatabaseSync, write: (body: () => void) => void) {
-    this.#get = db.prepare("SELECT value FROM local_setting WHERE key = ?");
-    this.#set = db.prepare(
-      "INSERT INTO local_setting (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-    );
-    this.#delete = db.prepare("DELETE FROM local_setting WHERE key = ?");
-    this.#withPrefix = db.prepare(
-      "SELECT value FROM local_setting WHERE substr(key, 1, length(?)) = ? ORDER BY key",
-    );
+    this.#table = new KeyValueTable(db, "local_setting");
     this.#write = write;
   }
 
@@ -117,8 +108,8 @@ export class LocalSettings {
 
   /** Every loss recorded, by this run or an earlier one, in key order. */
   losses(): Loss[] {
-    return this.#withPrefix.all(LOSS_PREFIX, LOSS_PREFIX).map((row) => {
-      const l = JSON.parse(String(row.value));
+    return this.#table.withPrefix(LOSS_PREFIX).map((row) => {
+      const l = JSON.parse(row.value);
       return {
         ship: BigInt(l.ship),
         firstEve: l.firstEve,
@@ -139,8 +130,8 @@ export class LocalSettings {
 
   /** Released entries recorded while they awaited their verdict, in key order. */
   suspects(): PlannedEntry[] {
-    return this.#withPrefix.all(SUSPECT_PREFIX, SUSPECT_PREFIX).map((row) => {
-      const e = JSON.parse(String(row.value));
+    return this.#table.withPrefix(SUSPECT_PREFIX).map((row) => {
+      const e = JSON.parse(row.value);
       return { ...e, ship: BigInt(e.ship) };
     });
   }
@@ -155,15 +146,14 @@ export class LocalSettings {
 
   /** Forgets a recorded entry once it has its verdict (durable). */
   forgetSuspect(e: PlannedEntry): void {
-    this.#write(() => this.#delete.run(`${SUSPECT_PREFIX}${e.index}.${e.term}`));
+    this.#write(() => this.#table.delete(`${SUSPECT_PREFIX}${e.index}.${e.term}`));
   }
 
   #value(key: string): string | undefined {
-    const row = this.#get.get(key);
-    return row === undefined ? undefined : String(row.value);
+    return this.#table.get(key);
   }
 
   #setValue(key: string, value: string): void {
-    this.#write(() => this.#set.run(key, value));
+    this.#write(() => this.#table.set(key, value));
   }
 }

@@ -17,7 +17,8 @@
  * @module
  */
 
-import type { DatabaseSync, StatementSync } from "node:sqlite";
+import type { DatabaseSync } from "node:sqlite";
+import { KeyValueTable } from "./key_value_table.ts";
 
 const IDS = "member.ids";
 const ADDRESS_PREFIX = "member.address.";
@@ -30,21 +31,11 @@ export const MACHINE_SETTING_PREFIXES: readonly string[] = ["member.", "ship."];
 
 /** Typed reads and writes of the state machine's settings. */
 export class MachineSettings {
-  readonly #get: StatementSync;
-  readonly #set: StatementSync;
-  readonly #delete: StatementSync;
-  readonly #withPrefix: StatementSync;
+  readonly #table: KeyValueTable;
 
   /** Prepares the statements (the store calls this once per open). */
   constructor(db: DatabaseSync) {
-    this.#get = db.prepare("SELECT value FROM machine_setting WHERE key = ?");
-    this.#set = db.prepare(
-      "INSERT INTO machine_setting (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-    );
-    this.#delete = db.prepare("DELETE FROM machine_setting WHERE key = ?");
-    this.#withPrefix = db.prepare(
-      "SELECT key FROM machine_setting WHERE substr(key, 1, length(?)) = ? ORDER BY key",
-    );
+    this.#table = new KeyValueTable(db, "machine_setting");
   }
 
   /**
@@ -60,7 +51,7 @@ export class MachineSettings {
   addresses(): Map<number, string> {
     const out = new Map<number, string>();
     for (const id of this.#ids(IDS)) {
-      const address = this.#value(ADDRESS_PREFIX + id);
+      const address = this.#table.get(ADDRESS_PREFIX + id);
       if (address !== undefined) out.set(id, address);
     }
     return out;
@@ -68,8 +59,8 @@ export class MachineSettings {
 
   /** Records where `nodeId` listens; `ids` are every id with an address now (write). */
   setAddress(nodeId: number, address: string, ids: readonly number[]): void {
-    this.#set.run(ADDRESS_PREFIX + nodeId, address);
-    this.#set.run(IDS, ids.join(","));
+    this.#table.set(ADDRESS_PREFIX + nodeId, address);
+    this.#table.set(IDS, ids.join(","));
   }
 
   /** The nodes whose removal from the cluster was applied. */
@@ -79,39 +70,35 @@ export class MachineSettings {
 
   /** Records every node removed so far (write). */
   setRemoved(ids: Iterable<number>): void {
-    this.#set.run(REMOVED, [...ids].join(","));
+    this.#table.set(REMOVED, [...ids].join(","));
   }
 
   /** The cluster's default optimism, or undefined when never set. */
   defaultOptimism(): number | undefined {
-    const value = this.#value(DEFAULT_OPTIMISM);
+    const value = this.#table.get(DEFAULT_OPTIMISM);
     return value === undefined ? undefined : Number(value);
   }
 
   /** Sets the cluster's default optimism (write). */
   setDefaultOptimism(optimism: number): void {
-    this.#set.run(DEFAULT_OPTIMISM, String(optimism));
+    this.#table.set(DEFAULT_OPTIMISM, String(optimism));
   }
 
   /** The ships the master runs its `--exec` command for. */
   runShips(): bigint[] {
-    return this.#withPrefix.all(RUN_PREFIX, RUN_PREFIX)
-      .map((row) => BigInt(String(row.key).slice(RUN_PREFIX.length)));
+    return this.#table.withPrefix(RUN_PREFIX).map((row) =>
+      BigInt(row.key.slice(RUN_PREFIX.length))
+    );
   }
 
   /** Turns the run flag of `ship` on or off (write). */
   setRun(ship: bigint, run: boolean): void {
-    if (run) this.#set.run(RUN_PREFIX + ship, "1");
-    else this.#delete.run(RUN_PREFIX + ship);
-  }
-
-  #value(key: string): string | undefined {
-    const row = this.#get.get(key);
-    return row === undefined ? undefined : String(row.value);
+    if (run) this.#table.set(RUN_PREFIX + ship, "1");
+    else this.#table.delete(RUN_PREFIX + ship);
   }
 
   #ids(key: string): number[] {
-    const listed = this.#value(key);
+    const listed = this.#table.get(key);
     return listed ? listed.split(",").map(Number) : [];
   }
 }
