@@ -10,10 +10,9 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { ClusterClient } from "../../cluster/api.ts";
 import type { PlannedEvent } from "../../cluster/machine.ts";
-import { daFromUnix } from "../../vere/event.ts";
-import { cell, cord, jam, list, tuple } from "../../vere/noun.ts";
 import { readEvents, readPierMeta } from "../../vere/pier.ts";
 import { lmdbMissing } from "../fixtures.ts";
+import { beltEvents } from "./belt_events.ts";
 import { clusterTest, NodeProcess, type TestCluster, type TestMember } from "./harness.ts";
 
 /** Why these tests cannot run here, if they cannot. */
@@ -22,21 +21,9 @@ const LMDB = lmdbMissing();
 /** Events per `events` request of the preload. */
 const PRELOAD_BATCH = 1_000;
 
-/** Made-up events `from`..`to` of ~zod (jobs as a vere `belt` event). */
+/** Events `from`..`to` as the cluster's append takes them (no eve numbers). */
 function events(from: number, to: number): PlannedEvent[] {
-  const out: PlannedEvent[] = [];
-  for (let eve = from; eve <= to; eve++) {
-    const job = jam(
-      tuple(
-        daFromUnix(1_700_000_000n + BigInt(eve), 0),
-        list([cord("d")]),
-        cord("belt"),
-        cell(BigInt(eve), 0n),
-      ),
-    );
-    out.push({ mug: (eve * 2654435761) >>> 1, job });
-  }
-  return out;
+  return beltEvents(from, to).map(({ mug, job }) => ({ mug, job }));
 }
 
 async function append(client: ClusterClient, from: number, to: number): Promise<void> {

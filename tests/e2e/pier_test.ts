@@ -7,40 +7,16 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { cell, cord, jam, list, tuple } from "../../vere/noun.ts";
-import { daFromUnix } from "../../vere/event.ts";
-import {
-  LOG_VERSION,
-  type PierEvent,
-  readEvents,
-  readPierMeta,
-  writeEpoch,
-  writePier,
-} from "../../vere/pier.ts";
+import { LOG_VERSION, readEvents, readPierMeta, writeEpoch, writePier } from "../../vere/pier.ts";
 import { Env, eventKey } from "../../vere/lmdb.ts";
 import { ClusterClient } from "../../cluster/api.ts";
 import type { ShipJson } from "../../cluster/admin_protocol.ts";
 import { lmdbToolsMissing } from "../fixtures.ts";
+import { beltEvents } from "./belt_events.ts";
 import { clusterTest, NodeProcess, type TestCluster } from "./harness.ts";
 
 /** Why these tests cannot run here, if they cannot. */
 const LMDB_TOOLS = lmdbToolsMissing();
-
-function events(from: number, to: number): PierEvent[] {
-  const out: PierEvent[] = [];
-  for (let eve = from; eve <= to; eve++) {
-    const job = jam(
-      tuple(
-        daFromUnix(1_700_000_000n + BigInt(eve), 0),
-        list([cord("d")]),
-        cord("belt"),
-        cell(BigInt(eve), 0n),
-      ),
-    );
-    out.push({ eve, mug: (eve * 2654435761) >>> 1, job });
-  }
-  return out;
-}
 
 async function seguro(c: TestCluster, args: string[]): Promise<NodeProcess> {
   const p = new NodeProcess([...args, "--cluster", c.anyAddress()], { SEGURO_TOKEN: c.token });
@@ -61,7 +37,7 @@ clusterTest(
   async (c) => {
     const meta = { version: LOG_VERSION, who: 0n, fake: true, life: 0 };
     const pier = join(c.root, "zod-pier");
-    writePier(pier, { meta, events: events(1, 300), vereVersion: "4.0" });
+    writePier(pier, { meta, events: beltEvents(1, 300), vereVersion: "4.0" });
 
     const imported = await seguro(c, ["ship", "import", "~zod", pier]);
     assert.equal((await imported.exited).code, 0, imported.lines.join("\n"));
@@ -80,7 +56,7 @@ clusterTest(
 
     // A pier of another ship, a locked pier, a pier with a gap.
     const nec = join(c.root, "nec-pier");
-    writePier(nec, { meta: { ...meta, who: 1n }, events: events(1, 3), vereVersion: "4.0" });
+    writePier(nec, { meta: { ...meta, who: 1n }, events: beltEvents(1, 3), vereVersion: "4.0" });
     const wrong = await seguro(c, ["ship", "import", "~zod", nec]);
     assert.equal((await wrong.exited).code, 1);
     assert.match(wrong.lines.join("\n"), /belongs to ~nec, not ~zod/);
@@ -89,9 +65,9 @@ clusterTest(
     assert.match(locked.lines.join("\n"), /in use by a running urbit .* pass --live/);
     await Deno.remove(join(nec, ".vere.lock"));
     const gap = join(c.root, "bud-pier");
-    writePier(gap, { meta: { ...meta, who: 2n }, events: events(1, 5), vereVersion: "4.0" });
+    writePier(gap, { meta: { ...meta, who: 2n }, events: beltEvents(1, 5), vereVersion: "4.0" });
     writeEpoch(gap, {
-      events: events(8, 10),
+      events: beltEvents(8, 10),
       base: 7,
       vereVersion: "4.0",
       meta: { ...meta, who: 2n },
@@ -113,17 +89,17 @@ clusterTest(
       new Uint8Array(n).map((_, i) => (i * 131 + seed * 17 + (i >> 9)) & 0xff);
     const image100 = image(2_500_000, 1); // three chunks
     const image200 = image(700_000, 2);
-    writePier(pier, { meta, events: events(1, 100), vereVersion: "4.0" });
+    writePier(pier, { meta, events: beltEvents(1, 100), vereVersion: "4.0" });
     writeEpoch(pier, {
       meta,
-      events: events(101, 200),
+      events: beltEvents(101, 200),
       base: 100,
       vereVersion: "4.0",
       image: image100,
     });
     writeEpoch(pier, {
       meta,
-      events: events(201, 250),
+      events: beltEvents(201, 250),
       base: 200,
       vereVersion: "4.0",
       image: image200,
@@ -238,10 +214,10 @@ clusterTest(
 
     // A pier whose image differs from the one the cluster holds is refused, not merged.
     const changed = join(c.root, "zod-changed");
-    writePier(changed, { meta, events: events(1, 100), vereVersion: "4.0" });
+    writePier(changed, { meta, events: beltEvents(1, 100), vereVersion: "4.0" });
     writeEpoch(changed, {
       meta,
-      events: events(101, 200),
+      events: beltEvents(101, 200),
       base: 100,
       vereVersion: "4.0",
       image: image(2_500_000, 9),
@@ -259,7 +235,7 @@ clusterTest(
   async (c) => {
     const meta = { version: LOG_VERSION, who: 0n, fake: true, life: 0 };
     const pier = join(c.root, "live-pier");
-    writePier(pier, { meta, events: events(1, 5), vereVersion: "4.0" });
+    writePier(pier, { meta, events: beltEvents(1, 5), vereVersion: "4.0" });
     const attach = new NodeProcess(
       ["ship", "attach", "~zod", pier, "--cluster", c.anyAddress()],
       {
@@ -271,7 +247,7 @@ clusterTest(
       // A stand-in for vere: one write transaction per event, as vere commits them.
       const env = Env.open(join(pier, ".urb", "log", "0i0"));
       try {
-        for (const e of events(6, 60)) {
+        for (const e of beltEvents(6, 60)) {
           const value = new Uint8Array(4 + e.job.length);
           new DataView(value.buffer).setUint32(0, e.mug, true);
           value.set(e.job, 4);
@@ -289,7 +265,7 @@ clusterTest(
       try {
         const got = await client.ships.events(0n, 1, 100);
         assert.deepEqual(got.map((e) => e.eve), Array.from({ length: 60 }, (_, i) => i + 1));
-        assert.deepEqual(got[59].job, events(60, 60)[0].job);
+        assert.deepEqual(got[59].job, beltEvents(60, 60)[0].job);
       } finally {
         client.close();
       }
@@ -321,7 +297,7 @@ clusterTest(
     await follower.proc.waitForEvent("standby_created", { ship: "~zod" });
     const client = await ClusterClient.connect(c.members.get(leaderId)!.address, c.credentials);
     try {
-      const all = events(1, 120);
+      const all = beltEvents(1, 120);
       await client.ships.write({
         kind: "events",
         ship: 0n,
@@ -336,7 +312,7 @@ clusterTest(
     await follower.proc.waitForEvent("standby", { ship: "~zod", eve: 120 });
     const held = [...readEvents(join(standby, "~zod"))];
     assert.deepEqual(held.map((e) => e.eve), Array.from({ length: 120 }, (_, i) => i + 1));
-    assert.deepEqual(held[119].job, events(120, 120)[0].job);
+    assert.deepEqual(held[119].job, beltEvents(120, 120)[0].job);
     assert.equal(readPierMeta(join(standby, "~zod")).who, 0n);
   },
   { ignore: LMDB_TOOLS },

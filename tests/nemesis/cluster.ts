@@ -115,10 +115,6 @@ export class Cluster {
     }));
   }
 
-  #permissions(): string[] {
-    return [...SEGURO_PERMISSIONS];
-  }
-
   /** Starts node `id` (`seguro run`, bootstrapping on its first start). */
   spawn(id: number): NodeProcess {
     const m = this.members.get(id)!;
@@ -126,7 +122,7 @@ export class Cluster {
     const machines = [...this.members.values()].map((x) => x.address).join(",");
     const args = [
       "run",
-      ...this.#permissions(),
+      ...SEGURO_PERMISSIONS,
       join(this.#o.repo, "main.ts"),
       "run",
       "--data-dir",

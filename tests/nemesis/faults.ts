@@ -12,7 +12,7 @@
 
 import type { Prng } from "../../core/prng.ts";
 import type { Cluster } from "./cluster.ts";
-import type { Network } from "./netns.ts";
+import type { CommandResult, Network } from "./netns.ts";
 import { sh } from "./netns.ts";
 
 /** Every kind of fault. */
@@ -142,19 +142,13 @@ async function nftClear(net: Network, id: number): Promise<void> {
   await sh("ip", ["netns", "exec", net.nodeNs(id), "nft", "delete", "table", ...TABLE]);
 }
 
+/** `tc qdisc add dev DEV root QDISC...` in namespace `ns`; the result, not thrown. */
+function tcTryAdd(ns: string, dev: string, qdisc: string[]): Promise<CommandResult> {
+  return sh("ip", ["netns", "exec", ns, "tc", "qdisc", "add", "dev", dev, "root", ...qdisc]);
+}
+
 async function tcAdd(ns: string, dev: string, qdisc: string[]): Promise<void> {
-  const r = await sh("ip", [
-    "netns",
-    "exec",
-    ns,
-    "tc",
-    "qdisc",
-    "add",
-    "dev",
-    dev,
-    "root",
-    ...qdisc,
-  ]);
+  const r = await tcTryAdd(ns, dev, qdisc);
   if (r.code !== 0) {
     throw new Error(`tc qdisc add dev ${dev} root ${qdisc.join(" ")} failed: ${r.stderr.trim()}`);
   }
@@ -170,20 +164,7 @@ async function tcClear(ns: string, dev: string): Promise<void> {
  */
 export async function probeNetem(net: Network): Promise<{ ok: boolean; why: string }> {
   const ns = net.nodeNs(net.ids[0]);
-  const r = await sh("ip", [
-    "netns",
-    "exec",
-    ns,
-    "tc",
-    "qdisc",
-    "add",
-    "dev",
-    "lo",
-    "root",
-    "netem",
-    "delay",
-    "10ms",
-  ]);
+  const r = await tcTryAdd(ns, "lo", ["netem", "delay", "10ms"]);
   if (r.code === 0) {
     await tcClear(ns, "lo");
     return { ok: true, why: "" };

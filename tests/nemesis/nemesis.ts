@@ -18,7 +18,7 @@ import { type NodeFinal, readFinalLog, waitConverged } from "./node_logs.ts";
 import { FAILOVER_MS, FIRST_LEADER_MS, ROUNDS_MAX } from "./limits.ts";
 import { namespacesUnavailable, Network, sh } from "./netns.ts";
 import { type RoundResult, runRound } from "./round.ts";
-import { SpecRuntime, type SpecRuntimeStats } from "./spec_client.ts";
+import { emptySpecStats, SpecRuntime, type SpecRuntimeStats } from "./spec_client.ts";
 
 /** The hook-mode ship: ~zod. */
 const SHIP = 0n;
@@ -304,7 +304,7 @@ export async function runNemesis(o: NemesisOptions): Promise<NemesisResult> {
     failoverMs,
     report,
     client: {
-      ...(client?.stats ?? emptyStats()),
+      ...(client?.stats ?? emptySpecStats()),
       released: client?.released.length ?? 0,
       resyncLosses: client?.resyncLosses ?? 0,
     },
@@ -315,19 +315,5 @@ export async function runNemesis(o: NemesisOptions): Promise<NemesisResult> {
     tails,
     wallMs: Date.now() - startedAt,
     kept: o.keep ? dir : undefined,
-  };
-}
-
-function emptyStats(): SpecRuntimeStats {
-  return {
-    plans: 0,
-    resyncs: 0,
-    connections: 0,
-    fences: 0,
-    nopes: 0,
-    aways: 0,
-    oopses: 0,
-    stalls: 0,
-    protocolErrors: 0,
   };
 }

@@ -119,6 +119,21 @@ class SessionEnd extends Error {
   }
 }
 
+/** Counters of a runtime that has done nothing yet. */
+export function emptySpecStats(): SpecRuntimeStats {
+  return {
+    plans: 0,
+    resyncs: 0,
+    connections: 0,
+    fences: 0,
+    nopes: 0,
+    aways: 0,
+    oopses: 0,
+    stalls: 0,
+    protocolErrors: 0,
+  };
+}
+
 /** Observations kept (protocol surprises that are not themselves checked here). */
 const OBSERVATIONS_KEPT = 200;
 /** Wait before reading again events a master counts in its head and has not applied. */
@@ -154,17 +169,7 @@ export class SpecRuntime {
   /** Surprises worth a look (bounded). */
   readonly observations: string[] = [];
   /** Counters. */
-  readonly stats: SpecRuntimeStats = {
-    plans: 0,
-    resyncs: 0,
-    connections: 0,
-    fences: 0,
-    nopes: 0,
-    aways: 0,
-    oopses: 0,
-    stalls: 0,
-    protocolErrors: 0,
-  };
+  readonly stats: SpecRuntimeStats = emptySpecStats();
   /** Events that a re-sync found missing or changed although released (seen live). */
   resyncLosses = 0;
   /** The last release. */
