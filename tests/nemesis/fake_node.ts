@@ -74,6 +74,8 @@ export class FakeNode {
   unapplied = 0;
   /** Refuse the next plan with `%nope` (and drop the rest of its batch). */
   refuseNext = false;
+  /** Log plans but send no `%done` for them (events stay planned, unreleased). */
+  withholdDone = false;
   readonly #listener: Deno.Listener;
   readonly #conns = new Map<number, Deno.Conn>();
   #nextConn = 1;
@@ -113,7 +115,7 @@ export class FakeNode {
           this.#wakeReceived();
           planned = this.#handle(msg, out, planned);
         }
-        if (planned && this.leading && this.log.length > 0) {
+        if (planned && this.leading && !this.withholdDone && this.log.length > 0) {
           out.push({ tag: "done", ship: this.ship, eve: this.log.length });
         }
         await this.#write(conn, out);

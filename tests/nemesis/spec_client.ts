@@ -184,6 +184,8 @@ export class SpecRuntime {
   #open = new Set<ConnState>();
   #notes: ReleaseNote[] = [];
   #noteWaiters: { pred: (n: ReleaseNote) => boolean; resolve: (n: ReleaseNote) => void }[] = [];
+  #noticeWaiters: { pred: (n: Notice, h: ConnectionHistory) => boolean; resolve: () => void }[] =
+    [];
   #nextConn = 1;
   #rateStartMs = 0;
   #ratePlans = 0;
@@ -245,6 +247,40 @@ export class SpecRuntime {
         reject(new Error(`no release ${what} within ${timeoutMs} ms`));
       }, timeoutMs);
       this.#noteWaiters.push(waiter);
+    });
+  }
+
+  /**
+   * Resolves once a notice matching `pred` has been taken on some connection
+   * (already, or later), waiting up to `timeoutMs`.
+   */
+  waitNotice(
+    pred: (n: Notice, h: ConnectionHistory) => boolean,
+    timeoutMs: number,
+    what: string,
+  ): Promise<void> {
+    if (this.connections.some((h) => h.notices.some((n) => pred(n, h)))) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const waiter = {
+        pred,
+        resolve: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+      };
+      const timer = setTimeout(() => {
+        this.#noticeWaiters = this.#noticeWaiters.filter((w) => w !== waiter);
+        reject(new Error(`no notice ${what} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.#noticeWaiters.push(waiter);
+    });
+  }
+
+  #wakeNoticeWaiters(h: ConnectionHistory): void {
+    this.#noticeWaiters = this.#noticeWaiters.filter((w) => {
+      if (!h.notices.some((n) => w.pred(n, h))) return true;
+      w.resolve();
+      return false;
     });
   }
 
@@ -393,6 +429,15 @@ export class SpecRuntime {
    * of place ends the session.
    */
   #absorb(s: ConnState, a: Arrival): NodeMessage | undefined {
+    const before = s.history.notices.length;
+    try {
+      return this.#absorbArrival(s, a);
+    } finally {
+      if (s.history.notices.length > before) this.#wakeNoticeWaiters(s.history);
+    }
+  }
+
+  #absorbArrival(s: ConnState, a: Arrival): NodeMessage | undefined {
     const notices = s.history.notices;
     if ("closed" in a) {
       if (s.c.specError !== undefined && !notices.some((n) => n.kind === "closed")) {

@@ -220,16 +220,32 @@ Deno.test(
       const rt = runtimeFor([node]);
       rt.start();
       await rt.waitRelease((n) => n.eve >= 100, 10_000, "up to 100");
+      // Planned but unreleased events when the fence comes: what a wrong %done would release.
+      node.withholdDone = true;
+      const withheldFrom = node.log.length + 1;
+      await node.waitReceived(
+        (r) => r.msg.tag === "plan" && r.msg.eve >= withheldFrom + 10,
+        10_000,
+      );
       const hails = node.received.filter((r) => r.msg.tag === "hail").length;
       await node.fence();
+      node.withholdDone = false;
       const before = rt.released.length;
+      assert.ok(rt.local.lastEve > rt.released.length, "events planned and not released");
       // The fenced runtime looks for a master again: a new connection, fenced from its start.
       await node.waitReceived(
         () => node.received.filter((r) => r.msg.tag === "hail").length > hails,
         10_000,
       );
-      await node.broadcast({ tag: "done", ship: ZOD, eve: node.log.length });
-      await new Promise((r) => setTimeout(r, 300));
+      const fenced = rt.connections.at(-1)!.conn;
+      const eve = node.log.length;
+      await node.broadcast({ tag: "done", ship: ZOD, eve });
+      // The runtime has taken the %done on its fenced connection: and released nothing.
+      await rt.waitNotice(
+        (n, h) => h.conn === fenced && n.kind === "done" && n.eve === eve,
+        10_000,
+        "%done on the fenced connection",
+      );
       assert.equal(rt.released.length, before, "nothing released while fenced");
       rt.markRound();
       await node.lead();
