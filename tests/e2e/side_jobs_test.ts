@@ -44,7 +44,8 @@ clusterTest(
     assert.match(status.alarms[0].alarm, /^standby ~zod: .*seguro binary/);
     const text = await ok(seguro(c, ["status"]));
     assert.match(text, /node 1 ALARM standby ~zod: cannot write its standby pier/);
-    assert.equal(node.child.pid > 0 && !node.lines.some((l) => /FATAL/.test(l)), true);
+    assert.ok(!node.lines.some((l) => /FATAL/.test(l)), node.lines.join("\n"));
+    assert.deepEqual(node.events().filter((e) => e.event === "stopped"), [], "still running");
 
     // With the release permission set the same node writes both piers: no alarm.
     await node.kill("SIGTERM");
