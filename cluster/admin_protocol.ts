@@ -142,6 +142,8 @@ export interface NodeStatus {
   leaderId: number;
   /** The leader's address when known. */
   leaderAddress: string | null;
+  /** First log index held (entries before it are compacted into the applied state). */
+  firstIndex: number;
   /** Last log index. */
   lastIndex: number;
   /** Commit index. */

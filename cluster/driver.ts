@@ -15,6 +15,12 @@
  *      release what is now durable widely enough.
  * Nothing is acknowledged to anyone before step 2 for it has returned, so a
  * crash (kill -9) at any point loses nothing that was acknowledged.
+ *
+ * The log stays bounded: once it holds more than twice the
+ * {@linkcode CompactionPolicy}'s tail, the driver compacts it behind the
+ * applied index down to that tail (the applied tables are the state). A
+ * follower that falls behind the tail, or a new node, gets the state as a
+ * streamed snapshot (cluster/snapshot_stream.ts) instead of entries.
  * @module
  */
 
@@ -23,12 +29,19 @@ import {
   type ConfChange,
   decodeConfChangeRecord,
   type Entry,
+  entrySizeBytes,
   type HardState,
   type Message,
   RaftInvariantError,
   RaftNode,
   type Ready,
 } from "../core/mod.ts";
+import {
+  isStreamMessage,
+  type PeerMessage,
+  SnapshotReceiver,
+  SnapshotSender,
+} from "./snapshot_stream.ts";
 import type { PersistBatch, Store } from "./store.ts";
 import { type ApplyResult, encodeAddress, encodeRaw, Machine } from "./machine.ts";
 import { type NodeView, ShipMaster, type ShipMasterMutation } from "./ship_master.ts";
@@ -38,8 +51,8 @@ import { ApiError, notLeader, Status } from "./admin_protocol.ts";
 export interface DriverConfig {
   /** The node's open store. */
   store: Store;
-  /** Sends one Raft message (best effort; Raft retries). */
-  send(m: Message): void;
+  /** Sends one message to a peer (best effort; Raft and snapshot streaming retry). */
+  send(m: PeerMessage): void;
   /** Log sink (one line per event; the ones that matter carry a LogEvent). */
   log: LogSink;
   /** Election timeout in ticks (heartbeats every tick). */
@@ -60,7 +73,27 @@ export interface DriverConfig {
   afterReady?: (applied: boolean) => void;
   /** Timings of the Ready loop (metrics); the driver reads no clock without one. */
   observer?: DriverObserver;
+  /** How much log to keep behind the applied index (default {@linkcode COMPACTION_DEFAULT}). */
+  compaction?: CompactionPolicy;
 }
+
+/**
+ * The tail of the log a node keeps: the newest `keepEntries` entries, at
+ * most `keepBytes` of them. The log is compacted down to it once it holds
+ * twice that, so memory stays below twice the tail whatever the history.
+ */
+export interface CompactionPolicy {
+  /** Entries kept (followers this close behind get entries, not a snapshot). */
+  readonly keepEntries: number;
+  /** Bytes kept (data plus a fixed header per entry). */
+  readonly keepBytes: number;
+}
+
+/** 20,000 entries or 32 MiB: memory for the log stays below 64 MiB. */
+export const COMPACTION_DEFAULT: CompactionPolicy = {
+  keepEntries: 20_000,
+  keepBytes: 32 * 1024 * 1024,
+};
 
 /**
  * Timings of the Ready loop, for metrics. The observer brings the clock, so
@@ -102,6 +135,11 @@ export class NodeDriver {
   #durableHardState: HardState;
   /** A commit-only hard state not written yet (see handleReady). */
   #pendingHardState: HardState | undefined;
+  readonly #compaction: CompactionPolicy;
+  /** Applied index at the last look at compaction. */
+  #compactionLooked = 0;
+  readonly #snapshotSender: SnapshotSender;
+  readonly #snapshotReceiver: SnapshotReceiver;
 
   /** Restores the node from its store. */
   constructor(config: DriverConfig) {
@@ -121,7 +159,35 @@ export class NodeDriver {
     );
     this.#durableHardState = initial.hardState;
     this.#view = this.#readView();
+    this.#compaction = config.compaction ?? COMPACTION_DEFAULT;
     this.machine = new Machine(this.#store, config.shipName);
+    const raft = this.raft;
+    const stage = this.#store.snapshotStage;
+    this.#snapshotSender = new SnapshotSender({
+      id: raft.id,
+      groupId: raft.groupId,
+      term: () => raft.term,
+      isLeader: () => raft.role === "leader",
+      appliedIndex: () => raft.appliedIndex,
+      termAt: (i) => raft.termAt(i),
+      confAt: (i) => raft.confAt(i),
+      sendingSnapshotTo: (to) => raft.progressOf(to)?.state === "snapshot",
+      stage,
+      readEvents: (ship, from, bytesMax) => this.#store.ships.events(ship, from, 1 << 20, bytesMax),
+      readImageChunk: (ship, epoch, offset) => this.#store.images.chunk(ship, epoch, offset),
+      shipAddedIndex: (ship) => this.#store.ships.get(ship)?.addedIndex,
+      send: (m) => this.#cfg.send(m),
+    });
+    this.#snapshotReceiver = new SnapshotReceiver({
+      id: raft.id,
+      groupId: raft.groupId,
+      term: () => raft.term,
+      appliedIndex: () => raft.appliedIndex,
+      stage,
+      send: (m) => this.#cfg.send(m),
+      deliver: (m) => this.step(m),
+      log: (line, event) => this.#cfg.log(line, event),
+    });
     this.ships = new ShipMaster({
       view: () => this.#view,
       termAt: (i) => this.raft.termAt(i),
@@ -182,6 +248,7 @@ export class NodeDriver {
   /** Advances logical time by one tick. */
   tick(): void {
     this.raft.tick();
+    this.#snapshotReceiver.tick();
     // A leader that steps down on a tick (CheckQuorum) may have nothing to send or
     // write, so no Ready follows: notice it now, so runtimes are fenced at once.
     if (!this.raft.hasReady() && (this.raft.role === "leader") !== this.#wasLeader) {
@@ -194,13 +261,21 @@ export class NodeDriver {
    * Feeds one message to the core. A message the core rejects is logged and
    * dropped; a broken invariant ({@linkcode RaftInvariantError}) is thrown.
    */
-  step(m: Message): void {
+  step(m: PeerMessage): void {
     try {
-      this.raft.step(m);
+      if (isStreamMessage(m)) this.#stepStream(m);
+      else this.raft.step(m);
     } catch (e) {
       if (e instanceof RaftInvariantError) throw e;
       this.#cfg.log(`dropped a ${m.type} message from node ${m.from}: ${(e as Error).message}`);
     }
+  }
+
+  #stepStream(m: Exclude<PeerMessage, Message>): void {
+    if (m.groupId !== this.raft.groupId || m.to !== this.raft.id) return;
+    if (m.type === "snapOffer") this.#snapshotReceiver.offer(m);
+    else if (m.type === "snapChunk") this.#snapshotReceiver.chunk(m);
+    else this.#snapshotSender.pull(m);
   }
 
   /** True when {@linkcode handleReady} has work (plans to flush, or a Ready). */
@@ -220,7 +295,7 @@ export class NodeDriver {
   }
 
   #handle(rd: Ready): void {
-    for (const m of rd.messages) this.#cfg.send(m);
+    for (const m of rd.messages) this.#sendOut(m);
     const hardState = rd.hardState ?? this.#pendingHardState;
     const durable = this.#durableHardState;
     // A batch that only moves the commit index need not be fsynced on its own:
@@ -234,7 +309,8 @@ export class NodeDriver {
     } else if (hardState !== undefined || rd.entries.length > 0 || rd.snapshot !== undefined) {
       this.#persist({ hardState, entries: rd.entries, snapshot: rd.snapshot });
     }
-    for (const m of rd.messagesAfterPersist) this.#cfg.send(m);
+    if (rd.snapshot !== undefined) this.#installed(rd.snapshot.index);
+    for (const m of rd.messagesAfterPersist) this.#sendOut(m);
     const committed = rd.committedEntries;
     if (committed.length > 0) {
       // Apply the batch in one transaction (no fsync of its own), then answer.
@@ -249,7 +325,50 @@ export class NodeDriver {
     }
     this.raft.advance();
     this.#noticeRole(rd.role, rd.leaderId);
-    this.#publish(committed.length > 0);
+    this.#snapshotSender.prune();
+    if (committed.length > 0) this.#maybeCompact();
+    this.#publish(committed.length > 0 || rd.snapshot !== undefined);
+  }
+
+  /** A snapshot the core names goes out as an offer of the applied state. */
+  #sendOut(m: Message): void {
+    if (m.type === "snap") this.#snapshotSender.offer(m);
+    else this.#cfg.send(m);
+  }
+
+  /** The store installed a received snapshot: the machine reloads what it caches. */
+  #installed(index: number): void {
+    this.machine.reload();
+    this.#cfg.log(`installed the snapshot at index ${index}`, {
+      event: "snapshot_installed",
+      index,
+    });
+  }
+
+  /**
+   * Compacts the log behind the applied index down to the policy's tail,
+   * once it holds twice that; never past a snapshot still being offered.
+   */
+  #maybeCompact(): void {
+    const raft = this.raft;
+    const p = this.#compaction;
+    const first = raft.snapshot.index;
+    const over = raft.lastIndex - first > 2 * p.keepEntries || raft.heldBytes > 2 * p.keepBytes;
+    // Look again only once applied moved on by a fraction of the tail (the walk costs the tail).
+    const step = Math.max(1, p.keepEntries >> 3);
+    if (!over || raft.appliedIndex < this.#compactionLooked + step) return;
+    this.#compactionLooked = raft.appliedIndex;
+    let keepFrom = raft.lastIndex + 1; // entries [keepFrom, last] stay
+    let bytes = 0;
+    while (keepFrom - 1 > first && raft.lastIndex - keepFrom + 1 < p.keepEntries) {
+      bytes += entrySizeBytes(raft.entryAt(keepFrom - 1));
+      if (bytes > p.keepBytes) break;
+      keepFrom--;
+    }
+    const to = Math.min(keepFrom - 1, raft.appliedIndex, this.#snapshotSender.floor() ?? Infinity);
+    if (to <= first) return;
+    const snapshot = raft.compact(to);
+    this.#store.compact(snapshot);
   }
 
   /** Publishes the view, then lets the master act on it and the runner react. */
@@ -300,7 +419,7 @@ export class NodeDriver {
   }
 
   #apply(e: Entry): ApplyResult {
-    if (e.type === "normal") return this.machine.apply(e.data, e.index);
+    if (e.type === "normal") return this.machine.apply(e.data, e.index, e.term);
     if (e.type === "conf") {
       const record = decodeConfChangeRecord(e.data);
       this.#cfg.log(

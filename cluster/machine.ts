@@ -227,10 +227,20 @@ export class Machine {
     this.#ships = store.ships;
     this.#images = store.images;
     this.#settings = store.machineSettings;
+    this.#defaultOptimism = -1;
+    this.#run = new Set();
+    this.#removed = new Set();
+    this.#addresses = new Map();
+    this.reload();
+  }
+
+  /** Reads again the settings it caches (after a snapshot replaced the applied state). */
+  reload(): void {
     this.#defaultOptimism = this.#settings.defaultOptimism() ?? -1;
-    this.#run = new Set(this.#settings.runShips());
-    this.#removed = this.#settings.removed();
-    this.#addresses = this.#settings.addresses();
+    refill(this.#run, this.#settings.runShips());
+    refill(this.#removed, this.#settings.removed());
+    this.#addresses.clear();
+    for (const [id, address] of this.#settings.addresses()) this.#addresses.set(id, address);
   }
 
   /** The ship tables, read only (only the machine writes). */
@@ -291,8 +301,8 @@ export class Machine {
     this.#settings.setAddress(nodeId, address, [...this.#addresses.keys()]);
   }
 
-  /** Applies one committed `normal` entry (inside an apply transaction). */
-  apply(data: Uint8Array, entryIndex: number): ApplyResult {
+  /** Applies one committed `normal` entry, at `entryIndex` of `entryTerm` (inside an apply transaction). */
+  apply(data: Uint8Array, entryIndex: number, entryTerm: number): ApplyResult {
     const c = decodeCommand(data);
     const done: ApplyResult = { ok: true, appended: 0, skipped: 0 };
     switch (c.kind) {
@@ -325,7 +335,7 @@ export class Machine {
         this.#ships.setOptimism(c.ship, c.optimism);
         return done;
       case "events":
-        return this.#appendEvents(c.ship, c.firstEve, c.events, entryIndex);
+        return this.#appendEvents(c.ship, c.firstEve, c.events, entryIndex, entryTerm);
       case "defaultOptimism":
         this.#settings.setDefaultOptimism(c.optimism);
         this.#defaultOptimism = c.optimism;
@@ -360,6 +370,7 @@ export class Machine {
     firstEve: number,
     events: readonly PlannedEvent[],
     entryIndex: number,
+    entryTerm: number,
   ): ApplyResult {
     const info = this.#ships.get(ship);
     if (info === undefined) return this.#unknown(ship);
@@ -392,10 +403,15 @@ export class Machine {
           skipped,
         };
       }
-      this.#ships.appendEvent(ship, { eve, mug: e.mug, job: e.job, entryIndex });
+      this.#ships.appendEvent(ship, { eve, mug: e.mug, job: e.job, entryIndex, entryTerm });
       last = eve;
       appended++;
     }
     return { ok: true, appended, skipped };
   }
+}
+
+function refill<T>(set: Set<T>, values: Iterable<T>): void {
+  set.clear();
+  for (const v of values) set.add(v);
 }

@@ -37,7 +37,7 @@ function applyAll(store: Store, machine: Machine, commands: Uint8Array[], from =
   });
   const results: ApplyResult[] = [];
   store.applyTransaction(from + commands.length - 1, () => {
-    commands.forEach((c, i) => results.push(machine.apply(c, from + i)));
+    commands.forEach((c, i) => results.push(machine.apply(c, from + i, 1)));
   });
   return results;
 }

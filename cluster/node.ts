@@ -18,7 +18,7 @@
 
 import type { LogSink } from "./log_event.ts";
 import { setImmediate } from "node:timers";
-import type { Message } from "../core/mod.ts";
+import type { PeerMessage } from "./snapshot_stream.ts";
 import {
   ApiError,
   type MemberStatus,
@@ -27,7 +27,7 @@ import {
   Status,
 } from "./admin_protocol.ts";
 import { AdminService, type JobCheck } from "./admin_service.ts";
-import { type DriverObserver, NodeDriver } from "./driver.ts";
+import { COMPACTION_DEFAULT, type DriverObserver, NodeDriver } from "./driver.ts";
 import { Membership } from "./membership.ts";
 import type { ApplyResult } from "./machine.ts";
 import type { Loss } from "./release.ts";
@@ -60,6 +60,8 @@ export interface NodeConfig {
   tickMs?: number;
   /** Election timeout in ticks. */
   electionTicks?: number;
+  /** Log entries kept behind the applied index (default {@linkcode COMPACTION_DEFAULT}'s). */
+  logTailEntries?: number;
   /** Renders a ship in messages (e.g. `~zod`); cluster/ does not depend on vere/. */
   shipName?: (ship: bigint) => string;
   /**
@@ -120,6 +122,9 @@ export class ClusterNode {
       send: (m) => this.#transport.send(m),
       log: config.log,
       electionTicks: this.#electionTicks,
+      compaction: config.logTailEntries === undefined
+        ? undefined
+        : { ...COMPACTION_DEFAULT, keepEntries: config.logTailEntries },
       randomInt: cryptoRandomInt,
       now: () => Date.now(),
       advertise: config.advertise,
@@ -290,6 +295,7 @@ export class ClusterNode {
       term: raft.term,
       leaderId,
       leaderAddress: machine.addresses.get(leaderId) ?? null,
+      firstIndex: raft.firstIndex,
       lastIndex: raft.lastIndex,
       commitIndex: raft.commitIndex,
       appliedIndex: raft.appliedIndex,
@@ -402,7 +408,7 @@ export class ClusterNode {
     this.#kick();
   }
 
-  #step(m: Message): void {
+  #step(m: PeerMessage): void {
     if (this.#stopping) return;
     try {
       this.#driver.step(m);

@@ -50,6 +50,14 @@ export interface PlannedEntry {
   saved?: boolean;
 }
 
+/** Which entry: its index and term. */
+export interface EntryId {
+  /** Raft index. */
+  readonly index: number;
+  /** Its term (0: unknown). */
+  readonly term: number;
+}
+
 /** What an audit found. */
 export interface AuditResult {
   /** Released entries now replaced by another term's: losses to report. */
@@ -211,7 +219,8 @@ export class ReleaseTracker {
    * (undefined if the log no longer reaches it), `applied` the applied index
    * (entries at or below it committed, and a refusal by the state machine
    * was reported through {@linkcode refused}), `appliedFrom(ship, eve)` the
-   * index of the entry the applied event came from (undefined: not applied),
+   * index and term of the entry the applied event came from (undefined: not
+   * applied; term 0: unknown, stored before schema 5),
    * `appliedTerm` the term of the entry at the applied index.
    * Returns the losses and forgets them; entries applied as they were are
    * dropped.
@@ -219,7 +228,7 @@ export class ReleaseTracker {
   audit(
     termAt: (index: number) => number | undefined,
     applied: number,
-    appliedFrom: (ship: bigint, eve: number) => number | undefined = () => undefined,
+    appliedFrom: (ship: bigint, eve: number) => EntryId | undefined = () => undefined,
     appliedTerm = 0,
   ): AuditResult {
     const result: AuditResult = { lost: [], save: [], forget: [] };
@@ -233,8 +242,10 @@ export class ReleaseTracker {
       // every later leader holds that entry (Leader Completeness), so no leader will ever
       // hold this one again; it can never commit, even if no entry has replaced it here.
       const unreachable = e.index > applied && appliedTerm > e.term;
+      // (Once the log is compacted past it, the term of the applied event's entry tells.)
       const replaced = (t !== undefined && t !== e.term) ||
-        (from !== undefined && from !== e.index);
+        (from !== undefined &&
+          (from.index !== e.index || (from.term !== 0 && from.term !== e.term)));
       if (replaced || unreachable) {
         result.lost.push({
           ship: e.ship,

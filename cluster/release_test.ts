@@ -137,8 +137,26 @@ Deno.test("K = 0: a released entry whose events were applied from another entry 
   t.planned(entry(7, 0, 3));
   t.update(7, [6, 6], 6);
   // The log no longer reaches index 7, but the new master's entry 6 carried event 70.
-  const audit = t.audit(() => undefined, 9, (_ship, eve) => (eve === 70 ? 6 : undefined));
+  const audit = t.audit(
+    () => undefined,
+    9,
+    (_ship, eve) => (eve === 70 ? { index: 6, term: 4 } : undefined),
+  );
   assert.deepEqual(audit.lost.map((l) => [l.index, l.firstEve]), [[7, 70]]);
+});
+
+Deno.test("K = 0: a released entry compacted away is a loss when the event came from another term's entry at its index", () => {
+  const t = new ReleaseTracker();
+  t.planned(entry(7, 0, 3));
+  t.update(7, [6, 6], 6);
+  // The log starts after index 9 (a snapshot); event 70 was applied from entry 7 of term 4.
+  const replaced = t.audit(() => undefined, 9, () => ({ index: 7, term: 4 }));
+  assert.deepEqual(replaced.lost.map((l) => [l.index, l.term]), [[7, 3]]);
+  // Applied from this very entry (index 7, term 3): committed, not lost.
+  const kept = new ReleaseTracker();
+  kept.planned(entry(7, 0, 3));
+  kept.update(7, [6, 6], 6);
+  assert.deepEqual(kept.audit(() => undefined, 9, () => ({ index: 7, term: 3 })).lost, []);
 });
 
 Deno.test("K = 0: a released entry cut from the log is lost once an entry of a later term commits", () => {

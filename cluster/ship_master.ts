@@ -436,7 +436,10 @@ export class ShipMaster {
       const audit = this.#tracker.audit(
         (i) => this.#host.termAt(i),
         view.applied,
-        (ship, eve) => this.#host.ships.event(ship, eve)?.entryIndex,
+        (ship, eve) => {
+          const e = this.#host.ships.event(ship, eve);
+          return e === undefined ? undefined : { index: e.entryIndex, term: e.entryTerm };
+        },
         view.appliedTerm,
       );
       for (const e of audit.save) this.#host.suspects.save(e);

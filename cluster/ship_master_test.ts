@@ -72,7 +72,7 @@ class Harness {
     });
     const results: ApplyResult[] = [];
     this.store.applyTransaction(to, () => {
-      for (const e of entries) results.push(this.machine.apply(e.data, e.index));
+      for (const e of entries) results.push(this.machine.apply(e.data, e.index, e.term));
     });
     entries.forEach((e, i) => this.master.applied(e.index, e.term, results[i]));
     this.view = {

@@ -37,6 +37,8 @@ export interface StoredEvent {
   job: Uint8Array;
   /** Raft index of the entry that carried it. */
   entryIndex: number;
+  /** Term of that entry (0 when stored before schema 5): with the index, which entry it was. */
+  entryTerm: number;
 }
 
 /** Largest ship: a comet is 128 bits. */

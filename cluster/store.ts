@@ -39,9 +39,10 @@ import { ShipTables } from "./storage/ship_tables.ts";
 import { ImageTables } from "./storage/image_tables.ts";
 import { MachineSettings } from "./storage/machine_settings.ts";
 import { LocalSettings, type LocalSettingsInit } from "./storage/local_settings.ts";
+import { SnapshotStage } from "./storage/snapshot_stage.ts";
 
 /** Version of the database schema this Seguro writes; see {@linkcode MIGRATIONS}. */
-export const SCHEMA_VERSION = 4;
+export const SCHEMA_VERSION = 5;
 
 /** Name of the database file inside a data dir. */
 export const DATABASE_FILE = "seguro.db";
@@ -243,6 +244,38 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE setting RENAME TO local_setting;
     `,
   },
+  {
+    // A snapshot being received, staged until whole (cluster/storage/snapshot_stage.ts);
+    // events remember the term of their entry too (the index alone is not one entry once
+    // the log is compacted).
+    version: 5,
+    sql: `
+      ALTER TABLE event ADD COLUMN entry_term INTEGER NOT NULL DEFAULT 0;
+      CREATE TABLE snap_offer (
+        singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+        idx INTEGER NOT NULL,
+        term INTEGER NOT NULL,
+        conf TEXT NOT NULL,
+        manifest BLOB NOT NULL
+      ) STRICT;
+      CREATE TABLE snap_event (
+        ship BLOB NOT NULL,
+        eve INTEGER NOT NULL,
+        mug INTEGER NOT NULL,
+        job BLOB NOT NULL,
+        entry_index INTEGER NOT NULL,
+        entry_term INTEGER NOT NULL,
+        PRIMARY KEY (ship, eve)
+      ) STRICT;
+      CREATE TABLE snap_image_chunk (
+        ship BLOB NOT NULL,
+        epoch INTEGER NOT NULL,
+        offset INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        PRIMARY KEY (ship, epoch, offset)
+      ) STRICT;
+    `,
+  },
 ];
 
 /** Held prepared statements (compiled once per open). */
@@ -295,6 +328,7 @@ export class Store {
   readonly #images: ImageTables;
   readonly #machineSettings: MachineSettings;
   readonly #localSettings: LocalSettings;
+  readonly #snapshotStage: SnapshotStage;
   #secret: Uint8Array;
   #state: GroupState;
   #fsyncs = 0;
@@ -327,11 +361,17 @@ export class Store {
     this.#ships = new ShipTables(db);
     this.#images = new ImageTables(db);
     this.#machineSettings = new MachineSettings(db);
-    this.#localSettings = new LocalSettings(db, (body) => {
+    const durably = (body: () => void) => {
       this.#check();
       this.#transactions++;
       this.#write(body);
-    });
+    };
+    this.#localSettings = new LocalSettings(db, durably);
+    this.#snapshotStage = new SnapshotStage(
+      db,
+      { ships: this.#ships, images: this.#images },
+      durably,
+    );
   }
 
   /**
@@ -396,8 +436,10 @@ export class Store {
   /**
    * Opens an existing data dir and takes its lock. Before writing anything it
    * checks that the dir holds a SQLite database written by a Seguro whose
-   * schema this one can read, and that the database passes `quick_check`; a
-   * failed open leaves `seguro.db` unchanged.
+   * schema this one can read, reading its first pages only (so a node starts
+   * as fast on many GB as on a new dir; {@linkcode checkIntegrity}, run by
+   * `seguro doctor`, reads them all). A failed open leaves `seguro.db`
+   * unchanged.
    */
   static open(dir: string): Store {
     checkBeforeOpen(dir);
@@ -471,6 +513,15 @@ export class Store {
   get machineSettings(): MachineSettings {
     this.#check();
     return this.#machineSettings;
+  }
+
+  /**
+   * A snapshot being received (staged chunk by chunk, each durable); a
+   * `persist` with a snapshot installs it in the same transaction.
+   */
+  get snapshotStage(): SnapshotStage {
+    this.#check();
+    return this.#snapshotStage;
   }
 
   /** This node's own settings: each write durable in its own transaction. */
@@ -621,6 +672,7 @@ export class Store {
       if (snap !== undefined) {
         st.deleteAllEntries.run(g);
         this.#writeSnapshot(snap);
+        this.#snapshotStage.install(snap);
       }
       if (truncateFrom > 0) st.deleteEntriesFrom.run(g, truncateFrom);
       for (const e of entries) {
@@ -860,7 +912,7 @@ function isBusy(e: unknown): boolean {
   return e instanceof Error && (e as Error & { errcode?: number }).errcode === SQLITE_BUSY;
 }
 
-function inUseError(dir: string): StoreError {
+function inUseError(dir: string, fix = "stop it first"): StoreError {
   let pid = "unknown";
   try {
     const text = Deno.readTextFileSync(`${dir}/${PID_FILE}`).trim();
@@ -868,7 +920,7 @@ function inUseError(dir: string): StoreError {
   } catch {
     // No pid file: the holder may be an older or foreign process.
   }
-  return new StoreError(`${dir} is in use by another seguro process (pid ${pid}?); stop it first`);
+  return new StoreError(`${dir} is in use by another seguro process (pid ${pid}?); ${fix}`);
 }
 
 /** The founding contents of a new store. */
@@ -940,8 +992,9 @@ function lockDatabase(db: DatabaseSync, dir: string): void {
   db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
   db.exec("PRAGMA locking_mode = EXCLUSIVE");
   try {
-    db.exec("BEGIN IMMEDIATE");
-    db.exec("COMMIT");
+    // Through prepare: errors from exec() carry no SQLite error code in Deno 2.9.
+    db.prepare("BEGIN IMMEDIATE").run();
+    db.prepare("COMMIT").run();
   } catch (e) {
     if (isBusy(e)) throw inUseError(dir);
     throw e;
@@ -960,8 +1013,15 @@ function migrate(db: DatabaseSync, fromVersion: number): void {
   db.exec(`PRAGMA application_id = ${APPLICATION_ID}`);
 }
 
-/** Every check `open` makes before it opens the database for writing. */
-function checkBeforeOpen(dir: string): void {
+/**
+ * Every check `open` makes before it opens the database for writing: the
+ * dir holds a SQLite database of Seguro's, with a schema this Seguro reads,
+ * that no process holds. They read the file's first pages only, so a node
+ * starts as fast on a data dir of many GB as on a new one; reading every
+ * page is {@linkcode checkIntegrity}'s, on demand. `deep`, if given, runs on
+ * the same read-only connection once these checks pass.
+ */
+function checkBeforeOpen(dir: string, deep?: DeepCheck): void {
   const path = dbPath(dir);
   let isFile = false;
   try {
@@ -997,7 +1057,7 @@ function checkBeforeOpen(dir: string): void {
   // this check created (they hold nothing: a read-only connection never writes).
   const sidecars = [`${path}-wal`, `${path}-shm`].filter((p) => !exists(p));
   try {
-    checkReadOnly(dir, path);
+    checkReadOnly(dir, path, deep);
   } finally {
     for (const p of sidecars) {
       try {
@@ -1009,7 +1069,7 @@ function checkBeforeOpen(dir: string): void {
   }
 }
 
-function checkReadOnly(dir: string, path: string): void {
+function checkReadOnly(dir: string, path: string, deep: DeepCheck | undefined): void {
   let db: DatabaseSync;
   try {
     db = new DatabaseSync(path, { readOnly: true });
@@ -1045,18 +1105,10 @@ function checkReadOnly(dir: string, path: string): void {
         `${path} has schema version ${version}, so its creation never finished; remove ${dir} and run 'seguro init' or 'seguro join' again`,
       );
     }
-    // The first finding, on one line (SQLite heads it with "*** in database main ***").
-    const first = db.prepare("PRAGMA quick_check").get();
-    const verdict = String(first?.quick_check ?? "no answer").split("\n")
-      .find((line) => line.trim() !== "" && !line.startsWith("***")) ?? "no answer";
-    if (verdict !== "ok") {
-      throw new StoreError(
-        `${path} is corrupt: ${verdict}; remove this node from the cluster ('seguro member remove' on another node) and join again with a fresh data dir`,
-      );
-    }
+    deep?.run(db, path);
   } catch (e) {
     if (e instanceof StoreError) throw e;
-    if (isBusy(e)) throw inUseError(dir);
+    if (isBusy(e)) throw inUseError(dir, deep?.inUseFix);
     throw new StoreError(
       `${path} is corrupt: ${
         errorText(e)
@@ -1066,6 +1118,90 @@ function checkReadOnly(dir: string, path: string): void {
   } finally {
     db.close();
   }
+}
+
+/** A check that reads more than `open` does, on the read-only connection of its checks. */
+interface DeepCheck {
+  /** Runs once the checks of `open` passed. */
+  run(db: DatabaseSync, path: string): void;
+  /** What the in-use error tells the user to do. */
+  inUseFix: string;
+}
+
+/** Most findings {@linkcode checkIntegrity} collects (SQLite's default): the first say enough. */
+const INTEGRITY_FINDINGS_MAX = 100;
+
+/** What {@linkcode checkIntegrity} found. */
+export interface IntegrityReport {
+  /** The database file it read. */
+  path: string;
+  /** Bytes it checked: the database's pages times the page size (committed WAL pages included). */
+  bytes: number;
+  /** SQLite's findings, one line each, at most about 100; empty when every page is sound. */
+  findings: string[];
+}
+
+/** Options of {@linkcode checkIntegrity}. */
+export interface IntegrityCheckOptions {
+  /**
+   * Called once the checks of `open` passed, just before the whole file is
+   * read (the part whose time grows with the file).
+   */
+  onStart?: (path: string, bytes: number) => void;
+}
+
+/**
+ * Reads every page of a stopped node's database and returns what is wrong
+ * with it, by SQLite's `PRAGMA integrity_check`, after the checks of
+ * {@linkcode Store.open} (which throw the same one-line StoreErrors here).
+ * `integrity_check` rather than `quick_check`: it also verifies that every
+ * index matches its table, and the store finds log entries and events
+ * through their primary-key indexes, so an index that lost a row would hide
+ * an entry without any read error. Its time grows with the file, which is
+ * why `open` does not run it.
+ *
+ * A running node holds the database's exclusive lock, so the dir of a
+ * running node is refused (stop the node first), and a node started during
+ * the check fails to open it. Nothing is written: the connection is
+ * read-only, and the empty `-wal`/`-shm` files SQLite may create for it are
+ * removed.
+ *
+ * ```ts ignore
+ * const report = checkIntegrity("/var/lib/seguro");
+ * for (const finding of report.findings) console.log(finding);
+ * ```
+ */
+export function checkIntegrity(dir: string, options: IntegrityCheckOptions = {}): IntegrityReport {
+  let report: IntegrityReport | undefined;
+  checkBeforeOpen(dir, {
+    inUseFix: "stop the node first",
+    run(db, path) {
+      const pages = Number(db.prepare("PRAGMA page_count").get()?.page_count);
+      const pageBytes = Number(db.prepare("PRAGMA page_size").get()?.page_size);
+      options.onStart?.(path, pages * pageBytes);
+      report = { path, bytes: pages * pageBytes, findings: integrityFindings(db) };
+    },
+  });
+  invariant(report !== undefined, () => `checkIntegrity(${dir}) returned without checking`);
+  return report!;
+}
+
+/** The lines of `PRAGMA integrity_check`, without its "ok" and "*** in database ..." headings. */
+function integrityFindings(db: DatabaseSync): string[] {
+  const findings: string[] = [];
+  try {
+    const rows = db.prepare(`PRAGMA integrity_check(${INTEGRITY_FINDINGS_MAX})`).iterate();
+    for (const row of rows) {
+      for (const line of String(row.integrity_check).split("\n")) {
+        if (line.trim() !== "" && line !== "ok" && !line.startsWith("***")) findings.push(line);
+      }
+    }
+  } catch (e) {
+    if (isBusy(e)) throw e;
+    // A page too damaged for SQLite to walk past ends the check: the last finding.
+    findings.push(errorText(e));
+  }
+  return findings;
 }
 
 function exists(path: string): boolean {

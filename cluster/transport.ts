@@ -13,11 +13,11 @@
  */
 
 import type { LogSink } from "./log_event.ts";
-import type { Message } from "../core/mod.ts";
 import { WireError } from "./codec.ts";
 import { FrameConn, FrameType } from "./frame.ts";
 import { handshake, HandshakeError, type Hello } from "./handshake.ts";
 import { decodeMessage, encodeMessage } from "./wire.ts";
+import type { PeerMessage } from "./snapshot_stream.ts";
 import { parseAddress } from "./address.ts";
 
 /** First redial delay after a failed connection. */
@@ -44,7 +44,7 @@ export interface TransportConfig {
   /** The address peers reach this node at (host:port). */
   advertise: string;
   /** Called for every authenticated, well-formed Raft message addressed to this node. */
-  onRaft: (message: Message) => void;
+  onRaft: (message: PeerMessage) => void;
   /** Called for every authenticated admin client connection. */
   onClient: (conn: FrameConn, hello: Hello) => void;
   /** Where connection events go (never secrets). */
@@ -155,7 +155,7 @@ export class Transport {
   }
 
   /** Sends a Raft message to its recipient; drops it when the peer is down or backed up. */
-  send(m: Message): void {
+  send(m: PeerMessage): void {
     const link = this.#peers.get(m.to);
     if (link === undefined) return;
     if (link.conn === undefined || link.conn.closed) {

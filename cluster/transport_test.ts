@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import type { Message } from "../core/mod.ts";
+import type { PeerMessage } from "./snapshot_stream.ts";
 import { Transport } from "./transport.ts";
 import { encodeFrame, FrameConn, FrameType } from "./frame.ts";
 import { handshake } from "./handshake.ts";
@@ -35,7 +36,7 @@ class Inbox<T> {
 interface TestNode {
   transport: Transport;
   port: number;
-  inbox: Inbox<Message>;
+  inbox: Inbox<PeerMessage>;
   logs: Inbox<string>;
 }
 
@@ -51,7 +52,7 @@ function startNode(
 ): TestNode {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: options.port ?? 0 });
   const port = listener.addr.port;
-  const inbox = new Inbox<Message>();
+  const inbox = new Inbox<PeerMessage>();
   const logs = new Inbox<string>();
   const transport = new Transport({
     clusterId: options.clusterId ?? CLUSTER,
@@ -74,7 +75,7 @@ function heartbeat(from: number, to: number, commit: number): Message {
 }
 
 /** Sends until one arrives: the first sends only start the dial (Raft resends the same way). */
-async function deliver(from: TestNode, m: Message, to: TestNode): Promise<Message> {
+async function deliver(from: TestNode, m: Message, to: TestNode): Promise<PeerMessage> {
   let done = false;
   const got = to.inbox.find((x) => x.type === m.type && x.from === m.from).then((x) => {
     done = true;

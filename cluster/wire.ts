@@ -17,17 +17,20 @@
  * timeoutNow     (nothing)
  * readIndex      context:bytes
  * readIndexResp  index:u64 context:bytes
+ * snapOffer | snapPull | snapChunk   snapshot streaming (cluster/snapshot_stream.ts)
  * entry := index:u64 term:u64 type:u8 data:bytes     (type: cluster/entry_type.ts)
  * conf  := nv:u32 voter:u32*nv nl:u32 learner:u32*nl
  * ```
  * @module
  */
 
-import type { ConfState, Entry, Message, MessageType } from "../core/mod.ts";
+import type { ConfState, Entry, MessageType, SnapshotMeta } from "../core/mod.ts";
 import { ByteReader, ByteWriter, WireError } from "./codec.ts";
 import { entryTypeCode, entryTypeOfCode } from "./entry_type.ts";
+import { shipKey, shipOfKey } from "./ships.ts";
+import type { PeerMessage, SnapshotStreamMessage, WirePiece } from "./snapshot_stream.ts";
 
-const TAGS: readonly MessageType[] = [
+const TAGS: readonly (MessageType | SnapshotStreamMessage["type"])[] = [
   "app",
   "appResp",
   "vote",
@@ -40,8 +43,32 @@ const TAGS: readonly MessageType[] = [
   "timeoutNow",
   "readIndex",
   "readIndexResp",
+  "snapOffer",
+  "snapPull",
+  "snapChunk",
 ];
-const TAG_OF = new Map<MessageType, number>(TAGS.map((t, i) => [t, i + 1]));
+const TAG_OF = new Map<PeerMessage["type"], number>(TAGS.map((t, i) => [t, i + 1]));
+
+/** Piece kinds on the wire. */
+const PIECE_EVENTS = 1;
+const PIECE_IMAGE = 2;
+
+function writePiece(w: ByteWriter, p: WirePiece): void {
+  w.u8(p.kind === "events" ? PIECE_EVENTS : PIECE_IMAGE).raw(shipKey(p.ship)).u64(p.addedIndex);
+  if (p.kind === "events") w.u64(p.from);
+  else w.u64(p.epoch).u64(p.offset);
+}
+
+function readPiece(r: ByteReader): WirePiece {
+  const kind = r.u8("piece kind");
+  const ship = shipOfKey(r.raw(16, "ship"));
+  const addedIndex = r.u64("added index");
+  if (kind === PIECE_EVENTS) return { kind: "events", ship, addedIndex, from: r.u64("from event") };
+  if (kind === PIECE_IMAGE) {
+    return { kind: "image", ship, addedIndex, epoch: r.u64("epoch"), offset: r.u64("offset") };
+  }
+  throw new WireError(`The snapshot piece kind ${kind} is unknown`);
+}
 
 /** Bytes of an encoded entry besides its data: index, term, type, data length. */
 const ENTRY_FIXED_BYTES = 8 + 8 + 1 + 4;
@@ -70,21 +97,34 @@ function readConf(r: ByteReader): ConfState {
   return { voters: readIds(r, "voter"), learners: readIds(r, "learner") };
 }
 
+function writeSnapshotMeta(w: ByteWriter, s: SnapshotMeta): void {
+  w.u64(s.index).u64(s.term);
+  writeConf(w, s.conf);
+}
+
+function readSnapshotMeta(r: ByteReader): SnapshotMeta {
+  return { index: r.u64("snapshot index"), term: r.u64("snapshot term"), conf: readConf(r) };
+}
+
 /** Exact encoded size of a message, so it is written into one buffer without growing. */
-function encodedSize(m: Message): number {
+function encodedSize(m: PeerMessage): number {
   let size = 1 + 4 + 4 + 4 + 8 + 64; // header plus room for fixed fields
   if (m.type === "app") {
     for (const e of m.entries) size += ENTRY_FIXED_BYTES + e.data.length;
   } else if (m.type === "readIndex" || m.type === "readIndexResp") {
     size += m.context.length;
-  } else if (m.type === "snap") {
+  } else if (m.type === "snap" || m.type === "snapOffer") {
     size += 8 + 4 * (m.snapshot.conf.voters.length + m.snapshot.conf.learners.length);
+    if (m.type === "snapOffer") size += m.manifest.length;
+  } else if (m.type === "snapPull" || m.type === "snapChunk") {
+    size += 64;
+    if (m.type === "snapChunk") size += m.data.length;
   }
   return size;
 }
 
-/** Encodes a Raft message. */
-export function encodeMessage(m: Message): Uint8Array {
+/** Encodes a message (Raft's or snapshot streaming's). */
+export function encodeMessage(m: PeerMessage): Uint8Array {
   const w = new ByteWriter(encodedSize(m));
   w.u8(TAG_OF.get(m.type)!).u32(m.groupId).u32(m.from).u32(m.to).u64(m.term);
   switch (m.type) {
@@ -112,8 +152,7 @@ export function encodeMessage(m: Message): Uint8Array {
       w.u64(m.readSeq);
       break;
     case "snap":
-      w.u64(m.snapshot.index).u64(m.snapshot.term);
-      writeConf(w, m.snapshot.conf);
+      writeSnapshotMeta(w, m.snapshot);
       break;
     case "timeoutNow":
       break;
@@ -122,6 +161,19 @@ export function encodeMessage(m: Message): Uint8Array {
       break;
     case "readIndexResp":
       w.u64(m.index).bytes(m.context);
+      break;
+    case "snapOffer":
+      writeSnapshotMeta(w, m.snapshot);
+      w.bytes(m.manifest);
+      break;
+    case "snapPull":
+      w.u64(m.index);
+      writePiece(w, m.piece);
+      break;
+    case "snapChunk":
+      w.u64(m.index);
+      writePiece(w, m.piece);
+      w.u8(m.gone ? 1 : 0).raw(m.sha256).bytes(m.data);
       break;
   }
   return w.finish();
@@ -151,10 +203,10 @@ function readEntries(r: ByteReader): Entry[] {
 }
 
 /**
- * Decodes a Raft message. The result's byte fields are views into `bytes`
+ * Decodes a message. The result's byte fields are views into `bytes`
  * (no copy). Throws WireError on anything malformed.
  */
-export function decodeMessage(bytes: Uint8Array): Message {
+export function decodeMessage(bytes: Uint8Array): PeerMessage {
   const r = new ByteReader(bytes);
   const code = r.u8("message tag");
   const type = TAGS[code - 1];
@@ -164,7 +216,7 @@ export function decodeMessage(bytes: Uint8Array): Message {
   const to = r.u32("recipient id");
   const term = r.u64("term");
   const h = { groupId, from, to, term };
-  let m: Message;
+  let m: PeerMessage;
   switch (type) {
     case "app":
       m = {
@@ -207,15 +259,7 @@ export function decodeMessage(bytes: Uint8Array): Message {
       m = { ...h, type, readSeq: r.u64("read sequence") };
       break;
     case "snap":
-      m = {
-        ...h,
-        type,
-        snapshot: {
-          index: r.u64("snapshot index"),
-          term: r.u64("snapshot term"),
-          conf: readConf(r),
-        },
-      };
+      m = { ...h, type, snapshot: readSnapshotMeta(r) };
       break;
     case "timeoutNow":
       m = { ...h, type };
@@ -225,6 +269,23 @@ export function decodeMessage(bytes: Uint8Array): Message {
       break;
     case "readIndexResp":
       m = { ...h, type, index: r.u64("index"), context: r.bytes("read context") };
+      break;
+    case "snapOffer":
+      m = { ...h, type, snapshot: readSnapshotMeta(r), manifest: r.bytes("manifest") };
+      break;
+    case "snapPull":
+      m = { ...h, type, index: r.u64("snapshot index"), piece: readPiece(r) };
+      break;
+    case "snapChunk":
+      m = {
+        ...h,
+        type,
+        index: r.u64("snapshot index"),
+        piece: readPiece(r),
+        gone: flag(r, "gone"),
+        sha256: r.raw(32, "sha256"),
+        data: r.bytes("chunk data"),
+      };
       break;
   }
   r.end(`${type} message`);

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import type { Entry, Message } from "../core/mod.ts";
+import type { Entry } from "../core/mod.ts";
+import type { PeerMessage, WirePiece } from "./snapshot_stream.ts";
 import { decodeMessage, encodeMessage } from "./wire.ts";
 import { WireError } from "./codec.ts";
 import { decodeHello, encodeHello } from "./handshake.ts";
@@ -18,7 +19,48 @@ const entry: fc.Arbitrary<Entry> = fc.record({
 }).map((e) => ({ ...e })); // fc.record makes null-prototype objects
 const ids = fc.uniqueArray(id, { maxLength: 7 });
 
-const messageArb: fc.Arbitrary<Message> = fc.oneof(
+const ship = fc.bigInt({ min: 0n, max: (1n << 128n) - 1n });
+const piece: fc.Arbitrary<WirePiece> = fc.oneof(
+  fc.tuple(ship, u64, u64).map(([ship, addedIndex, from]) => ({
+    kind: "events" as const,
+    ship,
+    addedIndex,
+    from,
+  })),
+  fc.tuple(ship, u64, u64, u64).map(([ship, addedIndex, epoch, offset]) => ({
+    kind: "image" as const,
+    ship,
+    addedIndex,
+    epoch,
+    offset,
+  })),
+);
+
+const messageArb: fc.Arbitrary<PeerMessage> = fc.oneof(
+  fc.tuple(header, u64, u64, ids, ids, bytes).map((
+    [h, index, term, voters, learners, manifest],
+  ) => ({
+    ...h,
+    type: "snapOffer" as const,
+    snapshot: { index, term, conf: { voters, learners } },
+    manifest,
+  })),
+  fc.tuple(header, u64, piece).map(([h, index, piece]) => ({
+    ...h,
+    type: "snapPull" as const,
+    index,
+    piece,
+  })),
+  fc.tuple(header, u64, piece, fc.boolean(), fc.uint8Array({ minLength: 32, maxLength: 32 }), bytes)
+    .map(([h, index, piece, gone, sha256, data]) => ({
+      ...h,
+      type: "snapChunk" as const,
+      index,
+      piece,
+      gone,
+      sha256,
+      data,
+    })),
   fc.tuple(header, u64, u64, u64, fc.array(entry, { maxLength: 5 })).map((
     [h, index, logTerm, commit, entries],
   ) => ({ ...h, type: "app" as const, index, logTerm, commit, entries })),

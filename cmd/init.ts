@@ -15,8 +15,10 @@ import {
   dataDirOf,
   electionTimeoutOption,
   LOG_FORMAT_FLAG_HELP,
+  LOG_TAIL_FLAG_HELP,
   logFormatOf,
   logFormatOption,
+  logTailOption,
   METRICS_FLAG_HELP,
   metricsOption,
 } from "./lib/options.ts";
@@ -64,6 +66,7 @@ export function initCommand(): CommandUnknownOpts {
       "base election timeout, kept for later runs (default 500; raise it on loaded machines)",
       electionTimeoutOption,
     )
+    .option("--log-tail <entries>", LOG_TAIL_FLAG_HELP, logTailOption)
     .option("--metrics <host:port>", METRICS_FLAG_HELP, metricsOption)
     .option("--log-format <format>", LOG_FORMAT_FLAG_HELP, logFormatOption)
     .action(async (options) => {
@@ -111,6 +114,7 @@ export function initCommand(): CommandUnknownOpts {
       }
       const code = await runNode(dir, {
         electionTimeoutMs: options.electionTimeoutMs,
+        logTailEntries: options.logTail,
         endpoints,
         logFormat: logFormatOf(options),
       });

@@ -19,8 +19,10 @@ import {
   dataDirOf,
   electionTimeoutOption,
   LOG_FORMAT_FLAG_HELP,
+  LOG_TAIL_FLAG_HELP,
   logFormatOf,
   logFormatOption,
+  logTailOption,
   METRICS_FLAG_HELP,
   metricsOption,
   tokenFromOptions,
@@ -65,6 +67,7 @@ export function joinCommand(): CommandUnknownOpts {
       "base election timeout, kept for later runs (default 500; raise it on loaded machines)",
       electionTimeoutOption,
     )
+    .option("--log-tail <entries>", LOG_TAIL_FLAG_HELP, logTailOption)
     .option("--metrics <host:port>", METRICS_FLAG_HELP, metricsOption)
     .option("--log-format <format>", LOG_FORMAT_FLAG_HELP, logFormatOption)
     .action(async (member, options) => {
@@ -133,6 +136,7 @@ export function joinCommand(): CommandUnknownOpts {
       }
       const code = await runNode(dir, {
         electionTimeoutMs: options.electionTimeoutMs,
+        logTailEntries: options.logTail,
         metrics: options.metrics,
         logFormat: logFormatOf(options),
         endpoints,

@@ -18,6 +18,7 @@ import { joinCommand } from "./join.ts";
 import { runCommand } from "./run.ts";
 import { statusCommand } from "./status.ts";
 import { memberCommand } from "./member.ts";
+import { doctorCommand } from "./doctor.ts";
 import { tokenCommand } from "./token.ts";
 import { shipCommand } from "./ship.ts";
 import { addPierCommands } from "./ship_pier.ts";
@@ -48,6 +49,7 @@ export function buildCli(): Command {
   program.addCommand(runCommand());
   program.addCommand(statusCommand());
   program.addCommand(memberCommand());
+  program.addCommand(doctorCommand());
   const ship = shipCommand();
   addPierCommands(ship); // import, export, attach: the pier side of `seguro ship`
   program.addCommand(ship);

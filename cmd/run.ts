@@ -16,8 +16,10 @@ import {
   dataDirOf,
   electionTimeoutOption,
   LOG_FORMAT_FLAG_HELP,
+  LOG_TAIL_FLAG_HELP,
   logFormatOf,
   logFormatOption,
+  logTailOption,
   METRICS_FLAG_HELP,
   metricsOption,
   tokenFromOptions,
@@ -83,6 +85,7 @@ export function runCommand(): CommandUnknownOpts {
       "base election timeout, kept for later runs (default 500; raise it on heavily loaded machines)",
       electionTimeoutOption,
     )
+    .option("--log-tail <entries>", LOG_TAIL_FLAG_HELP, logTailOption)
     .option("--metrics <host:port>", METRICS_FLAG_HELP, metricsOption)
     .option("--log-format <format>", LOG_FORMAT_FLAG_HELP, logFormatOption)
     .option("--token <token>", "cluster token for --machines (prefer SEGURO_TOKEN or --token-file)")
@@ -98,6 +101,7 @@ export function runCommand(): CommandUnknownOpts {
         runtimeTcpPort: options.runtimeTcp,
         standbyDir: options.standbyDir,
         electionTimeoutMs: options.electionTimeoutMs,
+        logTailEntries: options.logTail,
         exec: options.exec,
         execGraceMs: options.execGraceMs,
         metrics: options.metrics,

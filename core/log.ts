@@ -35,6 +35,8 @@ export class RaftLog {
   #pendingSnapshot: SnapshotMeta | undefined;
   /** Membership changes in `#entries`, ascending by index. */
   #confs: ConfAt[] = [];
+  /** Size of `#entries` as {@linkcode entrySizeBytes} counts it. */
+  #bytes = 0;
   #persistedIndex: number;
   #unstableFrom: number;
   #committed: number;
@@ -80,6 +82,11 @@ export class RaftLog {
   /** Highest index handed to the application. */
   get applied(): number {
     return this.#applied;
+  }
+
+  /** Bytes the held entries take, as {@linkcode entrySizeBytes} counts them. */
+  heldBytes(): number {
+    return this.#bytes;
   }
 
   /** First index still held as an entry. */
@@ -167,6 +174,7 @@ export class RaftLog {
         () => `appended entry ${e.index} has term ${e.term} below the last term ${this.lastTerm()}`,
       );
       this.#entries.push(e);
+      this.#bytes += entrySizeBytes(e);
       if (e.type === "conf") {
         this.#confs.push({ index: e.index, conf: decodeConfChangeRecord(e.data).conf });
       }
@@ -321,6 +329,7 @@ export class RaftLog {
     );
     this.#snapshot = snapshot;
     this.#entries = [];
+    this.#bytes = 0;
     this.#confs = [];
     this.#pendingSnapshot = snapshot;
     this.#persistedIndex = Math.min(this.#persistedIndex, this.#committed);
@@ -338,7 +347,9 @@ export class RaftLog {
     );
     if (index <= this.#snapshot.index) return this.#snapshot;
     const snapshot: SnapshotMeta = { index, term: this.termAt(index)!, conf: this.confAt(index) };
-    this.#entries = this.#entries.slice(index - this.#snapshot.index);
+    const dropped = index - this.#snapshot.index;
+    for (let i = 0; i < dropped; i++) this.#bytes -= entrySizeBytes(this.#entries[i]);
+    this.#entries = this.#entries.slice(dropped);
     this.#confs = this.#confs.filter((c) => c.index > index);
     this.#snapshot = snapshot;
     return snapshot;
@@ -358,6 +369,10 @@ export class RaftLog {
 
   /** Membership in force at `index` (>= the snapshot index). */
   confAt(index: number): ConfState {
+    assertInvariant(
+      index >= this.#snapshot.index,
+      () => `membership at ${index} is asked for below the snapshot index ${this.#snapshot.index}`,
+    );
     let conf = this.#snapshot.conf;
     for (const c of this.#confs) {
       if (c.index > index) break;
@@ -367,6 +382,10 @@ export class RaftLog {
   }
 
   #truncateFrom(index: number): void {
+    const keep = index - this.#snapshot.index - 1;
+    for (let i = keep; i < this.#entries.length; i++) {
+      this.#bytes -= entrySizeBytes(this.#entries[i]);
+    }
     this.#entries.length = index - this.#snapshot.index - 1;
     while (this.#confs.length > 0 && this.#confs[this.#confs.length - 1].index >= index) {
       this.#confs.pop();

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { RaftInvariantError } from "./errors.ts";
-import { RaftLog } from "./log.ts";
+import { ENTRY_OVERHEAD_BYTES, entrySizeBytes, RaftLog } from "./log.ts";
 import type { Entry, SnapshotMeta } from "./messages.ts";
 
 const BOOT: SnapshotMeta = { index: 0, term: 0, conf: { voters: [1, 2, 3], learners: [] } };
@@ -68,4 +68,25 @@ Deno.test("compaction keeps terms, membership and the slice bounds right", () =>
   assert.equal(log.termAt(2), undefined);
   assert.deepEqual(log.slice(4, 6, 1 << 20).map((e) => e.index), [4, 5]);
   assert.deepEqual(log.findConflictByTerm(5, 1), { index: 3, term: 1 });
+});
+
+Deno.test("heldBytes counts exactly the entries held through append, truncation, compaction and restore", () => {
+  const held = (log: RaftLog) => {
+    let sum = 0;
+    for (let i = log.firstIndex(); i <= log.lastIndex(); i++) sum += entrySizeBytes(log.entry(i));
+    return sum;
+  };
+  const log = new RaftLog(BOOT, entries(1, [1, 1, 2, 2, 2]), 0);
+  assert.equal(log.heldBytes(), held(log));
+  assert.ok(log.heldBytes() > 5 * ENTRY_OVERHEAD_BYTES);
+  log.maybeAppend(2, 1, entries(3, [3, 3]));
+  assert.equal(log.heldBytes(), held(log), "after truncating a suffix");
+  log.takeUnstableEntries();
+  log.persistedTo(4, 3);
+  log.commitTo(4);
+  log.appliedTo(3);
+  log.compact(3);
+  assert.equal(log.heldBytes(), held(log), "after compaction");
+  log.restore({ index: 9, term: 4, conf: BOOT.conf });
+  assert.equal(log.heldBytes(), 0, "after a snapshot replaced the log");
 });

@@ -330,6 +330,14 @@ export class RaftNode {
   get leadTransferee(): number {
     return this.#leadTransferee;
   }
+  /** Bytes the held entries take (data plus a fixed header each): what compaction bounds. */
+  get heldBytes(): number {
+    return this.#log.heldBytes();
+  }
+  /** Membership in force at `index` (at or after the snapshot index). */
+  confAt(index: number): ConfState {
+    return this.#log.confAt(index);
+  }
   /** Term of the entry at `index`, or undefined when not held. */
   termAt(index: number): number | undefined {
     return this.#log.termAt(index);

@@ -21,7 +21,8 @@
  * @module
  */
 
-import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { Counter, Gauge, Histogram, Registry, Summary } from "prom-client";
+import { EventLoopLag } from "./event_loop_lag.ts";
 import type { DriverObserver } from "../cluster/driver.ts";
 import type { ClusterNode } from "../cluster/node.ts";
 import type { NodeStatus } from "../cluster/admin_protocol.ts";
@@ -217,6 +218,8 @@ export class NodeMetrics {
   readonly #releaseSeconds: Histogram<"ship">;
   #source: MetricsSource | undefined;
   #snapshot: Snapshot | undefined;
+  readonly #lagSeconds: Summary;
+  #lag: EventLoopLag | undefined;
 
   /** `now`: monotonic milliseconds; `shipName` renders the `ship` label (e.g. `~zod`). */
   constructor(shipName: (ship: bigint) => string, now: () => number = () => performance.now()) {
@@ -292,6 +295,15 @@ export class NodeMetrics {
       name: "seguro_raft_ready_seconds",
       help: "Time to handle one Raft Ready: send, persist, apply, advance and release",
       buckets: DISK_BUCKETS,
+      registers,
+    });
+    this.#lagSeconds = new Summary({
+      name: "seguro_event_loop_lag_seconds",
+      help:
+        "How late the event loop ran a 20 ms timer (time it was busy), over the last minute; a lag near the election timeout costs elections",
+      percentiles: [0.5, 0.99, 1],
+      maxAgeSeconds: 60,
+      ageBuckets: 6,
       registers,
     });
     this.observer = {
@@ -394,10 +406,17 @@ export class NodeMetrics {
     return this.#snapshot;
   }
 
-  /** Reads the node through `source` from now on, on each scrape. */
+  /** Reads the node through `source` from now on, on each scrape, and samples its event loop. */
   watch(source: MetricsSource): void {
     invariant(this.#source === undefined, () => "the metrics watch a node already");
     this.#source = source;
+    this.#lag = new EventLoopLag((ms) => this.#lagSeconds.observe(ms / 1000));
+  }
+
+  /** Stops sampling the event loop (the node stopped). */
+  close(): void {
+    this.#lag?.stop();
+    this.#lag = undefined;
   }
 
   /**

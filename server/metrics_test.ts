@@ -65,6 +65,7 @@ function status(over: Partial<NodeStatus>): NodeStatus {
     term: 7,
     leaderId: 1,
     leaderAddress: "127.0.0.1:1",
+    firstIndex: 1,
     lastIndex: 100,
     commitIndex: 98,
     appliedIndex: 97,
@@ -156,6 +157,7 @@ Deno.test("registry: node, ship and runtime metrics, read on scrape", async () =
   assert.equal(sample(m, "seguro_storage_persist_seconds").count, 1);
   assert.equal(sample(m, "seguro_raft_ready_seconds").count, 2);
   assert.equal(sample(m, "seguro_raft_ready_seconds").sum, 0.007);
+  assert.equal(m.find((f) => f.name === "seguro_event_loop_lag_seconds")?.type, "summary");
 
   // Event 6 waits past the threshold; then the node is a follower: no lag, another role.
   now += RELEASE_STALL_MS;
@@ -167,6 +169,7 @@ Deno.test("registry: node, ship and runtime metrics, read on scrape", async () =
   assert.equal(value(m, "seguro_raft_leader_id"), 2);
   assert.equal(value(m, "seguro_raft_term"), 8);
   assert.equal(m.find((f) => f.name === "seguro_raft_peer_match_lag")?.samples.length ?? 0, 0);
+  metrics.close();
 });
 
 Deno.test("metrics server: 503 until it serves, GET /metrics, 404 elsewhere, a busy port is one line", async () => {

@@ -175,6 +175,8 @@ export async function runNode(
     runtimeTcpPort?: number;
     standbyDir?: string;
     electionTimeoutMs?: number;
+    /** Raft log entries kept behind the applied index (default: the driver's). */
+    logTailEntries?: number;
     exec?: string;
     execGraceMs?: number;
     /** HOST:PORT to serve Prometheus metrics on. */
@@ -252,6 +254,7 @@ export async function runNode(
     listener,
     advertise,
     electionTicks,
+    logTailEntries: overrides.logTailEntries,
     log: log,
     shipName: renderShip,
     checkJob: jobProblem,
@@ -347,6 +350,7 @@ export async function runNode(
   await supervisor?.close();
   runtime.close();
   standby?.close();
+  metrics?.close();
   await metricsServer?.close();
   Deno.removeSignalListener("SIGINT", stop);
   Deno.removeSignalListener("SIGTERM", stop);

@@ -33,7 +33,7 @@ function setup(dir: string, standbyDir = join(dir, "standby"), now?: () => numbe
       hardState: { term: 1, vote: 1, commit: index },
     });
     let ok = false;
-    store.applyTransaction(index, () => ok = machine.apply(data, index).ok);
+    store.applyTransaction(index, () => ok = machine.apply(data, index, 1).ok);
     assert.ok(ok, `entry ${index} applied`);
   };
   apply(encodeCommand({ kind: "shipAdd", ship: ZOD, fake: true, optimism: -1, life: 0 }));

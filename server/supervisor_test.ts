@@ -119,7 +119,7 @@ async function setup(runtime: string[], events = 3) {
     });
     let refused: string | undefined;
     store.applyTransaction(index, () => {
-      const result = machine.apply(data, index);
+      const result = machine.apply(data, index, 1);
       if (!result.ok) refused = result.reason;
     });
     return refused;

@@ -22,6 +22,7 @@ export class ImageTables implements ImageTableWriter {
   readonly #chunks: StatementSync;
   readonly #insertChunk: StatementSync;
   readonly #deleteImages: StatementSync;
+  readonly #putImage: StatementSync;
   readonly #deleteChunks: StatementSync;
 
   /** Prepares the statements (the store calls this once per open). */
@@ -39,6 +40,9 @@ export class ImageTables implements ImageTableWriter {
     );
     this.#insertChunk = db.prepare(
       "INSERT INTO image_chunk (ship, epoch, offset, data) VALUES (?, ?, ?, ?)",
+    );
+    this.#putImage = db.prepare(
+      "INSERT OR REPLACE INTO image (ship, epoch, size, sha256) VALUES (?, ?, ?, ?)",
     );
     this.#deleteImages = db.prepare("DELETE FROM image WHERE ship = ?");
     this.#deleteChunks = db.prepare("DELETE FROM image_chunk WHERE ship = ?");
@@ -83,12 +87,22 @@ export class ImageTables implements ImageTableWriter {
     this.#complete.run(digest, shipKey(ship), epoch);
   }
 
+  /** Writes an image's row (a snapshot's install; its chunks are written apart). */
+  putImage(ship: bigint, image: ImageInfo): void {
+    const digest = image.sha256 === undefined ? null : unhex(image.sha256);
+    this.#putImage.run(shipKey(ship), image.epoch, image.size, digest);
+  }
+
   /** Drops a ship's images (write; with the ship). */
   deleteShip(ship: bigint): void {
     const key = shipKey(ship);
     this.#deleteChunks.run(key);
     this.#deleteImages.run(key);
   }
+}
+
+function unhex(text: string): Uint8Array {
+  return Uint8Array.from(text.match(/../g) ?? [], (pair) => parseInt(pair, 16));
 }
 
 function hex(bytes: Uint8Array): string {

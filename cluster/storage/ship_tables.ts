@@ -25,6 +25,7 @@ export class ShipTables implements ShipReader {
   readonly #events: StatementSync;
   readonly #insertEvent: StatementSync;
   readonly #advance: StatementSync;
+  readonly #putShip: StatementSync;
 
   /** Prepares the statements (the store calls this once per open). */
   constructor(db: DatabaseSync) {
@@ -33,17 +34,20 @@ export class ShipTables implements ShipReader {
     this.#insertShip = db.prepare(
       "INSERT INTO ship (ship, fake, optimism, life, last_eve, last_mug, bytes, added_index) VALUES (?, ?, ?, ?, 0, 0, 0, ?)",
     );
+    this.#putShip = db.prepare(
+      "INSERT OR REPLACE INTO ship (ship, fake, optimism, life, last_eve, last_mug, bytes, added_index) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    );
     this.#deleteShip = db.prepare("DELETE FROM ship WHERE ship = ?");
     this.#deleteEvents = db.prepare("DELETE FROM event WHERE ship = ?");
     this.#setOptimism = db.prepare("UPDATE ship SET optimism = ? WHERE ship = ?");
     this.#event = db.prepare(
-      "SELECT eve, mug, job, entry_index FROM event WHERE ship = ? AND eve = ?",
+      "SELECT eve, mug, job, entry_index, entry_term FROM event WHERE ship = ? AND eve = ?",
     );
     this.#events = db.prepare(
-      "SELECT eve, mug, job, entry_index FROM event WHERE ship = ? AND eve >= ? ORDER BY eve LIMIT ?",
+      "SELECT eve, mug, job, entry_index, entry_term FROM event WHERE ship = ? AND eve >= ? ORDER BY eve LIMIT ?",
     );
     this.#insertEvent = db.prepare(
-      "INSERT INTO event (ship, eve, mug, job, entry_index) VALUES (?, ?, ?, ?, ?)",
+      "INSERT INTO event (ship, eve, mug, job, entry_index, entry_term) VALUES (?, ?, ?, ?, ?, ?)",
     );
     this.#advance = db.prepare(
       "UPDATE ship SET last_eve = ?, last_mug = ?, bytes = bytes + ? WHERE ship = ?",
@@ -96,6 +100,20 @@ export class ShipTables implements ShipReader {
     );
   }
 
+  /** Writes a ship's whole row (a snapshot's install; its events are written apart). */
+  putShip(info: ShipInfo): void {
+    this.#putShip.run(
+      shipKey(info.ship),
+      info.fake ? 1 : 0,
+      info.optimism,
+      info.life,
+      info.lastEve,
+      info.lastMug,
+      info.bytes,
+      info.addedIndex,
+    );
+  }
+
   /** Removes a ship and all its events (write). */
   deleteShip(ship: bigint): void {
     const key = shipKey(ship);
@@ -111,7 +129,7 @@ export class ShipTables implements ShipReader {
   /** Appends the ship's next event (write); the caller has checked it is last_eve + 1. */
   appendEvent(ship: bigint, event: StoredEvent): void {
     const key = shipKey(ship);
-    this.#insertEvent.run(key, event.eve, event.mug, event.job, event.entryIndex);
+    this.#insertEvent.run(key, event.eve, event.mug, event.job, event.entryIndex, event.entryTerm);
     this.#advance.run(event.eve, event.mug, event.job.length, key);
   }
 }
@@ -135,5 +153,6 @@ function toEvent(row: Record<string, unknown>): StoredEvent {
     mug: Number(row.mug),
     job: row.job as Uint8Array,
     entryIndex: Number(row.entry_index),
+    entryTerm: Number(row.entry_term),
   };
 }

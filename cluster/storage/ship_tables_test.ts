@@ -47,11 +47,23 @@ Deno.test("appended events advance the ship's last event, mug and bytes", () => 
     const ships = store.ships;
     ships.insertShip({ ship: 5n, fake: true, optimism: -1, life: 0, addedIndex: 1 });
     for (let eve = 1; eve <= 3; eve++) {
-      ships.appendEvent(5n, { eve, mug: 100 + eve, job: job(eve, eve), entryIndex: 10 + eve });
+      ships.appendEvent(5n, {
+        eve,
+        mug: 100 + eve,
+        job: job(eve, eve),
+        entryIndex: 10 + eve,
+        entryTerm: 2,
+      });
     }
     const info = ships.get(5n)!;
     assert.deepEqual([info.lastEve, info.lastMug, info.bytes], [3, 103, 1 + 2 + 3]);
-    assert.deepEqual(ships.event(5n, 2), { eve: 2, mug: 102, job: job(2, 2), entryIndex: 12 });
+    assert.deepEqual(ships.event(5n, 2), {
+      eve: 2,
+      mug: 102,
+      job: job(2, 2),
+      entryIndex: 12,
+      entryTerm: 2,
+    });
     assert.equal(ships.event(5n, 4), undefined);
     assert.equal(ships.event(6n, 1), undefined);
   });
@@ -62,7 +74,7 @@ Deno.test("events stop at the count or the byte budget, but always return one", 
     const ships = store.ships;
     ships.insertShip({ ship: 5n, fake: true, optimism: -1, life: 0, addedIndex: 1 });
     for (let eve = 1; eve <= 10; eve++) {
-      ships.appendEvent(5n, { eve, mug: 0, job: job(eve, 100), entryIndex: eve });
+      ships.appendEvent(5n, { eve, mug: 0, job: job(eve, 100), entryIndex: eve, entryTerm: 1 });
     }
     const eves = (events: { eve: number }[]) => events.map((e) => e.eve);
     assert.deepEqual(eves(ships.events(5n, 3, 4)), [3, 4, 5, 6]);
@@ -78,7 +90,7 @@ Deno.test("deleting a ship deletes its events and no other ship's", () => {
     const ships = store.ships;
     for (const ship of [1n, 2n]) {
       ships.insertShip({ ship, fake: true, optimism: -1, life: 0, addedIndex: 1 });
-      ships.appendEvent(ship, { eve: 1, mug: 0, job: job(1), entryIndex: 1 });
+      ships.appendEvent(ship, { eve: 1, mug: 0, job: job(1), entryIndex: 1, entryTerm: 1 });
     }
     ships.deleteShip(1n);
     assert.equal(ships.get(1n), undefined);

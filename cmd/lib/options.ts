@@ -173,6 +173,19 @@ export function metricsOption(value: string): string {
   return address;
 }
 
+/** Help text of the `--log-tail` flag (run, init, join). */
+export const LOG_TAIL_FLAG_HELP =
+  "Raft log entries this node keeps behind its applied index (default 20000, at most 32 MiB of them); a follower further behind catches up by snapshot";
+
+/** Parses `--log-tail`. */
+export function logTailOption(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > 10_000_000) {
+    throw new UsageError(`--log-tail must be a whole number from 1 to 10000000 (got '${value}')`);
+  }
+  return n;
+}
+
 /** Help text of the `--log-format` flag (run, init, join). */
 export const LOG_FORMAT_FLAG_HELP =
   "the node's log: 'text' lines, or 'json', one object per line with an event name for the lines that matter (default $SEGURO_LOG_FORMAT, else text)";

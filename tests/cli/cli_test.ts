@@ -6,34 +6,8 @@ import assert from "node:assert/strict";
 import { cell, cord, jam, tuple } from "../../vere/noun.ts";
 import { BRASS_PILL_PATH, havePill } from "../fixtures.ts";
 import denoJson from "../../deno.json" with { type: "json" };
-import { MAIN_PATH, selfCommand } from "../../server/self_command.ts";
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function seguro(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  const self = selfCommand(args);
-  const { code, stdout, stderr } = await new Deno.Command(self.cmd, {
-    args: self.args,
-    env: { NO_COLOR: "", FORCE_COLOR: "", ...env },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = new TextDecoder();
-  return { code, stdout: text.decode(stdout), stderr: text.decode(stderr) };
-}
-
-/** A usage or failure error is exactly one line on stderr, starting `error:`. */
-function assertOneLineError(run: Run, code: number, pattern: RegExp): void {
-  assert.equal(run.code, code, `exit code; stderr: ${run.stderr}`);
-  const lines = run.stderr.trimEnd().split("\n");
-  assert.equal(lines.length, 1, `one line, got: ${run.stderr}`);
-  assert.match(lines[0], /^error: /);
-  assert.match(lines[0], pattern);
-}
+import { MAIN_PATH } from "../../server/self_command.ts";
+import { assertOneLineError, type Run, seguro } from "./run_cli.ts";
 
 /** Runs `fn` on a temp file holding `bytes`; the file is removed even when `fn` fails. */
 async function withTempFile(bytes: Uint8Array, fn: (path: string) => Promise<void>): Promise<void> {
@@ -181,17 +155,8 @@ function freeAddress(): string {
 }
 
 /** `seguro(args)` that is killed after `ms` (a command that should fail at once but might run). */
-async function seguroWithin(ms: number, args: string[]): Promise<Run> {
-  const self = selfCommand(args);
-  const { code, stdout, stderr } = await new Deno.Command(self.cmd, {
-    args: self.args,
-    env: { NO_COLOR: "1" },
-    stdout: "piped",
-    stderr: "piped",
-    signal: AbortSignal.timeout(ms),
-  }).output();
-  const text = new TextDecoder();
-  return { code, stdout: text.decode(stdout), stderr: text.decode(stderr) };
+function seguroWithin(ms: number, args: string[]): Promise<Run> {
+  return seguro(args, {}, ms);
 }
 
 Deno.test("init on a busy port creates nothing and prints no token; init then works there", async () => {

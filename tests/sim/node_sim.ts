@@ -18,8 +18,9 @@
  * @module
  */
 
-import { createPrng, type Message, type Prng, RaftInvariantError } from "../../core/mod.ts";
-import { NodeDriver } from "../../cluster/driver.ts";
+import { createPrng, type Prng, RaftInvariantError } from "../../core/mod.ts";
+import { type CompactionPolicy, NodeDriver } from "../../cluster/driver.ts";
+import { isStreamMessage, type PeerMessage } from "../../cluster/snapshot_stream.ts";
 import { Store } from "../../cluster/store.ts";
 import { encodeCommand } from "../../cluster/machine.ts";
 import { sha256 } from "../../cluster/images.ts";
@@ -72,6 +73,8 @@ export interface NodeSimStats {
   losses: number;
   /** Complete images every node holds at the end. */
   images: number;
+  /** Snapshots installed by followers behind the compacted log. */
+  snapshots: number;
   /** Seeds with a violation. */
   violations: number;
 }
@@ -99,6 +102,7 @@ export function emptyNodeStats(): NodeSimStats {
     masters: 0,
     losses: 0,
     images: 0,
+    snapshots: 0,
     violations: 0,
   };
 }
@@ -127,7 +131,7 @@ interface Slot {
 interface InFlightMessage {
   at: number;
   to: number;
-  m: Message;
+  m: PeerMessage;
 }
 
 interface RuntimeLink {
@@ -169,6 +173,8 @@ class NodeSim {
     partition: number;
     dropRuntime: number;
   };
+  /** How much log each node keeps: from a few entries (snapshots all the time) to all. */
+  readonly #compaction: CompactionPolicy;
 
   constructor(o: NodeSimOptions) {
     this.#o = o;
@@ -183,6 +189,12 @@ class NodeSim {
       partition: [0.002, 0.01, 0.03][r.int(3)],
       dropRuntime: [0, 0.005, 0.02][r.int(3)],
     };
+    this.#compaction = [
+      { keepEntries: 2, keepBytes: 1 << 20 },
+      { keepEntries: 8, keepBytes: 4096 },
+      { keepEntries: 30, keepBytes: 1 << 20 },
+      { keepEntries: 1 << 30, keepBytes: 1 << 30 },
+    ][r.int(4)];
     const quorum = (o.optimism ?? "quorum") === "quorum";
     this.#checker = new ReleaseChecker(quorum);
     this.#model = new RuntimeModel(
@@ -223,7 +235,11 @@ class NodeSim {
     const driver = new NodeDriver({
       store: slot.store,
       send: (m) => this.#send(slot.id, m),
-      log: (line) => this.#log(`n${slot.id} ${line}`),
+      log: (line, event) => {
+        if (event?.event === "snapshot_installed") this.#stats.snapshots++;
+        this.#log(`n${slot.id} ${line}`);
+      },
+      compaction: this.#compaction,
       electionTicks: ELECTION_TICKS,
       randomInt: (n) => this.#prng.int(n),
       now: () => this.#now * 50,
@@ -258,7 +274,11 @@ class NodeSim {
     if (this.#link?.node === slot.id) this.#dropLink();
   }
 
-  #send(from: number, m: Message): void {
+  #send(from: number, m: PeerMessage): void {
+    if (this.#o.trace && isStreamMessage(m)) {
+      const index = m.type === "snapOffer" ? m.snapshot.index : m.index;
+      this.#log(`n${from} -> n${m.to} ${m.type} ${index}`);
+    }
     if (!this.#reaches(from, m.to)) return;
     if (this.#faults && this.#prng.chance(this.#p.loss)) return;
     const at = this.#now + this.#prng.int(this.#p.maxDelay + 1);

@@ -25,4 +25,6 @@ export function runNodeBudget(seed: number, seeds: number, steps: number): void 
   assert.ok(stats.masters >= 2 * seeds, `only ${stats.masters} masters in ${seeds} seeds`);
   assert.ok(stats.released >= 100 * seeds, `only ${stats.released} events released`);
   assert.ok(stats.crashes > 0 && stats.partitions > 0 && stats.resyncs > seeds);
+  // ... and followers behind a compacted log catching up by snapshot, under the same faults.
+  assert.ok(stats.snapshots >= seeds / 10, `only ${stats.snapshots} snapshots installed`);
 }
