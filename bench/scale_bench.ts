@@ -18,8 +18,9 @@
  * bounded). At the largest N: released events/s at 64 and 1024 in flight, and
  * a 4th node `seguro join`s, timed until it has applied the leader's last
  * index, with the leader's RSS sampled meanwhile. Elections are the leader
- * changes in the nodes' JSON logs. The leader's event-loop lag p99 is read
- * from its `/metrics` (nodejs_eventloop_lag_p99_seconds) when it exposes it.
+ * changes in the nodes' JSON logs. The leader's event-loop lag p99 over the
+ * last minute of each load is read from its `/metrics`
+ * (seguro_event_loop_lag_seconds, server/event_loop_lag.ts).
  * Then etcd and dqlite (bench/anchors.ts, 64 in flight) in the same run.
  * MB are 10^6 bytes; an event byte is one of the 1,024 bytes of an event.
  * @module
@@ -316,8 +317,8 @@ function metricsArgs(id: number): string[] {
 }
 
 /**
- * The node's event-loop lag p99 (ms) since its previous scrape (prom-client
- * resets the histogram on each), or null when it does not expose it.
+ * The node's event-loop lag p99 (ms) over the last minute, or null when it
+ * does not expose it.
  */
 async function eventLoopLagP99Ms(id: number): Promise<number | null> {
   const address = metricsAddress.get(id);
@@ -326,7 +327,7 @@ async function eventLoopLagP99Ms(id: number): Promise<number | null> {
     const r = await fetch(`http://${address}/metrics`, {
       signal: AbortSignal.timeout(SCRAPE_TIMEOUT_MS),
     });
-    const m = /^nodejs_eventloop_lag_p99_seconds(?:\{[^}]*\})? (\S+)$/m.exec(await r.text());
+    const m = /^seguro_event_loop_lag_seconds\{quantile="0\.99"\} (\S+)$/m.exec(await r.text());
     return m ? Number(m[1]) * 1000 : null;
   } catch {
     return null;
@@ -668,9 +669,7 @@ Deno.removeSignalListener("SIGTERM", onSignal);
 
 const totalElections = elections();
 const lagExposed = steps.some((s) => s.eventLoopLagP99Ms !== null);
-const LAG_NOT_EXPOSED =
-  "not exposed: the node's /metrics has no nodejs_eventloop_lag_p99_seconds " +
-  "(server/metrics.ts registers no prom-client default metrics)";
+const LAG_NOT_EXPOSED = "not exposed: the node's /metrics has no seguro_event_loop_lag_seconds";
 
 if (values.json) {
   console.log(JSON.stringify(

@@ -199,6 +199,11 @@ export interface ShipJson {
   fake: boolean;
   /** Boot formulas at the start of its log. */
   life: number;
+  /**
+   * The first event the cluster holds: 1, or after a chop the event after
+   * its epoch's image (absent from nodes older than chops: 1).
+   */
+  firstEve?: number;
   /** Last event number. */
   lastEve: number;
   /** Last event's mug. */
@@ -225,6 +230,11 @@ export interface ShipVerify {
   nodeId: number;
   /** Decimal @p number. */
   ship: string;
+  /**
+   * First event held (1 until the log is chopped; absent from nodes older
+   * than chops): the events checked are firstEve..lastEve.
+   */
+  firstEve?: number;
   /** Last event number. */
   lastEve: number;
   /** Bytes of jam checked. */
@@ -233,6 +243,34 @@ export interface ShipVerify {
   digest: string;
   /** The first problems found (at most 20). */
   problems: { eve: number; problem: string }[];
+}
+
+/**
+ * What a `chop` drops and where the log then starts: events `fromEve` to
+ * `toEve` go, and the log starts at `firstEve` (= `toEve + 1`), right after
+ * the complete image of epoch `epoch` (= `toEve`).
+ */
+export interface ChopPlan {
+  /** Decimal @p number. */
+  ship: string;
+  /** The first event dropped: the ship's first event now. */
+  fromEve: number;
+  /** The last event dropped: the epoch's base. */
+  toEve: number;
+  /** Where the log starts after the chop. */
+  firstEve: number;
+  /** The epoch whose image the log then starts after (its base, `toEve`). */
+  epoch: number;
+  /** Bytes of jam dropped. */
+  bytes: number;
+  /** Bytes of the images of earlier epochs dropped with them. */
+  imageBytes: number;
+  /** The ship's last event. */
+  lastEve: number;
+  /** Epochs (complete images) the log keeps: the chop's and the newer ones. */
+  keptEpochs: number[];
+  /** True once the chop is applied; false when it was only planned (no `confirm`). */
+  chopped: boolean;
 }
 
 /**
@@ -254,6 +292,17 @@ export interface ShipActions {
   verify: { request: { ship: string }; response: ShipVerify };
   /** Sets the cluster's default optimism: replicas or -2 (a quorum) (leader only). */
   default: { request: { optimism: number }; response: { defaultOptimism: number } };
+  /**
+   * Drops the ship's events before the newest complete epoch image that
+   * leaves `keepEpochs` epochs (default 1) (leader only). Without `confirm`
+   * it only answers the plan; with it, the leader checks the image's SHA-256
+   * over its chunks, then proposes the chop (refused when `firstEve` is given
+   * and the plan now starts the log elsewhere).
+   */
+  chop: {
+    request: { ship: string; keepEpochs?: number; confirm?: boolean; firstEve?: number };
+    response: ChopPlan;
+  };
 }
 
 /** An action of the `ship` op. */

@@ -15,6 +15,7 @@ import { setImmediate } from "node:timers";
 import {
   ADMIN_CODECS,
   ApiError,
+  type ChopPlan,
   type LogEntryView,
   type MemberAction,
   type MemberActions,
@@ -38,6 +39,7 @@ import { ByteReader, ByteWriter, WireError } from "./codec.ts";
 import type { NodeDriver } from "./driver.ts";
 import { entryTypeCode } from "./entry_type.ts";
 import { FrameConn, FrameType } from "./frame.ts";
+import { checkImage, planChop } from "./chop.ts";
 import { decodeCommand, encodeCommand } from "./machine.ts";
 import type { Membership } from "./membership.ts";
 import { optimismProblem } from "./release.ts";
@@ -108,6 +110,7 @@ function shipJson(info: ShipInfo): ShipJson {
     ship: String(info.ship),
     fake: info.fake,
     life: info.life,
+    firstEve: info.firstEve,
     lastEve: info.lastEve,
     lastMug: info.lastMug,
     bytes: info.bytes,
@@ -193,6 +196,7 @@ export class AdminService {
         return { ...shipJson(driver.machine.ships.get(ship)!), run: driver.machine.runs(ship) };
       },
       verify: (request) => this.#verify(shipOf(request.ship, "verify")),
+      chop: (request) => this.#chop(request),
       default: async (request) => {
         const optimism = Number(request.optimism);
         const problem = optimismProblem(optimism, driver.raft.conf.voters.length, {
@@ -277,6 +281,45 @@ export class AdminService {
     }));
   }
 
+  /**
+   * Plans a chop on the leader and, with `confirm`, checks the image it
+   * starts the log after (its SHA-256 over its chunks, time-sliced) and
+   * proposes it; answers once applied. A request whose `firstEve` (the plan
+   * the user agreed to) differs from the plan now is refused.
+   */
+  async #chop(request: ShipActions["chop"]["request"]): Promise<ChopPlan> {
+    const { driver, shipName } = this.#cfg;
+    const ship = shipOf(request.ship, "chop");
+    driver.requireLeader();
+    const machine = driver.machine;
+    const plan = await planChop(
+      machine.ships,
+      machine.images,
+      ship,
+      Number(request.keepEpochs ?? 1),
+      shipName,
+    );
+    if (typeof plan === "string") throw new ApiError(Status.error, plan);
+    if (request.confirm !== true) return plan;
+    if (request.firstEve !== undefined && request.firstEve !== plan.firstEve) {
+      throw new ApiError(
+        Status.error,
+        `${
+          shipName(ship)
+        }'s log changed since the chop was planned: it would now start at event ${plan.firstEve}, not ${request.firstEve}; nothing was dropped, run the chop again`,
+      );
+    }
+    const problem = await checkImage(machine.images, ship, plan.epoch, shipName);
+    if (problem !== undefined) throw new ApiError(Status.error, problem);
+    await driver.proposeCommand(encodeCommand({ kind: "chop", ship, firstEve: plan.firstEve }));
+    this.#cfg.log(
+      `chopped ${
+        shipName(ship)
+      }: dropped events ${plan.fromEve}-${plan.toEve}; its log starts at event ${plan.firstEve}, after epoch ${plan.epoch}'s image`,
+    );
+    return { ...plan, chopped: true };
+  }
+
   /** An events, imageChunk or imageDone command, proposed; answers once applied. */
   async #write(payload: Uint8Array): Promise<ResponseOf<"events">> {
     const { driver } = this.#cfg;
@@ -323,7 +366,8 @@ export class AdminService {
   }
 
   /**
-   * Checks one ship's log on this node: events numbered 1..last with no gap,
+   * Checks one ship's log on this node: events numbered first..last with no gap
+   * (first is 1 until a chop starts the log later),
    * each job sound by the injected check; and a SHA-256 over (eve, mug, job)
    * of every event, to compare across nodes. Yields between chunks so the
    * node keeps serving.
@@ -340,7 +384,7 @@ export class AdminService {
     const report = (eve: number, problem: string) => {
       if (problems.length < VERIFY_PROBLEMS_MAX) problems.push({ eve, problem });
     };
-    let expected = 1;
+    let expected = info.firstEve;
     let bytes = 0;
     while (expected <= info.lastEve) {
       const chunk = ships.events(ship, expected, VERIFY_CHUNK_EVENTS);
@@ -359,12 +403,21 @@ export class AdminService {
       }
       await new Promise((resolve) => setImmediate(resolve));
     }
+    if (ships.get(ship)?.firstEve !== info.firstEve) {
+      throw new ApiError(
+        Status.error,
+        `${
+          this.#cfg.shipName(ship)
+        }'s log was chopped on node ${driver.id} while it was checked; run the verify again`,
+      );
+    }
     if (expected !== info.lastEve + 1) {
       report(expected, `events end at ${expected - 1}, not ${info.lastEve}`);
     }
     return {
       nodeId: driver.id,
       ship: String(ship),
+      firstEve: info.firstEve,
       lastEve: info.lastEve,
       bytes,
       digest: hash.digest("hex"),

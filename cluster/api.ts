@@ -17,13 +17,14 @@
 
 import { ByteReader, ByteWriter } from "./codec.ts";
 import { FrameConn, FrameType } from "./frame.ts";
-import { handshake, WrongClusterError } from "./handshake.ts";
+import { handshake, HandshakeError, WrongClusterError } from "./handshake.ts";
 import { parseAddress } from "./address.ts";
 import type { ClusterCredentials } from "./token.ts";
 import { type Command, encodeCommand } from "./machine.ts";
 import {
   ADMIN_CODECS,
   ApiError,
+  type ChopPlan,
   type EventView,
   type JoinAnswer,
   type LogEntryView,
@@ -84,6 +85,17 @@ export class ShipClient {
   /** Removes a ship and every event of it (leader only). */
   remove(ship: bigint): Promise<{ removed: string }> {
     return this.#action({ action: "remove", ship: String(ship) });
+  }
+
+  /**
+   * Plans a chop of the ship's log keeping `keepEpochs` epochs (default 1); with
+   * `confirm`, the leader checks the epoch's image and applies it (leader only).
+   */
+  chop(
+    ship: bigint,
+    options: { keepEpochs?: number; confirm?: boolean; firstEve?: number } = {},
+  ): Promise<ChopPlan> {
+    return this.#action({ action: "chop", ship: String(ship), ...options });
   }
 
   /** Sets a ship's optimism: replicas, -1 (the cluster default) or -2 (a quorum) (leader only). */
@@ -165,13 +177,41 @@ export class MemberClient {
   }
 }
 
+/**
+ * What went wrong between a client and a node: the first three are passing
+ * (the node may answer another time); `refused` is not.
+ */
+export type ClientFailure =
+  /** The node could not be reached (connection refused, no route). */
+  | "unreachable"
+  /** The connection broke or closed. */
+  | "lost"
+  /** The node did not answer in time (see {@linkcode ConnectOptions.answerTimeoutMs}). */
+  | "timeout"
+  /** The node refused this client: another cluster, another secret, a protocol error. */
+  | "refused";
+
 /** Why a client could not reach or use a node; the message says what to do. */
 export class ClientError extends Error {
+  /** What went wrong. */
+  readonly failure: ClientFailure;
   /** Makes a ClientError. */
-  constructor(message: string) {
+  constructor(message: string, failure: ClientFailure = "refused") {
     super(message);
     this.name = "ClientError";
+    this.failure = failure;
   }
+}
+
+/** Options of {@linkcode ClusterClient.connect}. */
+export interface ConnectOptions {
+  /**
+   * Give up on the node when connecting, or a request (beyond its own
+   * `waitMs`), takes longer than this: the connection is closed and every
+   * request waiting on it fails with a `timeout` ClientError. Without it, a
+   * client waits as long as the connection stays up.
+   */
+  answerTimeoutMs?: number;
 }
 
 /** A connection from the CLI (or a test, or the benchmark) to one node. */
@@ -189,26 +229,48 @@ export class ClusterClient {
   >();
   #nextId = 1;
   #closedError: Error | undefined;
+  readonly #answerTimeoutMs: number | undefined;
 
-  private constructor(address: string, fc: FrameConn) {
+  private constructor(address: string, fc: FrameConn, answerTimeoutMs: number | undefined) {
     this.address = address;
     this.#fc = fc;
+    this.#answerTimeoutMs = answerTimeoutMs;
     this.#readLoop();
   }
 
   /** Connects to `address` and authenticates with the credentials. */
-  static async connect(address: string, credentials: ClusterCredentials): Promise<ClusterClient> {
+  static async connect(
+    address: string,
+    credentials: ClusterCredentials,
+    options: ConnectOptions = {},
+  ): Promise<ClusterClient> {
+    const { answerTimeoutMs } = options;
     const { hostname, port } = parseAddress(address);
+    const abort = new AbortController();
+    const timer = answerTimeoutMs === undefined
+      ? undefined
+      : setTimeout(() => abort.abort(), answerTimeoutMs);
     let conn: Deno.TcpConn;
     try {
-      conn = await Deno.connect({ hostname, port });
+      conn = await Deno.connect({ hostname, port, signal: abort.signal });
     } catch (e) {
+      if (abort.signal.aborted) {
+        throw new ClientError(
+          `${address} did not accept a connection within ${
+            answerTimeoutMs! / 1000
+          } s; check that the machine is up and reachable`,
+          "timeout",
+        );
+      }
       const why = e instanceof Deno.errors.ConnectionRefused
         ? "connection refused"
         : (e as Error).message;
       throw new ClientError(
         `Cannot reach ${address} (${why}); check the address and that 'seguro run' is running there`,
+        "unreachable",
       );
+    } finally {
+      clearTimeout(timer);
     }
     const fc = new FrameConn(conn);
     try {
@@ -227,9 +289,14 @@ export class ClusterClient {
           }...; check the address, or use that cluster's token`,
         );
       }
-      throw new ClientError(`${address} refused this client: ${(e as Error).message}`);
+      // A node that stops while the client connects closes the connection mid-handshake.
+      const lost = !(e instanceof HandshakeError) || e.lost;
+      throw new ClientError(
+        `${address} refused this client: ${(e as Error).message}`,
+        lost ? "lost" : "refused",
+      );
     }
-    return new ClusterClient(address, fc);
+    return new ClusterClient(address, fc, answerTimeoutMs);
   }
 
   async #readLoop(): Promise<void> {
@@ -256,11 +323,12 @@ export class ClusterClient {
           waiter.reject(new ApiError(Status.notLeader, info.message, info.leaderAddress));
         } else waiter.reject(new ApiError(status, new TextDecoder().decode(payload)));
       }
-      this.#closedError = new ClientError(`${this.address} closed the connection`);
+      // A connection given up on (a timeout) keeps that reason.
+      this.#closedError ??= new ClientError(`${this.address} closed the connection`, "lost");
     } catch (e) {
-      this.#closedError = e instanceof ClientError
+      this.#closedError ??= e instanceof ClientError
         ? e
-        : new ClientError(`Connection to ${this.address} failed: ${(e as Error).message}`);
+        : new ClientError(`Connection to ${this.address} failed: ${(e as Error).message}`, "lost");
     } finally {
       this.#fc.close();
       for (const w of this.#pending.values()) w.reject(this.#closedError!);
@@ -276,7 +344,9 @@ export class ClusterClient {
   async call<K extends OpName>(op: K, request: RequestOf<K>): Promise<ResponseOf<K>> {
     const codec = ADMIN_CODECS[op];
     const payload = codec.encodeRequest(request);
-    return codec.decodeResponse(await this.#send(Op[op], payload));
+    // A long poll may wait its waitMs on the node before it answers.
+    const waitMs = op === "read" || op === "log" ? (request as { waitMs: number }).waitMs : 0;
+    return codec.decodeResponse(await this.#send(Op[op], payload, waitMs));
   }
 
   /** This node's status. */
@@ -302,16 +372,37 @@ export class ClusterClient {
     return this.call("read", { from, count, waitMs });
   }
 
-  #send(op: number, payload: Uint8Array): Promise<Uint8Array> {
+  #send(op: number, payload: Uint8Array, waitMs: number): Promise<Uint8Array> {
     if (this.#closedError) return Promise.reject(this.#closedError);
     const id = this.#nextId;
     this.#nextId = this.#nextId === 0xffff_ffff ? 1 : this.#nextId + 1;
     const body = new ByteWriter(5 + payload.length).u32(id).u8(op).raw(payload).finish();
     return new Promise((resolve, reject) => {
-      this.#pending.set(id, { resolve, reject });
+      const timeoutMs = this.#answerTimeoutMs;
+      const timer = timeoutMs === undefined ? undefined : setTimeout(() => {
+        // Closing fails every request on the connection: the read loop rejects them.
+        this.#closedError ??= new ClientError(
+          `${this.address} did not answer within ${timeoutMs / 1000} s`,
+          "timeout",
+        );
+        this.#fc.close();
+      }, timeoutMs + waitMs);
+      this.#pending.set(id, {
+        resolve: (b) => {
+          clearTimeout(timer);
+          resolve(b);
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      });
       if (!this.#fc.send(FrameType.request, body)) {
         this.#pending.delete(id);
-        reject(new ClientError(`The connection to ${this.address} is closed or backed up`));
+        clearTimeout(timer);
+        reject(
+          new ClientError(`The connection to ${this.address} is closed or backed up`, "lost"),
+        );
       }
     });
   }

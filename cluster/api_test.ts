@@ -12,8 +12,8 @@ import {
   Status,
 } from "./admin_protocol.ts";
 import { serveClient } from "./admin_service.ts";
-import { ClusterClient, withLeader } from "./api.ts";
-import { FrameConn } from "./frame.ts";
+import { ClientError, ClusterClient, withLeader } from "./api.ts";
+import { FrameConn, FrameType } from "./frame.ts";
 import { handshake } from "./handshake.ts";
 import { sha256 } from "./images.ts";
 import { encodeCommand } from "./machine.ts";
@@ -108,6 +108,7 @@ Deno.test("typed client: ships, events and images against a running node", async
         ship: "5",
         fake: true,
         life: 1,
+        firstEve: 1,
         lastEve: 0,
         lastMug: 0,
         bytes: 0,
@@ -365,4 +366,111 @@ Deno.test("typed requests are the bytes older clients sent (mixed versions still
     ) => [op, op === Op.ship || op === Op.member ? text(payload) : payload]),
   );
   assert.deepEqual(decodeEntries(encodeEntries([])), []);
+});
+
+/**
+ * A node stand-in at a loopback port: it handshakes each client, then hands
+ * each request to `answer` (which may never answer, or close the connection).
+ */
+function fakeNode(
+  answer: (fc: FrameConn, id: number, op: number) => void,
+  clusterId = CREDENTIALS.clusterId,
+): { address: string; close: () => void } {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const address = `127.0.0.1:${listener.addr.port}`;
+  const conns: FrameConn[] = [];
+  (async () => {
+    for await (const conn of listener) {
+      const fc = new FrameConn(conn);
+      conns.push(fc);
+      handshake(fc, "acceptor", { kind: "peer", clusterId, nodeId: 1, address }, CREDENTIALS.secret)
+        .then(async () => {
+          for (let f = await fc.read(); f !== null; f = await fc.read()) {
+            answer(fc, new DataView(f.body.buffer, f.body.byteOffset).getUint32(0), f.body[4]);
+          }
+        }).catch(() => fc.close());
+    }
+  })();
+  return {
+    address,
+    close: () => {
+      listener.close();
+      for (const fc of conns) fc.close();
+    },
+  };
+}
+
+Deno.test("client failures say whether another try may pass: unreachable, lost, timeout, refused", async () => {
+  const refused = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const nobody = `127.0.0.1:${refused.addr.port}`;
+  refused.close();
+  await assert.rejects(
+    ClusterClient.connect(nobody, CREDENTIALS),
+    (e) => e instanceof ClientError && e.failure === "unreachable",
+  );
+
+  // A node that never answers: the request, and every other on the connection, time out.
+  const silent = fakeNode(() => {});
+  try {
+    const client = await ClusterClient.connect(silent.address, CREDENTIALS, {
+      answerTimeoutMs: 200,
+    });
+    const timedOut = (e: unknown) =>
+      e instanceof ClientError && e.failure === "timeout" &&
+      e.message === `${silent.address} did not answer within 0.2 s`;
+    const started = performance.now();
+    await Promise.all([
+      assert.rejects(client.status(), timedOut),
+      assert.rejects(client.ships.list(), timedOut),
+    ]);
+    assert.ok(performance.now() - started >= 200);
+    await assert.rejects(client.status(), timedOut);
+    client.close();
+  } finally {
+    silent.close();
+  }
+
+  // A long poll may take its waitMs on top: a `log` request waiting 300 ms is answered at 350.
+  const slow = fakeNode((fc, id, op) => {
+    assert.equal(op, Op.log);
+    setTimeout(() => {
+      const events = encodeEvents([]);
+      const body = new Uint8Array(5 + events.length);
+      new DataView(body.buffer).setUint32(0, id);
+      body[4] = Status.ok;
+      body.set(events, 5);
+      fc.send(FrameType.response, body);
+    }, 350);
+  });
+  try {
+    const client = await ClusterClient.connect(slow.address, CREDENTIALS, { answerTimeoutMs: 200 });
+    assert.deepEqual(await client.ships.events(5n, 1, 10, 300), []);
+    client.close();
+  } finally {
+    slow.close();
+  }
+
+  // A node that drops the connection: lost.
+  const dropping = fakeNode((fc) => fc.close());
+  try {
+    const client = await ClusterClient.connect(dropping.address, CREDENTIALS);
+    await assert.rejects(
+      client.status(),
+      (e) => e instanceof ClientError && e.failure === "lost",
+    );
+    client.close();
+  } finally {
+    dropping.close();
+  }
+
+  // Another cluster: refused, and no retry will change that.
+  const other = fakeNode(() => {}, "0badc0de".repeat(4));
+  try {
+    await assert.rejects(
+      ClusterClient.connect(other.address, CREDENTIALS),
+      (e) => e instanceof ClientError && e.failure === "refused",
+    );
+  } finally {
+    other.close();
+  }
 });

@@ -47,10 +47,13 @@ export interface Hello {
 
 /** The handshake failed; the message is the reason, safe to log (no secrets). */
 export class HandshakeError extends Error {
+  /** True when the connection closed or went silent, rather than a side refusing the other. */
+  readonly lost: boolean;
   /** Makes a HandshakeError with the reason. */
-  constructor(message: string) {
+  constructor(message: string, lost = false) {
     super(message);
     this.name = "HandshakeError";
+    this.lost = lost;
   }
 }
 
@@ -149,7 +152,7 @@ export interface LocalHello {
 
 async function readFrame(fc: FrameConn, type: number, what: string): Promise<Uint8Array> {
   const f = await fc.read();
-  if (f === null) throw new HandshakeError(`The connection closed before the ${what}`);
+  if (f === null) throw new HandshakeError(`The connection closed before the ${what}`, true);
   if (f.type === FrameType.goodbye) {
     throw new HandshakeError(`The other side refused: ${new TextDecoder().decode(f.body)}`);
   }
@@ -182,7 +185,7 @@ export async function handshake(
       theirs = await readFrame(fc, FrameType.hello, "hello");
       hello = decodeHello(theirs);
     } catch (e) {
-      if (fc.closed) throw new HandshakeError(`No hello within ${HANDSHAKE_TIMEOUT_MS} ms`);
+      if (fc.closed) throw new HandshakeError(`No hello within ${HANDSHAKE_TIMEOUT_MS} ms`, true);
       throw e instanceof WireError ? new HandshakeError(e.message) : e;
     }
     const refuse = async (reason: string): Promise<never> => {

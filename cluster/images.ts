@@ -17,6 +17,7 @@
  * @module
  */
 
+import type { PayloadRef } from "./storage/entry_payloads.ts";
 import { createHash } from "node:crypto";
 import { sameBytes } from "./codec.ts";
 
@@ -58,8 +59,14 @@ export interface ImageTableWriter extends ImageReader {
   chunks(ship: bigint, epoch: number): Iterable<Uint8Array>;
   /** Starts an image with no bytes. */
   insert(ship: bigint, epoch: number): void;
-  /** Stores a chunk at `offset` and grows the image by its length. */
-  appendChunk(ship: bigint, epoch: number, offset: number, data: Uint8Array): void;
+  /** Stores a chunk at `offset` and grows the image by its length (`from`: where it lies in the log). */
+  appendChunk(
+    ship: bigint,
+    epoch: number,
+    offset: number,
+    data: Uint8Array,
+    from?: PayloadRef,
+  ): void;
   /** Marks an image complete with the SHA-256 of its bytes. */
   complete(ship: bigint, epoch: number, digest: Uint8Array): void;
 }
@@ -72,6 +79,7 @@ export function applyImageChunk(
   tables: ImageTableWriter,
   ship: bigint,
   chunk: { epoch: number; offset: number; sha256: Uint8Array; data: Uint8Array },
+  from?: PayloadRef,
 ): string | undefined {
   const { epoch, offset, data } = chunk;
   if (data.length === 0 || data.length > IMAGE_CHUNK_BYTES) {
@@ -94,7 +102,7 @@ export function applyImageChunk(
   if (offset !== image.size) {
     return `epoch ${epoch}'s image has ${image.size} bytes; a chunk at ${offset} would leave a gap`;
   }
-  tables.appendChunk(ship, epoch, offset, data);
+  tables.appendChunk(ship, epoch, offset, data, from);
   return undefined;
 }
 

@@ -15,6 +15,7 @@
  * kind 8  shipRun  ship:16 run:u8               (1: the master runs its --exec command for it)
  * kind 9  imageChunk  ship:16 epoch:u64 offset:u64 sha256:32 data:bytes   (cluster/images.ts)
  * kind 10 imageDone   ship:16 epoch:u64 size:u64 sha256:32
+ * kind 11 chop     ship:16 firstEve:u64     (drops the ship's events before firstEve)
  * ship := 16 bytes, big-endian;  optimism -1 = the cluster default, -2 = a quorum
  * ```
  * Applying is deterministic and idempotent: an event already stored with the
@@ -33,6 +34,7 @@ import { ByteReader, ByteWriter, sameBytes } from "./codec.ts";
 import { shipKey, shipOfKey, type ShipReader } from "./ships.ts";
 import { applyImageChunk, applyImageDone, type ImageReader } from "./images.ts";
 import type { Store } from "./store.ts";
+import { EntryPayloads } from "./storage/entry_payloads.ts";
 import type { ShipTables } from "./storage/ship_tables.ts";
 import type { ImageTables } from "./storage/image_tables.ts";
 import type { MachineSettings } from "./storage/machine_settings.ts";
@@ -49,6 +51,7 @@ export const CommandKind = {
   shipRun: 8,
   imageChunk: 9,
   imageDone: 10,
+  chop: 11,
 } as const;
 
 /** One event in an `events` command. */
@@ -77,7 +80,8 @@ export type Command =
     sha256: Uint8Array;
     data: Uint8Array;
   }
-  | { kind: "imageDone"; ship: bigint; epoch: number; size: number; sha256: Uint8Array };
+  | { kind: "imageDone"; ship: bigint; epoch: number; size: number; sha256: Uint8Array }
+  | { kind: "chop"; ship: bigint; firstEve: number };
 
 /** What applying one command did. */
 export type ApplyResult =
@@ -116,6 +120,8 @@ export function encodeCommand(c: Exclude<Command, { kind: "raw" }>): Uint8Array 
     case "imageDone":
       return new ByteWriter(65).u8(CommandKind.imageDone).raw(shipKey(c.ship)).u64(c.epoch)
         .u64(c.size).raw(c.sha256).finish();
+    case "chop":
+      return new ByteWriter(25).u8(CommandKind.chop).raw(shipKey(c.ship)).u64(c.firstEve).finish();
     case "events": {
       const size = 29 + c.events.reduce((n, e) => n + 8 + e.job.length, 0);
       const w = new ByteWriter(size).u8(CommandKind.events).raw(shipKey(c.ship)).u64(c.firstEve)
@@ -188,6 +194,9 @@ export function decodeCommand(data: Uint8Array): Command {
         size: r.u64("size"),
         sha256: r.raw(32, "sha256"),
       };
+      break;
+    case CommandKind.chop:
+      c = { kind: "chop", ship: shipOfKey(r.raw(16, "ship")), firstEve: r.u64("first event") };
       break;
     case CommandKind.shipRun: {
       const ship = shipOfKey(r.raw(16, "ship"));
@@ -335,7 +344,7 @@ export class Machine {
         this.#ships.setOptimism(c.ship, c.optimism);
         return done;
       case "events":
-        return this.#appendEvents(c.ship, c.firstEve, c.events, entryIndex, entryTerm);
+        return this.#appendEvents(c.ship, c.firstEve, c.events, entryIndex, entryTerm, data);
       case "defaultOptimism":
         this.#settings.setDefaultOptimism(c.optimism);
         this.#defaultOptimism = c.optimism;
@@ -344,7 +353,7 @@ export class Machine {
       case "imageDone": {
         if (this.#ships.get(c.ship) === undefined) return this.#unknown(c.ship);
         const refused = c.kind === "imageChunk"
-          ? applyImageChunk(this.#images, c.ship, c)
+          ? applyImageChunk(this.#images, c.ship, c, EntryPayloads.locate(entryIndex, data, c.data))
           : applyImageDone(this.#images, c.ship, c);
         if (refused === undefined) return done;
         return { ok: false, reason: `${this.#name(c.ship)}: ${refused}`, appended: 0, skipped: 0 };
@@ -353,7 +362,45 @@ export class Machine {
         if (this.#ships.get(c.ship) === undefined) return this.#unknown(c.ship);
         this.#setRun(c.ship, c.run);
         return done;
+      case "chop":
+        return this.#chop(c.ship, c.firstEve);
     }
+  }
+
+  /**
+   * Starts `ship`'s log at `firstEve`: deletes its earlier events and the
+   * images of earlier epochs. Refused, the same way on every node, unless the
+   * ship is here, the log would start later than it does, the image of epoch
+   * `firstEve - 1` is complete here, and that epoch is not past the last event.
+   */
+  #chop(ship: bigint, firstEve: number): ApplyResult {
+    const info = this.#ships.get(ship);
+    if (info === undefined) return this.#unknown(ship);
+    const base = firstEve - 1;
+    const refuse = (why: string): ApplyResult => ({
+      ok: false,
+      reason: `${this.#name(ship)}: ${why}`,
+      appended: 0,
+      skipped: 0,
+    });
+    if (firstEve <= info.firstEve) {
+      return refuse(
+        `its log starts at event ${info.firstEve} already; a chop must start it later, not at ${firstEve}`,
+      );
+    }
+    if (base > info.lastEve) {
+      return refuse(
+        `its last event is ${info.lastEve}; its log cannot start after epoch ${base}, which is past it`,
+      );
+    }
+    if (this.#images.get(ship, base)?.sha256 === undefined) {
+      return refuse(
+        `this node holds no complete image of epoch ${base}; the log can only start after a complete epoch image`,
+      );
+    }
+    this.#ships.chop(ship, firstEve);
+    this.#images.deleteBefore(ship, base);
+    return { ok: true, appended: 0, skipped: 0 };
   }
 
   #unknown(ship: bigint): ApplyResult {
@@ -371,6 +418,7 @@ export class Machine {
     events: readonly PlannedEvent[],
     entryIndex: number,
     entryTerm: number,
+    entry: Uint8Array,
   ): ApplyResult {
     const info = this.#ships.get(ship);
     if (info === undefined) return this.#unknown(ship);
@@ -380,6 +428,16 @@ export class Machine {
     for (let i = 0; i < events.length; i++) {
       const eve = firstEve + i;
       const e = events[i];
+      if (eve < info.firstEve) {
+        return {
+          ok: false,
+          reason: `${
+            this.#name(ship)
+          }'s events before ${info.firstEve} were chopped; send events from ${info.firstEve}`,
+          appended,
+          skipped,
+        };
+      }
       if (eve <= last) {
         const stored = this.#ships.event(ship, eve);
         if (stored !== undefined && stored.mug === e.mug && sameBytes(stored.job, e.job)) {
@@ -403,7 +461,9 @@ export class Machine {
           skipped,
         };
       }
-      this.#ships.appendEvent(ship, { eve, mug: e.mug, job: e.job, entryIndex, entryTerm });
+      // Stored once: the job stays in the entry's bytes (the log keeps the entry).
+      const from = EntryPayloads.locate(entryIndex, entry, e.job);
+      this.#ships.appendEvent(ship, { eve, mug: e.mug, job: e.job, entryIndex, entryTerm }, from);
       last = eve;
       appended++;
     }

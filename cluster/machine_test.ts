@@ -1,12 +1,6 @@
 import assert from "node:assert/strict";
-import {
-  type ApplyResult,
-  decodeCommand,
-  encodeAddress,
-  encodeCommand,
-  encodeRaw,
-  Machine,
-} from "./machine.ts";
+import { applyAll } from "../tests/machine_commands.ts";
+import { decodeCommand, encodeAddress, encodeCommand, encodeRaw, Machine } from "./machine.ts";
 import { Store } from "./store.ts";
 
 async function withStore(f: (store: Store, dir: string) => void | Promise<void>): Promise<void> {
@@ -22,24 +16,6 @@ async function withStore(f: (store: Store, dir: string) => void | Promise<void>)
     store.close();
     await Deno.remove(dir, { recursive: true });
   }
-}
-
-/** Applies commands as if committed at indexes 1, 2, ... (the store needs log entries there). */
-function applyAll(store: Store, machine: Machine, commands: Uint8Array[], from = 1) {
-  store.persist({
-    entries: commands.map((data, i) => ({
-      index: from + i,
-      term: 1,
-      type: "normal" as const,
-      data,
-    })),
-    hardState: { term: 1, vote: 1, commit: from + commands.length - 1 },
-  });
-  const results: ApplyResult[] = [];
-  store.applyTransaction(from + commands.length - 1, () => {
-    commands.forEach((c, i) => results.push(machine.apply(c, from + i, 1)));
-  });
-  return results;
 }
 
 Deno.test("commands round-trip and unknown kinds are refused", () => {

@@ -33,6 +33,7 @@ import type { ApplyResult } from "./machine.ts";
 import type { Loss } from "./release.ts";
 import { type RuntimeNode, runtimeNodeOf } from "./runtime_backend.ts";
 import type { ShipReader } from "./ships.ts";
+import type { ImageReader } from "./images.ts";
 import type { Store } from "./store.ts";
 import { Transport } from "./transport.ts";
 import { VERSION } from "./version.ts";
@@ -217,6 +218,11 @@ export class ClusterNode {
   /** The applied ships and their events, read only. */
   get appliedShips(): ShipReader {
     return this.#driver.machine.ships;
+  }
+
+  /** The ships' applied epoch images, read only. */
+  get appliedImages(): ImageReader {
+    return this.#driver.machine.images;
   }
 
   /** Released-but-lost findings of this node (this run's and those recorded earlier). */

@@ -25,6 +25,8 @@ export interface ShipInfo {
   bytes: number;
   /** Raft index of the entry that added it. */
   addedIndex: number;
+  /** Its first event held: 1, or the one after the epoch its log was chopped at. */
+  firstEve: number;
 }
 
 /** One stored event. */

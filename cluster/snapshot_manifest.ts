@@ -77,6 +77,7 @@ export function decodeManifest(bytes: Uint8Array): SnapshotManifest {
       lastMug: integer(s.lastMug, "lastMug", 0),
       bytes: integer(s.bytes, "bytes", 0),
       addedIndex: integer(s.addedIndex, "addedIndex", 0),
+      firstEve: integer(s.firstEve, "firstEve", 1),
       images: array(s.images, "images").map((y) => {
         const i = object(y, "image");
         const image: ImageInfo = {

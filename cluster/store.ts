@@ -40,6 +40,7 @@ import { ImageTables } from "./storage/image_tables.ts";
 import { MachineSettings } from "./storage/machine_settings.ts";
 import { LocalSettings, type LocalSettingsInit } from "./storage/local_settings.ts";
 import { SnapshotStage } from "./storage/snapshot_stage.ts";
+import { EntryPayloads } from "./storage/entry_payloads.ts";
 
 /** Version of the database schema this Seguro writes; see {@linkcode MIGRATIONS}. */
 export const SCHEMA_VERSION = 5;
@@ -245,12 +246,28 @@ export const MIGRATIONS: readonly Migration[] = [
     `,
   },
   {
-    // A snapshot being received, staged until whole (cluster/storage/snapshot_stage.ts);
-    // events remember the term of their entry too (the index alone is not one entry once
-    // the log is compacted).
+    // Compaction and snapshots (cluster/driver.ts, cluster/snapshot_stream.ts):
+    // - events remember the term of their entry (the index alone is not one entry once
+    //   the log is compacted);
+    // - events and image chunks are stored once: the row points into the log entry that
+    //   carried the bytes (job_at/data_at >= 0, the entry listed in entry_ref, which
+    //   compaction keeps), or holds them itself (-1: installed from a snapshot, or older);
+    // - a ship's log may start after event 1 (first_eve, 'seguro ship chop');
+    // - a snapshot being received is staged until whole (cluster/storage/snapshot_stage.ts).
     version: 5,
     sql: `
       ALTER TABLE event ADD COLUMN entry_term INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE event ADD COLUMN job_at INTEGER NOT NULL DEFAULT -1;
+      ALTER TABLE event ADD COLUMN job_len INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE image_chunk ADD COLUMN entry_index INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE image_chunk ADD COLUMN data_at INTEGER NOT NULL DEFAULT -1;
+      ALTER TABLE image_chunk ADD COLUMN data_len INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE ship ADD COLUMN first_eve INTEGER NOT NULL DEFAULT 1;
+      CREATE TABLE entry_ref (
+        group_id INTEGER NOT NULL,
+        idx INTEGER NOT NULL,
+        PRIMARY KEY (group_id, idx)
+      ) STRICT, WITHOUT ROWID;
       CREATE TABLE snap_offer (
         singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
         idx INTEGER NOT NULL,
@@ -285,8 +302,8 @@ interface Statements {
   rollback: StatementSync;
   insertEntry: StatementSync;
   deleteEntriesFrom: StatementSync;
-  deleteEntriesUpTo: StatementSync;
-  deleteAllEntries: StatementSync;
+  deleteUnreferencedUpTo: StatementSync;
+  deleteUnreferencedFrom: StatementSync;
   termAt: StatementSync;
   lastEntry: StatementSync;
   selectEntries: StatementSync;
@@ -358,8 +375,9 @@ export class Store {
     };
     this.#secret = new Uint8Array(row.secret as Uint8Array);
     this.#state = this.#readState();
-    this.#ships = new ShipTables(db);
-    this.#images = new ImageTables(db);
+    const entries = new EntryPayloads(db, this.identity.groupId);
+    this.#ships = new ShipTables(db, entries);
+    this.#images = new ImageTables(db, entries);
     this.#machineSettings = new MachineSettings(db);
     const durably = (body: () => void) => {
       this.#check();
@@ -541,7 +559,7 @@ export class Store {
     const s = this.#state;
     const entries: Entry[] = [];
     let expected = s.snapshot.index + 1;
-    for (const row of this.#st.selectEntries.iterate(this.identity.groupId)) {
+    for (const row of this.#st.selectEntries.iterate(this.identity.groupId, s.snapshot.index)) {
       const idx = Number(row.idx);
       const term = Number(row.term);
       const code = Number(row.type);
@@ -670,7 +688,8 @@ export class Store {
     let bytes = 0;
     this.#write(() => {
       if (snap !== undefined) {
-        st.deleteAllEntries.run(g);
+        // The log goes; entries whose bytes applied events or image chunks point to stay.
+        st.deleteUnreferencedFrom.run(g, old.snapshot.index, g, old.snapshot.index);
         this.#writeSnapshot(snap);
         this.#snapshotStage.install(snap);
       }
@@ -721,7 +740,8 @@ export class Store {
     const g = this.identity.groupId;
     const applied = Math.max(old.applied, index);
     this.#write(() => {
-      this.#st.deleteEntriesUpTo.run(g, index);
+      // Entries whose bytes applied events or image chunks point to stay (the state).
+      this.#st.deleteUnreferencedUpTo.run(g, old.snapshot.index, index, g);
       this.#writeSnapshot(snapshot);
       if (applied !== old.applied) {
         this.#st.updateHardState.run(old.term, old.vote, old.commit, applied, g);
@@ -881,7 +901,7 @@ export class Store {
       term: Number(sm.term),
       conf: { voters, learners },
     };
-    const last = st.lastEntry.get(g);
+    const last = st.lastEntry.get(g, snapshot.index);
     return {
       term: Number(hs.term),
       vote: Number(hs.vote),
@@ -1222,14 +1242,18 @@ function prepareStatements(db: DatabaseSync): Statements {
       "INSERT INTO log_entry (group_id, idx, term, type, data) VALUES (?, ?, ?, ?, ?)",
     ),
     deleteEntriesFrom: db.prepare("DELETE FROM log_entry WHERE group_id = ? AND idx >= ?"),
-    deleteEntriesUpTo: db.prepare("DELETE FROM log_entry WHERE group_id = ? AND idx <= ?"),
-    deleteAllEntries: db.prepare("DELETE FROM log_entry WHERE group_id = ?"),
+    deleteUnreferencedUpTo: db.prepare(
+      "DELETE FROM log_entry WHERE group_id = ?1 AND idx > ?2 AND idx <= ?3 AND idx NOT IN (SELECT idx FROM entry_ref WHERE group_id = ?4 AND idx > ?2 AND idx <= ?3)",
+    ),
+    deleteUnreferencedFrom: db.prepare(
+      "DELETE FROM log_entry WHERE group_id = ? AND idx > ? AND idx NOT IN (SELECT idx FROM entry_ref WHERE group_id = ? AND idx > ?)",
+    ),
     termAt: db.prepare("SELECT term FROM log_entry WHERE group_id = ? AND idx = ?"),
     lastEntry: db.prepare(
-      "SELECT idx, term FROM log_entry WHERE group_id = ? ORDER BY idx DESC LIMIT 1",
+      "SELECT idx, term FROM log_entry WHERE group_id = ? AND idx > ? ORDER BY idx DESC LIMIT 1",
     ),
     selectEntries: db.prepare(
-      "SELECT idx, term, type, data FROM log_entry WHERE group_id = ? ORDER BY idx",
+      "SELECT idx, term, type, data FROM log_entry WHERE group_id = ? AND idx > ? ORDER BY idx",
     ),
     updateHardState: db.prepare(
       "UPDATE hard_state SET term = ?, vote = ?, commit_index = ?, applied_index = ? WHERE group_id = ?",

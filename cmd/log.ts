@@ -8,6 +8,7 @@
 import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
 import { renderShip } from "../vere/event.ts";
 import {
+  firstEveOf,
   type LogEvent,
   type ShownEvent,
   showShipEvent,
@@ -17,7 +18,7 @@ import {
 } from "../server/ship_log.ts";
 import { CliError, positiveOption as positive } from "./lib/errors.ts";
 import { cliErrorOf, targetFlags, targetOf, type TargetOptions } from "./lib/options.ts";
-import { shipArgument } from "./lib/ships.ts";
+import { eventRange, shipArgument } from "./lib/ships.ts";
 import { clusterStatus } from "./lib/cluster_status.ts";
 import { colors, count, formatTable, hex32, note, print, toJson } from "./lib/output.ts";
 
@@ -141,7 +142,7 @@ export function logCommand(): CommandUnknownOpts {
   ).action(async (ship: bigint, options: TargetOptions & { json?: boolean }) => {
     const target = targetOf(options);
     const status = await clusterStatus(target.address, target.credentials);
-    const { nodes: results, problems, agree, answered, lastEve } = await verifyShipLog(
+    const { nodes: results, problems, agree, answered, firstEve, lastEve } = await verifyShipLog(
       status.rows,
       target.credentials,
       ship,
@@ -151,7 +152,11 @@ export function logCommand(): CommandUnknownOpts {
     } else {
       print(formatTable(results, [
         { header: "node", cell: (r) => String(r.id), right: true },
-        { header: "events", cell: (r) => "error" in r ? "-" : count(r.lastEve), right: true },
+        {
+          header: "events",
+          cell: (r) => "error" in r ? "-" : eventRange(firstEveOf(r), r.lastEve),
+          right: true,
+        },
         { header: "bytes", cell: (r) => "error" in r ? "-" : count(r.bytes), right: true },
         {
           header: "digest",
@@ -175,7 +180,13 @@ export function logCommand(): CommandUnknownOpts {
       );
     }
     if (!options.json) {
-      note(`${renderShip(ship)}: ${answered} nodes agree on ${count(lastEve)} events`);
+      note(
+        firstEve === 1
+          ? `${renderShip(ship)}: ${answered} nodes agree on ${count(lastEve)} events`
+          : `${renderShip(ship)}: ${answered} nodes agree on events ${
+            eventRange(firstEve, lastEve)
+          } (the log starts after epoch ${firstEve - 1}'s image)`,
+      );
     }
   });
 

@@ -1,7 +1,8 @@
 /**
- * `seguro ship add | list | set | run | default | remove`: the ships whose
- * event logs the cluster keeps. `add` with a pill is a workflow
- * (server/ship_admin.ts); the others are one request each.
+ * `seguro ship add | list | set | run | default | remove | chop`: the ships
+ * whose event logs the cluster keeps. `add` with a pill and `chop` (plan,
+ * confirm, apply) are workflows (server/ship_admin.ts); the others are one
+ * request each.
  * @module
  */
 
@@ -13,15 +14,15 @@ import type { ShipJson } from "../cluster/admin_protocol.ts";
 
 import { renderShip } from "../vere/event.ts";
 
-import { addShip } from "../server/ship_admin.ts";
+import { addShip, chopShip, describeChop } from "../server/ship_admin.ts";
 
-import { CliError, UsageError } from "./lib/errors.ts";
+import { CliError, positiveOption, UsageError } from "./lib/errors.ts";
 
 import { cliErrorOf, targetFlags, targetOf, type TargetOptions } from "./lib/options.ts";
 
 import { readNounFile } from "./lib/files.ts";
 
-import { masterShipList, optimismOption, shipArgument, shipInfo } from "./lib/ships.ts";
+import { eventRange, masterShipList, optimismOption, shipArgument, shipInfo } from "./lib/ships.ts";
 
 import { count, formatTable, hex32, note, print, toJson } from "./lib/output.ts";
 
@@ -104,7 +105,7 @@ export function shipCommand(): CommandUnknownOpts {
       }
       print(formatTable(ships, [
         { header: "ship", cell: (s) => renderShip(BigInt(s.ship)) },
-        { header: "events", cell: (s) => count(s.lastEve), right: true },
+        { header: "events", cell: (s) => eventRange(s.firstEve ?? 1, s.lastEve), right: true },
         { header: "last mug", cell: (s) => hex32(s.lastMug) },
         { header: "bytes", cell: (s) => count(s.bytes), right: true },
         { header: "life", cell: (s) => String(s.life), right: true },
@@ -209,6 +210,48 @@ export function shipCommand(): CommandUnknownOpts {
       throw cliErrorOf(e);
     }
     print(`Removed ${name} (${info.lastEve} events).`);
+  });
+
+  targetFlags(
+    group.command("chop")
+      .description(
+        "drop a ship's events before its newest epoch image the cluster holds, on every node, for good (asks for confirmation)",
+      )
+      .argument("<ship>", "the ship", shipArgument)
+      .option(
+        "--keep-epochs <n>",
+        "epochs whose events stay (1: only the newest epoch's)",
+        positiveOption("--keep-epochs"),
+        1,
+      )
+      .option("--yes", "do not ask: chop"),
+  ).action(async (ship: bigint, options: TargetOptions & { keepEpochs: number; yes?: boolean }) => {
+    const target = targetOf(options);
+    const name = renderShip(ship);
+    const keepEpochs = options.keepEpochs;
+    let agreed: number | undefined;
+    try {
+      if (!options.yes) {
+        const plan = await chopShip(target, ship, { keepEpochs });
+        const what = `Chopping ${describeChop(plan)}.`;
+        if (!Deno.stdin.isTerminal()) {
+          print(what);
+          throw new UsageError(
+            `not chopped: the events it drops are gone for good on every node; pass --yes to chop ${name}`,
+          );
+        }
+        print(what);
+        const answer = prompt(`The dropped events are gone for good. Type ${name} to chop:`);
+        if (answer?.trim() !== name) throw new CliError(`not chopped: the answer was not ${name}`);
+        agreed = plan.firstEve;
+      }
+      note(`asking the leader to chop ${name} (it checks the epoch image's SHA-256 first)`);
+      const done = await chopShip(target, ship, { keepEpochs, confirm: true, firstEve: agreed });
+      const line = describeChop(done);
+      print(`${line[0].toUpperCase()}${line.slice(1)}.`);
+    } catch (e) {
+      throw cliErrorOf(e);
+    }
   });
 
   return group;

@@ -10,6 +10,7 @@
 import type { CommandUnknownOpts } from "@commander-js/extra-typings";
 import { renderShip } from "../vere/event.ts";
 import { importPier, type ImportProgress } from "../server/pier_import.ts";
+import { RETRY_LIMITS, retryReason } from "../server/leader_retry.ts";
 import { exportPier, type ExportProgress } from "../server/pier_export.ts";
 import { attachPier, type AttachProgress } from "../server/pier_attach.ts";
 import { CliError, naturalOption, positiveOption } from "./lib/errors.ts";
@@ -23,6 +24,12 @@ const EXIT_SIGTERM = 143;
 
 /** The signals that stop `attach` and abandon `export`. */
 type StopSignal = "SIGINT" | "SIGTERM";
+
+/** The options of `ship import`. */
+interface ImportOptions extends TargetOptions {
+  live?: boolean;
+  retryMs: number;
+}
 
 /** The options of `ship export` besides the target. */
 interface ExportOptions {
@@ -61,6 +68,10 @@ function importLine(name: string, p: ImportProgress): string {
       return `imported ${count(p.events)} events, ${count(p.bytes)} bytes (${
         (p.events / p.seconds).toFixed(0)
       } events/s)`;
+    case "retrying":
+      return `${retryReason(p.retry)}; resuming ${
+        p.images ? "the images" : `from event ${count(p.fromEve)}`
+      } in ${(p.retry.delayMs / 1000).toFixed(1)} s`;
     case "imageBytes":
       return `image of epoch ${p.epoch}: ${count(p.bytes)} of ${count(p.size)} bytes`;
     case "imageStored":
@@ -103,17 +114,26 @@ function delayText(ms: number | undefined): string {
 export function addPierCommands(group: CommandUnknownOpts): void {
   targetFlags(
     group.command("import")
-      .description("append a stock vere pier's event log to the cluster (resumable)")
+      .description(
+        "append a stock vere pier's event log to the cluster (resumes by itself after a leader change)",
+      )
       .argument("<ship>", "the ship the pier belongs to", shipArgument)
       .argument("<pier>", "the pier directory")
-      .option("--live", "read the pier although a running urbit holds its lock"),
-  ).action(async (ship: bigint, pier: string, options: TargetOptions & { live?: boolean }) => {
+      .option("--live", "read the pier although a running urbit holds its lock")
+      .option(
+        "--retry-ms <n>",
+        "after a leader change or a lost connection, keep retrying this long without progress (0: stop at the first failure)",
+        naturalOption("--retry-ms"),
+        RETRY_LIMITS.stallMs,
+      ),
+  ).action(async (ship: bigint, pier: string, options: ImportOptions) => {
     const target = targetOf(options);
     const name = renderShip(ship);
     try {
       const r = await importPier(target, ship, {
         pier,
         live: options.live,
+        retry: { stallMs: options.retryMs },
         progress: (p) => note(importLine(name, p)),
       });
       print(

@@ -21,7 +21,7 @@
  * @module
  */
 
-import { Counter, Gauge, Histogram, Registry, Summary } from "prom-client";
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry, Summary } from "prom-client";
 import { EventLoopLag } from "./event_loop_lag.ts";
 import type { DriverObserver } from "../cluster/driver.ts";
 import type { ClusterNode } from "../cluster/node.ts";
@@ -226,6 +226,12 @@ export class NodeMetrics {
     this.#shipName = shipName;
     this.#timer = new ReleaseTimer(now);
     const registers = [this.#registry];
+    // The process's CPU, memory and file descriptors (prom-client's own metrics); not its
+    // event-loop lag, which Deno's monitorEventLoopDelay does not measure (see event_loop_lag.ts).
+    collectDefaultMetrics({ register: this.#registry });
+    for (const name of this.#registry.getMetricsAsArray().map((m) => m.name)) {
+      if (name.startsWith("nodejs_eventloop_lag")) this.#registry.removeSingleMetric(name);
+    }
     // Read by the collect callbacks below (prom-client binds `this` to the metric there).
     const view = () => this.#view();
     const name = (ship: bigint) => this.#name(ship);

@@ -284,7 +284,7 @@ export async function runNode(
     ? undefined
     : new StandbyPiers(
       overrides.standbyDir,
-      cluster.appliedShips,
+      { ships: cluster.appliedShips, images: cluster.appliedImages },
       log,
       alarms,
     );

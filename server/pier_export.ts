@@ -2,6 +2,10 @@
  * `seguro ship export`: writes a ship's log and epoch snapshots from one node
  * of the cluster as a pier stock vere can boot.
  *
+ * A chopped ship's pier starts at the epoch whose image its log starts after
+ * (that epoch's `image.bin` and the events after it), so stock vere boots
+ * from the image and replays only those events.
+ *
  * The export is consistent: its last event is fixed when it starts (the
  * ship's last event on the node then, or the one asked for), whatever the
  * ship appends meanwhile. It is atomic: the pier is built in a hidden
@@ -46,7 +50,10 @@ export interface ExportPierOptions {
   dir: string;
   /** Runtime version recorded in each epoch's `vere.txt`, e.g. `"4.0"`. */
   vereVersion: string;
-  /** Start at this epoch (its image and the events after it); default the first. */
+  /**
+   * Start at this epoch (its image and the events after it); default the
+   * first: epoch 0, or for a chopped log the epoch whose image it starts after.
+   */
   epoch?: number;
   /** End at this event; default the ship's last event on the node when the export starts. */
   eve?: number;
@@ -188,12 +195,32 @@ async function fetchShip(
     );
   }
   const eve = options.eve ?? last;
-  const complete = (info.images ?? []).filter((i) => i.sha256 !== undefined && i.epoch <= last);
-  let bases = [...new Set([0, ...complete.map((i) => i.epoch)])].sort((a, b) => a - b);
+  // A chopped log starts after the image of epoch `start`: the pier starts at that epoch,
+  // whose image.bin stands for the events dropped, so vere boots from it.
+  const start = (info.firstEve ?? 1) - 1;
+  const complete = (info.images ?? []).filter((i) =>
+    i.sha256 !== undefined && i.epoch <= last && i.epoch >= start
+  );
+  if (start > 0 && !complete.some((i) => i.epoch === start)) {
+    throw new NodeError(
+      `${name}'s log starts after epoch ${start}, but the node holds no complete image of it; run 'seguro log verify ${name}' and export from another node`,
+    );
+  }
+  let bases = [...new Set([start, ...complete.map((i) => i.epoch)])].sort((a, b) => a - b);
+  const chopped = start > 0
+    ? ` (its events before ${start + 1} were chopped: its first epoch is ${start})`
+    : "";
+  if (eve < start) {
+    throw new NodeError(
+      `--eve ${eve} is before ${name}'s first epoch${chopped}; give --eve ${start} or more`,
+    );
+  }
   if (options.epoch !== undefined) {
     const epoch = options.epoch;
     if (!bases.includes(epoch)) {
-      throw new NodeError(`${name} has no epoch ${epoch}; its epochs start at ${bases.join(", ")}`);
+      throw new NodeError(
+        `${name} has no epoch ${epoch}; its epochs start at ${bases.join(", ")}${chopped}`,
+      );
     }
     if (eve < epoch) {
       throw new NodeError(

@@ -6,7 +6,7 @@
  */
 
 import { createHash } from "node:crypto";
-import type { ClusterClient } from "../cluster/api.ts";
+import type { ClusterClient, ShipClient } from "../cluster/api.ts";
 import { IMAGE_CHUNK_BYTES, type ImageInfo, sha256 } from "../cluster/images.ts";
 import type { Epoch } from "../vere/pier.ts";
 import { NodeError } from "./errors.ts";
@@ -29,6 +29,14 @@ export interface ImportImagesOptions {
   held: readonly ImageInfo[];
   /** Told how the upload goes. */
   progress?: (p: ImageProgress) => void;
+  /** Told of every chunk the cluster stored: its bytes (for a caller that counts or retries). */
+  stored?: (bytes: number) => void;
+}
+
+/** What {@linkcode importImages} needs of a client: its writes. */
+export interface ImageWriter {
+  /** The ship operations; only `write` is used. */
+  readonly ships: Pick<ShipClient, "write">;
 }
 
 function readFull(file: Deno.FsFile, buf: Uint8Array): number {
@@ -48,7 +56,7 @@ function readFull(file: Deno.FsFile, buf: Uint8Array): number {
  * bytes sent; a pier that does not match what the cluster holds is a NodeError.
  */
 export async function importImages(
-  client: ClusterClient,
+  client: ImageWriter,
   ship: bigint,
   options: ImportImagesOptions,
 ): Promise<number> {
@@ -87,6 +95,7 @@ export async function importImages(
             data,
           });
           sent += n;
+          options.stored?.(n);
           if (performance.now() - shown > IMAGE_PROGRESS_MS) {
             shown = performance.now();
             options.progress?.({ kind: "imageBytes", epoch: epoch.base, bytes: offset + n, size });

@@ -4,6 +4,12 @@
  * stopped resumes), then sends the pier's epoch snapshots
  * (server/pier_images.ts). The ship is added first if the cluster lacks it.
  *
+ * An import rides out leader changes and lost connections by itself
+ * (server/leader_retry.ts): it reconnects to the leader, re-reads what the
+ * cluster holds and goes on from there. Writing an event the cluster holds
+ * already, with the same mug and bytes, is a no-op, so a write whose answer
+ * was lost is simply sent again.
+ *
  * @example
  * ```ts ignore
  * const result = await importPier(target, ship, {
@@ -15,10 +21,21 @@
  * @module
  */
 
-import { withLeader } from "../cluster/api.ts";
+import { ClusterClient, type ShipClient } from "../cluster/api.ts";
+import { ApiError, type ShipJson, Status } from "../cluster/admin_protocol.ts";
 import type { PlannedEvent } from "../cluster/machine.ts";
-import { isPierLocked, listEpochs, readEvents } from "../vere/pier.ts";
+import { renderShip } from "../vere/event.ts";
+import { isPierLocked, listEpochs, type PierMeta, readEvents } from "../vere/pier.ts";
 import { NodeError } from "./errors.ts";
+import {
+  type Retry,
+  type RetryClient,
+  type RetryClock,
+  type RetryLimits,
+  retryReason,
+  retryThroughLeader,
+  StalledError,
+} from "./leader_retry.ts";
 import { type ClusterTarget, pierFailure, shipPierMeta } from "./pier_client.ts";
 import { type ImageProgress, importImages } from "./pier_images.ts";
 
@@ -37,7 +54,18 @@ export type ImportProgress =
   | { kind: "resuming"; lastEve: number }
   /** About once a second: `events` events, `bytes` bytes of jobs committed in `seconds`. */
   | { kind: "events"; events: number; bytes: number; seconds: number }
+  /**
+   * A run failed in a way that passes (`retry` says how): after `retry.delayMs`
+   * the import goes on from event `fromEve`, or with the images once `images`.
+   */
+  | { kind: "retrying"; retry: Retry; fromEve: number; images: boolean }
   | ImageProgress;
+
+/** What an import needs of a connection to the leader (ClusterClient has it). */
+export interface ImportClient extends RetryClient {
+  /** The ship operations: list, add and write. */
+  readonly ships: Pick<ShipClient, "list" | "add" | "write">;
+}
 
 /** Options of {@linkcode importPier}. */
 export interface ImportPierOptions {
@@ -47,6 +75,12 @@ export interface ImportPierOptions {
   live?: boolean;
   /** Told how the import goes. */
   progress?: (p: ImportProgress) => void;
+  /** Retry limits other than RETRY_LIMITS (server/leader_retry.ts); `stallMs` 0 never retries. */
+  retry?: Partial<RetryLimits>;
+  /** Connects to a member; by default a ClusterClient with the target's credentials. */
+  connect?: (address: string, answerTimeoutMs: number) => Promise<ImportClient>;
+  /** Time for the waits between runs; the real clock by default. */
+  clock?: RetryClock;
 }
 
 /** What an import did. */
@@ -66,9 +100,12 @@ export interface ImportResult {
 /**
  * Imports the pier `options.pier` of `ship` into the cluster at `target`
  * (through its leader): its events after those the cluster holds, then its
- * images. A pier in use (unless `options.live`), another ship's pier, or a
- * pier that cannot be read is a NodeError naming it; client and API errors
- * are thrown as they are.
+ * images. Leader changes, lost connections and silent nodes are retried
+ * (`options.retry`); an import that makes no progress for `stallMs` is a
+ * NodeError saying so. A pier in use (unless `options.live`), another ship's
+ * pier, or a pier that cannot be read is a NodeError naming it; a refusal
+ * (another event at the same number) and other client errors are thrown as
+ * they are.
  */
 export async function importPier(
   target: ClusterTarget,
@@ -77,74 +114,193 @@ export async function importPier(
 ): Promise<ImportResult> {
   const { pier } = options;
   const progress = options.progress ?? (() => {});
+  if (isPierLocked(pier) && !options.live) {
+    throw new NodeError(
+      `${pier} is in use by a running urbit (.vere.lock); stop it first, or pass --live`,
+    );
+  }
+  const run = new ImportRun(ship, pier, shipPierMeta(ship, pier), progress);
+  const connect = options.connect ??
+    ((address: string, answerTimeoutMs: number) =>
+      ClusterClient.connect(address, target.credentials, { answerTimeoutMs }));
   try {
-    if (isPierLocked(pier) && !options.live) {
+    return await retryThroughLeader(
+      target.address,
+      (client, progressed) => run.attempt(client, progressed),
+      {
+        connect,
+        limits: options.retry,
+        clock: options.clock,
+        retrying: (retry) =>
+          progress({ kind: "retrying", retry, fromEve: run.known + 1, images: run.eventsDone }),
+      },
+    );
+  } catch (e) {
+    if (e instanceof StalledError) {
       throw new NodeError(
-        `${pier} is in use by a running urbit (.vere.lock); stop it first, or pass --live`,
+        `the import of ${renderShip(ship)} made no progress for ${
+          (e.stalledMs / 1000).toFixed(0)
+        } s (${retryReason(e.last)}); check that most voters are up with 'seguro status', ` +
+          `then run the same command again: it resumes after the last event the cluster holds${
+            run.known > 0 ? ` (${run.known} or later)` : ""
+          }`,
       );
     }
-    const meta = shipPierMeta(ship, pier);
-    return await withLeader(target.address, target.credentials, async (client) => {
-      const ships = await client.ships.list();
-      let info = ships.find((s) => s.ship === String(ship));
-      if (info === undefined) {
-        info = await client.ships.add(ship, { fake: meta.fake, life: meta.life });
-        progress({ kind: "added", fake: meta.fake, life: meta.life });
-      } else if (info.lastEve > 0) {
-        progress({ kind: "resuming", lastEve: info.lastEve });
-      }
-      const started = performance.now();
-      let sent = 0;
-      let bytes = 0;
-      let batch: PlannedEvent[] = [];
-      let batchFirst = info.lastEve + 1;
-      let batchBytes = 0;
-      let lastShown = 0;
-      // Two requests in flight: the next batch is read from the pier while the
-      // previous one commits. One connection keeps them in order; a refusal of
-      // one fails the next with a gap, and the import stops with the first error.
-      const inFlight: Promise<void>[] = [];
-      const flush = async () => {
-        if (batch.length === 0) return;
-        const n = batch.length;
-        const size = batchBytes;
-        const request = client.ships.write({
-          kind: "events",
-          ship,
-          firstEve: batchFirst,
-          events: batch,
-        }).then(() => {
-          sent += n;
-          bytes += size;
-          if (performance.now() - lastShown > IMPORT_PROGRESS_MS) {
-            lastShown = performance.now();
-            const seconds = (performance.now() - started) / 1000;
-            progress({ kind: "events", events: sent, bytes, seconds });
-          }
-        });
-        request.catch(() => {}); // awaited below; this only marks a later failure as handled
-        batchFirst += n;
-        batch = [];
-        batchBytes = 0;
-        inFlight.push(request);
-        if (inFlight.length >= IMPORT_IN_FLIGHT) await inFlight.shift();
-      };
-      for (const e of readEvents(pier, { from: info.lastEve + 1 })) {
-        batch.push({ mug: e.mug, job: e.job });
-        batchBytes += e.job.length;
-        if (batchBytes >= IMPORT_BATCH_BYTES) await flush();
-      }
-      await flush();
-      await Promise.all(inFlight);
-      const seconds = (performance.now() - started) / 1000;
-      const imageBytes = await importImages(client, ship, {
-        epochs: listEpochs(pier),
-        held: info.images ?? [],
-        progress,
-      });
-      return { events: sent, bytes, seconds, lastEve: info.lastEve + sent, imageBytes };
-    });
-  } catch (e) {
     throw pierFailure(e, pier);
+  }
+}
+
+/**
+ * One import across its runs: what the cluster is known to hold, and the
+ * counts. Each run re-reads the ship and goes on after the higher of what it
+ * read and what a write confirmed (a new leader may not have applied all it
+ * holds yet; entries apply in order, so nothing is skipped).
+ */
+class ImportRun {
+  /** The highest event the cluster is known to hold. */
+  known = 0;
+  /** Every event of the pier is held: only the images are left. */
+  eventsDone = false;
+  readonly #ship: bigint;
+  readonly #pier: string;
+  readonly #meta: PierMeta;
+  readonly #progress: (p: ImportProgress) => void;
+  /** The ship's last event when the import began; undefined until the first run read it. */
+  #startEve: number | undefined;
+  /** Bytes of the jobs of events `#startEve + 1` to `known`. */
+  #bytes = 0;
+  /** For each batch sent and not yet known held: its last event, and #bytes once it is. */
+  readonly #batchEnds = new Map<number, number>();
+  #imageBytes = 0;
+  #started = 0;
+  #shown = 0;
+  #seconds = 0;
+
+  constructor(ship: bigint, pier: string, meta: PierMeta, progress: (p: ImportProgress) => void) {
+    this.#ship = ship;
+    this.#pier = pier;
+    this.#meta = meta;
+    this.#progress = progress;
+  }
+
+  /** One run over `client`, a connection to the leader. */
+  async attempt(client: ImportClient, progressed: () => void): Promise<ImportResult> {
+    const info = await this.#shipInfo(client);
+    if (this.#startEve === undefined) {
+      this.#startEve = this.known = info.lastEve;
+      if (info.lastEve > 0) this.#progress({ kind: "resuming", lastEve: info.lastEve });
+      this.#started = performance.now();
+    }
+    // Held beyond what a write confirmed: writes whose answers were lost. That is progress.
+    if (this.#held(info.lastEve)) progressed();
+    if (!this.eventsDone) {
+      await this.#sendEvents(client, progressed);
+      this.eventsDone = true;
+      this.#seconds = (performance.now() - this.#started) / 1000;
+    }
+    await importImages(client, this.#ship, {
+      // Epochs before a chop's are gone from the cluster on purpose: not sent again.
+      epochs: listEpochs(this.#pier).filter((e) => e.base >= (info.firstEve ?? 1) - 1),
+      held: info.images ?? [],
+      progress: (p) => {
+        if (p.kind === "imageStored") progressed();
+        this.#progress(p);
+      },
+      stored: (bytes) => {
+        this.#imageBytes += bytes;
+        progressed();
+      },
+    });
+    return {
+      events: this.known - this.#startEve,
+      bytes: this.#bytes,
+      seconds: this.#seconds,
+      lastEve: this.known,
+      imageBytes: this.#imageBytes,
+    };
+  }
+
+  /** The ship as the leader has it, added (with the pier's META) if it lacks it. */
+  async #shipInfo(client: ImportClient): Promise<ShipJson> {
+    const find = async () => (await client.ships.list()).find((s) => s.ship === String(this.#ship));
+    const info = await find();
+    if (info !== undefined) return info;
+    const { fake, life } = this.#meta;
+    try {
+      const added = await client.ships.add(this.#ship, { fake, life });
+      this.#progress({ kind: "added", fake, life });
+      return added;
+    } catch (e) {
+      // An earlier run's add, whose answer a leader change lost, is applied by the time
+      // this one is refused: the ship is there now.
+      if (!(e instanceof ApiError) || e.status !== Status.error) throw e;
+      const again = await find();
+      if (again === undefined) throw e;
+      return again;
+    }
+  }
+
+  /** Records that the cluster holds the ship's events up to `eve`; false if that was known. */
+  #held(eve: number): boolean {
+    if (eve <= this.known) return false;
+    // Undefined only for events this import did not send (another writer's): not counted.
+    this.#bytes = this.#batchEnds.get(eve) ?? this.#bytes;
+    this.known = eve;
+    for (const end of this.#batchEnds.keys()) if (end <= eve) this.#batchEnds.delete(end);
+    return true;
+  }
+
+  /** Sends the pier's events after `known`, two batches in flight. */
+  async #sendEvents(client: ImportClient, progressed: () => void): Promise<void> {
+    let batch: PlannedEvent[] = [];
+    let batchFirst = this.known + 1;
+    let batchBytes = 0;
+    let bytes = this.#bytes;
+    // Two requests in flight: the next batch is read from the pier while the
+    // previous one commits. One connection keeps them in order; a refusal of
+    // one fails the next with a gap, and the run stops with the first error.
+    const inFlight: Promise<void>[] = [];
+    const flush = async () => {
+      if (batch.length === 0) return;
+      const last = batchFirst + batch.length - 1;
+      this.#batchEnds.set(last, bytes);
+      const request = client.ships.write({
+        kind: "events",
+        ship: this.#ship,
+        firstEve: batchFirst,
+        events: batch,
+      }).then(() => {
+        this.#held(last);
+        progressed();
+        this.#report();
+      });
+      request.catch(() => {}); // awaited below; this only marks a later failure as handled
+      batchFirst = last + 1;
+      batch = [];
+      batchBytes = 0;
+      inFlight.push(request);
+      if (inFlight.length >= IMPORT_IN_FLIGHT) await inFlight.shift();
+    };
+    for (const e of readEvents(this.#pier, { from: this.known + 1 })) {
+      batch.push({ mug: e.mug, job: e.job });
+      batchBytes += e.job.length;
+      bytes += e.job.length;
+      if (batchBytes >= IMPORT_BATCH_BYTES) await flush();
+    }
+    await flush();
+    // In order: the failure reported is the first batch's, not a gap it caused.
+    for (const request of inFlight) await request;
+  }
+
+  /** Reports the events, at most once a second. */
+  #report(): void {
+    if (performance.now() - this.#shown <= IMPORT_PROGRESS_MS) return;
+    this.#shown = performance.now();
+    this.#progress({
+      kind: "events",
+      events: this.known - this.#startEve!,
+      bytes: this.#bytes,
+      seconds: (performance.now() - this.#started) / 1000,
+    });
   }
 }

@@ -1,7 +1,9 @@
 /**
  * `seguro ship add`: adds a ship to the cluster and, for a fake ship booted
  * from a pill, builds its boot sequence (vere/event.ts) and plans it as the
- * ship's first events, in batches, through the leader.
+ * ship's first events, in batches, through the leader. `seguro ship chop`:
+ * plans, then applies, the truncation of a ship's log to its newest epochs
+ * (cluster/chop.ts; the leader checks the epoch's image before it proposes).
  *
  * @example
  * ```ts ignore
@@ -12,8 +14,9 @@
  */
 
 import { withLeader } from "../cluster/api.ts";
+import type { ChopPlan } from "../cluster/admin_protocol.ts";
 import type { PlannedEvent } from "../cluster/machine.ts";
-import { bootSequence, daFromMillis, parsePill } from "../vere/event.ts";
+import { bootSequence, daFromMillis, parsePill, renderShip } from "../vere/event.ts";
 import { jam, type Noun, NounError } from "../vere/noun.ts";
 import { NodeError } from "./errors.ts";
 import type { ClusterTarget } from "./pier_client.ts";
@@ -130,4 +133,66 @@ async function planEvents(
       progress?.({ events: sent, total: events.length, bytes, totalBytes });
     }
   });
+}
+
+/** Options of {@linkcode chopShip}. */
+export interface ChopShipOptions {
+  /** Epochs (complete images) the log keeps; default 1: only the newest epoch's events stay. */
+  keepEpochs?: number;
+  /** Check the image and chop; without it, only the plan is answered and nothing changes. */
+  confirm?: boolean;
+  /** With `confirm`: refuse unless the log would start at this event (the plan agreed to). */
+  firstEve?: number;
+}
+
+/**
+ * Plans a chop of `ship`'s log on the cluster's leader, and with
+ * `options.confirm` applies it: the leader checks the SHA-256 of the image
+ * the log then starts after, and every node drops the events before it for
+ * good. Resolves with the plan (`chopped` once applied); a ship the cluster
+ * lacks, or nothing to drop, is the leader's refusal (an ApiError).
+ */
+export async function chopShip(
+  target: ClusterTarget,
+  ship: bigint,
+  options: ChopShipOptions = {},
+): Promise<ChopPlan> {
+  return await withLeader(
+    target.address,
+    target.credentials,
+    (c) =>
+      c.ships.chop(ship, {
+        keepEpochs: options.keepEpochs ?? 1,
+        confirm: options.confirm === true,
+        firstEve: options.firstEve,
+      }),
+  );
+}
+
+/** A size for people: bytes below 0.1 MB, else megabytes (10^6), one decimal below 10 MB. */
+function size(bytes: number): string {
+  if (bytes < 100_000) return `${bytes.toLocaleString("en-US")} bytes`;
+  const mb = bytes / 1e6;
+  return `${mb < 10 ? mb.toFixed(1) : Math.round(mb).toLocaleString("en-US")} MB`;
+}
+
+/**
+ * What a chop drops, as a clause: `drops events 1-4,000 of ~zod (3.9 MB);
+ * the log will start at event 4,001 after epoch 4,000's image` (planned), or
+ * `dropped ...; the log starts at ...` (done).
+ */
+export function describeChop(plan: ChopPlan): string {
+  const n = (x: number) => x.toLocaleString("en-US");
+  const name = renderShip(BigInt(plan.ship));
+  const images = plan.imageBytes > 0
+    ? ` and the images of older epochs (${size(plan.imageBytes)})`
+    : "";
+  const range = plan.fromEve === plan.toEve
+    ? `event ${n(plan.fromEve)}`
+    : `events ${n(plan.fromEve)}-${n(plan.toEve)}`;
+  const dropped = `${range} of ${name} (${size(plan.bytes)})${images}`;
+  const after = `event ${n(plan.firstEve)} after epoch ${n(plan.epoch)}'s image`;
+  return plan.chopped
+    ? `dropped ${dropped}; the log starts at ${after}`
+    : `drops ${dropped}; the log will start at ${after}`;
 }

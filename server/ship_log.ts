@@ -86,7 +86,8 @@ export async function tailShipLog(
 ): Promise<void> {
   await withNode(target, async (client) => {
     const info = await shipRecord(client, ship);
-    let next = Math.max(1, info.lastEve - options.lines + 1);
+    // A chopped log starts after its epoch's image: there is nothing before its first event.
+    let next = Math.max(firstEveOf(info), info.lastEve - options.lines + 1);
     // Answers stop at a few MiB; ask again until the last `lines` events are in.
     const last: LogEvent[] = [];
     while (next <= info.lastEve) {
@@ -144,8 +145,22 @@ export async function showShipEvent(
     const [e] = await c.ships.events(ship, eve, 1);
     return { info, e };
   });
+  const first = firstEveOf(info);
+  if (eve < first) {
+    throw new NodeError(
+      `${
+        renderShip(ship)
+      }'s events before ${first} were chopped and are gone; its log starts at event ${first}, after epoch ${
+        first - 1
+      }'s image`,
+    );
+  }
   if (e === undefined || e.eve !== eve) {
-    throw new NodeError(`${renderShip(ship)} has no event ${eve} (its last is ${info.lastEve})`);
+    throw new NodeError(
+      `${renderShip(ship)} has no event ${eve} (its events are ${
+        info.lastEve < first ? "none yet" : `${first}-${info.lastEve}`
+      })`,
+    );
   }
   const job: Noun = cue(e.job);
   const formula = eve <= info.life;
@@ -185,6 +200,8 @@ export interface ShipLogVerify {
   agree: boolean;
   /** Members that answered. */
   answered: number;
+  /** The first event of the first member that answered (1 without one, or before any chop). */
+  firstEve: number;
   /** The last event of the first member that answered (0 without one). */
   lastEve: number;
 }
@@ -209,15 +226,25 @@ export async function verifyShipLog(
     }
   }));
   const ok = nodes.filter((r): r is { id: number } & ShipVerify => !("error" in r));
-  const digests = new Set(ok.map((r) => `${r.lastEve}/${r.digest}`));
+  // A node that has not applied a chop yet holds more events: it does not agree yet.
+  const digests = new Set(ok.map((r) => `${firstEveOf(r)}-${r.lastEve}/${r.digest}`));
   const problems = ok.flatMap((r) => r.problems.map((p) => ({ node: r.id, ...p })));
   return {
     nodes,
     problems,
     agree: digests.size === 1 && ok.length === nodes.length,
     answered: ok.length,
+    firstEve: ok[0] === undefined ? 1 : firstEveOf(ok[0]),
     lastEve: ok[0]?.lastEve ?? 0,
   };
+}
+
+/**
+ * The first event a node holds of a ship, from its answer: 1 from a node
+ * older than chops, which does not send it.
+ */
+export function firstEveOf(answer: { firstEve?: number }): number {
+  return answer.firstEve ?? 1;
 }
 
 /** The node's record of `ship`, or a NodeError saying the cluster lacks it. */

@@ -1,14 +1,27 @@
 /**
  * Standby piers: on every node that runs with `--standby-dir DIR`, each ship
- * on the cluster has a pier `DIR/<ship>/` whose event log holds every event
- * this node has applied, so stock vere can boot from it after a failover.
+ * on the cluster has a pier `DIR/<ship>/` that stock vere can boot after a
+ * failover. It holds one epoch: the newest epoch whose image (`image.bin`,
+ * the state after its base event) the cluster holds complete, and every
+ * event this node has applied after it, so vere loads the image and replays
+ * only those events. A ship with no complete image has epoch `0i0` with its
+ * whole log (a chopped ship always has one: its log starts after an image).
  * The cluster's applied state is the source; the pier is written with vere's
  * own LMDB format (vere/pier.ts, vere/lmdb.ts).
+ *
+ * When a newer image completes (or a chop starts the log after one), the
+ * pier moves to that epoch: the image is copied out of the node's store in
+ * slices, checked against its SHA-256, and becomes `image.bin` of a new
+ * epoch directory that replaces the old one (the old epoch is moved out of
+ * `.urb/log` first, so the log never holds two overlapping epochs). A pier
+ * written before (all events in `0i0`), or one whose epoch the cluster does
+ * not vouch for, is moved or rebuilt the same way.
  *
  * A pier is either a standby (this process writes it from the applied
  * state) or held (a runtime this node started writes it, and this process
  * only reads it: the tail). Invariants:
- * - a standby pier's events 1..`verified` equal the cluster's;
+ * - a standby pier's events base+1..`verified` equal the cluster's, and its
+ *   base is 0 or an epoch whose image the cluster holds complete;
  * - events above `verified` are compared before they are trusted: a pier
  *   event that differs from the cluster's, or lies beyond the cluster's log
  *   when the pier is held or released, is discarded with a log line (they are
@@ -18,25 +31,32 @@
  * Writing a pier is kept off the consensus path: the node's apply only calls
  * {@linkcode StandbyPiers.schedule}, and the writes run later on the event
  * loop in bounded slices (at most {@linkcode SLICE_EVENTS_MAX} events or
- * {@linkcode SLICE_BYTES_MAX} bytes of jobs, one LMDB transaction per pier,
- * and at most one pier opened), each followed by a yield to the event loop,
- * so a long catch-up never delays the node's acknowledgements.
+ * {@linkcode SLICE_BYTES_MAX} bytes of jobs or image, one LMDB transaction
+ * per pier, and at most one pier opened), each followed by a yield to the
+ * event loop, so a long catch-up never delays the node's acknowledgements.
  * @module
  */
 
 import type { LogSink } from "../cluster/log_event.ts";
-import { join } from "node:path";
+import { createHash, type Hash } from "node:crypto";
+import { basename, join } from "node:path";
 import { sameBytes } from "../cluster/codec.ts";
-import type { ShipReader } from "../cluster/ships.ts";
+import type { ImageReader } from "../cluster/images.ts";
+import type { ShipInfo, ShipReader } from "../cluster/ships.ts";
 import { renderShip } from "../vere/event.ts";
 import { type Alarms, describeFailure } from "./alarms.ts";
 import { type Db, Env, eventKey, eventOfKey, type Txn } from "../vere/lmdb.ts";
 import {
   decodeEventValue,
   encodeEventValue,
+  type Epoch,
+  listEpochs,
   LOG_VERSION,
+  logDir,
   type PierEvent,
+  type PierMeta,
   readPierMeta,
+  writeEpoch,
   writePier,
 } from "../vere/pier.ts";
 
@@ -52,18 +72,51 @@ const RETRY_MS = 5_000;
 /** A pier's progress is logged when this process first writes it, then every this many events. */
 const PROGRESS_EVENTS = 10_000;
 
+/** Runtime version a standby pier's epochs record in `vere.txt`. */
+const VERE_VERSION = "4.0";
+
+/** Names this module gives its scratch files in a pier's `.urb` (removed when found on open). */
+const SCRATCH_PREFIX = "seguro-standby-";
+
+/** An epoch image being copied out of the store, for a move of the pier to its epoch. */
+interface ImageCopy {
+  /** The epoch (its base). */
+  epoch: number;
+  /** Its size and SHA-256 (hex) as the cluster holds it, complete. */
+  size: number;
+  sha256: string;
+  /** The file it is copied to, in the pier's `.urb`. */
+  path: string;
+  file: Deno.FsFile;
+  /** Bytes copied so far. */
+  offset: number;
+  hash: Hash;
+}
+
 interface Standby {
   pier: string;
-  /** The epoch the pier's events are in: `.urb/log/0i0`. */
+  /** The base of the pier's one epoch: 0, or an epoch whose image the cluster holds. */
+  base: number;
+  /** That epoch's directory: `.urb/log/0i<base>`. */
   epoch: string;
   env: Env;
-  /** The pier's last event (its events are 1..last). */
+  /** The pier's last event (its events are base+1..last). */
   last: number;
-  /** Events 1..verified equal the cluster's. */
+  /** Events base+1..verified equal the cluster's. */
   verified: number;
   held: boolean;
   /** Whether this process has logged the pier's progress yet. */
   reported: boolean;
+  /** The image being copied for a move to a newer epoch, if any. */
+  copy: ImageCopy | undefined;
+}
+
+/** What standby piers read: the applied ships and events, and the epoch images. */
+export interface StandbySource {
+  /** The applied ships and their events. */
+  ships: ShipReader;
+  /** The ships' epoch images. */
+  images: ImageReader;
 }
 
 /** What is left of a slice's work. */
@@ -88,6 +141,7 @@ function eventsDb(txn: Txn): Db {
 export class StandbyPiers {
   readonly #dir: string;
   readonly #ships: ShipReader;
+  readonly #images: ImageReader;
   readonly #log: LogSink;
   readonly #alarms: Alarms;
   readonly #open = new Map<bigint, Standby>();
@@ -103,20 +157,22 @@ export class StandbyPiers {
   #closed = false;
 
   /**
-   * Standby piers under `dir` for the ships in `ships`. A pier that cannot be
-   * written raises an alarm in `alarms` and is retried later; it never throws
-   * into the node. `now` is the clock for retries (milliseconds).
+   * Standby piers under `dir` for the ships of `source` (and their images).
+   * A pier that cannot be written raises an alarm in `alarms` and is retried
+   * later; it never throws into the node. `now` is the clock for retries
+   * (milliseconds).
    */
   constructor(
     dir: string,
-    ships: ShipReader,
+    source: StandbySource,
     log: LogSink,
     alarms: Alarms,
     now: () => number = () => performance.now(),
   ) {
     this.#now = now;
     this.#dir = dir;
-    this.#ships = ships;
+    this.#ships = source.ships;
+    this.#images = source.images;
     this.#log = log;
     this.#alarms = alarms;
   }
@@ -186,9 +242,9 @@ export class StandbyPiers {
       const key = `standby ${renderShip(info.ship)}`;
       try {
         opened ||= known === undefined;
-        const s = known ?? this.#openPier(info.ship, info.fake, info.life);
-        if (!s.held) this.#syncOne(info.ship, s, info.lastEve, budget);
-        if (!s.held && s.verified < info.lastEve) done = false;
+        const s = known ?? this.#openPier(info);
+        if (!s.held) this.#syncOne(info, s, budget);
+        if (!s.held && !this.#current(info, s)) done = false;
         if (this.#retryAt.delete(info.ship)) this.#alarms.clear(key);
       } catch (e) {
         this.#retryAt.set(info.ship, now + RETRY_MS);
@@ -202,8 +258,7 @@ export class StandbyPiers {
     }
     for (const [ship, s] of this.#open) {
       if (this.#ships.get(ship) === undefined) {
-        s.env.close();
-        this.#open.delete(ship);
+        this.#forget(ship, s);
         this.#log(`standby pier of ${renderShip(ship)} left in place: the ship was removed`);
       }
     }
@@ -216,8 +271,149 @@ export class StandbyPiers {
     return done;
   }
 
+  /**
+   * The epoch a standby pier of `info` is at: the newest complete image
+   * between the log's start and its last event, else its start (0, or the
+   * epoch a chop started the log after).
+   */
+  #targetBase(info: ShipInfo): number {
+    let base = info.firstEve - 1;
+    for (const image of this.#images.list(info.ship)) {
+      if (image.sha256 !== undefined && image.epoch > base && image.epoch <= info.lastEve) {
+        base = image.epoch;
+      }
+    }
+    return base;
+  }
+
+  /** Whether the pier is at its epoch and holds every applied event. */
+  #current(info: ShipInfo, s: Standby): boolean {
+    return s.base === this.#targetBase(info) && s.verified >= info.lastEve;
+  }
+
+  /**
+   * Brings the pier toward `info` within `budget` (which it spends): first
+   * its move to a newer epoch, if one is due, then its events after
+   * `verified`, checked or written.
+   */
+  #syncOne(info: ShipInfo, s: Standby, budget: Budget): void {
+    const target = this.#targetBase(info);
+    if (target < s.base) {
+      // Only a pier opened before its ship was removed and added again gets here.
+      throw new Error(
+        `its pier is at epoch ${s.base}, past the newest complete image (${target}); it is rebuilt at the next try`,
+      );
+    }
+    if (target > s.base && !this.#copyStep(info, s, target, budget)) return;
+    this.#eventsStep(info.ship, s, info.lastEve, budget);
+  }
+
+  /**
+   * Copies the next chunks of epoch `target`'s image into the pier, within
+   * `budget`; once whole and checked, moves the pier to that epoch. Returns
+   * true when the pier is at `target`.
+   */
+  #copyStep(info: ShipInfo, s: Standby, target: number, budget: Budget): boolean {
+    const ship = info.ship;
+    let copy = s.copy;
+    if (copy?.epoch !== target) {
+      this.#dropCopy(s);
+      const image = this.#images.get(ship, target);
+      if (image?.sha256 === undefined) {
+        throw new Error(`the node holds no complete image of epoch ${target}`);
+      }
+      const path = join(s.pier, ".urb", `${SCRATCH_PREFIX}image-${target}`);
+      const file = Deno.openSync(path, { write: true, create: true, truncate: true });
+      copy = {
+        epoch: target,
+        size: image.size,
+        sha256: image.sha256,
+        path,
+        file,
+        offset: 0,
+        hash: createHash("sha256"),
+      };
+      s.copy = copy;
+    }
+    while (copy.offset < copy.size && !spent(budget)) {
+      const data = this.#images.chunk(ship, target, copy.offset);
+      if (data === undefined || data.length === 0) {
+        throw new Error(
+          `the node's image of epoch ${target} has no chunk at offset ${copy.offset}`,
+        );
+      }
+      for (let written = 0; written < data.length;) {
+        written += copy.file.writeSync(data.subarray(written));
+      }
+      copy.hash.update(data);
+      copy.offset += data.length;
+      budget.bytes -= data.length;
+    }
+    if (copy.offset < copy.size) return false;
+    copy.file.close();
+    s.copy = undefined;
+    const digest = copy.hash.digest("hex");
+    if (copy.offset !== copy.size || digest !== copy.sha256) {
+      removeIfThere(copy.path);
+      throw new Error(
+        `the node's image of epoch ${target} does not match its SHA-256 (${
+          digest.slice(0, 16)
+        }..., recorded ${copy.sha256.slice(0, 16)}...); check it with 'seguro doctor'`,
+      );
+    }
+    this.#moveTo(info, s, target, copy.path);
+    return true;
+  }
+
+  /**
+   * Replaces the pier's epoch with epoch `base`, whose image is the file
+   * `image` (moved into it) and which has no events yet. The old epoch is
+   * moved out of the log first: a crash leaves a log with the old epoch, or
+   * none (rebuilt on open), or the new one, never two that overlap.
+   */
+  #moveTo(info: ShipInfo, s: Standby, base: number, image: string): void {
+    const name = renderShip(info.ship);
+    const aside = join(s.pier, ".urb", `${SCRATCH_PREFIX}old-${basename(s.epoch)}`);
+    try {
+      s.env.close();
+      removeIfThere(aside);
+      Deno.renameSync(s.epoch, aside);
+      writeEpoch(s.pier, {
+        meta: metaOf(info),
+        events: [],
+        base,
+        vereVersion: VERE_VERSION,
+        image: { path: image },
+      });
+    } catch (e) {
+      // The pier is not what `s` says any more: open it again at the next try.
+      this.#forget(info.ship, s);
+      removeIfThere(image);
+      throw e;
+    }
+    removeIfThere(aside);
+    s.base = base;
+    s.epoch = join(logDir(s.pier), `0i${base}`);
+    s.env = Env.open(s.epoch);
+    s.last = s.verified = base;
+    s.reported = false; // its next write says how far the moved pier is
+    // A runtime snapshot may be older than the new epoch, whose events are not in the log.
+    const chk = join(s.pier, ".urb", "chk");
+    if (removeContents(chk)) {
+      this.#log(
+        `standby pier of ${name}: removed its .urb/chk snapshot (the epoch's image replaces it)`,
+      );
+    }
+    this.#log(
+      `standby pier of ${name} moved to epoch ${base}: its image and the events after it (vere replays from event ${
+        base + 1
+      })`,
+      { event: "standby_epoch", ship: name, epoch: base },
+    );
+  }
+
   /** Checks or writes the pier's next events after `verified`, within `budget` (which it spends). */
-  #syncOne(ship: bigint, s: Standby, lastEve: number, budget: Budget): void {
+  #eventsStep(ship: bigint, s: Standby, lastEve: number, budget: Budget): void {
     if (s.verified >= lastEve || spent(budget)) return;
     const events = this.#ships.events(
       ship,
@@ -271,6 +467,11 @@ export class StandbyPiers {
   /** Deletes the pier's events above `keep`; the caller holds a write transaction. */
   #truncate(txn: Txn, db: Db, ship: bigint, s: Standby, keep: number, why: string): void {
     if (s.last <= keep) return;
+    if (keep < s.base) {
+      throw new Error(
+        `invariant: pier of ${renderShip(ship)} cut to event ${keep}, below its epoch ${s.base}`,
+      );
+    }
     for (let eve = s.last; eve > keep; eve--) txn.del(db, eventKey(eve));
     this.#log(
       `standby pier of ${renderShip(ship)}: discarded events ${keep + 1}-${s.last}, which ${why}`,
@@ -298,12 +499,13 @@ export class StandbyPiers {
   hold(ship: bigint): { pier: string; last: number; dataFile: string } {
     const info = this.#ships.get(ship);
     if (info === undefined) throw new Error(`hold: ${renderShip(ship)} is not on the cluster`);
-    const s = this.#open.get(ship) ?? this.#openPier(ship, info.fake, info.life);
-    while (s.verified < info.lastEve) this.#syncOne(ship, s, info.lastEve, fullBudget());
+    const s = this.#open.get(ship) ?? this.#openPier(info);
+    // Whatever the slices have not done yet, a move to a newer epoch included.
+    while (!this.#current(info, s)) this.#syncOne(info, s, fullBudget());
     s.env.writeTxn((txn) => {
       this.#truncate(txn, eventsDb(txn), ship, s, info.lastEve, "the cluster never committed");
     });
-    if (s.verified !== info.lastEve || s.last !== info.lastEve) {
+    if (s.verified !== info.lastEve || s.last !== info.lastEve || s.copy !== undefined) {
       throw new Error(
         `hold: pier of ${renderShip(ship)} at ${s.verified}/${s.last}, cluster at ${info.lastEve}`,
       );
@@ -347,8 +549,21 @@ export class StandbyPiers {
     const s = this.#open.get(ship);
     if (s === undefined || !s.held) return;
     s.held = false;
+    const newest = listEpochs(s.pier).at(-1);
+    if (newest?.dir !== s.epoch) {
+      // Its runtime started an epoch of its own (vere rolls one over on an upgrade):
+      // open the pier again, which checks that epoch or writes a new log.
+      this.#forget(ship, s);
+      this.#log(
+        `standby pier of ${renderShip(ship)}: its runtime left epoch ${
+          newest?.base ?? "none"
+        }; the pier is checked again`,
+      );
+      this.schedule();
+      return;
+    }
     s.env.readTxn((txn) => {
-      s.last = txn.stat(eventsDb(txn)).entries;
+      s.last = s.base + txn.stat(eventsDb(txn)).entries;
     });
     s.verified = Math.min(committed, s.last);
     const info = this.#ships.get(ship);
@@ -360,50 +575,126 @@ export class StandbyPiers {
     this.schedule();
   }
 
-  #openPier(ship: bigint, fake: boolean, life: number): Standby {
+  /**
+   * Opens `info`'s pier, writing a new one (epoch 0, no events) when there is
+   * none. Leftovers of a move cut short are removed; a pier whose epoch the
+   * cluster does not vouch for gets a new log; epochs older than its newest
+   * are removed (the newest one's image stands for them).
+   */
+  #openPier(info: ShipInfo): Standby {
+    const ship = info.ship;
+    const name = renderShip(ship);
     const pier = this.pierOf(ship);
     Deno.mkdirSync(this.#dir, { recursive: true });
     try {
       readPierMeta(pier);
     } catch {
       // No pier yet: write one with no events, then append as events apply.
-      writePier(pier, {
-        meta: { version: LOG_VERSION, who: ship, fake, life },
-        events: [],
-        vereVersion: "4.0",
-      });
-      this.#log(`standby pier of ${renderShip(ship)} created at ${pier}`, {
+      writePier(pier, { meta: metaOf(info), events: [], vereVersion: VERE_VERSION });
+      this.#log(`standby pier of ${name} created at ${pier}`, {
         event: "standby_created",
-        ship: renderShip(ship),
+        ship: name,
         pier,
       });
     }
-    const epoch = join(pier, ".urb", "log", "0i0");
-    const env = Env.open(epoch);
-    let last = 0;
-    let verified = 0;
+    removeScratch(pier);
+    let epochs = listEpochs(pier);
+    const newest = epochs.at(-1);
+    const distrust = newest === undefined ? "its log has no epoch" : this.#distrust(info, newest);
+    if (distrust !== undefined) {
+      const log = logDir(pier);
+      const aside = join(pier, ".urb", `${SCRATCH_PREFIX}old-log`);
+      Deno.renameSync(log, aside);
+      writePier(pier, { meta: metaOf(info), events: [], vereVersion: VERE_VERSION });
+      removeIfThere(aside);
+      this.#log(`standby pier of ${name}: wrote a new log (${distrust})`);
+      epochs = listEpochs(pier);
+    }
+    const current = epochs[epochs.length - 1];
+    for (const older of epochs.slice(0, -1)) {
+      const aside = join(pier, ".urb", `${SCRATCH_PREFIX}old-${basename(older.dir)}`);
+      Deno.renameSync(older.dir, aside);
+      removeIfThere(aside);
+    }
+    const base = current.base;
+    const env = Env.open(current.dir);
+    let last = base;
+    let verified = base;
     env.readTxn((txn) => {
       const db = eventsDb(txn);
-      last = txn.stat(db).entries;
-      // Trust the prefix when its last shared event matches; otherwise sync compares from 1.
-      const top = Math.min(last, this.#ships.get(ship)?.lastEve ?? 0);
-      const mine = top > 0 ? txn.get(db, eventKey(top)) : undefined;
-      const theirs = top > 0 ? this.#ships.event(ship, top) : undefined;
+      last = base + txn.stat(db).entries;
+      // Trust the prefix when its last shared event matches; otherwise sync compares from base+1.
+      const top = Math.min(last, info.lastEve);
+      const mine = top > base ? txn.get(db, eventKey(top)) : undefined;
+      const theirs = top > base ? this.#ships.event(ship, top) : undefined;
       if (mine !== undefined && theirs !== undefined) {
         if (sameBytes(mine, encodeEventValue(theirs.mug, theirs.job))) verified = top;
       }
     });
-    const s: Standby = { pier, epoch, env, last, verified, held: false, reported: false };
+    const s: Standby = {
+      pier,
+      base,
+      epoch: current.dir,
+      env,
+      last,
+      verified,
+      held: false,
+      reported: false,
+      copy: undefined,
+    };
     this.#open.set(ship, s);
     // Events past this node's applied log can only be a runtime's that this node ran as
     // master and the cluster may never commit; if it does, sync writes them again.
-    const applied = this.#ships.get(ship)?.lastEve ?? 0;
-    if (last > applied) {
+    if (last > info.lastEve) {
       env.writeTxn((txn) => {
-        this.#truncate(txn, eventsDb(txn), ship, s, applied, "this node has not applied");
+        this.#truncate(txn, eventsDb(txn), ship, s, info.lastEve, "this node has not applied");
       });
     }
     return s;
+  }
+
+  /**
+   * Why the pier's epoch `epoch` cannot be trusted for `info`, or undefined:
+   * epoch 0 always can (its events are compared); a later one only when the
+   * cluster holds its image complete, with the size of the pier's image.bin,
+   * and the log starts at or before it and reaches it.
+   */
+  #distrust(info: ShipInfo, epoch: Epoch): string | undefined {
+    if (epoch.base === 0) return undefined;
+    const image = this.#images.get(info.ship, epoch.base);
+    if (image?.sha256 === undefined) {
+      return `its epoch ${epoch.base} has no complete image on the cluster`;
+    }
+    if (epoch.base < info.firstEve - 1 || epoch.base > info.lastEve) {
+      return `its epoch ${epoch.base} is outside the log, events ${info.firstEve}-${info.lastEve}`;
+    }
+    let size = -1;
+    try {
+      size = Deno.statSync(join(epoch.dir, "image.bin")).size;
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
+    if (size !== image.size) {
+      return `its epoch ${epoch.base}'s image.bin is not the cluster's image`;
+    }
+    return undefined;
+  }
+
+  /** Stops tracking a pier (its ship was removed, or it must be opened again). */
+  #forget(ship: bigint, s: Standby): void {
+    this.#dropCopy(s);
+    s.env.close();
+    if (this.#open.get(ship) === s) this.#open.delete(ship);
+  }
+
+  /** Abandons an image copy in progress. */
+  #dropCopy(s: Standby): void {
+    if (s.copy === undefined) return;
+    try {
+      s.copy.file.close();
+    } catch { /* closed already */ }
+    removeIfThere(s.copy.path);
+    s.copy = undefined;
   }
 
   /** Cancels any pending slice and closes the piers' environments. */
@@ -412,7 +703,46 @@ export class StandbyPiers {
     clearTimeout(this.#timer);
     this.#timer = undefined;
     for (const resolve of this.#idle.splice(0)) resolve();
-    for (const s of this.#open.values()) s.env.close();
+    for (const [ship, s] of [...this.#open]) this.#forget(ship, s);
     this.#open.clear();
+  }
+}
+
+/** The META of `info`'s pier. */
+function metaOf(info: ShipInfo): PierMeta {
+  return { version: LOG_VERSION, who: info.ship, fake: info.fake, life: info.life };
+}
+
+/** Removes a file or directory tree; one already gone is fine. */
+function removeIfThere(path: string): void {
+  try {
+    Deno.removeSync(path, { recursive: true });
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+}
+
+/** Empties a directory; returns whether it held anything. */
+function removeContents(dir: string): boolean {
+  let entries: Deno.DirEntry[];
+  try {
+    entries = [...Deno.readDirSync(dir)];
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
+  }
+  for (const entry of entries) removeIfThere(join(dir, entry.name));
+  return entries.length > 0;
+}
+
+/** Removes what a move cut short left in a pier: scratch files in `.urb`, half-built epochs. */
+function removeScratch(pier: string): void {
+  const urb = join(pier, ".urb");
+  for (const entry of Deno.readDirSync(urb)) {
+    if (entry.name.startsWith(SCRATCH_PREFIX)) removeIfThere(join(urb, entry.name));
+  }
+  // vere/pier.ts builds an epoch in `tmp-0i<N>-<pid>` and renames it; a crash leaves it.
+  for (const entry of Deno.readDirSync(logDir(pier))) {
+    if (/^tmp-0i[0-9]+-[0-9]+$/.test(entry.name)) removeIfThere(join(logDir(pier), entry.name));
   }
 }

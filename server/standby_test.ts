@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { imageCommands } from "../tests/machine_commands.ts";
 import { runtimeWrites } from "../tests/pier/runtime_writes.ts";
 
 import { join } from "node:path";
@@ -7,11 +8,13 @@ import { encodeCommand, Machine } from "../cluster/machine.ts";
 
 import { Store } from "../cluster/store.ts";
 
-import { readEvents } from "../vere/pier.ts";
+import { listEpochs, LOG_VERSION, readEvents, writeEpoch } from "../vere/pier.ts";
+
+import { IMAGE_CHUNK_BYTES } from "../cluster/images.ts";
 
 import { haveLiblmdb } from "../tests/pier/oracle.ts";
 
-import { SLICE_EVENTS_MAX, StandbyPiers } from "./standby.ts";
+import { SLICE_BYTES_MAX, SLICE_EVENTS_MAX, StandbyPiers } from "./standby.ts";
 
 import { Alarms } from "./alarms.ts";
 
@@ -39,7 +42,7 @@ function setup(dir: string, standbyDir = join(dir, "standby"), now?: () => numbe
   apply(encodeCommand({ kind: "shipAdd", ship: ZOD, fake: true, optimism: -1, life: 0 }));
   const log: string[] = [];
   const alarms = new Alarms((l) => log.push(l));
-  const standby = new StandbyPiers(standbyDir, machine.ships, (l) => log.push(l), alarms, now);
+  const standby = new StandbyPiers(standbyDir, machine, (l) => log.push(l), alarms, now);
   const append = (first: number, tags: number[]) =>
     apply(encodeCommand({
       kind: "events",
@@ -47,7 +50,7 @@ function setup(dir: string, standbyDir = join(dir, "standby"), now?: () => numbe
       firstEve: first,
       events: tags.map((t) => ({ mug: t, job: Uint8Array.of(t, t, t) })),
     }));
-  return { store, machine, standby, log, append, alarms };
+  return { store, machine, standby, log, append, apply, alarms };
 }
 
 Deno.test({
@@ -92,7 +95,7 @@ Deno.test({
       append(7, [9]);
       const reopened = new StandbyPiers(
         join(dir, "standby"),
-        setupShips(store),
+        new Machine(store),
         (l) => log.push(l),
         alarms,
       );
@@ -113,10 +116,6 @@ Deno.test({
     }
   },
 });
-
-function setupShips(store: Store) {
-  return new Machine(store).ships;
-}
 
 Deno.test({
   name: "standby piers: a pier that cannot be written raises an alarm, never throws, and clears",
@@ -203,6 +202,132 @@ Deno.test({
       await standby.idle();
       assert.equal(mugs().length, held.last + 1);
       standby.close();
+    } finally {
+      store.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+/** The epochs of a pier's log, by name. */
+function epochNames(pier: string): string[] {
+  return listEpochs(pier).map((e) => `0i${e.base}`);
+}
+
+Deno.test({
+  name:
+    "standby piers: move to the newest complete image (image.bin, the events after it), and after a chop",
+  ignore: !haveLiblmdb(),
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "seguro-standby-" });
+    const { store, machine, standby, log, append, apply, alarms } = setup(dir);
+    const pier = standby.pierOf(ZOD);
+    const tags = (from: number, to: number) =>
+      Array.from({ length: to - from + 1 }, (_, i) => (from + i) % 251);
+    const image4 = new Uint8Array(3000).map((_, i) => (i * 13) & 0xff);
+    const image8 = new Uint8Array(5000).map((_, i) => (i * 7 + 1) & 0xff);
+    try {
+      // A pier written before any image: every event in 0i0.
+      append(1, tags(1, 6));
+      standby.sync();
+      assert.deepEqual(epochNames(pier), ["0i0"]);
+
+      // An image completes at epoch 4: the pier moves there and keeps only the events after it.
+      for (const c of imageCommands(ZOD, 4, image4, { chunkBytes: IMAGE_CHUNK_BYTES })) apply(c);
+      append(7, tags(7, 9));
+      while (!standby.sync());
+      assert.deepEqual(epochNames(pier), ["0i4"]);
+      assert.deepEqual(Deno.readFileSync(join(pier, ".urb", "log", "0i4", "image.bin")), image4);
+      assert.deepEqual([...readEvents(pier)].map((e) => [e.eve, e.mug]), [
+        [5, 5],
+        [6, 6],
+        [7, 7],
+        [8, 8],
+        [9, 9],
+      ]);
+      assert.match(log.join("\n"), /standby pier of ~zod moved to epoch 4: .*replays from event 5/);
+
+      // A runtime ran on it (its .urb/chk) and it is held and released at epoch 4.
+      const held = standby.hold(ZOD);
+      assert.deepEqual(held, {
+        pier,
+        last: 9,
+        dataFile: join(pier, ".urb", "log", "0i4", "data.mdb"),
+      });
+      runtimeWrites(pier, 10, [10]);
+      Deno.writeTextFileSync(join(pier, ".urb", "chk", "snapshot"), "vere's");
+      assert.deepEqual(standby.readHeld(ZOD, 9, 1 << 20).map((e) => e.eve), [10]);
+      append(10, [10]);
+      standby.release(ZOD, 10);
+
+      // Epoch 8's image and a chop there: the pier moves on; the old snapshot goes.
+      append(11, tags(11, 12));
+      for (const c of imageCommands(ZOD, 8, image8, { chunkBytes: IMAGE_CHUNK_BYTES })) apply(c);
+      apply(encodeCommand({ kind: "chop", ship: ZOD, firstEve: 9 }));
+      while (!standby.sync());
+      assert.deepEqual(epochNames(pier), ["0i8"]);
+      assert.deepEqual([...readEvents(pier)].map((e) => e.eve), [9, 10, 11, 12]);
+      assert.deepEqual([...Deno.readDirSync(join(pier, ".urb", "chk"))], [], "no stale snapshot");
+      assert.deepEqual(
+        [...Deno.readDirSync(join(pier, ".urb"))].map((e) => e.name).sort(),
+        ["chk", "log"],
+        "no scratch file left",
+      );
+      standby.close();
+
+      // A standby dir created after the chop: the pier starts at the image, never at event 1.
+      const fresh = new StandbyPiers(join(dir, "fresh"), machine, (l) => log.push(l), alarms);
+      const other = fresh.pierOf(ZOD);
+      assert.equal(fresh.hold(ZOD).last, 12, "hold() makes the whole move itself");
+      assert.deepEqual(epochNames(other), ["0i8"]);
+      assert.deepEqual(Deno.readFileSync(join(other, ".urb", "log", "0i8", "image.bin")), image8);
+      assert.deepEqual([...readEvents(other)].map((e) => e.eve), [9, 10, 11, 12]);
+      fresh.close();
+    } finally {
+      store.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "standby piers: an image is copied in slices; a pier whose epoch the cluster lacks gets a new log",
+  ignore: !haveLiblmdb(),
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "seguro-standby-" });
+    const { store, standby, log, append, apply, alarms } = setup(dir);
+    const pier = standby.pierOf(ZOD);
+    // Bigger than one slice's bytes: the copy takes several slices.
+    const big = new Uint8Array(SLICE_BYTES_MAX + 2 * IMAGE_CHUNK_BYTES).map((_, i) => i & 0xff);
+    try {
+      append(1, [1, 2, 3]);
+      for (const c of imageCommands(ZOD, 2, big, { chunkBytes: IMAGE_CHUNK_BYTES })) apply(c);
+      assert.equal(standby.sync(), false, "the first slice stops within its bytes");
+      assert.deepEqual(epochNames(pier), ["0i0"], "still the old epoch meanwhile");
+      while (!standby.sync());
+      assert.deepEqual(epochNames(pier), ["0i2"]);
+      assert.deepEqual(Deno.readFileSync(join(pier, ".urb", "log", "0i2", "image.bin")), big);
+      assert.deepEqual([...readEvents(pier)].map((e) => e.eve), [3]);
+      standby.close();
+
+      // An epoch the cluster has no image for (as vere's own rollover makes): a new log.
+      writeEpoch(pier, {
+        meta: { version: LOG_VERSION, who: ZOD, fake: true, life: 0 },
+        events: [],
+        base: 3,
+        vereVersion: "4.0",
+        image: Uint8Array.of(1, 2, 3),
+      });
+      const reopened = new StandbyPiers(join(dir, "standby"), new Machine(store), (l) => {
+        log.push(l);
+      }, alarms);
+      while (!reopened.sync());
+      assert.match(log.join("\n"), /wrote a new log \(its epoch 3 has no complete image/);
+      assert.deepEqual(epochNames(pier), ["0i2"]);
+      assert.deepEqual([...readEvents(pier)].map((e) => e.eve), [3]);
+      reopened.close();
+      assert.deepEqual(alarms.list(), []);
     } finally {
       store.close();
       await Deno.remove(dir, { recursive: true });

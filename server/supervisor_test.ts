@@ -140,7 +140,7 @@ async function setup(runtime: string[], events = 3) {
   );
   const lines = new Lines();
   const alarms = new Alarms(lines.push);
-  const standby = new StandbyPiers(join(dir, "standby"), machine.ships, lines.push, alarms);
+  const standby = new StandbyPiers(join(dir, "standby"), machine, lines.push, alarms);
   const node = new FakeNode(apply);
   /** Each launch: the argv the supervisor asked for, and what the test saw then. */
   const launches: { argv: string[]; master: Mastership; pierEvents: number }[] = [];

@@ -42,8 +42,11 @@ export interface RuntimeBackend {
   plan(p: { ship: bigint; eve: number; mug: number; job: Uint8Array }): void;
   /** Last event and mug of a ship (on the master: counting accepted plans), or undefined when the ship is unknown. */
   head(ship: bigint): { eve: number; mug: number } | undefined;
-  /** Up to `count` events from `from`. */
-  read(ship: bigint, from: number, count: number): LogEntry[];
+  /**
+   * Up to `count` events from `from`; or, when `from` is before the ship's
+   * first event (a chop dropped the earlier ones), that first event.
+   */
+  read(ship: bigint, from: number, count: number): LogEntry[] | { firstEve: number };
   /** Listens to releases, refusals and role changes; returns the unsubscribe. */
   subscribe(listener: {
     release(r: { ship: bigint; eve: number }): void;
@@ -112,13 +115,18 @@ export class RuntimeSession {
         }
         return this.#send({ type: "away", ship: msg.ship, master });
       }
-      case "read":
-        return this.#send({
-          type: "logs",
-          ship: msg.ship,
-          from: msg.from,
-          events: b.read(msg.ship, msg.from, msg.count),
-        });
+      case "read": {
+        const events = b.read(msg.ship, msg.from, msg.count);
+        if (!Array.isArray(events)) {
+          // A chop dropped them: a list starting elsewhere would break %logs' numbering.
+          return this.#send({
+            type: "oops",
+            why: `The events of that ship before ${events.firstEve} are no longer on the ` +
+              `cluster (a chop dropped them); %read from ${events.firstEve}`,
+          });
+        }
+        return this.#send({ type: "logs", ship: msg.ship, from: msg.from, events });
+      }
       case "head": {
         const h = b.head(msg.ship);
         if (h === undefined) {

@@ -10,7 +10,10 @@ import type { NodeToRuntimeMessage } from "./runtime_protocol.ts";
 
 type Listener = Parameters<RuntimeBackend["subscribe"]>[0];
 
-function setup(master: { value: boolean; address: string | null }) {
+function setup(
+  master: { value: boolean; address: string | null },
+  read: RuntimeBackend["read"] = () => [],
+) {
   let listener: Listener | undefined;
   const plans: number[] = [];
   const backend: RuntimeBackend = {
@@ -20,7 +23,7 @@ function setup(master: { value: boolean; address: string | null }) {
     ships: () => [0n],
     plan: (p) => plans.push(p.eve),
     head: () => ({ eve: 5, mug: 0 }),
-    read: () => [],
+    read,
     subscribe: (l) => {
       listener = l;
       return () => listener = undefined;
@@ -98,4 +101,22 @@ Deno.test("hub: notices per ship say what the connections were last told (metric
   other.close();
   assert.equal(t.hub.size, 0);
   assert.deepEqual(t.hub.notices(), new Map());
+});
+
+Deno.test("hub: a %read of events a chop dropped is refused with %oops naming the first event", () => {
+  const job = new Uint8Array([1]);
+  const t = setup(
+    { value: true, address: "" },
+    (_ship, from) => from < 4001 ? { firstEve: 4001 } : [{ eve: from, mug: 0, job }],
+  );
+  t.session.receive({ type: "read", ship: 0n, from: 1, count: 10 });
+  t.session.receive({ type: "read", ship: 0n, from: 4001, count: 10 });
+  assert.deepEqual(t.got.slice(2), [
+    {
+      type: "oops",
+      why:
+        "The events of that ship before 4001 are no longer on the cluster (a chop dropped them); %read from 4001",
+    },
+    { type: "logs", ship: 0n, from: 4001, events: [{ eve: 4001, mug: 0, job }] },
+  ]);
 });

@@ -1,14 +1,19 @@
 /**
  * The SQL of the applied ship state: one row per ship (`ship`) and one per
- * event (`event`), schema version 2. Constructed by the store only (it alone
- * holds the connection); the state machine writes through it inside
+ * event (`event`). Constructed by the store only (it alone holds the
+ * connection); the state machine writes through it inside
  * `Store.applyTransaction`, everything else reads it as a
- * {@linkcode ShipReader}.
+ * {@linkcode ShipReader}. An event applied from the log keeps its job in the
+ * log entry that carried it (cluster/storage/entry_payloads.ts): the row
+ * holds where.
  * @module
  */
 
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 import { type ShipInfo, shipKey, shipOfKey, type ShipReader, type StoredEvent } from "../ships.ts";
+import { EntryPayloads, type PayloadRef } from "./entry_payloads.ts";
+
+const NO_BYTES = new Uint8Array(0);
 
 /** Largest answer of {@linkcode ShipTables.events} unless the caller asks for less. */
 export const EVENTS_BYTES_MAX_DEFAULT = 4 * 1024 * 1024;
@@ -26,28 +31,44 @@ export class ShipTables implements ShipReader {
   readonly #insertEvent: StatementSync;
   readonly #advance: StatementSync;
   readonly #putShip: StatementSync;
+  readonly #chop: StatementSync;
+  readonly #chopEvents: StatementSync;
+  readonly #entriesOf: StatementSync;
+  readonly #entriesBelow: StatementSync;
+  readonly #payloads: EntryPayloads;
 
   /** Prepares the statements (the store calls this once per open). */
-  constructor(db: DatabaseSync) {
+  constructor(db: DatabaseSync, payloads: EntryPayloads) {
+    this.#payloads = payloads;
     this.#get = db.prepare("SELECT * FROM ship WHERE ship = ?");
     this.#list = db.prepare("SELECT * FROM ship ORDER BY ship");
     this.#insertShip = db.prepare(
       "INSERT INTO ship (ship, fake, optimism, life, last_eve, last_mug, bytes, added_index) VALUES (?, ?, ?, ?, 0, 0, 0, ?)",
     );
     this.#putShip = db.prepare(
-      "INSERT OR REPLACE INTO ship (ship, fake, optimism, life, last_eve, last_mug, bytes, added_index) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+      "INSERT OR REPLACE INTO ship (ship, fake, optimism, life, last_eve, last_mug, bytes, added_index, first_eve) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    );
+    this.#chop = db.prepare(
+      "UPDATE ship SET first_eve = ?, bytes = bytes - coalesce((SELECT sum(max(length(job), job_len)) FROM event WHERE ship = ?2 AND eve < ?1), 0) WHERE ship = ?2",
+    );
+    this.#chopEvents = db.prepare("DELETE FROM event WHERE ship = ? AND eve < ?");
+    this.#entriesOf = db.prepare(
+      "SELECT DISTINCT entry_index FROM event WHERE ship = ? AND job_at >= 0",
+    );
+    this.#entriesBelow = db.prepare(
+      "SELECT DISTINCT entry_index FROM event WHERE ship = ? AND eve < ? AND job_at >= 0 AND entry_index < ?",
     );
     this.#deleteShip = db.prepare("DELETE FROM ship WHERE ship = ?");
     this.#deleteEvents = db.prepare("DELETE FROM event WHERE ship = ?");
     this.#setOptimism = db.prepare("UPDATE ship SET optimism = ? WHERE ship = ?");
     this.#event = db.prepare(
-      "SELECT eve, mug, job, entry_index, entry_term FROM event WHERE ship = ? AND eve = ?",
+      "SELECT eve, mug, job, entry_index, entry_term, job_at, job_len FROM event WHERE ship = ?1 AND eve = ?2 AND eve <= (SELECT last_eve FROM ship WHERE ship = ?1)",
     );
     this.#events = db.prepare(
-      "SELECT eve, mug, job, entry_index, entry_term FROM event WHERE ship = ? AND eve >= ? ORDER BY eve LIMIT ?",
+      "SELECT eve, mug, job, entry_index, entry_term, job_at, job_len FROM event WHERE ship = ?1 AND eve >= ?2 AND eve <= (SELECT last_eve FROM ship WHERE ship = ?1) ORDER BY eve LIMIT ?3",
     );
     this.#insertEvent = db.prepare(
-      "INSERT INTO event (ship, eve, mug, job, entry_index, entry_term) VALUES (?, ?, ?, ?, ?, ?)",
+      "INSERT OR REPLACE INTO event (ship, eve, mug, job, entry_index, entry_term, job_at, job_len) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     );
     this.#advance = db.prepare(
       "UPDATE ship SET last_eve = ?, last_mug = ?, bytes = bytes + ? WHERE ship = ?",
@@ -68,7 +89,7 @@ export class ShipTables implements ShipReader {
   /** One event, or undefined. */
   event(ship: bigint, eve: number): StoredEvent | undefined {
     const row = this.#event.get(shipKey(ship), eve);
-    return row === undefined ? undefined : toEvent(row);
+    return row === undefined ? undefined : this.#toEvent(row);
   }
 
   /** Up to `count` events from `from`, stopping after `bytesMax` bytes (at least one event). */
@@ -81,7 +102,7 @@ export class ShipTables implements ShipReader {
     const out: StoredEvent[] = [];
     let bytes = 0;
     for (const row of this.#events.iterate(shipKey(ship), from, count)) {
-      const e = toEvent(row);
+      const e = this.#toEvent(row);
       if (out.length > 0 && bytes + e.job.length > bytesMax) break;
       out.push(e);
       bytes += e.job.length;
@@ -91,6 +112,8 @@ export class ShipTables implements ShipReader {
 
   /** Adds a ship with no events (write; inside an apply transaction). */
   insertShip(info: Pick<ShipInfo, "ship" | "fake" | "optimism" | "life" | "addedIndex">): void {
+    // Rows a snapshot staged under this name and never installed are not this ship's.
+    this.#deleteEvents.run(shipKey(info.ship));
     this.#insertShip.run(
       shipKey(info.ship),
       info.fake ? 1 : 0,
@@ -111,12 +134,14 @@ export class ShipTables implements ShipReader {
       info.lastMug,
       info.bytes,
       info.addedIndex,
+      info.firstEve,
     );
   }
 
   /** Removes a ship and all its events (write). */
   deleteShip(ship: bigint): void {
     const key = shipKey(ship);
+    this.#payloads.release(this.#entryIndexes(this.#entriesOf.all(key)));
     this.#deleteEvents.run(key);
     this.#deleteShip.run(key);
   }
@@ -126,11 +151,70 @@ export class ShipTables implements ShipReader {
     this.#setOptimism.run(optimism, shipKey(ship));
   }
 
-  /** Appends the ship's next event (write); the caller has checked it is last_eve + 1. */
-  appendEvent(ship: bigint, event: StoredEvent): void {
+  /**
+   * Appends the ship's next event (write); the caller has checked it is
+   * last_eve + 1. With `from`, the job stays in the log entry it points
+   * into (which is kept through compaction); without, the row holds it.
+   */
+  appendEvent(ship: bigint, event: StoredEvent, from?: PayloadRef): void {
     const key = shipKey(ship);
-    this.#insertEvent.run(key, event.eve, event.mug, event.job, event.entryIndex, event.entryTerm);
-    this.#advance.run(event.eve, event.mug, event.job.length, key);
+    const e = event;
+    if (from === undefined) {
+      this.#insertEvent.run(key, e.eve, e.mug, e.job, e.entryIndex, e.entryTerm, -1, 0);
+    } else {
+      this.#payloads.keep(from.entryIndex);
+      this.#insertEvent.run(
+        key,
+        e.eve,
+        e.mug,
+        NO_BYTES,
+        from.entryIndex,
+        e.entryTerm,
+        from.at,
+        from.length,
+      );
+    }
+    this.#advance.run(e.eve, e.mug, e.job.length, key);
+  }
+
+  /**
+   * Stages an event of a snapshot being received (write): past the ship's
+   * last event, where no reader sees it until the install counts it
+   * (cluster/storage/snapshot_stage.ts); the row holds its job.
+   */
+  stageEvent(ship: bigint, e: StoredEvent): void {
+    this.#insertEvent.run(shipKey(ship), e.eve, e.mug, e.job, e.entryIndex, e.entryTerm, -1, 0);
+  }
+
+  /**
+   * Drops the ship's events before `firstEve` and the log entries only they
+   * pointed into (write; `seguro ship chop`). The entry that also carries
+   * `firstEve` stays.
+   */
+  chop(ship: bigint, firstEve: number): void {
+    const key = shipKey(ship);
+    const keepFrom = this.event(ship, firstEve)?.entryIndex ?? Number.MAX_SAFE_INTEGER;
+    this.#payloads.release(this.#entryIndexes(this.#entriesBelow.all(key, firstEve, keepFrom)));
+    this.#chop.run(firstEve, key);
+    this.#chopEvents.run(key, firstEve);
+  }
+
+  #entryIndexes(rows: Record<string, unknown>[]): number[] {
+    return rows.map((r) => Number(r.entry_index));
+  }
+
+  #toEvent(row: Record<string, unknown>): StoredEvent {
+    const at = Number(row.job_at);
+    const entryIndex = Number(row.entry_index);
+    return {
+      eve: Number(row.eve),
+      mug: Number(row.mug),
+      job: at < 0
+        ? row.job as Uint8Array
+        : this.#payloads.read({ entryIndex, at, length: Number(row.job_len) }),
+      entryIndex,
+      entryTerm: Number(row.entry_term),
+    };
   }
 }
 
@@ -144,15 +228,6 @@ function toShip(row: Record<string, unknown>): ShipInfo {
     lastMug: Number(row.last_mug),
     bytes: Number(row.bytes),
     addedIndex: Number(row.added_index),
-  };
-}
-
-function toEvent(row: Record<string, unknown>): StoredEvent {
-  return {
-    eve: Number(row.eve),
-    mug: Number(row.mug),
-    job: row.job as Uint8Array,
-    entryIndex: Number(row.entry_index),
-    entryTerm: Number(row.entry_term),
+    firstEve: Number(row.first_eve),
   };
 }

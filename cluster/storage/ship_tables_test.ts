@@ -35,6 +35,7 @@ Deno.test("ships list in @p order, comets included, and keep what they were adde
       lastMug: 0,
       bytes: 0,
       addedIndex: 9,
+      firstEve: 1,
     });
     assert.equal(ships.get(2n), undefined);
     ships.setOptimism(comet, 1);

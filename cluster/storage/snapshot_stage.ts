@@ -1,6 +1,6 @@
 /**
- * A snapshot being received, staged on disk until it is whole (tables
- * `snap_offer`, `snap_event`, `snap_image_chunk`), and its installation.
+ * A snapshot being received, staged on disk until it is whole, and its
+ * installation.
  *
  * Staged data is durable chunk by chunk, so a receiver that crashes goes on
  * where it stopped. It stays valid across offers: events and image chunks
@@ -8,6 +8,16 @@
  * offer drops only what belongs to ships that went or came back. What this
  * node already holds of a ship (same `addedIndex`) is never fetched again:
  * a follower behind by a few events fetches a few events.
+ *
+ * Where staged rows go: for a ship this node holds as the same ship, or
+ * does not hold at all, into the applied tables themselves, past what the
+ * ship row counts (`event` rows after `last_eve`, `image_chunk` rows at or
+ * after the image's `size`): readers never see them (cluster/storage/
+ * ship_tables.ts and image_tables.ts read only what the rows count), and
+ * installing is then rewriting the ship rows: no copy, whatever the size.
+ * Only for a ship this node holds as ANOTHER ship (removed and added again
+ * while this node was behind) do they go to `snap_event` and
+ * `snap_image_chunk`, moved at install.
  *
  * {@linkcode SnapshotStage.install} runs inside the store's transaction
  * that writes the snapshot name and empties the log, so the applied state
@@ -17,7 +27,7 @@
 
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 import type { SnapshotMeta } from "../../core/mod.ts";
-import { type ShipInfo, shipKey, shipOfKey, type StoredEvent } from "../ships.ts";
+import { type ShipInfo, shipKey, type StoredEvent } from "../ships.ts";
 import {
   decodeManifest,
   encodeManifest,
@@ -79,31 +89,42 @@ export class SnapshotStage {
       putOffer: p(
         "INSERT OR REPLACE INTO snap_offer (singleton, idx, term, conf, manifest) VALUES (1, ?, ?, ?, ?)",
       ),
-      stagedShips: p(
-        "SELECT DISTINCT ship FROM snap_event UNION SELECT DISTINCT ship FROM snap_image_chunk",
+      // Rows staged past what a ship row counts (direct staging).
+      eventsPast: p("SELECT min(eve) AS lo, max(eve) AS hi FROM event WHERE ship = ? AND eve > ?"),
+      dropEventsPast: p("DELETE FROM event WHERE ship = ? AND eve > ?"),
+      chunksPast: p(
+        "SELECT min(offset) AS lo, max(offset + max(length(data), data_len)) AS hi FROM image_chunk WHERE ship = ? AND epoch = ? AND offset >= ?",
       ),
-      dropShipEvents: p("DELETE FROM snap_event WHERE ship = ?"),
-      dropShipChunks: p("DELETE FROM snap_image_chunk WHERE ship = ?"),
-      dropImageChunks: p("DELETE FROM snap_image_chunk WHERE ship = ? AND epoch = ?"),
-      eventRange: p("SELECT min(eve) AS lo, max(eve) AS hi FROM snap_event WHERE ship = ?"),
-      chunkRange: p(
+      dropChunksPast: p("DELETE FROM image_chunk WHERE ship = ? AND epoch = ? AND offset >= ?"),
+      dropOrphanChunks: p(
+        "DELETE FROM image_chunk WHERE ship = ?1 AND epoch NOT IN (SELECT epoch FROM image WHERE ship = ?1)",
+      ),
+      // Rows staged for another ship of the same name (snap_ tables).
+      snapEvents: p("SELECT min(eve) AS lo, max(eve) AS hi FROM snap_event WHERE ship = ?"),
+      snapChunks: p(
         "SELECT min(offset) AS lo, max(offset + length(data)) AS hi FROM snap_image_chunk WHERE ship = ? AND epoch = ?",
       ),
-      putEvent: p(
+      dropSnapEvents: p("DELETE FROM snap_event WHERE ship = ?"),
+      dropSnapChunks: p("DELETE FROM snap_image_chunk WHERE ship = ?"),
+      dropSnapImageChunks: p("DELETE FROM snap_image_chunk WHERE ship = ? AND epoch = ?"),
+      putSnapEvent: p(
         "INSERT OR REPLACE INTO snap_event (ship, eve, mug, job, entry_index, entry_term) VALUES (?, ?, ?, ?, ?, ?)",
       ),
-      putChunk: p(
+      putSnapChunk: p(
         "INSERT OR REPLACE INTO snap_image_chunk (ship, epoch, offset, data) VALUES (?, ?, ?, ?)",
       ),
       moveEvents: p(
-        "INSERT INTO event (ship, eve, mug, job, entry_index, entry_term) SELECT ship, eve, mug, job, entry_index, entry_term FROM snap_event WHERE ship = ? AND eve > ? ORDER BY eve",
+        "INSERT INTO event (ship, eve, mug, job, entry_index, entry_term) SELECT ship, eve, mug, job, entry_index, entry_term FROM snap_event WHERE ship = ? AND eve <= ? ORDER BY eve",
       ),
       moveChunks: p(
-        "INSERT INTO image_chunk (ship, epoch, offset, data) SELECT ship, epoch, offset, data FROM snap_image_chunk WHERE ship = ? AND epoch = ? AND offset >= ? ORDER BY offset",
+        "INSERT INTO image_chunk (ship, epoch, offset, data) SELECT ship, epoch, offset, data FROM snap_image_chunk WHERE ship = ? AND epoch = ? AND offset < ? ORDER BY offset",
       ),
-      lastEve: p("SELECT max(eve) AS hi FROM event WHERE ship = ?"),
-      imageEnd: p(
-        "SELECT coalesce(sum(length(data)), 0) AS size FROM image_chunk WHERE ship = ? AND epoch = ?",
+      // Checks of an install.
+      eventSpan: p(
+        "SELECT min(eve) AS lo, max(eve) AS hi FROM event WHERE ship = ? AND eve > ? AND eve <= ?",
+      ),
+      imageBytes: p(
+        "SELECT coalesce(sum(max(length(data), data_len)), 0) AS size FROM image_chunk WHERE ship = ? AND epoch = ? AND offset < ?",
       ),
       clearOffer: p("DELETE FROM snap_offer"),
       clearEvents: p("DELETE FROM snap_event"),
@@ -140,17 +161,11 @@ export class SnapshotStage {
    * stay the same ship and dropping the rest.
    */
   stage(offer: StagedOffer): void {
-    const keep = new Map(offer.manifest.ships.map((s) => [s.ship, s.addedIndex]));
+    const added = new Map(offer.manifest.ships.map((s) => [s.ship, s.addedIndex]));
     const old = this.staged();
-    const oldAdded = new Map(old?.manifest.ships.map((s) => [s.ship, s.addedIndex]) ?? []);
     this.#write(() => {
-      for (const row of this.#st.stagedShips.all()) {
-        const key = row.ship as Uint8Array;
-        const ship = shipOfKey(key);
-        if (keep.get(ship) === undefined || keep.get(ship) !== oldAdded.get(ship)) {
-          this.#st.dropShipEvents.run(key);
-          this.#st.dropShipChunks.run(key);
-        }
+      for (const m of old?.manifest.ships ?? []) {
+        if (added.get(m.ship) !== m.addedIndex) this.#dropStaged(m.ship);
       }
       const s = offer.snapshot;
       this.#st.putOffer.run(
@@ -172,22 +187,37 @@ export class SnapshotStage {
     if (offer === undefined) return undefined;
     for (const m of offer.manifest.ships) {
       const key = shipKey(m.ship);
-      const held = this.#heldOf(m);
-      const heldLast = held?.lastEve ?? 0;
-      const ev = this.#st.eventRange.get(key)!;
-      let have = heldLast;
+      const where = this.#whereOf(m);
+      const heldLast = where.direct ? where.held?.lastEve ?? 0 : 0;
+      // Events before the manifest's first (chopped there) are not fetched.
+      const base = Math.max(heldLast, m.firstEve - 1);
+      const ev = where.direct
+        ? this.#st.eventsPast.get(key, heldLast)!
+        : this.#st.snapEvents.get(key)!;
+      let have = base;
       if (ev.hi !== null) {
-        if (Number(ev.lo) > heldLast + 1) this.#write(() => this.#st.dropShipEvents.run(key));
-        else have = Math.max(heldLast, Number(ev.hi));
+        if (Number(ev.lo) > base + 1) {
+          this.#write(() =>
+            where.direct
+              ? this.#st.dropEventsPast.run(key, heldLast)
+              : this.#st.dropSnapEvents.run(key)
+          );
+        } else have = Math.max(base, Number(ev.hi));
       }
       if (have < m.lastEve) return { kind: "events", ship: m.ship, from: have + 1 };
       for (const image of m.images) {
-        const heldSize = held === undefined ? 0 : this.#images.get(m.ship, image.epoch)?.size ?? 0;
-        const ch = this.#st.chunkRange.get(key, image.epoch)!;
+        const heldSize = where.direct ? this.#heldSize(where.held, image.epoch) : 0;
+        const ch = where.direct
+          ? this.#st.chunksPast.get(key, image.epoch, heldSize)!
+          : this.#st.snapChunks.get(key, image.epoch)!;
         let size = heldSize;
         if (ch.hi !== null) {
           if (Number(ch.lo) > heldSize) {
-            this.#write(() => this.#st.dropImageChunks.run(key, image.epoch));
+            this.#write(() =>
+              where.direct
+                ? this.#st.dropChunksPast.run(key, image.epoch, heldSize)
+                : this.#st.dropSnapImageChunks.run(key, image.epoch)
+            );
           } else size = Math.max(heldSize, Number(ch.hi));
         }
         if (size < image.size) {
@@ -198,24 +228,34 @@ export class SnapshotStage {
     return undefined;
   }
 
-  /** Stages events of one ship (durably). */
+  /** Stages events of one ship of the staged offer (durably). */
   stageEvents(ship: bigint, events: readonly StoredEvent[]): void {
     const key = shipKey(ship);
+    const direct = this.#whereOf(this.#manifestShip(ship)).direct;
     this.#write(() => {
       for (const e of events) {
-        this.#st.putEvent.run(key, e.eve, e.mug, e.job, e.entryIndex, e.entryTerm);
+        if (direct) this.#ships.stageEvent(ship, e);
+        else this.#st.putSnapEvent.run(key, e.eve, e.mug, e.job, e.entryIndex, e.entryTerm);
       }
     });
   }
 
-  /** Stages one image chunk (durably). */
+  /** Stages one image chunk of a ship of the staged offer (durably). */
   stageImageChunk(ship: bigint, epoch: number, offset: number, data: Uint8Array): void {
-    this.#write(() => this.#st.putChunk.run(shipKey(ship), epoch, offset, data));
+    const direct = this.#whereOf(this.#manifestShip(ship)).direct;
+    this.#write(() => {
+      if (direct) this.#images.stageChunk(ship, epoch, offset, data);
+      else this.#st.putSnapChunk.run(shipKey(ship), epoch, offset, data);
+    });
   }
 
-  /** Drops everything staged (durably). */
+  /** Drops the staged offer and everything staged for it (durably). */
   clear(): void {
-    this.#write(() => this.#clear());
+    const offer = this.staged();
+    this.#write(() => {
+      for (const m of offer?.manifest.ships ?? []) this.#dropStaged(m.ship);
+      this.#clear();
+    });
   }
 
   /**
@@ -235,6 +275,7 @@ export class SnapshotStage {
       );
     }
     const wanted = new Map(offer.manifest.ships.map((s) => [s.ship, s]));
+    const direct = new Map(offer.manifest.ships.map((m) => [m.ship, this.#whereOf(m)]));
     for (const held of this.#ships.list()) {
       if (wanted.get(held.ship)?.addedIndex !== held.addedIndex) {
         this.#ships.deleteShip(held.ship);
@@ -243,20 +284,29 @@ export class SnapshotStage {
     }
     for (const m of offer.manifest.ships) {
       const key = shipKey(m.ship);
-      const held = this.#heldOf(m);
-      this.#st.moveEvents.run(key, held?.lastEve ?? 0);
-      const last = Number(this.#st.lastEve.get(key)!.hi ?? 0);
-      if (last !== m.lastEve) {
-        throw new SnapshotStageError(
-          `ship ${m.ship} holds events up to ${last} after installing snapshot ${snapshot.index}, which has ${m.lastEve}`,
-        );
+      const where = direct.get(m.ship)!;
+      const held = where.direct ? where.held : undefined;
+      if (held !== undefined && held.firstEve < m.firstEve) {
+        // Chopped since this node held it: the events and images before the new start go.
+        this.#ships.chop(m.ship, m.firstEve);
+        this.#images.deleteBefore(m.ship, m.firstEve - 1);
+      }
+      // Only up to the manifest: more may be staged for a later offer (a newer state).
+      if (!where.direct) this.#st.moveEvents.run(key, m.lastEve);
+      const base = Math.max(held?.lastEve ?? 0, m.firstEve - 1);
+      if (m.lastEve > base) {
+        const span = this.#st.eventSpan.get(key, base, m.lastEve)!;
+        if (Number(span.lo) !== base + 1 || Number(span.hi) !== m.lastEve) {
+          throw new SnapshotStageError(
+            `ship ${m.ship} holds events ${span.lo}..${span.hi} after ${base} on installing snapshot ${snapshot.index}, which has them up to ${m.lastEve}`,
+          );
+        }
       }
       const { images, ...row } = m;
       this.#ships.putShip(row);
       for (const image of images) {
-        const heldSize = held === undefined ? 0 : this.#images.get(m.ship, image.epoch)?.size ?? 0;
-        this.#st.moveChunks.run(key, image.epoch, heldSize);
-        const size = Number(this.#st.imageEnd.get(key, image.epoch)!.size);
+        if (!where.direct) this.#st.moveChunks.run(key, image.epoch, image.size);
+        const size = Number(this.#st.imageBytes.get(key, image.epoch, image.size)!.size);
         if (size !== image.size) {
           throw new SnapshotStageError(
             `ship ${m.ship} image ${image.epoch} holds ${size} bytes after installing snapshot ${snapshot.index}, which has ${image.size}`,
@@ -270,9 +320,42 @@ export class SnapshotStage {
     this.#clear();
   }
 
-  #heldOf(m: ManifestShip): ShipInfo | undefined {
+  /**
+   * Where a manifest ship's rows are staged: directly past what this node
+   * holds (it holds the same ship, `held`, or none), or in the snap_ tables
+   * (it holds another ship of that name).
+   */
+  #whereOf(m: ManifestShip): { direct: boolean; held: ShipInfo | undefined } {
     const held = this.#ships.get(m.ship);
-    return held !== undefined && held.addedIndex === m.addedIndex ? held : undefined;
+    if (held === undefined) return { direct: true, held: undefined };
+    return held.addedIndex === m.addedIndex
+      ? { direct: true, held }
+      : { direct: false, held: undefined };
+  }
+
+  #manifestShip(ship: bigint): ManifestShip {
+    const m = this.staged()?.manifest.ships.find((s) => s.ship === ship);
+    if (m === undefined) {
+      throw new SnapshotStageError(`ship ${ship} is not in the staged offer`);
+    }
+    return m;
+  }
+
+  #heldSize(held: ShipInfo | undefined, epoch: number): number {
+    return held === undefined ? 0 : this.#images.get(held.ship, epoch)?.size ?? 0;
+  }
+
+  /** Drops what is staged for `ship`, wherever it is (inside a write). */
+  #dropStaged(ship: bigint): void {
+    const key = shipKey(ship);
+    this.#st.dropSnapEvents.run(key);
+    this.#st.dropSnapChunks.run(key);
+    const held = this.#ships.get(ship);
+    this.#st.dropEventsPast.run(key, held?.lastEve ?? 0);
+    for (const image of held === undefined ? [] : this.#images.list(ship)) {
+      this.#st.dropChunksPast.run(key, image.epoch, image.size);
+    }
+    this.#st.dropOrphanChunks.run(key);
   }
 
   #clear(): void {

@@ -16,8 +16,8 @@ function memoryStore(id: number): Store {
   });
 }
 
-function job(ship: bigint, eve: number): Uint8Array {
-  return new TextEncoder().encode(`job ${ship} ${eve}`);
+function job(ship: bigint, eve: number, added: number): Uint8Array {
+  return new TextEncoder().encode(`job ${ship} ${eve} of the ship added at ${added}`);
 }
 
 function chunkBytes(epoch: number, offset: number): Uint8Array {
@@ -35,7 +35,7 @@ function put(store: Store, ship: bigint, added: number, events: number, chunks: 
       store.ships.appendEvent(ship, {
         eve,
         mug: eve,
-        job: job(ship, eve),
+        job: job(ship, eve, added),
         entryIndex: eve + 10,
         entryTerm: 2,
       });
@@ -165,7 +165,7 @@ Deno.test("a snapshot whose state is not whole is refused at install, and nothin
     const hardState = { term: 3, vote: 0, commit: 40 };
     assert.throws(
       () => follower.persist({ snapshot: SNAPSHOT, entries: [], hardState }),
-      /ship 7 holds events up to 5 after installing snapshot 40, which has 6/,
+      /ship 7 holds events 1..5 after 0 on installing snapshot 40, which has them up to 6/,
     );
     follower.close(); // a failed write already closed it
     follower = Store.open(`${dir}/data`);
@@ -189,5 +189,58 @@ Deno.test("a snapshot whose state is not whole is refused at install, and nothin
   } finally {
     leader.close();
     Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("an older offer after a newer one installs its own state, not what was staged past it", () => {
+  const leader = memoryStore(1);
+  const follower = memoryStore(2);
+  try {
+    put(leader, 7n, 5, 6, 0);
+    const older = leader.snapshotStage.manifestOfState();
+    put(leader, 7n, 5, 10, 0);
+    follower.snapshotStage.stage({
+      snapshot: { ...SNAPSHOT, index: 60 },
+      manifest: leader.snapshotStage.manifestOfState(),
+    });
+    fetchAll(follower, leader); // events 1..10 staged
+    // The leader that staged them went; a new one offers its (older) applied state.
+    follower.snapshotStage.stage({ snapshot: SNAPSHOT, manifest: older });
+    assert.equal(follower.snapshotStage.need(), undefined);
+    follower.persist({
+      snapshot: SNAPSHOT,
+      entries: [],
+      hardState: { term: 3, vote: 0, commit: 40 },
+    });
+    assert.deepEqual(follower.ships.events(7n, 1, 100).map((e) => e.eve), [1, 2, 3, 4, 5, 6]);
+    assert.equal(follower.ships.get(7n)?.lastEve, 6);
+  } finally {
+    leader.close();
+    follower.close();
+  }
+});
+
+Deno.test("a ship this node holds as another ship (removed and added again) is staged apart and replaced at install", () => {
+  const leader = memoryStore(1);
+  const follower = memoryStore(2);
+  try {
+    put(follower, 8n, 6, 5, 2); // the old ship 8: 5 events, an image of 2 chunks
+    put(leader, 8n, 30, 3, 1); // the new one: 3 other events, 1 chunk
+    const manifest = leader.snapshotStage.manifestOfState();
+    follower.snapshotStage.stage({ snapshot: SNAPSHOT, manifest });
+    const asked = fetchAll(follower, leader);
+    assert.deepEqual(asked[0], { kind: "events", ship: 8n, from: 1 });
+    // Until the install, the old ship is what the node holds.
+    assert.equal(follower.ships.get(8n)?.lastEve, 5);
+    assert.equal(follower.ships.events(8n, 1, 100).length, 5);
+    follower.persist({
+      snapshot: SNAPSHOT,
+      entries: [],
+      hardState: { term: 3, vote: 0, commit: 40 },
+    });
+    assert.deepEqual(stateOf(follower), stateOf(leader));
+  } finally {
+    leader.close();
+    follower.close();
   }
 });

@@ -10,6 +10,17 @@ import { OPTIMISM_DEFAULT, OPTIMISM_QUORUM } from "../../cluster/release.ts";
 import { parseShip, renderShip } from "../../vere/event.ts";
 import { CliError, UsageError } from "./errors.ts";
 import { cliErrorOf, type Target } from "./options.ts";
+import { count } from "./output.ts";
+
+/**
+ * The events a ship's log holds, for a table cell: their number when it
+ * starts at event 1, else (a chopped log) `first-last`, or `none` when a chop
+ * left no event after its image.
+ */
+export function eventRange(firstEve: number, lastEve: number): string {
+  if (firstEve === 1) return count(lastEve);
+  return lastEve < firstEve ? "none" : `${count(firstEve)}-${count(lastEve)}`;
+}
 
 /** Parses a ship argument; a bad one is a usage error. */
 export function shipArgument(value: string): bigint {

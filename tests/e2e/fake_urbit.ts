@@ -65,8 +65,11 @@ const lockPath = join(pier, ".vere.lock");
 Deno.writeTextFileSync(lockPath, `${Deno.pid}\n`);
 
 const epochs = listEpochs(pier);
-const env = Env.open(epochs[epochs.length - 1].dir);
-let last = env.readTxn((txn) => txn.stat(txn.openDb("EVENTS", { integerKey: true })).entries);
+const newest = epochs[epochs.length - 1];
+const env = Env.open(newest.dir);
+// Epoch 0i<N> holds events N+1 onward (a standby pier starts at its newest image).
+let last = newest.base +
+  env.readTxn((txn) => txn.stat(txn.openDb("EVENTS", { integerKey: true })).entries);
 record(`start ${Deno.pid} ${pier} ${last}`);
 console.log(`fake urbit ${Deno.pid}: running ${pier} from event ${last + 1}`);
 

@@ -102,10 +102,12 @@ clusterTest(
     const victim = [...c.members.values()].find((m) => m.id !== leader.id)!;
     await victim.proc!.kill("SIGTERM");
     const db = new DatabaseSync(join(victim.dir, "seguro.db"));
-    db.prepare("UPDATE event SET job = ? WHERE ship = ? AND eve = 11").run(
-      new Uint8Array([0xff, 0x00, 0x07]),
-      shipKey(0n),
-    );
+    // The row now holds bad bytes itself instead of pointing into its log entry.
+    db.prepare("UPDATE event SET job = ?, job_at = -1, job_len = 0 WHERE ship = ? AND eve = 11")
+      .run(
+        new Uint8Array([0xff, 0x00, 0x07]),
+        shipKey(0n),
+      );
     db.close();
     c.restart(victim.id);
     await victim.proc!.waitForEvent("listening");

@@ -4,13 +4,15 @@
  * @module
  */
 
-import { join } from "node:path";
 import { Env, eventKey } from "../../vere/lmdb.ts";
-import { encodeEventValue } from "../../vere/pier.ts";
+import { encodeEventValue, listEpochs } from "../../vere/pier.ts";
 
-/** Writes events `first`, `first + 1`, ... tagged `tags` into `pier`'s log (one transaction). */
+/**
+ * Writes events `first`, `first + 1`, ... tagged `tags` into the newest epoch
+ * of `pier`'s log (one transaction), as vere appends.
+ */
 export function runtimeWrites(pier: string, first: number, tags: number[]): void {
-  const env = Env.open(join(pier, ".urb", "log", "0i0"));
+  const env = Env.open(listEpochs(pier).at(-1)!.dir);
   try {
     env.writeTxn((txn) => {
       const db = txn.openDb("EVENTS", { integerKey: true });

@@ -141,7 +141,7 @@ export function describeNodeFailure(options: NodeSimOptions, traceAll: boolean):
 export function formatNodeSummary(s: NodeSimStats, wallMs: number): string {
   return `sim:node seeds=${s.seeds} steps=${s.steps} plans=${s.plans} released=${s.released} ` +
     `masters=${s.masters} crashes=${s.crashes} partitions=${s.partitions} resyncs=${s.resyncs} ` +
-    `losses(K<quorum)=${s.losses} images=${s.images} snapshots=${s.snapshots} violations=${s.violations} wall=${
+    `losses(K<quorum)=${s.losses} images=${s.images} snapshots=${s.snapshots} joins=${s.joins} violations=${s.violations} wall=${
       (wallMs / 1000).toFixed(1)
     }s`;
 }

@@ -10,7 +10,10 @@
  * commit-only hard state and connections do not) and restart it later;
  * runtime connections dropped. Meanwhile an admin client writes epoch images
  * (`imageChunk`, `imageDone`) through whichever node is master, as
- * `seguro ship import` does. {@linkcode ReleaseChecker} checks after every
+ * `seguro ship import` does. Nodes keep a log tail of a few entries (or
+ * all), so followers behind it catch up by snapshot streaming, and in half
+ * the seeds a new node joins mid-run (a learner, promoted once caught up)
+ * and gets the state by snapshot under the same faults. {@linkcode ReleaseChecker} checks after every
  * step; once the faults stop, the cluster must recover and release again,
  * and every node must hold the same images.
  *
@@ -22,7 +25,7 @@ import { createPrng, type Prng, RaftInvariantError } from "../../core/mod.ts";
 import { type CompactionPolicy, NodeDriver } from "../../cluster/driver.ts";
 import { isStreamMessage, type PeerMessage } from "../../cluster/snapshot_stream.ts";
 import { Store } from "../../cluster/store.ts";
-import { encodeCommand } from "../../cluster/machine.ts";
+import { encodeAddress, encodeCommand } from "../../cluster/machine.ts";
 import { sha256 } from "../../cluster/images.ts";
 import { sameBytes } from "../../cluster/codec.ts";
 import { runtimeNodeOf } from "../../cluster/runtime_backend.ts";
@@ -75,6 +78,8 @@ export interface NodeSimStats {
   images: number;
   /** Snapshots installed by followers behind the compacted log. */
   snapshots: number;
+  /** Nodes that joined mid-run and became voters. */
+  joins: number;
   /** Seeds with a violation. */
   violations: number;
 }
@@ -103,6 +108,7 @@ export function emptyNodeStats(): NodeSimStats {
     losses: 0,
     images: 0,
     snapshots: 0,
+    joins: 0,
     violations: 0,
   };
 }
@@ -175,6 +181,8 @@ class NodeSim {
   };
   /** How much log each node keeps: from a few entries (snapshots all the time) to all. */
   readonly #compaction: CompactionPolicy;
+  /** A node that joins mid-run: its id and the step it starts at. */
+  readonly #joiner: { readonly id: number; readonly at: number } | undefined;
 
   constructor(o: NodeSimOptions) {
     this.#o = o;
@@ -195,6 +203,10 @@ class NodeSim {
       { keepEntries: 30, keepBytes: 1 << 20 },
       { keepEntries: 1 << 30, keepBytes: 1 << 30 },
     ][r.int(4)];
+    const n0 = o.nodes ?? 3;
+    this.#joiner = r.chance(0.5)
+      ? { id: n0 + 1, at: 20 + r.int(Math.max(1, o.steps >> 1)) }
+      : undefined;
     const quorum = (o.optimism ?? "quorum") === "quorum";
     this.#checker = new ReleaseChecker(quorum);
     this.#model = new RuntimeModel(
@@ -203,27 +215,60 @@ class NodeSim {
       this.#checker,
       o.window ?? 4 << r.int(4),
     );
-    const n = o.nodes ?? 3;
-    const voters = Array.from({ length: n }, (_, i) => i + 1);
-    for (const id of voters) {
-      const store = Store.inMemory(`sim-node-${id}`, {
-        identity: { clusterId: CLUSTER_ID, nodeId: id, groupId: 1 },
-        secret: new Uint8Array(32).fill(id),
-        conf: { voters, learners: [] },
-        addresses: new Map(voters.map((v) => [v, address(v)])),
-      });
-      const slot: Slot = {
-        id,
-        store,
-        driver: undefined,
-        hub: undefined,
-        restartAt: 0,
-        drift: 0,
-        dirty: true,
-      };
-      slot.drift = r.chance(0.3) ? 5 + r.int(20) : 0;
-      this.#slots.set(id, slot);
-      this.#start(slot);
+    const voters = Array.from({ length: n0 }, (_, i) => i + 1);
+    for (const id of voters) this.#addSlot(id, voters);
+  }
+
+  /**
+   * A node with a fresh store: `voters` the founding members (none for a
+   * joiner), `known` the members whose addresses it starts with (as `seguro
+   * join` hands them over).
+   */
+  #addSlot(id: number, voters: number[], known = voters): void {
+    const store = Store.inMemory(`sim-node-${id}`, {
+      identity: { clusterId: CLUSTER_ID, nodeId: id, groupId: 1 },
+      secret: new Uint8Array(32).fill(id),
+      conf: { voters, learners: [] },
+      addresses: new Map(known.map((v) => [v, address(v)])),
+    });
+    const slot: Slot = {
+      id,
+      store,
+      driver: undefined,
+      hub: undefined,
+      restartAt: 0,
+      drift: this.#prng.chance(0.3) ? 5 + this.#prng.int(20) : 0,
+      dirty: true,
+    };
+    this.#slots.set(id, slot);
+    this.#start(slot);
+  }
+
+  /**
+   * The joiner: created at its step; then whichever node leads adds it as a
+   * learner and promotes it once it has caught up (refused, or lost with
+   * leadership: tried again later), as `seguro join` and the leader do.
+   */
+  #join(): void {
+    const j = this.#joiner;
+    if (j === undefined || this.#now < j.at) return;
+    if (!this.#slots.has(j.id)) {
+      this.#log(`n${j.id} JOINS`);
+      this.#addSlot(j.id, [], [...this.#slots.keys(), j.id]);
+      return;
+    }
+    const leader = [...this.#slots.values()].find((s) => s.driver?.raft.role === "leader")?.driver;
+    if (leader === undefined || !this.#prng.chance(0.2)) return;
+    const conf = leader.raft.conf;
+    if (conf.voters.includes(j.id)) return;
+    if (!conf.learners.includes(j.id)) {
+      // As 'seguro member add' does: its address first, then the learner.
+      if (leader.machine.addresses.get(j.id) === undefined) {
+        leader.raft.propose(encodeAddress(j.id, address(j.id)));
+      }
+      leader.raft.proposeConfChange({ type: "addLearner", nodeId: j.id });
+    } else if ((leader.raft.progressOf(j.id)?.match ?? 0) >= leader.raft.commitIndex) {
+      leader.raft.proposeConfChange({ type: "promoteLearner", nodeId: j.id });
     }
   }
 
@@ -323,6 +368,10 @@ class NodeSim {
     this.#stats.steps = this.#now;
     this.#stats.released = this.#checker.releasedCount;
     this.#stats.plans = m.plans;
+    const j = this.#joiner;
+    const voter = j !== undefined &&
+      [...this.#slots.values()].some((s) => s.driver?.raft.conf.voters.includes(j.id));
+    this.#stats.joins = voter ? 1 : 0;
     this.#stats.resyncs = m.resyncs;
     return { stats: this.#stats, violation, trace: this.#trace };
   }
@@ -430,6 +479,7 @@ class NodeSim {
     this.#now++;
     const r = this.#prng;
     if (this.#faults) this.#injectFaults();
+    this.#join();
     for (const s of this.#slots.values()) {
       if (s.driver === undefined && this.#now >= s.restartAt && !this.#faults) this.#start(s);
       else if (s.driver === undefined && this.#now >= s.restartAt && r.chance(0.5)) this.#start(s);
@@ -617,7 +667,10 @@ class NodeSim {
   }
 
   #connect(): void {
-    const up = [...this.#slots.values()].filter((s) => s.hub !== undefined);
+    // A runtime runs beside a node that holds its ship (a joiner may not yet).
+    const up = [...this.#slots.values()].filter((s) =>
+      s.hub !== undefined && s.driver?.machine.ships.get(SHIP) !== undefined
+    );
     if (up.length === 0) return;
     const named = up.find((s) => address(s.id) === this.#connectTo);
     const others = up.filter((s) => s.id !== this.#model.node);

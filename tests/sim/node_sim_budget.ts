@@ -27,4 +27,5 @@ export function runNodeBudget(seed: number, seeds: number, steps: number): void 
   assert.ok(stats.crashes > 0 && stats.partitions > 0 && stats.resyncs > seeds);
   // ... and followers behind a compacted log catching up by snapshot, under the same faults.
   assert.ok(stats.snapshots >= seeds / 10, `only ${stats.snapshots} snapshots installed`);
+  assert.ok(stats.joins >= seeds / 4, `only ${stats.joins} nodes joined mid-run`);
 }
