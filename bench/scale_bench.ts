@@ -33,7 +33,13 @@ import { READ_WAIT_MS_MAX } from "../cluster/admin_protocol.ts";
 import { DATABASE_FILE } from "../cluster/store.ts";
 import { RUNTIME_SOCKET } from "../server/node.ts";
 import { type LoadResult, runRuntimeLoad } from "../server/runtime_load.ts";
-import { freePort, NodeProcess, TestCluster, type TestMember } from "../tests/e2e/harness.ts";
+import {
+  freePort,
+  NodeProcess,
+  TestCluster,
+  type TestMember,
+  waitApplied,
+} from "../tests/e2e/harness.ts";
 import { type AnchorRow, runAnchors } from "./anchors.ts";
 
 // ------------------------------------------------------------ limits and targets
@@ -334,25 +340,17 @@ async function eventLoopLagP99Ms(id: number): Promise<number | null> {
   }
 }
 
-/** Resolves once the node at `address` has applied `index` (long-poll reads until `deadline`). */
-async function waitApplied(
+/** Resolves once the node at `address` has applied `index` (by `deadline`, else throws). */
+async function waitAppliedBy(
   c: TestCluster,
   address: string,
   index: number,
   deadline: number,
 ): Promise<void> {
-  const client = await ClusterClient.connect(address, c.credentials);
-  try {
-    for (;;) {
-      const leftMs = Math.ceil(deadline - performance.now());
-      if (leftMs <= 0) break;
-      const got = await client.read(index, 1, Math.min(READ_WAIT_MS_MAX, leftMs));
-      if (got.length > 0) return;
-    }
-  } finally {
-    client.close();
+  const timeoutMs = Math.max(0, Math.ceil(deadline - performance.now()));
+  if (!await waitApplied(address, c.credentials, index, timeoutMs)) {
+    throw new Error(`the node at ${address} did not apply index ${index} in time`);
   }
-  throw new Error(`the node at ${address} did not apply index ${index} in time`);
 }
 
 async function leaderStatus(c: TestCluster): Promise<{ commit: number; last: number }> {
@@ -383,7 +381,7 @@ async function restartFollower(c: TestCluster, id: number, events: number): Prom
     await proc.waitForEvent("listening", {}, 0, LISTEN_WAIT_MS_MAX);
     out.listeningMs = performance.now() - t0;
     const boundMs = RESTART_WAIT_MS_BASE + events * RESTART_WAIT_US_PER_EVENT / 1000;
-    await waitApplied(c, m.address, commit, t0 + boundMs);
+    await waitAppliedBy(c, m.address, commit, t0 + boundMs);
     out.caughtUpMs = performance.now() - t0;
   } catch (e) {
     out.error = message(e);
@@ -439,7 +437,7 @@ async function joinFresh(c: TestCluster, events: number): Promise<Join> {
     const m = await joinNode(c, leader, []);
     out.node = m.id;
     const boundMs = JOIN_WAIT_MS_BASE + events * EVENT_BYTES / JOIN_WAIT_BYTES_PER_S_MIN * 1000;
-    await waitApplied(c, m.address, last, t0 + boundMs);
+    await waitAppliedBy(c, m.address, last, t0 + boundMs);
     out.seconds = (performance.now() - t0) / 1000;
     out.mbPerSecond = events * EVENT_BYTES / MB / out.seconds;
     // Whichever node leads by then promotes it.

@@ -90,19 +90,32 @@ export class SnapshotStage {
         "INSERT OR REPLACE INTO snap_offer (singleton, idx, term, conf, manifest) VALUES (1, ?, ?, ?, ?)",
       ),
       // Rows staged past what a ship row counts (direct staging).
-      eventsPast: p("SELECT min(eve) AS lo, max(eve) AS hi FROM event WHERE ship = ? AND eve > ?"),
+      // (Ends found through the index, one row each: min() and max() together would scan.)
+      eventsPast: p(
+        `SELECT (SELECT eve FROM event WHERE ship = ?1 AND eve > ?2 ORDER BY eve LIMIT 1) AS lo,
+          (SELECT eve FROM event WHERE ship = ?1 AND eve > ?2 ORDER BY eve DESC LIMIT 1) AS hi`,
+      ),
       dropEventsPast: p("DELETE FROM event WHERE ship = ? AND eve > ?"),
       chunksPast: p(
-        "SELECT min(offset) AS lo, max(offset + max(length(data), data_len)) AS hi FROM image_chunk WHERE ship = ? AND epoch = ? AND offset >= ?",
+        `SELECT (SELECT offset FROM image_chunk WHERE ship = ?1 AND epoch = ?2 AND offset >= ?3
+            ORDER BY offset LIMIT 1) AS lo,
+          (SELECT offset + max(length(data), data_len) FROM image_chunk
+            WHERE ship = ?1 AND epoch = ?2 AND offset >= ?3 ORDER BY offset DESC LIMIT 1) AS hi`,
       ),
       dropChunksPast: p("DELETE FROM image_chunk WHERE ship = ? AND epoch = ? AND offset >= ?"),
       dropOrphanChunks: p(
         "DELETE FROM image_chunk WHERE ship = ?1 AND epoch NOT IN (SELECT epoch FROM image WHERE ship = ?1)",
       ),
       // Rows staged for another ship of the same name (snap_ tables).
-      snapEvents: p("SELECT min(eve) AS lo, max(eve) AS hi FROM snap_event WHERE ship = ?"),
+      snapEvents: p(
+        `SELECT (SELECT eve FROM snap_event WHERE ship = ?1 ORDER BY eve LIMIT 1) AS lo,
+          (SELECT eve FROM snap_event WHERE ship = ?1 ORDER BY eve DESC LIMIT 1) AS hi`,
+      ),
       snapChunks: p(
-        "SELECT min(offset) AS lo, max(offset + length(data)) AS hi FROM snap_image_chunk WHERE ship = ? AND epoch = ?",
+        `SELECT (SELECT offset FROM snap_image_chunk WHERE ship = ?1 AND epoch = ?2
+            ORDER BY offset LIMIT 1) AS lo,
+          (SELECT offset + length(data) FROM snap_image_chunk WHERE ship = ?1 AND epoch = ?2
+            ORDER BY offset DESC LIMIT 1) AS hi`,
       ),
       dropSnapEvents: p("DELETE FROM snap_event WHERE ship = ?"),
       dropSnapChunks: p("DELETE FROM snap_image_chunk WHERE ship = ?"),
@@ -121,7 +134,10 @@ export class SnapshotStage {
       ),
       // Checks of an install.
       eventSpan: p(
-        "SELECT min(eve) AS lo, max(eve) AS hi FROM event WHERE ship = ? AND eve > ? AND eve <= ?",
+        `SELECT (SELECT eve FROM event WHERE ship = ?1 AND eve > ?2 AND eve <= ?3
+            ORDER BY eve LIMIT 1) AS lo,
+          (SELECT eve FROM event WHERE ship = ?1 AND eve > ?2 AND eve <= ?3
+            ORDER BY eve DESC LIMIT 1) AS hi`,
       ),
       imageBytes: p(
         "SELECT coalesce(sum(max(length(data), data_len)), 0) AS size FROM image_chunk WHERE ship = ? AND epoch = ? AND offset < ?",

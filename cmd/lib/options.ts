@@ -175,7 +175,7 @@ export function metricsOption(value: string): string {
 
 /** Help text of the `--log-tail` flag (run, init, join). */
 export const LOG_TAIL_FLAG_HELP =
-  "Raft log entries this node keeps behind its applied index (default 20000, at most 32 MiB of them); a follower further behind catches up by snapshot";
+  "Raft log entries this node keeps behind its applied index (default 20000, at most 16 MiB of them); a follower further behind catches up by snapshot";
 
 /** Parses `--log-tail`. */
 export function logTailOption(value: string): number {

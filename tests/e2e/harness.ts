@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { ClusterClient, withLeader } from "../../cluster/api.ts";
 import { decodeToken } from "../../cluster/token.ts";
 import type { ClusterCredentials } from "../../cluster/token.ts";
-import type { NodeStatus } from "../../cluster/admin_protocol.ts";
+import { type NodeStatus, READ_WAIT_MS_MAX } from "../../cluster/admin_protocol.ts";
 import { selfCommand } from "../../server/self_command.ts";
 
 /** Ports handed out by {@linkcode freePort} in this process. */
@@ -330,22 +330,44 @@ export class TestCluster {
   async waitCommitted(id: number, index: number): Promise<void> {
     const m = this.members.get(id)!;
     await m.proc!.waitForEvent("listening");
-    const client = await ClusterClient.connect(m.address, this.credentials);
-    try {
-      for (let i = 0; i < 30; i++) {
-        const got = await client.read(index, 1, 2000);
-        if (got.length > 0) return;
-      }
-    } finally {
-      client.close();
+    if (!await waitApplied(m.address, this.credentials, index, 60_000)) {
+      throw new Error(`node ${id} did not commit index ${index} within a minute`);
     }
-    throw new Error(`node ${id} did not commit index ${index} within a minute`);
   }
 
   /** Kills every process and removes the temp dir. */
   async destroy(): Promise<void> {
     for (const m of this.members.values()) await m.proc?.kill();
     await Deno.remove(this.root, { recursive: true }).catch(() => {});
+  }
+}
+
+/**
+ * Resolves true once the node at `address` has applied `index`, false after
+ * `timeoutMs`: long-poll reads answer as soon as it has. An index the node
+ * compacted (its log starts after it, e.g. it installed a snapshot) is
+ * applied: its status says so.
+ */
+export async function waitApplied(
+  address: string,
+  credentials: ClusterCredentials,
+  index: number,
+  timeoutMs: number,
+): Promise<boolean> {
+  const deadline = performance.now() + timeoutMs;
+  const client = await ClusterClient.connect(address, credentials);
+  try {
+    for (;;) {
+      const s = await client.status();
+      if (s.appliedIndex >= index) return true;
+      const leftMs = Math.ceil(deadline - performance.now());
+      if (leftMs <= 0) return false;
+      // Wakes when the node applies the entry after the one it has (or after its log start).
+      const next = Math.max(s.appliedIndex + 1, s.firstIndex);
+      await client.read(next, 1, Math.min(READ_WAIT_MS_MAX, leftMs));
+    }
+  } finally {
+    client.close();
   }
 }
 
