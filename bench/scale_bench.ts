@@ -29,7 +29,6 @@
 import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { ClusterClient } from "../cluster/api.ts";
-import { READ_WAIT_MS_MAX } from "../cluster/admin_protocol.ts";
 import { DATABASE_FILE } from "../cluster/store.ts";
 import { RUNTIME_SOCKET } from "../server/node.ts";
 import { type LoadResult, runRuntimeLoad } from "../server/runtime_load.ts";
