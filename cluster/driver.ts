@@ -144,8 +144,8 @@ export class NodeDriver {
   /** A commit-only hard state not written yet (see handleReady). */
   #pendingHardState: HardState | undefined;
   readonly #compaction: CompactionPolicy;
-  /** Applied index at the last look at compaction. */
-  #compactionLooked = 0;
+  /** Applied index when compaction last found nothing it may drop (a snapshot being offered). */
+  #compactionStuckAt: number | undefined;
   readonly #snapshotSender: SnapshotSender;
   readonly #snapshotReceiver: SnapshotReceiver;
 
@@ -363,10 +363,10 @@ export class NodeDriver {
     const p = this.#compaction;
     const first = raft.snapshot.index;
     const over = raft.lastIndex - first > 2 * p.keepEntries || raft.heldBytes > 2 * p.keepBytes;
-    // Look again only once applied moved on by a fraction of the tail (the walk costs the tail).
-    const step = Math.max(1, p.keepEntries >> 3);
-    if (!over || raft.appliedIndex < this.#compactionLooked + step) return;
-    this.#compactionLooked = raft.appliedIndex;
+    if (!over) return;
+    // Each look walks the tail; when the last one could drop nothing, wait for applied to move on.
+    const stuck = this.#compactionStuckAt;
+    if (stuck !== undefined && raft.appliedIndex < stuck + Math.max(1, p.keepEntries >> 3)) return;
     let keepFrom = raft.lastIndex + 1; // entries [keepFrom, last] stay
     let bytes = 0;
     while (keepFrom - 1 > first && raft.lastIndex - keepFrom + 1 < p.keepEntries) {
@@ -375,7 +375,11 @@ export class NodeDriver {
       keepFrom--;
     }
     const to = Math.min(keepFrom - 1, raft.appliedIndex, this.#snapshotSender.floor() ?? Infinity);
-    if (to <= first) return;
+    if (to <= first) {
+      this.#compactionStuckAt = raft.appliedIndex;
+      return;
+    }
+    this.#compactionStuckAt = undefined;
     const snapshot = raft.compact(to);
     this.#store.compact(snapshot);
   }
