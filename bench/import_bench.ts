@@ -11,10 +11,15 @@
  *    `readEvents`;
  * 3. on a fresh 3-node cluster (real processes, SQLite synchronous=FULL):
  *    appends N events of the same size from memory with `events` requests
- *    of 4 MiB, two in flight, as the importer sends them (the cluster's append
+ *    of 1 MiB, four in flight, as the importer sends them (the cluster's append
  *    throughput);
  *    then runs the real `seguro ship import` of the pier; then
  *    `seguro ship export` of it;
+ *    During the append and the import, the leader's event-loop lag (p99 over
+ *    the last minute, and the longest, from `seguro_event_loop_lag_seconds`
+ *    on its `--metrics`, sampled every 5 s) and the elections (leader
+ *    changes in the nodes' JSON logs) are recorded: bulk work must not
+ *    starve heartbeats (targets: p99 <= 50 ms, 0 elections);
  * 4. with --anchors, etcd and dqlite 1 KiB writes from ../shared/bench.
  * @module
  */
@@ -25,8 +30,9 @@ import { type AnchorRow, runAnchors } from "./anchors.ts";
 import { ClusterClient } from "../cluster/api.ts";
 import type { PlannedEvent } from "../cluster/machine.ts";
 import { LOG_VERSION, logDir, type PierEvent, readEvents, writePier } from "../vere/pier.ts";
-import { NodeProcess, TestCluster } from "../tests/e2e/harness.ts";
+import { freePort, NodeProcess, TestCluster } from "../tests/e2e/harness.ts";
 import { oraclePath, runOracle } from "../tests/pier/oracle.ts";
+import { IMPORT_BATCH_BYTES, IMPORT_IN_FLIGHT } from "../server/pier_import.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -37,8 +43,71 @@ const { values } = parseArgs({
   },
 });
 const N = Number(values.events);
+
+/** Whether bulk work starved the leader's event loop during one step. */
+interface Starvation {
+  step: string;
+  /** Highest p99 of the leader's event-loop lag (over its last minute) seen while sampling. */
+  lagP99Ms: number;
+  /** Longest single lag the leader saw. */
+  lagMaxMs: number;
+  /** Leader changes during the step. */
+  elections: number;
+}
+
+/** Samples the leader's event-loop lag every 5 s and counts elections, until stopped. */
+class StarvationWatch {
+  readonly #cluster: TestCluster;
+  readonly #leaders: number;
+  readonly #timer: ReturnType<typeof setInterval>;
+  #p99 = 0;
+  #max = 0;
+
+  constructor(cluster: TestCluster) {
+    this.#cluster = cluster;
+    this.#leaders = this.#leaderEvents();
+    this.#timer = setInterval(() => this.#sample(), 5000);
+  }
+
+  #leaderEvents(): number {
+    let n = 0;
+    for (const m of this.#cluster.members.values()) {
+      n += m.proc?.events().filter((e) => e.event === "leader").length ?? 0;
+    }
+    return n;
+  }
+
+  async #sample(): Promise<void> {
+    const leader = this.#cluster.leader();
+    const address = leader?.proc?.events().find((e) => e.event === "metrics")?.address;
+    if (address === undefined) return;
+    try {
+      const text = await (await fetch(`http://${address}/metrics`)).text();
+      const q = (quantile: string) =>
+        Number(
+          new RegExp(`^seguro_event_loop_lag_seconds\\{quantile="${quantile}"\\} (\\S+)$`, "m")
+            .exec(text)?.[1] ?? 0,
+        ) * 1000;
+      this.#p99 = Math.max(this.#p99, q("0.99"));
+      this.#max = Math.max(this.#max, q("1"));
+    } catch {
+      // The leader just changed or stopped: the next sample finds the new one.
+    }
+  }
+
+  async stop(step: string): Promise<Starvation> {
+    clearInterval(this.#timer);
+    await this.#sample();
+    return {
+      step,
+      lagP99Ms: this.#p99,
+      lagMaxMs: this.#max,
+      elections: this.#leaderEvents() - this.#leaders,
+    };
+  }
+}
 const JOB_BYTES = 1024;
-const BATCH_BYTES = 4 * 1024 * 1024;
+
 const MB = 1e6;
 
 interface Row {
@@ -118,32 +187,37 @@ try {
   record("readEvents walk", walked, bytes, seconds(t));
 
   console.error("starting a 3-node cluster on loopback...");
-  const cluster = await TestCluster.init();
+  const metricsOf = () => ["--metrics", `127.0.0.1:${freePort()}`];
+  const cluster = await TestCluster.init(metricsOf());
+  const starvation: Starvation[] = [];
   try {
-    await cluster.join();
-    await cluster.join();
+    await cluster.join(metricsOf());
+    await cluster.join(metricsOf());
     const leader = cluster.leader()!;
     const client = await ClusterClient.connect(leader.address, cluster.credentials);
+    let watch: StarvationWatch;
     try {
       await client.ships.add(1n, { fake: true, life: 0 });
       t = performance.now();
+      watch = new StarvationWatch(cluster);
       let batch: PlannedEvent[] = [];
       let first = 1;
       const inFlight: Promise<unknown>[] = [];
       for (const e of synthetic(1, N)) {
         batch.push({ mug: e.mug, job: e.job });
-        if (batch.length * JOB_BYTES >= BATCH_BYTES || e.eve === N) {
-          // Two requests in flight, as the importer keeps them.
+        if (batch.length * JOB_BYTES >= IMPORT_BATCH_BYTES || e.eve === N) {
+          // As many requests in flight as the importer keeps.
           inFlight.push(
             client.ships.write({ kind: "events", ship: 1n, firstEve: first, events: batch }),
           );
-          if (inFlight.length >= 2) await inFlight.shift();
+          if (inFlight.length >= IMPORT_IN_FLIGHT) await inFlight.shift();
           first += batch.length;
           batch = [];
         }
       }
       await Promise.all(inFlight);
-      record("cluster append (events requests of 4 MiB, from memory)", N, bytes, seconds(t));
+      record("cluster append (events requests of 1 MiB, from memory)", N, bytes, seconds(t));
+      starvation.push(await watch.stop("cluster append"));
     } finally {
       client.close();
     }
@@ -154,8 +228,10 @@ try {
       ["ship", "import", "~zod", pier, "--cluster", leader.address],
       env,
     );
+    const importWatch = new StarvationWatch(cluster);
     if ((await imported.exited).code !== 0) throw new Error(imported.lines.join("\n"));
     record("seguro ship import (reads the pier, 3-node cluster)", N, bytes, seconds(t));
+    starvation.push(await importWatch.stop("seguro ship import"));
 
     const out = join(root, "zod-export");
     t = performance.now();
@@ -178,8 +254,15 @@ try {
   );
   let anchors: AnchorRow[] = [];
   if (values.anchors) anchors = await runAnchors(5000, 10);
+  for (const s of starvation) {
+    console.error(
+      `${s.step}: leader event-loop lag p99 ${s.lagP99Ms.toFixed(1)} ms (target <= 50), longest ${
+        s.lagMaxMs.toFixed(1)
+      } ms; ${s.elections} elections (target 0)`,
+    );
+  }
   if (values.json) {
-    console.log(JSON.stringify({ rows, anchors }, null, 2));
+    console.log(JSON.stringify({ rows, starvation, anchors }, null, 2));
   } else {
     console.log("| step | events | s | events/s | MB/s |");
     console.log("| --- | --- | --- | --- | --- |");

@@ -104,6 +104,13 @@ export const COMPACTION_DEFAULT: CompactionPolicy = {
 export const INFLIGHT_BYTES_MAX = 8 * 1024 * 1024;
 
 /**
+ * Bytes of committed entries one Ready applies: the node's loop yields
+ * between Readies, so a backlog of applies (a follower catching up, a bulk
+ * import) never holds it long enough to starve heartbeats.
+ */
+export const APPLY_BYTES_PER_READY = 1024 * 1024;
+
+/**
  * Timings of the Ready loop, for metrics. The observer brings the clock, so
  * the driver stays free of one (the simulator passes none).
  */
@@ -163,6 +170,7 @@ export class NodeDriver {
         electionTimeoutTicks: config.electionTicks,
         heartbeatIntervalTicks: 1,
         maxInflightBytes: INFLIGHT_BYTES_MAX,
+        maxCommittedBytesPerReady: APPLY_BYTES_PER_READY,
       },
       initial,
     );

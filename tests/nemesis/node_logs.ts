@@ -3,9 +3,11 @@
  * while it runs (asked over its runtime socket, as a runtime would: to wait
  * until nodes have caught up or converged), and, once the nodes are
  * stopped, its committed log, read from its `seguro.db` opened read-only
- * (tables `hard_state` and `event`, see cluster/store.ts and
- * cluster/ships.ts). The applied event table is the committed log only when
- * a node has applied all it committed, so that is checked too.
+ * (tables `hard_state`, `ship`, `event` and `log_entry`, see cluster/store.ts
+ * and cluster/storage/: an event row points into the log entry that carried
+ * its job, or holds it; rows past the ship's `last_eve` are a snapshot being
+ * received, not state). The applied event table is the committed log only
+ * when a node has applied all it committed, so that is checked too.
  * @module
  */
 
@@ -44,11 +46,17 @@ export function readFinalLog(node: number, dataDir: string, ship: bigint): NodeF
       | { commit_index: number; applied_index: number }
       | undefined;
     const log = new ShipLog();
-    const rows = db.prepare("SELECT eve, mug, job FROM event WHERE ship = ? ORDER BY eve")
-      .iterate(shipKey(ship));
+    const rows = db.prepare(
+      `SELECT e.eve, e.mug,
+         CASE WHEN e.job_at >= 0 THEN substr(l.data, e.job_at + 1, e.job_len) ELSE e.job END AS job
+       FROM event e JOIN ship s ON s.ship = e.ship
+       LEFT JOIN log_entry l ON l.idx = e.entry_index AND e.job_at >= 0
+       WHERE e.ship = ? AND e.eve <= s.last_eve ORDER BY e.eve`,
+    ).iterate(shipKey(ship));
     for (const row of rows) {
-      const r = row as { eve: number; mug: number; job: Uint8Array };
-      log.append({ eve: Number(r.eve), mug: Number(r.mug), job: r.job });
+      const r = row as { eve: number; mug: number; job: Uint8Array | null };
+      // A job whose entry is missing reads as no bytes: the checker reports the difference.
+      log.append({ eve: Number(r.eve), mug: Number(r.mug), job: r.job ?? new Uint8Array(0) });
     }
     return {
       node,
