@@ -11,7 +11,7 @@
  *    `readEvents`;
  * 3. on a fresh 3-node cluster (real processes, SQLite synchronous=FULL):
  *    appends N events of the same size from memory with `events` requests
- *    of 1 MiB, four in flight, as the importer sends them (the cluster's append
+ *    of 1 MiB, two in flight, as the importer sends them (the cluster's append
  *    throughput);
  *    then runs the real `seguro ship import` of the pier; then
  *    `seguro ship export` of it;

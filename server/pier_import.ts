@@ -46,7 +46,7 @@ import { type ImageProgress, importImages } from "./pier_images.ts";
  */
 export const IMPORT_BATCH_BYTES = 1024 * 1024;
 /** `events` requests an import keeps in flight. */
-export const IMPORT_IN_FLIGHT = 4;
+export const IMPORT_IN_FLIGHT = 2;
 /** How often an import reports its events, at most. */
 const IMPORT_PROGRESS_MS = 1000;
 

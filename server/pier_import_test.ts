@@ -15,7 +15,12 @@ import { haveLiblmdb } from "../tests/pier/oracle.ts";
 import { hex } from "../tests/fixtures.ts";
 import { NodeError } from "./errors.ts";
 import type { ClusterTarget } from "./pier_client.ts";
-import { type ImportClient, importPier, type ImportProgress } from "./pier_import.ts";
+import {
+  IMPORT_BATCH_BYTES,
+  type ImportClient,
+  importPier,
+  type ImportProgress,
+} from "./pier_import.ts";
 
 /** A target nothing listens at (port 1 on loopback): a check that passes ends there. */
 const UNREACHABLE: ClusterTarget = {
@@ -188,8 +193,8 @@ Deno.test({
   async fn() {
     const root = Deno.makeTempDirSync({ prefix: "seguro-import-retry-" });
     try {
-      // 48 events of 256 KiB (three 4 MiB batches) in two epochs, the second with an image.
-      const job = (eve: number) => new Uint8Array(256 * 1024).fill(eve);
+      // 48 events of a sixteenth of a batch (three batches) in two epochs, the second with an image.
+      const job = (eve: number) => new Uint8Array(IMPORT_BATCH_BYTES / 16).fill(eve);
       const events = Array.from(
         { length: 48 },
         (_, i) => ({ eve: i + 1, mug: i, job: job(i + 1) }),
@@ -271,7 +276,7 @@ Deno.test({
       assert.equal(stored.sha256, hex(sha256(image)));
       assert.deepEqual(result, {
         events: 48,
-        bytes: 48 * 256 * 1024,
+        bytes: 3 * IMPORT_BATCH_BYTES,
         seconds: result.seconds,
         lastEve: 48,
         imageBytes: image.length,
