@@ -50,7 +50,7 @@ export function readFinalLog(node: number, dataDir: string, ship: bigint): NodeF
       `SELECT e.eve, e.mug,
          CASE WHEN e.job_at >= 0 THEN substr(l.data, e.job_at + 1, e.job_len) ELSE e.job END AS job
        FROM event e JOIN ship s ON s.ship = e.ship
-       LEFT JOIN log_entry l ON l.idx = e.entry_index AND e.job_at >= 0
+       LEFT JOIN log_entry l ON l.group_id = 1 AND l.idx = e.entry_index AND e.job_at >= 0
        WHERE e.ship = ? AND e.eve <= s.last_eve ORDER BY e.eve`,
     ).iterate(shipKey(ship));
     for (const row of rows) {
