@@ -40,6 +40,8 @@ export class EntryPayloads {
   readonly #dropArchived: StatementSync;
   /** The last entry read (rows of one entry are read one after another). */
   #cached: { index: number; data: Uint8Array } | undefined;
+  /** The last entry kept (an entry's events are appended one after another: one row for all). */
+  #lastKept = 0;
 
   /** Prepares the statements for group `group`. */
   constructor(db: DatabaseSync, group: number) {
@@ -70,7 +72,9 @@ export class EntryPayloads {
 
   /** Keeps entry `entryIndex` through compaction (inside an apply transaction). */
   keep(entryIndex: number): void {
+    if (entryIndex === this.#lastKept) return;
     this.#keep.run(this.#group, entryIndex);
+    this.#lastKept = entryIndex;
   }
 
   /** The bytes `ref` points at. */
@@ -99,6 +103,7 @@ export class EntryPayloads {
   /** No row points into these entries any more (their ship went): drop them when only state. */
   release(entryIndexes: Iterable<number>): void {
     for (const idx of entryIndexes) {
+      if (idx === this.#lastKept) this.#lastKept = 0;
       this.#unref.run(this.#group, idx);
       this.#dropArchived.run(this.#group, idx);
     }

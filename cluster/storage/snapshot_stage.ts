@@ -72,6 +72,8 @@ export class SnapshotStage {
   readonly #settings: KeyValueTable;
   readonly #write: (body: () => void) => void;
   readonly #st: Record<string, StatementSync>;
+  /** The `snap_offer` row as last read or written (null: not read yet). */
+  #offer: StagedOffer | undefined | null = null;
 
   /** Prepares the statements; `write` runs its body in one durable transaction of the store. */
   constructor(
@@ -158,11 +160,11 @@ export class SnapshotStage {
     return { ships, settings: this.#settings.withPrefix("") };
   }
 
-  /** The offer staged here, if any. */
+  /** The offer staged here, if any (read from the table once, then kept with it). */
   staged(): StagedOffer | undefined {
+    if (this.#offer !== null) return this.#offer;
     const row = this.#st.offer.get();
-    if (row === undefined) return undefined;
-    return {
+    this.#offer = row === undefined ? undefined : {
       snapshot: {
         index: Number(row.idx),
         term: Number(row.term),
@@ -170,6 +172,7 @@ export class SnapshotStage {
       },
       manifest: decodeManifest(row.manifest as Uint8Array),
     };
+    return this.#offer;
   }
 
   /**
@@ -191,6 +194,7 @@ export class SnapshotStage {
         encodeManifest(offer.manifest),
       );
     });
+    this.#offer = offer;
   }
 
   /**
@@ -375,6 +379,7 @@ export class SnapshotStage {
   }
 
   #clear(): void {
+    this.#offer = undefined;
     this.#st.clearOffer.run();
     this.#st.clearEvents.run();
     this.#st.clearChunks.run();
