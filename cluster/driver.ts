@@ -39,6 +39,7 @@ import {
 import {
   isStreamMessage,
   type PeerMessage,
+  SNAPSHOT_CHUNK_BYTES,
   SnapshotReceiver,
   SnapshotSender,
 } from "./snapshot_stream.ts";
@@ -75,6 +76,8 @@ export interface DriverConfig {
   observer?: DriverObserver;
   /** How much log to keep behind the applied index (default {@linkcode COMPACTION_DEFAULT}). */
   compaction?: CompactionPolicy;
+  /** Job bytes per chunk of a streamed snapshot (default {@linkcode SNAPSHOT_CHUNK_BYTES}). */
+  snapshotChunkBytes?: number;
 }
 
 /**
@@ -175,11 +178,12 @@ export class NodeDriver {
       initial,
     );
     this.#durableHardState = initial.hardState;
-    this.#view = this.#readView();
     this.#compaction = config.compaction ?? COMPACTION_DEFAULT;
     this.machine = new Machine(this.#store, config.shipName);
+    this.#view = this.#readView();
     const raft = this.raft;
     const stage = this.#store.snapshotStage;
+    const chunkBytes = config.snapshotChunkBytes ?? SNAPSHOT_CHUNK_BYTES;
     this.#snapshotSender = new SnapshotSender({
       id: raft.id,
       groupId: raft.groupId,
@@ -190,7 +194,9 @@ export class NodeDriver {
       confAt: (i) => raft.confAt(i),
       sendingSnapshotTo: (to) => raft.progressOf(to)?.state === "snapshot",
       stage,
-      readEvents: (ship, from, bytesMax) => this.#store.ships.events(ship, from, 1 << 20, bytesMax),
+      chunkBytes,
+      readEvents: (ship, from, to, bytesMax) =>
+        this.#store.ships.events(ship, from, to - from + 1, bytesMax),
       readImageChunk: (ship, epoch, offset) => this.#store.images.chunk(ship, epoch, offset),
       shipAddedIndex: (ship) => this.#store.ships.get(ship)?.addedIndex,
       send: (m) => this.#cfg.send(m),
@@ -201,6 +207,7 @@ export class NodeDriver {
       term: () => raft.term,
       appliedIndex: () => raft.appliedIndex,
       stage,
+      chunkBytes,
       send: (m) => this.#cfg.send(m),
       deliver: (m) => this.step(m),
       log: (line, event) => this.#cfg.log(line, event),
@@ -321,20 +328,31 @@ export class NodeDriver {
     const commitOnly = rd.entries.length === 0 && rd.snapshot === undefined &&
       rd.hardState !== undefined && rd.hardState.term === durable.term &&
       rd.hardState.vote === durable.vote;
+    const committed = rd.committedEntries;
+    const results: ApplyResult[] = [];
+    const applied = committed.length > 0 ? committed[committed.length - 1].index : undefined;
+    const apply = () => {
+      for (const e of committed) results.push(this.#apply(e));
+    };
+    // The committed entries are applied in the transaction that persists this
+    // Ready when there is one (one commit instead of two; after a snapshot the
+    // machine must reload first), else in one of their own without an fsync.
+    let fused = false;
     if (commitOnly) {
       this.#pendingHardState = rd.hardState;
     } else if (hardState !== undefined || rd.entries.length > 0 || rd.snapshot !== undefined) {
-      this.#persist({ hardState, entries: rd.entries, snapshot: rd.snapshot });
+      fused = applied !== undefined && rd.snapshot === undefined;
+      this.#persist({
+        hardState,
+        entries: rd.entries,
+        snapshot: rd.snapshot,
+        ...(fused ? { applied, apply } : {}),
+      });
     }
     if (rd.snapshot !== undefined) this.#installed(rd.snapshot.index);
     for (const m of rd.messagesAfterPersist) this.#sendOut(m);
-    const committed = rd.committedEntries;
-    if (committed.length > 0) {
-      // Apply the batch in one transaction (no fsync of its own), then answer.
-      const results: ApplyResult[] = [];
-      this.#store.applyTransaction(committed[committed.length - 1].index, () => {
-        for (const e of committed) results.push(this.#apply(e));
-      });
+    if (applied !== undefined) {
+      if (!fused) this.#store.applyTransaction(applied, apply);
       committed.forEach((e, i) => {
         if (e.type === "normal") this.ships.applied(e.index, e.term, results[i]);
         this.#answer(e, results[i]);
@@ -414,6 +432,7 @@ export class NodeDriver {
       role: raft.role,
       term: raft.term,
       leaderId: raft.leaderId,
+      leaderAddress: this.machine.addresses.get(raft.leaderId) ?? "",
       persisted: raft.persistedIndex,
       committed: raft.commitIndex,
       applied: raft.appliedIndex,

@@ -61,7 +61,7 @@ export interface MasterEvents {
   role(master: boolean): void;
   /** Events released before commit were erased by a failover. */
   lost(loss: Loss): void;
-  /** The leader this node knows changed (id, 0 when none). */
+  /** The leader this node knows changed (id, 0 when none), or this node learned its address. */
   leader?(id: number): void;
 }
 
@@ -78,6 +78,8 @@ export interface NodeView {
   readonly term: number;
   /** The leader this node knows (0: none). */
   readonly leaderId: number;
+  /** Its address as this node's applied state knows it ('' when unknown). */
+  readonly leaderAddress: string;
   /** Last index durable on this node. */
   readonly persisted: number;
   /** Commit index. */
@@ -163,6 +165,7 @@ export class ShipMaster {
   #claims = new Map<bigint, number>();
   #master = false;
   #leaderId = 0;
+  #leaderAddress = "";
   readonly #mutation: ShipMasterMutation | undefined;
   /** Releases announced this process, and events released (for status). */
   released = 0;
@@ -422,8 +425,10 @@ export class ShipMaster {
       if (!master) this.#tracker.abandonPending();
       this.#emit((l) => l.role(master));
     }
-    if (view.leaderId !== this.#leaderId) {
+    // A node behind learns a new leader's address only when it applies (or installs) it.
+    if (view.leaderId !== this.#leaderId || view.leaderAddress !== this.#leaderAddress) {
       this.#leaderId = view.leaderId;
+      this.#leaderAddress = view.leaderAddress;
       this.#emit((l) => l.leader?.(view.leaderId));
     }
     if (master) {

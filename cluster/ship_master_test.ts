@@ -23,6 +23,7 @@ class Harness {
     role: "follower",
     term: 1,
     leaderId: 2,
+    leaderAddress: "",
     persisted: 0,
     committed: 0,
     applied: 0,
@@ -250,4 +251,23 @@ Deno.test("K = 0: the same index losing released events in two terms is reported
   depose(5, 5);
   const lost = h.master.losses.map((l) => `${l.index}/${l.term}`).sort();
   assert.deepEqual(lost, ["5/2", "6/2", "6/4", "7/2"]);
+});
+
+Deno.test("the leader is announced again once its address is learned (a node behind installs it later)", () => {
+  const h = new Harness();
+  const heard: string[] = [];
+  h.master.subscribe({
+    release: () => {},
+    refuse: () => {},
+    role: () => {},
+    lost: () => {},
+    leader: (id) => heard.push(`leader ${id} at '${h.view.leaderAddress}'`),
+  });
+  h.master.afterReady();
+  assert.deepEqual(heard, ["leader 2 at ''"]);
+  h.master.afterReady();
+  assert.deepEqual(heard, ["leader 2 at ''"], "nothing changed");
+  h.view = { ...h.view, leaderAddress: "node-2:7700" };
+  h.master.afterReady();
+  assert.deepEqual(heard, ["leader 2 at ''", "leader 2 at 'node-2:7700'"]);
 });

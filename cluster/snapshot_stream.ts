@@ -8,13 +8,17 @@
  * the snapshot's name (A, term of A, membership at A) and the
  * {@linkcode SnapshotManifest} (ship rows, image sizes, settings). The
  * follower's {@linkcode SnapshotReceiver} stages the offer and PULLS what it
- * lacks, one piece at a time: events of a ship from an event number, or one
- * image chunk at an offset. Every chunk carries its SHA-256 and is staged
- * durably before the next pull, so:
+ * lacks, piece by piece: a range of a ship's events, or one image chunk at an
+ * offset. Every chunk carries its SHA-256 and is staged, in order, before
+ * the next pull, so:
  *
- * - pacing: one chunk (at most {@linkcode SNAPSHOT_CHUNK_BYTES}) in flight
- *   per follower; heartbeats and votes go between chunks;
- * - resumable: a crash of either side loses at most one chunk; a new offer
+ * - pacing: at most {@linkcode SNAPSHOT_PULLS_IN_FLIGHT} chunks (of events at
+ *   most {@linkcode SNAPSHOT_CHUNK_BYTES} each) in flight per follower, so the
+ *   sender reads the next range while the receiver stages this one;
+ *   heartbeats and votes go between chunks;
+ * - resumable: a crash of either side loses at most the chunks in flight
+ *   (and, on the receiver, the last chunks staged, which are not fsynced
+ *   one by one: the install is); a new offer
  *   (a restarted or new leader, a later index) keeps what is staged for every
  *   ship that is still the same ship (same `addedIndex`), because committed
  *   events and image chunks never change;
@@ -34,7 +38,7 @@
  * snapOffer  index:u64 term:u64 conf manifest:bytes        (header term: the leader's)
  * snapPull   index:u64 piece                              (header term: the offer's)
  * snapChunk  index:u64 piece gone:u8 sha256:32 data:bytes  (header term: the offer's)
- * piece := kind:u8 ship:16 addedIndex:u64 (from:u64 | epoch:u64 offset:u64)
+ * piece := kind:u8 ship:16 addedIndex:u64 (from:u64 to:u64 | epoch:u64 offset:u64)
  * events data := n:u32 (eve:u64 mug:u32 entryIndex:u64 entryTerm:u64 job:bytes)*n
  * ```
  * @module
@@ -45,17 +49,33 @@ import { ByteReader, ByteWriter, sameBytes, WireError } from "./codec.ts";
 import { sha256 } from "./images.ts";
 import type { LogSink } from "./log_event.ts";
 import type { StoredEvent } from "./ships.ts";
-import { decodeManifest, encodeManifest, type SnapshotManifest } from "./snapshot_manifest.ts";
+import {
+  decodeManifest,
+  encodeManifest,
+  type ManifestShip,
+  type SnapshotManifest,
+} from "./snapshot_manifest.ts";
 import type { SnapshotPiece, SnapshotStage } from "./storage/snapshot_stage.ts";
 
-/** Largest payload of one chunk. */
+/** Largest payload of one chunk of events (the default of the hosts' `chunkBytes`). */
 export const SNAPSHOT_CHUNK_BYTES = 1024 * 1024;
+
+/** Pulls a receiver keeps in flight (ranges of events; image chunks go one at a time). */
+export const SNAPSHOT_PULLS_IN_FLIGHT = 2;
 
 /** Ticks a receiver waits for a chunk before asking again. */
 export const SNAPSHOT_PULL_RETRY_TICKS = 5;
 
-/** A piece as sent: the ship's identity travels with it. */
-export type WirePiece = SnapshotPiece & { readonly addedIndex: number };
+/**
+ * A piece as sent: the ship's identity travels with it, and events are asked
+ * for as a range `from..to` (the answer may stop short, at the byte cap).
+ */
+export type WirePiece =
+  & (
+    | { readonly kind: "events"; readonly ship: bigint; readonly from: number; readonly to: number }
+    | Extract<SnapshotPiece, { kind: "image" }>
+  )
+  & { readonly addedIndex: number };
 
 interface StreamHeader {
   readonly groupId: number;
@@ -161,7 +181,10 @@ export interface SnapshotSenderHost {
   sendingSnapshotTo(to: number): boolean;
   /** The applied state's storage. */
   readonly stage: SnapshotStage;
-  readEvents(ship: bigint, from: number, bytesMax: number): StoredEvent[];
+  /** Cap on the job bytes of one chunk of events. */
+  readonly chunkBytes: number;
+  /** Events `from..to` of a ship (fewer when they pass `bytesMax`; at least one if held). */
+  readEvents(ship: bigint, from: number, to: number, bytesMax: number): StoredEvent[];
   readImageChunk(ship: bigint, epoch: number, offset: number): Uint8Array | undefined;
   shipAddedIndex(ship: bigint): number | undefined;
   /** Sends a message (best effort). */
@@ -224,7 +247,7 @@ export class SnapshotSender {
     let data: Uint8Array | undefined;
     if (h.shipAddedIndex(p.ship) === p.addedIndex) {
       if (p.kind === "events") {
-        const events = h.readEvents(p.ship, p.from, SNAPSHOT_CHUNK_BYTES);
+        const events = p.to < p.from ? [] : h.readEvents(p.ship, p.from, p.to, h.chunkBytes);
         if (events.length > 0 && events[0].eve === p.from) data = encodeEvents(events);
       } else {
         data = h.readImageChunk(p.ship, p.epoch, p.offset);
@@ -277,6 +300,8 @@ export interface SnapshotReceiverHost {
   appliedIndex(): number;
   /** Where offers are staged. */
   readonly stage: SnapshotStage;
+  /** The job bytes a range of events asks for (as the senders' cap). */
+  readonly chunkBytes: number;
   /** Sends a message (best effort). */
   send(m: SnapshotStreamMessage): void;
   /**
@@ -294,7 +319,8 @@ interface Receiving {
   readonly term: number;
   readonly snapshot: SnapshotMeta;
   readonly manifest: SnapshotManifest;
-  pending: WirePiece | undefined;
+  /** Pulls in flight, in the order they are staged; answers to others are dropped. */
+  pending: WirePiece[];
   waited: number;
   bytes: number;
 }
@@ -330,7 +356,7 @@ export class SnapshotReceiver {
       cur !== undefined && cur.term === m.term && cur.leader === m.from &&
       cur.snapshot.index === m.snapshot.index
     ) {
-      if (cur.pending === undefined) this.#next(cur);
+      if (cur.pending.length === 0) this.#next(cur);
       return;
     }
     const manifest = decodeManifest(m.manifest);
@@ -344,7 +370,7 @@ export class SnapshotReceiver {
       term: m.term,
       snapshot: m.snapshot,
       manifest,
-      pending: undefined,
+      pending: [],
       waited: 0,
       bytes: 0,
     };
@@ -361,12 +387,13 @@ export class SnapshotReceiver {
   /** A chunk arrives. */
   chunk(m: SnapChunkMessage): void {
     const r = this.#current;
-    const p = r?.pending;
+    const p = r?.pending[0];
     if (r === undefined || p === undefined || m.index !== r.snapshot.index || m.term !== r.term) {
       return;
     }
     if (!samePiece(p, m.piece)) return;
-    r.pending = undefined;
+    r.pending.shift();
+    r.waited = 0;
     if (m.gone) {
       this.#host.log(
         `snapshot at index ${r.snapshot.index}: node ${m.from} no longer has ${
@@ -377,7 +404,7 @@ export class SnapshotReceiver {
       return;
     }
     if (!sameBytes(sha256(m.data), m.sha256)) {
-      this.#next(r); // corrupted in transit: ask again
+      this.#again(r); // corrupted in transit: ask again
       return;
     }
     const stage = this.#host.stage;
@@ -387,14 +414,16 @@ export class SnapshotReceiver {
       try {
         events = decodeEvents(m.data).filter((e) => e.eve <= ship.lastEve);
       } catch {
-        this.#next(r); // malformed: ask again
+        this.#again(r); // malformed: ask again
         return;
       }
-      if (events.some((e, i) => e.eve !== p.from + i)) {
-        this.#next(r); // not the events asked for: ask again
+      if (events.length === 0 || events.some((e, i) => e.eve !== p.from + i)) {
+        this.#again(r); // not the events asked for: ask again
         return;
       }
-      if (events.length > 0) stage.stageEvents(p.ship, events);
+      stage.stageEvents(p.ship, events);
+      // Stopped short (at the byte cap): the ranges in flight no longer join what is staged.
+      if (events[events.length - 1].eve < p.to) r.pending = [];
     } else {
       const image = ship.images.find((i) => i.epoch === p.epoch);
       if (image !== undefined && p.offset + m.data.length <= image.size && m.data.length > 0) {
@@ -408,8 +437,9 @@ export class SnapshotReceiver {
   /** One tick: asks again for a chunk that did not come; drops stale staging. */
   tick(): void {
     const r = this.#current;
-    if (r !== undefined && r.pending !== undefined && ++r.waited >= SNAPSHOT_PULL_RETRY_TICKS) {
-      this.#pull(r, r.pending);
+    if (r !== undefined && r.pending.length > 0 && ++r.waited >= SNAPSHOT_PULL_RETRY_TICKS) {
+      r.waited = 0;
+      for (const p of r.pending) this.#pull(r, p);
     }
     if (r === undefined && this.#maybeStale) {
       const staged = this.#host.stage.staged();
@@ -421,13 +451,51 @@ export class SnapshotReceiver {
     }
   }
 
+  /** Drops the pulls in flight and asks again from what is staged. */
+  #again(r: Receiving): void {
+    r.pending = [];
+    this.#next(r);
+  }
+
+  /** Keeps the window of pulls full; delivers the snapshot once nothing is missing. */
   #next(r: Receiving): void {
-    const piece = this.#host.stage.need();
-    if (piece !== undefined) {
+    if (r.pending.length === 0) {
+      const piece = this.#host.stage.need();
+      if (piece === undefined) {
+        this.#whole(r);
+        return;
+      }
       const ship = r.manifest.ships.find((s) => s.ship === piece.ship)!;
-      this.#pull(r, { ...piece, addedIndex: ship.addedIndex });
-      return;
+      this.#pull(
+        r,
+        piece.kind === "events"
+          ? { ...piece, to: this.#rangeEnd(ship, piece.from), addedIndex: ship.addedIndex }
+          : { ...piece, addedIndex: ship.addedIndex },
+      );
     }
+    // Ranges of the same ship's events follow each other without a look at the stage.
+    while (r.pending.length < SNAPSHOT_PULLS_IN_FLIGHT) {
+      const last = r.pending[r.pending.length - 1];
+      if (last.kind !== "events") break;
+      const ship = r.manifest.ships.find((s) => s.ship === last.ship)!;
+      if (last.to >= ship.lastEve) break;
+      this.#pull(r, { ...last, from: last.to + 1, to: this.#rangeEnd(ship, last.to + 1) });
+    }
+  }
+
+  /**
+   * The end of the range of events to ask for from `from`: what the chunk
+   * holds at the ship's average event size (the answer stops short at the
+   * cap only where events are larger), at most the ship's last event.
+   */
+  #rangeEnd(ship: ManifestShip, from: number): number {
+    const held = Math.max(1, ship.lastEve - ship.firstEve + 1);
+    const average = EVENT_FIXED_BYTES + ship.bytes / held;
+    const count = Math.max(1, Math.floor(this.#host.chunkBytes / average));
+    return Math.min(ship.lastEve, from + count - 1);
+  }
+
+  #whole(r: Receiving): void {
     this.#current = undefined;
     const h = this.#host;
     h.log(
@@ -439,9 +507,9 @@ export class SnapshotReceiver {
     h.deliver(snapMessage(h, r.leader, r.term, r.snapshot));
   }
 
+  /** Sends a pull; a piece not yet in flight joins the window. */
   #pull(r: Receiving, piece: WirePiece): void {
-    r.pending = piece;
-    r.waited = 0;
+    if (!r.pending.some((p) => samePiece(p, piece))) r.pending.push(piece);
     const h = this.#host;
     h.send({
       type: "snapPull",
@@ -466,7 +534,7 @@ function snapMessage(
 
 function samePiece(a: WirePiece, b: WirePiece): boolean {
   if (a.kind !== b.kind || a.ship !== b.ship || a.addedIndex !== b.addedIndex) return false;
-  if (a.kind === "events") return b.kind === "events" && a.from === b.from;
+  if (a.kind === "events") return b.kind === "events" && a.from === b.from && a.to === b.to;
   return b.kind === "image" && a.epoch === b.epoch && a.offset === b.offset;
 }
 

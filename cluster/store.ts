@@ -113,6 +113,12 @@ export interface PersistBatch {
   readonly snapshot?: SnapshotMeta;
   /** Index the application has durably applied (never decreases), or undefined. */
   readonly applied?: number;
+  /**
+   * Writes to the applied-state tables that bring the state to `applied`
+   * (as `applyTransaction`'s body), run in the same transaction after the
+   * entries: one commit per Ready instead of two. Requires `applied`.
+   */
+  readonly apply?: () => void;
 }
 
 /** Counters since the store was opened, for benchmarks. */
@@ -385,10 +391,17 @@ export class Store {
       this.#write(body);
     };
     this.#localSettings = new LocalSettings(db, durably);
+    // Staging need not be durable chunk by chunk: a crash loses a suffix of
+    // what was staged (the WAL is sequential), which is pulled again; the
+    // install itself is in a durable persist.
     this.#snapshotStage = new SnapshotStage(
       db,
       { ships: this.#ships, images: this.#images },
-      durably,
+      (body) => {
+        this.#check();
+        this.#transactions++;
+        this.#writeUnsynced(body);
+      },
     );
   }
 
@@ -603,17 +616,10 @@ export class Store {
     );
     this.#transactions++;
     const commit = Math.max(old.commit, applied);
-    const db = this.#db!;
-    db.exec("PRAGMA synchronous = NORMAL");
-    try {
-      this.#write(() => {
-        body();
-        this.#st.updateHardState.run(old.term, old.vote, commit, applied, this.identity.groupId);
-      });
-      this.#fsyncs--; // NORMAL: this commit did not fsync
-    } finally {
-      if (this.#db !== undefined) db.exec("PRAGMA synchronous = FULL");
-    }
+    this.#writeUnsynced(() => {
+      body();
+      this.#st.updateHardState.run(old.term, old.vote, commit, applied, this.identity.groupId);
+    });
     this.#state = { ...old, commit, applied };
   }
 
@@ -659,6 +665,11 @@ export class Store {
       next.vote = hs.vote;
       next.commit = Math.max(next.commit, hs.commit);
     }
+    invariant(
+      batch.apply === undefined || (batch.applied !== undefined && snap === undefined),
+      () =>
+        `a batch that applies entries must name its applied index and carry no snapshot (applied ${batch.applied}, snapshot ${snap?.index})`,
+    );
     if (batch.applied !== undefined) {
       const a = batch.applied;
       invariant(
@@ -698,6 +709,7 @@ export class Store {
         st.insertEntry.run(g, e.index, e.term, entryTypeCode(e.type), e.data);
         bytes += e.data.length;
       }
+      batch.apply?.();
       if (hardStateChanged) {
         st.updateHardState.run(next.term, next.vote, next.commit, next.applied, g);
       }
@@ -815,6 +827,22 @@ export class Store {
       );
     }
     this.#fsyncs++;
+  }
+
+  /**
+   * {@linkcode Store.#write} without an fsync of its own (synchronous=NORMAL):
+   * the write-ahead log is sequential, so a crash loses at most a suffix of
+   * such transactions, and the next durable write makes them durable too.
+   */
+  #writeUnsynced(body: () => void): void {
+    const db = this.#db!;
+    db.exec("PRAGMA synchronous = NORMAL");
+    try {
+      this.#write(body);
+      this.#fsyncs--; // NORMAL: this commit did not fsync
+    } finally {
+      if (this.#db !== undefined) db.exec("PRAGMA synchronous = FULL");
+    }
   }
 
   #writeSnapshot(s: SnapshotMeta): void {

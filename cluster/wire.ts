@@ -55,7 +55,7 @@ const PIECE_IMAGE = 2;
 
 function writePiece(w: ByteWriter, p: WirePiece): void {
   w.u8(p.kind === "events" ? PIECE_EVENTS : PIECE_IMAGE).raw(shipKey(p.ship)).u64(p.addedIndex);
-  if (p.kind === "events") w.u64(p.from);
+  if (p.kind === "events") w.u64(p.from).u64(p.to);
   else w.u64(p.epoch).u64(p.offset);
 }
 
@@ -63,7 +63,9 @@ function readPiece(r: ByteReader): WirePiece {
   const kind = r.u8("piece kind");
   const ship = shipOfKey(r.raw(16, "ship"));
   const addedIndex = r.u64("added index");
-  if (kind === PIECE_EVENTS) return { kind: "events", ship, addedIndex, from: r.u64("from event") };
+  if (kind === PIECE_EVENTS) {
+    return { kind: "events", ship, addedIndex, from: r.u64("from event"), to: r.u64("to event") };
+  }
   if (kind === PIECE_IMAGE) {
     return { kind: "image", ship, addedIndex, epoch: r.u64("epoch"), offset: r.u64("offset") };
   }

@@ -21,11 +21,12 @@ const ids = fc.uniqueArray(id, { maxLength: 7 });
 
 const ship = fc.bigInt({ min: 0n, max: (1n << 128n) - 1n });
 const piece: fc.Arbitrary<WirePiece> = fc.oneof(
-  fc.tuple(ship, u64, u64).map(([ship, addedIndex, from]) => ({
+  fc.tuple(ship, u64, u64, u64).map(([ship, addedIndex, from, to]) => ({
     kind: "events" as const,
     ship,
     addedIndex,
     from,
+    to,
   })),
   fc.tuple(ship, u64, u64, u64).map(([ship, addedIndex, epoch, offset]) => ({
     kind: "image" as const,

@@ -181,6 +181,8 @@ class NodeSim {
   };
   /** How much log each node keeps: from a few entries (snapshots all the time) to all. */
   readonly #compaction: CompactionPolicy;
+  /** Small chunks stream a ship's events as many ranges, several in flight. */
+  readonly #snapshotChunkBytes: number;
   /** A node that joins mid-run: its id and the step it starts at. */
   readonly #joiner: { readonly id: number; readonly at: number } | undefined;
 
@@ -203,6 +205,7 @@ class NodeSim {
       { keepEntries: 30, keepBytes: 1 << 20 },
       { keepEntries: 1 << 30, keepBytes: 1 << 30 },
     ][r.int(4)];
+    this.#snapshotChunkBytes = [1 << 20, 1024, 4096][r.int(3)];
     const n0 = o.nodes ?? 3;
     this.#joiner = r.chance(0.5)
       ? { id: n0 + 1, at: 20 + r.int(Math.max(1, o.steps >> 1)) }
@@ -285,6 +288,7 @@ class NodeSim {
         this.#log(`n${slot.id} ${line}`);
       },
       compaction: this.#compaction,
+      snapshotChunkBytes: this.#snapshotChunkBytes,
       electionTicks: ELECTION_TICKS,
       randomInt: (n) => this.#prng.int(n),
       now: () => this.#now * 50,
