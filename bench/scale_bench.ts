@@ -124,6 +124,9 @@ interface NodeFigures {
   id: number;
   role: string;
   rssMb: number;
+  /** V8 heap in use and external memory (`/metrics`), to tell the heap's share of the RSS; null: not exposed. */
+  heapMb: number | null;
+  externalMb: number | null;
   /** RSS growth per million events since the previous N (or since the load began). */
   rssSlopeMbPerMEvents: number;
   /** seguro.db + seguro.db-wal. */
@@ -326,17 +329,28 @@ function metricsArgs(id: number): string[] {
  * does not expose it.
  */
 async function eventLoopLagP99Ms(id: number): Promise<number | null> {
+  const lag = metric(await scrape(id), /^seguro_event_loop_lag_seconds\{quantile="0\.99"\} (\S+)$/m);
+  return lag === null ? null : lag * 1000;
+}
+
+/** Node `id`'s `/metrics` text; null when it has none or does not answer. */
+async function scrape(id: number): Promise<string | null> {
   const address = metricsAddress.get(id);
   if (address === undefined) return null;
   try {
     const r = await fetch(`http://${address}/metrics`, {
       signal: AbortSignal.timeout(SCRAPE_TIMEOUT_MS),
     });
-    const m = /^seguro_event_loop_lag_seconds\{quantile="0\.99"\} (\S+)$/m.exec(await r.text());
-    return m ? Number(m[1]) * 1000 : null;
+    return await r.text();
   } catch {
     return null;
   }
+}
+
+/** The value `pattern` (one group) finds in a scrape. */
+function metric(text: string | null, pattern: RegExp): number | null {
+  const m = text === null ? null : pattern.exec(text);
+  return m ? Number(m[1]) : null;
 }
 
 /** Resolves once the node at `address` has applied `index` (by `deadline`, else throws). */
@@ -537,12 +551,17 @@ async function seguro(): Promise<void> {
       if (start.pid !== pid) throw new Error(`node ${m.id} restarted during the load`);
       const before = previous.get(m.id)!;
       const rss = rssBytes(pid);
+      const scraped = await scrape(m.id);
+      const heap = metric(scraped, /^nodejs_heap_size_used_bytes (\S+)$/m);
+      const external = metric(scraped, /^nodejs_external_memory_bytes (\S+)$/m);
       const written = before.written + writeBytes(pid) - start.bytes;
       const disk = storeBytes(m.dir);
       nodes.push({
         id: m.id,
         role: m.id === leader.id ? "leader" : "follower",
         rssMb: rss / MB,
+        heapMb: heap === null ? null : heap / MB,
+        externalMb: external === null ? null : external / MB,
         rssSlopeMbPerMEvents: (rss - before.rss) / MB / ((n - before.events) / 1e6),
         diskBytes: disk,
         walBytes: walBytes(m.dir),
@@ -731,6 +750,7 @@ for (const s of steps) {
         f.rssSlopeMbPerMEvents.toFixed(0),
         f.rssSlopeMbPerMEvents <= TARGET.rssSlopeMbPerMEventsMax,
       ),
+      f.heapMb === null ? "-" : `${f.heapMb.toFixed(0)} / ${f.externalMb?.toFixed(0) ?? "-"}`,
       `${(f.diskBytes / MB).toFixed(1)} (${(f.walBytes / MB).toFixed(1)})`,
       against(
         f.diskBytesPerEventByte.toFixed(2),
@@ -754,6 +774,7 @@ console.log(table(
     "node",
     `RSS MB (<= ${TARGET.rssMbMax})`,
     `slope MB/M (<= ${TARGET.rssSlopeMbPerMEventsMax})`,
+    "V8 heap / external MB",
     "db+wal MB (wal)",
     `disk B/event B (<= ${TARGET.diskBytesPerEventByteMax})`,
     `written (<= ${TARGET.writtenBytesPerEventByteMax}x)`,

@@ -111,7 +111,7 @@ export const INFLIGHT_BYTES_MAX = 8 * 1024 * 1024;
  * between Readies, so a backlog of applies (a follower catching up, a bulk
  * import) never holds it long enough to starve heartbeats.
  */
-export const APPLY_BYTES_PER_READY = 1024 * 1024;
+export const APPLY_BYTES_PER_READY = 512 * 1024;
 
 /**
  * Timings of the Ready loop, for metrics. The observer brings the clock, so

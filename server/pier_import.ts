@@ -44,7 +44,7 @@ import { type ImageProgress, importImages } from "./pier_images.ts";
  * so small enough that writing and applying one keeps the nodes' event loops
  * free for heartbeats (a 4 MiB entry held a leader's loop for about 200 ms).
  */
-export const IMPORT_BATCH_BYTES = 1024 * 1024;
+export const IMPORT_BATCH_BYTES = 512 * 1024;
 /** `events` requests an import keeps in flight. */
 export const IMPORT_IN_FLIGHT = 2;
 /** How often an import reports its events, at most. */
