@@ -329,7 +329,10 @@ function metricsArgs(id: number): string[] {
  * does not expose it.
  */
 async function eventLoopLagP99Ms(id: number): Promise<number | null> {
-  const lag = metric(await scrape(id), /^seguro_event_loop_lag_seconds\{quantile="0\.99"\} (\S+)$/m);
+  const lag = metric(
+    await scrape(id),
+    /^seguro_event_loop_lag_seconds\{quantile="0\.99"\} (\S+)$/m,
+  );
   return lag === null ? null : lag * 1000;
 }
 
