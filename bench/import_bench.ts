@@ -11,8 +11,8 @@
  *    `readEvents`;
  * 3. on a fresh 3-node cluster (real processes, SQLite synchronous=FULL):
  *    appends N events of the same size from memory with `events` requests
- *    of 1 MiB, two in flight, as the importer sends them (the cluster's append
- *    throughput);
+ *    of IMPORT_BATCH_BYTES, IMPORT_IN_FLIGHT in flight, as the importer
+ *    sends them (the cluster's append throughput);
  *    then runs the real `seguro ship import` of the pier; then
  *    `seguro ship export` of it;
  *    During the append and the import, the leader's event-loop lag (p99 over
@@ -216,7 +216,12 @@ try {
         }
       }
       await Promise.all(inFlight);
-      record("cluster append (events requests of 1 MiB, from memory)", N, bytes, seconds(t));
+      record(
+        `cluster append (events requests of ${IMPORT_BATCH_BYTES / 1024} KiB, from memory)`,
+        N,
+        bytes,
+        seconds(t),
+      );
       starvation.push(await watch.stop("cluster append"));
     } finally {
       client.close();
