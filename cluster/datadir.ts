@@ -2,12 +2,13 @@
  * A node's data dir: the store (`seguro.db`) plus two small files the admin
  * commands read while the node runs and holds the database lock:
  *
- * - `node.json`: cluster id, node id, listen and advertise addresses;
+ * - `node.json` (mode 0600): cluster id, node id, listen and advertise addresses;
  * - `token` (mode 0600): the join token, i.e. the cluster secret.
  * @module
  */
 
 import { join } from "node:path";
+import { PRIVATE_FILE_MODE } from "./private_files.ts";
 import { decodeToken, encodeToken } from "./token.ts";
 import type { ClusterCredentials } from "./token.ts";
 
@@ -31,10 +32,10 @@ export interface NodeFile {
   advertise: string;
 }
 
-/** Writes node.json and the token file (0600), each tmp -> fsync -> rename. */
+/** Writes node.json and the token file (both 0600), each tmp -> fsync -> rename. */
 export function writeNodeFiles(dir: string, node: NodeFile, credentials: ClusterCredentials): void {
-  writeDurably(join(dir, "node.json"), JSON.stringify(node, null, 2) + "\n", 0o644);
-  writeDurably(join(dir, "token"), encodeToken(credentials) + "\n", 0o600);
+  writeDurably(join(dir, "node.json"), JSON.stringify(node, null, 2) + "\n", PRIVATE_FILE_MODE);
+  writeDurably(join(dir, "token"), encodeToken(credentials) + "\n", PRIVATE_FILE_MODE);
 }
 
 function writeDurably(path: string, text: string, mode: number): void {

@@ -41,6 +41,12 @@ import { MachineSettings } from "./storage/machine_settings.ts";
 import { LocalSettings, type LocalSettingsInit } from "./storage/local_settings.ts";
 import { SnapshotStage } from "./storage/snapshot_stage.ts";
 import { EntryPayloads } from "./storage/entry_payloads.ts";
+import {
+  makePrivateDir,
+  openDirProblem,
+  PRIVATE_FILE_MODE,
+  privatizeDir,
+} from "./private_files.ts";
 
 /** Version of the database schema this Seguro writes; see {@linkcode MIGRATIONS}. */
 export const SCHEMA_VERSION = 5;
@@ -425,7 +431,6 @@ export class Store {
       if (!(e instanceof Deno.errors.NotFound)) {
         throw new StoreError(`Cannot read ${dir} (${errorText(e)}); pass another --data-dir`);
       }
-      Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
       entries = [];
     }
     if (entries.length > 0) {
@@ -434,6 +439,20 @@ export class Store {
         : "is not empty";
       throw new StoreError(
         `${dir} ${what}; use an empty or absent directory for a new data dir`,
+      );
+    }
+    // The secret goes in here: the dir is 0700 however it was made, and the
+    // database 0600 before SQLite opens it (its -wal and -shm take its mode).
+    makePrivateDir(dir);
+    try {
+      Deno.writeFileSync(dbPath(dir), new Uint8Array(), {
+        createNew: true,
+        mode: PRIVATE_FILE_MODE,
+      });
+    } catch (e) {
+      if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
+      throw new StoreError(
+        `${dir} already holds a Seguro data dir; use an empty or absent directory`,
       );
     }
     const db = new DatabaseSync(dbPath(dir));
@@ -474,6 +493,9 @@ export class Store {
    */
   static open(dir: string): Store {
     checkBeforeOpen(dir);
+    const open = openDirProblem(dir, "The data dir");
+    if (open !== undefined) throw new StoreError(open);
+    privatizeDir(dir); // files of an older Seguro were 0644 in a 0700 dir
     const db = new DatabaseSync(dbPath(dir));
     try {
       lockDatabase(db, dir);
@@ -1017,7 +1039,7 @@ function initialize(db: DatabaseSync, init: StoreInit, createdAtMs: number): voi
 }
 
 function writePidFile(dir: string): void {
-  Deno.writeTextFileSync(`${dir}/${PID_FILE}`, `${Deno.pid}\n`);
+  Deno.writeTextFileSync(`${dir}/${PID_FILE}`, `${Deno.pid}\n`, { mode: PRIVATE_FILE_MODE });
 }
 
 function removePidFile(dir: string): void {

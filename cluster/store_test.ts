@@ -192,6 +192,42 @@ Deno.test("create refuses a non-empty dir and invalid identities", async () => {
   });
 });
 
+function modeOf(path: string): string {
+  return (Deno.statSync(path).mode! & 0o777).toString(8);
+}
+
+Deno.test("the data dir is 0700 and its files 0600, whatever the umask or an existing dir's mode", async () => {
+  await withDir((dir) => {
+    Deno.mkdirSync(dir);
+    Deno.chmodSync(dir, 0o755); // made by hand, as in the attack of P11
+    const store = createStore(dir);
+    store.persist({ hardState: { term: 1, vote: 1, commit: 0 }, entries: entries(1, 3, 1) });
+    assert.equal(modeOf(dir), "700");
+    const files = listDir(dir);
+    assert.ok(files.includes("seguro.db-wal"), `the WAL exists: ${files}`);
+    for (const name of files) assert.equal(modeOf(`${dir}/${name}`), "600", name);
+    store.close();
+  });
+});
+
+Deno.test("open refuses a data dir others can read, naming its mode and the fix, and opens once fixed", async () => {
+  await withDir((dir) => {
+    createStore(dir).close();
+    Deno.chmodSync(dir, 0o750);
+    assert.throws(
+      () => Store.open(dir),
+      (e: Error) =>
+        e instanceof StoreError &&
+        e.message.includes(`data dir ${dir} is open to other users (mode 750)`) &&
+        e.message.includes(`run 'chmod -R go-rwx ${dir}'`),
+    );
+    Deno.chmodSync(dir, 0o700);
+    Deno.chmodSync(`${dir}/seguro.db`, 0o644); // as an older Seguro left it
+    Store.open(dir).close();
+    assert.equal(modeOf(`${dir}/seguro.db`), "600", "open makes the files private");
+  });
+});
+
 Deno.test("migrations run in order and end at SCHEMA_VERSION", () => {
   assert.deepEqual(
     MIGRATIONS.map((m) => m.version),

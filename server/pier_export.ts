@@ -116,7 +116,7 @@ function makeExportDir(dir: string): string {
   }
   try {
     Deno.chmodSync(tmp, 0o700); // a pier's first events hold the ship's keys
-    Deno.mkdirSync(join(tmp, ".urb"));
+    Deno.mkdirSync(join(tmp, ".urb"), { mode: 0o700 });
   } catch (e) {
     removeTree(tmp);
     throw e;

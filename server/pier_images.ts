@@ -148,7 +148,7 @@ export async function downloadImage(
 ): Promise<void> {
   const { image, path } = download;
   const hash = createHash("sha256");
-  const file = Deno.openSync(path, { write: true, createNew: true });
+  const file = Deno.openSync(path, { write: true, createNew: true, mode: 0o600 });
   try {
     for (let offset = 0; offset < image.size;) {
       const data = await client.ships.imageChunk(ship, image.epoch, offset);

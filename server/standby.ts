@@ -42,6 +42,7 @@ import { createHash, type Hash } from "node:crypto";
 import { basename, join } from "node:path";
 import { sameBytes } from "../cluster/codec.ts";
 import type { ImageReader } from "../cluster/images.ts";
+import { makePrivateDir } from "../cluster/private_files.ts";
 import type { ShipInfo, ShipReader } from "../cluster/ships.ts";
 import { renderShip } from "../vere/event.ts";
 import { type Alarms, describeFailure } from "./alarms.ts";
@@ -323,7 +324,7 @@ export class StandbyPiers {
         throw new Error(`the node holds no complete image of epoch ${target}`);
       }
       const path = join(s.pier, ".urb", `${SCRATCH_PREFIX}image-${target}`);
-      const file = Deno.openSync(path, { write: true, create: true, truncate: true });
+      const file = Deno.openSync(path, { write: true, create: true, truncate: true, mode: 0o600 });
       copy = {
         epoch: target,
         size: image.size,
@@ -585,7 +586,7 @@ export class StandbyPiers {
     const ship = info.ship;
     const name = renderShip(ship);
     const pier = this.pierOf(ship);
-    Deno.mkdirSync(this.#dir, { recursive: true });
+    makePrivateDir(this.#dir); // piers hold their ships' keys
     try {
       readPierMeta(pier);
     } catch {

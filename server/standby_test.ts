@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { imageCommands } from "../tests/machine_commands.ts";
 import { runtimeWrites } from "../tests/pier/runtime_writes.ts";
 
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 
 import { encodeCommand, Machine } from "../cluster/machine.ts";
 
@@ -65,6 +65,17 @@ Deno.test({
       standby.sync();
       const pier = standby.pierOf(ZOD);
       assert.deepEqual([...readEvents(pier)].map((e) => e.mug), [1, 2, 3]);
+      for (const path of [dirname(pier), pier, join(pier, ".urb", "log", "0i0")]) {
+        assert.equal(
+          Deno.statSync(path).mode! & 0o777,
+          0o700,
+          `${path}: the ship's keys are in it`,
+        );
+      }
+      assert.equal(
+        Deno.statSync(join(pier, ".urb", "log", "0i0", "data.mdb")).mode! & 0o777,
+        0o600,
+      );
       const progress = () => log.filter((l) => / at event \d+$/.test(l));
       assert.deepEqual(progress(), ["standby pier of ~zod at event 3"], "logged once written");
 

@@ -244,7 +244,7 @@ export class Env {
       // MDB_NOTLS ties a reader slot to its transaction rather than to the
       // thread, so nested read transactions work; it does not change the files.
       const flags = (readOnly ? MDB_RDONLY : 0) | MDB_NOTLS;
-      const rc = symbols.mdb_env_open(handle, cString(dir), flags, 0o664);
+      const rc = symbols.mdb_env_open(handle, cString(dir), flags, 0o600); // an event log holds keys
       if (rc !== 0) {
         throw new LmdbError(`mdb_env_open of ${dir} failed: ${strerror(symbols, rc)}`, rc);
       }

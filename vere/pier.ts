@@ -30,6 +30,10 @@
 import { join } from "node:path";
 import { Env, eventKey, eventOfKey, openLmdb } from "./lmdb.ts";
 
+/** Modes of a pier's directories and files: its log holds the ship's keys. */
+const PRIVATE_DIR_MODE = 0o700;
+const PRIVATE_FILE_MODE = 0o600;
+
 /** A pier that is malformed, inconsistent, or not in a state for the operation asked. */
 export class PierError extends Error {
   /** Creates a pier error. */
@@ -462,10 +466,13 @@ export function writePier(pierDir: string, options: WritePierOptions): void {
   if (exists(log)) {
     throw new PierError(`${pierDir} already has a log; write the pier into a new directory`);
   }
-  Deno.mkdirSync(join(urb, "chk"), { recursive: true });
+  Deno.mkdirSync(join(urb, "chk"), { recursive: true, mode: PRIVATE_DIR_MODE });
+  // The log holds the ship's keys: the pier is its owner's alone, however it was created.
+  Deno.chmodSync(pierDir, PRIVATE_DIR_MODE);
+  Deno.chmodSync(urb, PRIVATE_DIR_MODE);
   const tmp = join(urb, `tmp-log-${Deno.pid}`);
   removeStale(tmp);
-  Deno.mkdirSync(tmp);
+  Deno.mkdirSync(tmp, { mode: PRIVATE_DIR_MODE });
   try {
     const env = Env.open(tmp);
     try {
@@ -519,7 +526,7 @@ function buildEpoch(log: string, options: WriteEpochOptions): void {
   // Not named 0i...: vere would take a half-written "0i<N>.tmp" for an epoch.
   const tmp = join(log, `tmp-${name}-${Deno.pid}`);
   removeStale(tmp);
-  Deno.mkdirSync(tmp);
+  Deno.mkdirSync(tmp, { mode: PRIVATE_DIR_MODE });
   try {
     const env = Env.open(tmp);
     try {
@@ -588,7 +595,7 @@ function checkBatch(batchEvents: number): void {
 }
 
 function writeFileSynced(path: string, bytes: Uint8Array): void {
-  const file = Deno.openSync(path, { write: true, createNew: true });
+  const file = Deno.openSync(path, { write: true, createNew: true, mode: PRIVATE_FILE_MODE });
   try {
     let written = 0;
     while (written < bytes.length) written += file.writeSync(bytes.subarray(written));

@@ -378,3 +378,39 @@ Deno.test("an EVENTS value is the mug (u32 LE) then the job, and decodes back", 
   );
   assert.throws(() => encodeEventValue(2 ** 32, Uint8Array.of(1)), PierError);
 });
+
+/** Every path under `dir` whose mode is not 0700 (dirs) or 0600 (files), with its mode. */
+function notPrivate(dir: string): string[] {
+  const out: string[] = [];
+  const walk = (path: string) => {
+    const st = Deno.statSync(path);
+    const mode = st.mode! & 0o777;
+    if (mode !== (st.isDirectory ? 0o700 : 0o600)) out.push(`${path} ${mode.toString(8)}`);
+    if (st.isDirectory) { for (const e of Deno.readDirSync(path)) walk(join(path, e.name)); }
+  };
+  walk(dir);
+  return out;
+}
+
+Deno.test({
+  name:
+    "a written pier is its owner's alone: dirs 0700, files 0600 (its log holds the ship's keys)",
+  ignore: noLmdb,
+  fn() {
+    const pier = tempPier();
+    try {
+      Deno.chmodSync(pier, 0o755);
+      writePier(pier, { meta: ZOD, events: oracleEvents(1, 10), vereVersion: "4.0" });
+      writeEpoch(pier, {
+        meta: ZOD,
+        base: 10,
+        events: [],
+        image: new Uint8Array(8),
+        vereVersion: "4.0",
+      });
+      assert.deepEqual(notPrivate(pier), []);
+    } finally {
+      Deno.removeSync(pier, { recursive: true });
+    }
+  },
+});

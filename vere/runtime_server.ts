@@ -118,6 +118,8 @@ export class RuntimeServer {
       // no stale socket
     }
     this.#listeners.push(Deno.listen({ transport: "unix", path: this.#cfg.socketPath }));
+    // Whoever can connect can plan events: only the node's user (and the data dir is 0700).
+    Deno.chmodSync(this.#cfg.socketPath, 0o600);
     if (this.#cfg.tcp) this.#listeners.push(this.#cfg.tcp);
     this.#hub = new RuntimeHub(this.#backend);
     for (const l of this.#listeners) this.#accept(l);

@@ -139,6 +139,7 @@ Deno.test("runtime server: hail, role notice, plan, release, head and read over 
   await withServer(async ({ server, path, fake }) => {
     Deno.writeTextFileSync(path, "stale"); // left by a crashed node: replaced
     server.start();
+    assert.equal(Deno.statSync(path).mode! & 0o777, 0o600, "only the node's user may connect");
     const client = await RuntimeClient.connect({ path });
     try {
       assert.equal(client.nodeId, 3);

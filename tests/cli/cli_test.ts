@@ -212,6 +212,34 @@ Deno.test("run refuses a --listen or --advertise other than the node's recorded 
   }
 });
 
+Deno.test("init makes an existing 0755 data dir private; run refuses one others can read, in one line with the fix", async () => {
+  const root = await Deno.makeTempDir({ prefix: "seguro-cli-private-" });
+  try {
+    const dir = `${root}/n1`;
+    Deno.mkdirSync(dir, { mode: 0o755 });
+    Deno.chmodSync(dir, 0o755);
+    const init = await seguro(["init", "--data-dir", dir, "--listen", freeAddress(), "--no-start"]);
+    assert.equal(init.code, 0, init.stderr);
+    const mode = (path: string) => (Deno.statSync(path).mode! & 0o777).toString(8);
+    assert.equal(mode(dir), "700");
+    const names = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+    for (const name of ["node.json", "seguro.db", "token"]) {
+      assert.ok(names.includes(name), `${names}`);
+    }
+    for (const name of names) assert.equal(mode(`${dir}/${name}`), "600", name);
+    Deno.chmodSync(dir, 0o755);
+    assertOneLineError(
+      await seguroWithin(30_000, ["run", "--data-dir", dir]),
+      1,
+      new RegExp(
+        `^error: The data dir ${dir} is open to other users \\(mode 755\\) and holds the cluster secret; run 'chmod -R go-rwx ${dir}' and start again`,
+      ),
+    );
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
 Deno.test("user mistakes are one-line errors, not internal ones: a file as data dir, a file as pier, a missing permission", async () => {
   const root = await Deno.makeTempDir({ prefix: "seguro-cli-mistakes-" });
   try {
