@@ -602,12 +602,24 @@ function lookupStart(
   );
 }
 
+/** Limits for {@linkcode cue} on input from a stranger. */
+export interface CueOptions {
+  /**
+   * Most atoms, cells and back-references the noun may hold: a message of a
+   * known shape is a handful, and a bigger one is refused as soon as it
+   * passes this, before any more work.
+   */
+  nounsMax?: number;
+}
+
 /**
  * Deserializes a jammed noun. Throws {@linkcode NounError} on any malformed
  * input (truncated, a bad back-reference, an over-long atom, trailing
- * garbage); each step consumes at least one bit, so it always terminates.
+ * garbage, more nouns than `options.nounsMax`); each step consumes at least
+ * one bit, so it always terminates.
  */
-export function cue(bytes: Uint8Array): Noun {
+export function cue(bytes: Uint8Array, options: CueOptions = {}): Noun {
+  const nounsMax = options.nounsMax ?? Infinity;
   if (bytes.length > CUE_BYTES_MAX) {
     throw new NounError(
       `The input is ${bytes.length} bytes, above the ${CUE_BYTES_MAX}-byte limit for one noun`,
@@ -630,9 +642,15 @@ export function cue(bytes: Uint8Array): Noun {
   const frameHead: (Noun | undefined)[] = [];
 
   let root: Noun;
+  let count = 0;
   while (true) {
     const here = r.pos;
     let done: Noun;
+    if (++count > nounsMax) {
+      throw new NounError(
+        `The noun holds more than ${nounsMax} atoms and cells (at bit ${here}), more than this message can`,
+      );
+    }
     if (here >= totalBits) throw r.truncated("a tag");
     const tag = r.window32(here) & 3;
     if ((tag & 1) === 0) {

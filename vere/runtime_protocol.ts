@@ -43,6 +43,9 @@ export const SHIP_BITS_MAX = 128;
 /** Largest mug: mugs travel as u32 (`@ux`). */
 export const MUG_MAX = 0xffff_ffff;
 
+/** Most nouns in a message from a runtime (`[%plan ship eve mug job]` is 9; %hail with its fields fewer than 20). */
+export const RUNTIME_MESSAGE_NOUNS_MAX = 32;
+
 /** Thrown when a runtime message is malformed, to decode or to encode. */
 export class ProtocolError extends Error {
   /** Makes a ProtocolError with a complete-sentence message. */
@@ -564,7 +567,9 @@ export function decodeRuntimeFrame(
 ): RuntimeMessage {
   let noun: Noun;
   try {
-    noun = cue(jamBytes);
+    // What a runtime sends is a tuple of atoms: a job that is a cell (a deep
+    // list, say) is refused after a few nouns, not after cueing all of it.
+    noun = cue(jamBytes, options.from === "runtime" ? { nounsMax: RUNTIME_MESSAGE_NOUNS_MAX } : {});
   } catch (e) {
     if (e instanceof NounError) {
       throw new ProtocolError(`The frame is not a valid jammed noun: ${e.message}`);

@@ -552,3 +552,44 @@ Deno.test("the byte examples of docs/runtime-protocol.md are exact, both ways", 
     );
   }
 });
+
+/** The jam of `[%plan 0 1 0 job]` whose job is a list of `depth` ones, built bit by bit (jam itself would take long). */
+function deepPlanFrame(depth: number): Uint8Array {
+  const bits: number[] = [];
+  const put = (...b: number[]) => bits.push(...b);
+  const prefix = jam(tuple(cord("plan"), 0n, 1n, 0n, 7n)); // the same message with job 7
+  const prefixBits: number[] = [];
+  for (const byte of prefix) for (let i = 0; i < 8; i++) prefixBits.push((byte >> i) & 1);
+  // Job 7 is the last atom: tag 0, mat(7) = 00 1 1 111 (c=2 zeros, a one, b-1 low bit of b=3, 3 bits of 7).
+  const seven = [0, 0, 0, 1, 1, 1, 1, 1];
+  let end = prefixBits.length;
+  while (prefixBits[end - 1] === 0) end--;
+  const start = end - seven.length;
+  assert.deepEqual(prefixBits.slice(start, end), seven, "the prefix ends with the atom 7");
+  put(...prefixBits.slice(0, start));
+  for (let i = 0; i < depth; i++) put(1, 0, 0, 0, 1, 1); // a cell, then the atom 1
+  put(0, 1); // the atom 0 that ends the list
+  const out = new Uint8Array(Math.ceil(bits.length / 8));
+  bits.forEach((b, i) => out[i >> 3] |= b << (i & 7));
+  return out;
+}
+
+Deno.test("a %plan whose job is a million-deep list is refused after a few nouns, not decoded", () => {
+  const small = deepPlanFrame(3);
+  const noun = cue(small);
+  assert.deepEqual(
+    noun,
+    tuple(cord("plan"), 0n, 1n, 0n, list([1n, 1n, 1n])),
+    "the builder makes that noun",
+  );
+  const frame = deepPlanFrame(1_000_000);
+  assert.ok(frame.length > 700_000, `${frame.length} bytes`);
+  assert.throws(
+    () => decodeRuntimeFrame(frame, { from: "runtime" }),
+    (e: Error) =>
+      e instanceof ProtocolError &&
+      /more than 32 atoms and cells \(at bit \d+\)/.test(e.message),
+  );
+  // A short list is cued and then refused: the job must be an atom.
+  assert.throws(() => decodeRuntimeFrame(small, { from: "runtime" }), /job is a cell/);
+});
