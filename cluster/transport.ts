@@ -15,6 +15,7 @@
 import type { LogSink } from "./log_event.ts";
 import { WireError } from "./codec.ts";
 import { FrameConn, FrameType } from "./frame.ts";
+import { Admission, RateLimitedLog } from "./admission.ts";
 import { handshake, HandshakeError, type Hello } from "./handshake.ts";
 import { decodeMessage, encodeMessage } from "./wire.ts";
 import type { PeerMessage } from "./snapshot_stream.ts";
@@ -49,6 +50,9 @@ export interface TransportConfig {
   onClient: (conn: FrameConn, hello: Hello) => void;
   /** Where connection events go (never secrets). */
   log: LogSink;
+  /** Caps on connections in their handshake (defaults in cluster/admission.ts). */
+  handshakingMax?: number;
+  handshakingPerAddressMax?: number;
   /** Per-peer send queue bound; default {@linkcode PEER_QUEUE_BYTES_MAX}. */
   peerQueueBytesMax?: number;
   /** True for a node whose removal from the cluster was committed: it is told so and let go. */
@@ -109,10 +113,15 @@ export class Transport {
   readonly #toldRemoved = new Set<number>();
   /** Authenticated connections peers made to this node, and whose they are. */
   readonly #inboundPeers = new Map<FrameConn, number>();
+  readonly #admission: Admission;
+  /** Refused and failed handshakes: strangers decide how many, so the lines are bounded. */
+  readonly #strangers: RateLimitedLog;
 
   /** Makes a transport; call {@linkcode start} to accept connections. */
   constructor(config: TransportConfig) {
     this.#cfg = config;
+    this.#admission = new Admission(config.handshakingMax, config.handshakingPerAddressMax);
+    this.#strangers = new RateLimitedLog(config.log);
   }
 
   /** Starts accepting connections. */
@@ -272,14 +281,24 @@ export class Transport {
         conn = await this.#cfg.listener.accept();
       } catch (e) {
         if (this.#closed) return;
-        this.#cfg.log(`accept failed: ${reason(e)}`);
+        this.#strangers.line(`accept failed: ${reason(e)}`);
         continue;
       }
-      this.#serve(new FrameConn(conn));
+      const address = conn.remoteAddr.hostname;
+      const refused = this.#admission.admit(address);
+      if (refused !== undefined) {
+        conn.close(); // before reading or allocating anything for it
+        this.#strangers.line(`refused a connection from ${address}: ${refused}`, {
+          event: "connection_refused",
+          from: address,
+        });
+        continue;
+      }
+      this.#serve(new FrameConn(conn), address);
     }
   }
 
-  async #serve(fc: FrameConn): Promise<void> {
+  async #serve(fc: FrameConn, address: string): Promise<void> {
     this.#inbound.add(fc);
     fc.onClose(() => this.#inbound.delete(fc));
     const from = fc.remote;
@@ -292,12 +311,14 @@ export class Transport {
         address: this.#cfg.advertise,
       }, this.#cfg.secret);
     } catch (e) {
-      this.#cfg.log(`closed connection from ${from}: ${reason(e)}`, {
+      this.#strangers.line(`closed connection from ${from}: ${reason(e)}`, {
         event: "connection_closed",
         from,
       });
       fc.close();
       return;
+    } finally {
+      this.#admission.done(address);
     }
     if (hello.kind === "client") {
       this.#cfg.onClient(fc, hello);

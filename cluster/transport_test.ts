@@ -4,6 +4,7 @@ import type { PeerMessage } from "./snapshot_stream.ts";
 import { Transport } from "./transport.ts";
 import { encodeFrame, FrameConn, FrameType } from "./frame.ts";
 import { handshake } from "./handshake.ts";
+import { HANDSHAKING_PER_ADDRESS_MAX, LOG_LINES_PER_WINDOW } from "./admission.ts";
 
 const CLUSTER = "0123456789abcdef0123456789abcdef";
 const SECRET = new Uint8Array(32).fill(1);
@@ -249,5 +250,52 @@ Deno.test("a client connection authenticates with the cluster secret like a peer
     assert.deepEqual(clients, ["client"]);
   } finally {
     await transport.close();
+  }
+});
+
+Deno.test("idle strangers cannot hold more than the per-address cap of handshakes; the extra are closed at once and logged a few times", async () => {
+  const a = startNode(1);
+  const b = startNode(2);
+  b.transport.setPeers(new Map([[1, `127.0.0.1:${a.port}`]]));
+  const idle: Deno.TcpConn[] = [];
+  try {
+    const buf = new Uint8Array(4096);
+    /** True when the node closed the connection before the handshake timed out. */
+    const closedAtOnce = async (conn: Deno.TcpConn) => {
+      // The node sends nothing before the caller's hello, so any read result is the close.
+      const n = await conn.read(buf).catch(() => null);
+      return n === null;
+    };
+    for (let i = 0; i < HANDSHAKING_PER_ADDRESS_MAX + 12; i++) {
+      idle.push(await Deno.connect({ hostname: "127.0.0.1", port: a.port }));
+    }
+    // Connections past the cap of 16 from 127.0.0.1: each is closed without a word.
+    const extra = idle.slice(HANDSHAKING_PER_ADDRESS_MAX);
+    assert.deepEqual(await Promise.all(extra.map(closedAtOnce)), extra.map(() => true));
+    const refusals: string[] = [];
+    for (let i = 0; i < LOG_LINES_PER_WINDOW; i++) refusals.push(await a.logs.next());
+    for (const line of refusals) {
+      assert.match(
+        line,
+        new RegExp(
+          `^refused a connection from 127\\.0\\.0\\.1: ${HANDSHAKING_PER_ADDRESS_MAX} connections from 127\\.0\\.0\\.1 are already in their handshake$`,
+        ),
+      );
+    }
+    assert.equal(a.logs.size, 0, "the rest are counted, not logged");
+    // Once the idle ones go, a peer gets through.
+    for (const conn of idle.slice(0, HANDSHAKING_PER_ADDRESS_MAX)) conn.close();
+    const m = await deliver(b, heartbeat(2, 1, 5), a);
+    assert.equal(m.from, 2);
+  } finally {
+    for (const conn of idle) {
+      try {
+        conn.close();
+      } catch {
+        // closed above
+      }
+    }
+    await a.transport.close();
+    await b.transport.close();
   }
 });
