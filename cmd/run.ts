@@ -4,7 +4,7 @@
  * @module
  */
 
-import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
+import { Command, type CommandUnknownOpts, Option } from "@commander-js/extra-typings";
 
 import { readNodeFile } from "../cluster/datadir.ts";
 
@@ -30,12 +30,11 @@ import { assertFreshDataDir, createNodeDir } from "../server/bootstrap.ts";
 
 import { note } from "./lib/output.ts";
 
-function portOption(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1 || n > 65535) {
-    throw new UsageError(`--runtime-tcp must be a port from 1 to 65535 (got '${value}')`);
-  }
-  return n;
+/** `--runtime-tcp` is gone: say why and what to use, in one line. */
+function runtimeTcpRemoved(): never {
+  throw new UsageError(
+    "--runtime-tcp was removed: the runtime protocol carries no credential, so only the node's user may reach it, on the Unix socket runtime.sock in the data dir (mode 0600); point the runtime there",
+  );
 }
 
 function machinesOption(value: string): string[] {
@@ -66,7 +65,7 @@ export function runCommand(): CommandUnknownOpts {
       "bootstrap a static cluster: every member's HOST:PORT, comma-separated, same order on every machine (needs the token)",
       machinesOption,
     )
-    .option("--runtime-tcp <port>", "also serve the runtime protocol on 127.0.0.1:PORT", portOption)
+    .addOption(new Option("--runtime-tcp <port>").hideHelp().argParser(runtimeTcpRemoved))
     .option(
       "--standby-dir <dir>",
       "keep a standby pier per ship here, up to this node's applied events",
@@ -98,7 +97,6 @@ export function runCommand(): CommandUnknownOpts {
       const code = await runNode(dir, {
         listen: options.listen,
         advertise: options.advertise,
-        runtimeTcpPort: options.runtimeTcp,
         standbyDir: options.standbyDir,
         electionTimeoutMs: options.electionTimeoutMs,
         logTailEntries: options.logTail,

@@ -51,8 +51,6 @@ export interface NodeEndpoints {
   listener: Deno.TcpListener;
   /** Prometheus metrics (`--metrics`), when asked for. */
   metrics?: MetricsServer;
-  /** The runtime protocol on loopback TCP (`--runtime-tcp`), when asked for. */
-  runtimeTcp?: Deno.TcpListener;
 }
 
 /**
@@ -63,20 +61,11 @@ export function bindEndpoints(
   listen: string,
   metrics: string | undefined,
   hint: string,
-  runtimeTcpPort?: number,
 ): NodeEndpoints {
   const listener = listenOn(listen, hint);
   const bound: NodeEndpoints = { listener };
   try {
     if (metrics !== undefined) bound.metrics = new MetricsServer(metrics);
-    // Loopback only: the runtime protocol is not authenticated; the Unix socket's
-    // file permissions and the loopback interface are its boundary.
-    if (runtimeTcpPort !== undefined) {
-      bound.runtimeTcp = listenOn(
-        `127.0.0.1:${runtimeTcpPort}`,
-        "stop what uses it, or pass another --runtime-tcp PORT",
-      );
-    }
     return bound;
   } catch (e) {
     closeEndpoints(bound);
@@ -88,7 +77,6 @@ export function bindEndpoints(
 export function closeEndpoints(endpoints: NodeEndpoints | undefined): void {
   endpoints?.listener.close();
   endpoints?.metrics?.close();
-  endpoints?.runtimeTcp?.close();
 }
 
 /**
@@ -172,7 +160,6 @@ export async function runNode(
   overrides: {
     listen?: string;
     advertise?: string;
-    runtimeTcpPort?: number;
     standbyDir?: string;
     electionTimeoutMs?: number;
     /** Raft log entries kept behind the applied index (default: the driver's). */
@@ -231,7 +218,6 @@ export async function runNode(
         listen,
         overrides.metrics,
         "is this node already running?",
-        overrides.runtimeTcpPort,
       );
   } catch (e) {
     store.close();
@@ -302,10 +288,9 @@ export async function runNode(
     });
   const runtimeNode = cluster.runtimeNode();
   const runtime = new RuntimeServer(metrics?.timeReleases(runtimeNode) ?? runtimeNode, {
+    // The runtime protocol carries no credential: the socket's file
+    // permissions (0600 in a 0700 data dir) are its boundary, so no TCP.
     socketPath: join(dir, RUNTIME_SOCKET),
-    // Loopback only: the runtime protocol is not authenticated; the Unix socket's
-    // file permissions and the loopback interface are its boundary.
-    tcp: endpoints.runtimeTcp,
     log: log,
   });
   metrics?.watch(nodeSource(cluster, runtime));
@@ -328,18 +313,10 @@ export async function runNode(
   if (supervisor !== undefined) {
     log(`runs ships marked with 'seguro ship run' while master: ${exec!.join(" ")}`);
   }
-  log(
-    `runtime socket at ${join(dir, RUNTIME_SOCKET)}${
-      overrides.runtimeTcpPort === undefined ? "" : ` and 127.0.0.1:${overrides.runtimeTcpPort}`
-    }`,
-    {
-      event: "runtime_socket",
-      path: join(dir, RUNTIME_SOCKET),
-      tcp: overrides.runtimeTcpPort === undefined
-        ? undefined
-        : `127.0.0.1:${overrides.runtimeTcpPort}`,
-    },
-  );
+  log(`runtime socket at ${join(dir, RUNTIME_SOCKET)}`, {
+    event: "runtime_socket",
+    path: join(dir, RUNTIME_SOCKET),
+  });
   if (metricsServer !== undefined) {
     log(`metrics at http://${metricsServer.address}/metrics`, {
       event: "metrics",

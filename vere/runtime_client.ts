@@ -13,8 +13,8 @@ import {
   RUNTIME_PROTOCOL_VERSION,
 } from "./runtime_protocol.ts";
 
-/** Where a runtime socket is: a Unix socket path, or TCP host and port. */
-export type RuntimeAddress = { path: string } | { hostname: string; port: number };
+/** Where a runtime socket is: a node's Unix socket (the protocol is not served over TCP). */
+export type RuntimeAddress = { path: string };
 
 /** A connection to a node's runtime socket. */
 export class RuntimeClient {
@@ -35,9 +35,7 @@ export class RuntimeClient {
 
   /** Connects and exchanges `%hail`; resolves with the client once the node answered. */
   static async connect(address: RuntimeAddress): Promise<RuntimeClient> {
-    const conn = "path" in address
-      ? await Deno.connect({ transport: "unix", path: address.path })
-      : await Deno.connect({ hostname: address.hostname, port: address.port });
+    const conn = await Deno.connect({ transport: "unix", path: address.path });
     const client = new RuntimeClient(conn);
     const hail = client.next((m) => m.type === "hail");
     client.send({ type: "hail", version: RUNTIME_PROTOCOL_VERSION, node: 0 });

@@ -25,8 +25,6 @@ export type { RuntimeBackend } from "./runtime_hub.ts";
 export interface RuntimeServerConfig {
   /** Unix socket path. */
   socketPath: string;
-  /** Optional TCP listener too, already bound (so a busy port fails before anything starts). */
-  tcp?: Deno.TcpListener;
   /** Log sink. */
   log: (line: string) => void;
 }
@@ -120,7 +118,6 @@ export class RuntimeServer {
     this.#listeners.push(Deno.listen({ transport: "unix", path: this.#cfg.socketPath }));
     // Whoever can connect can plan events: only the node's user (and the data dir is 0700).
     Deno.chmodSync(this.#cfg.socketPath, 0o600);
-    if (this.#cfg.tcp) this.#listeners.push(this.#cfg.tcp);
     this.#hub = new RuntimeHub(this.#backend);
     for (const l of this.#listeners) this.#accept(l);
   }
