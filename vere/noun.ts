@@ -137,6 +137,24 @@ export function bytesToAtom(bytes: Uint8Array): bigint {
 }
 
 /** The atom held in `count` (> 0) bits of `bytes` from bit `from`, read without a copy. */
+/** The minimal little-endian bytes of the atom held in `count` (> 0) bits of `bytes` from bit `from`. */
+function bitsToBytes(bytes: Uint8Array, from: number, count: number): Uint8Array {
+  const len = (count + 7) >>> 3;
+  const off = from & 7;
+  const first = from >>> 3;
+  const out = new Uint8Array(len);
+  if (off === 0) out.set(bytes.subarray(first, first + len));
+  else {
+    const back = 8 - off;
+    for (let i = 0; i < len; i++) {
+      out[i] = ((bytes[first + i] >>> off) | (bytes[first + i + 1] << back)) & 0xff;
+    }
+  }
+  const topBits = count - (len - 1) * 8; // 1..8: the rest of the last byte is not the atom's
+  out[len - 1] &= (1 << topBits) - 1;
+  return out;
+}
+
 /** Reused text buffer of bitsToAtom: large atoms would otherwise each allocate one. */
 let hexScratch = new Uint16Array(4096);
 const HEX_SCRATCH_MAX = 1 << 21; // 4 MiB of u16
@@ -602,24 +620,8 @@ function lookupStart(
   );
 }
 
-/** Limits for {@linkcode cue} on input from a stranger. */
-export interface CueOptions {
-  /**
-   * Most atoms, cells and back-references the noun may hold: a message of a
-   * known shape is a handful, and a bigger one is refused as soon as it
-   * passes this, before any more work.
-   */
-  nounsMax?: number;
-}
-
-/**
- * Deserializes a jammed noun. Throws {@linkcode NounError} on any malformed
- * input (truncated, a bad back-reference, an over-long atom, trailing
- * garbage, more nouns than `options.nounsMax`); each step consumes at least
- * one bit, so it always terminates.
- */
-export function cue(bytes: Uint8Array, options: CueOptions = {}): Noun {
-  const nounsMax = options.nounsMax ?? Infinity;
+/** A reader over a jammed noun, after the checks every input gets (size, not all zero). */
+function readerOf(bytes: Uint8Array): CueReader {
   if (bytes.length > CUE_BYTES_MAX) {
     throw new NounError(
       `The input is ${bytes.length} bytes, above the ${CUE_BYTES_MAX}-byte limit for one noun`,
@@ -630,7 +632,17 @@ export function cue(bytes: Uint8Array, options: CueOptions = {}): Noun {
   if (end === 0) {
     throw new NounError("The input is empty (or all zero), which is not a jammed noun");
   }
-  const r = new CueReader(bytes, end);
+  return new CueReader(bytes, end);
+}
+
+/**
+ * Deserializes a jammed noun. Throws {@linkcode NounError} on any malformed
+ * input (truncated, a bad back-reference, an over-long atom, trailing
+ * garbage); each step consumes at least one bit, so it always terminates.
+ */
+export function cue(bytes: Uint8Array): Noun {
+  const r = readerOf(bytes);
+  const end = r.totalBits >>> 3;
   const totalBits = r.totalBits;
 
   // Start positions of every atom and cell, in increasing order, and the
@@ -642,15 +654,9 @@ export function cue(bytes: Uint8Array, options: CueOptions = {}): Noun {
   const frameHead: (Noun | undefined)[] = [];
 
   let root: Noun;
-  let count = 0;
   while (true) {
     const here = r.pos;
     let done: Noun;
-    if (++count > nounsMax) {
-      throw new NounError(
-        `The noun holds more than ${nounsMax} atoms and cells (at bit ${here}), more than this message can`,
-      );
-    }
     if (here >= totalBits) throw r.truncated("a tag");
     const tag = r.window32(here) & 3;
     if ((tag & 1) === 0) {
@@ -697,4 +703,93 @@ export function cue(bytes: Uint8Array, options: CueOptions = {}): Noun {
     );
   }
   return root;
+}
+
+/** An atom of {@linkcode cueAtomTuple}: a bigint, or the little-endian bytes of a long one. */
+export type TupleAtom = bigint | Uint8Array;
+
+/**
+ * Reads a jammed noun that must be an atom or a right-nested tuple of atoms
+ * `[a b ... z]` of at most `atomsMax` atoms, such as a runtime's message, in
+ * one linear pass: an atom of more than `bytesFrom` bytes comes back as its
+ * little-endian bytes, copied with shifts and never made a bigint (a bigint
+ * costs tens of ms per MiB), and a shorter one as a bigint. Back-references
+ * to atoms are followed. Throws {@linkcode NounError} at the first thing that
+ * is not such a tuple (a cell where an atom belongs, a back-reference to a
+ * cell, more atoms than `atomsMax`), and on what {@linkcode cue} refuses.
+ */
+export function cueAtomTuple(bytes: Uint8Array, atomsMax: number, bytesFrom: number): TupleAtom[] {
+  const r = readerOf(bytes);
+  const end = r.totalBits >>> 3;
+  const atomAt = new Map<number, TupleAtom>();
+  const cellAt = new Set<number>();
+  const out: TupleAtom[] = [];
+  /** The atom (or reference to one) at the reader's position; undefined at a cell. */
+  const atom = (): TupleAtom | undefined => {
+    const here = r.pos;
+    if (here >= r.totalBits) throw r.truncated("a tag");
+    const tag = r.window32(here) & 3;
+    if ((tag & 1) === 0) {
+      r.pos = here + 1;
+      const bits = r.rubLength();
+      const left = r.totalBits - r.pos;
+      if (bits > left) {
+        throw new NounError(
+          `The atom at bit ${here} declares ${bits} bits but only ${left} remain: the input is truncated or garbage`,
+        );
+      }
+      let value: TupleAtom;
+      if (bits === 0) value = 0n;
+      else if ((bits + 7) >>> 3 > bytesFrom) {
+        value = bitsToBytes(r.buf, r.pos, bits);
+        r.pos += bits;
+      } else if (bits <= 53) value = BigInt(r.readNumber(bits));
+      else {
+        value = bitsToAtom(r.buf, r.pos, bits);
+        r.pos += bits;
+      }
+      atomAt.set(here, value);
+      return value;
+    }
+    if (here + 1 >= r.totalBits) throw r.truncated("a tag");
+    if (tag === 1) return undefined; // a cell: the caller decides
+    r.pos = here + 2;
+    const ref = r.rubPosition(here);
+    const found = atomAt.get(ref);
+    if (found !== undefined) return found;
+    throw new NounError(
+      cellAt.has(ref)
+        ? `The back-reference at bit ${here} names a cell where an atom belongs`
+        : `The back-reference at bit ${here} points to bit ${ref}, where no earlier noun starts: the input is garbage`,
+    );
+  };
+  while (true) {
+    const here = r.pos;
+    const spine = atom();
+    if (spine !== undefined) {
+      out.push(spine);
+      break;
+    }
+    // A cell of the spine: its head must be an atom.
+    cellAt.add(here);
+    r.pos = here + 2;
+    const headAt = r.pos;
+    const head = atom();
+    if (head === undefined) {
+      throw new NounError(
+        `A cell at bit ${headAt} is where an atom belongs (field ${out.length + 1})`,
+      );
+    }
+    out.push(head);
+    if (out.length >= atomsMax) {
+      throw new NounError(`The tuple has more than ${atomsMax} atoms`);
+    }
+  }
+  const used = (r.pos + 7) >>> 3;
+  if (used < end) {
+    throw new NounError(
+      `The noun ends at byte ${used} but the input has ${end} non-zero-padded bytes: trailing garbage`,
+    );
+  }
+  return out;
 }

@@ -10,6 +10,7 @@ import {
   cord,
   cordText,
   cue,
+  cueAtomTuple,
   isCell,
   jam,
   list,
@@ -203,5 +204,54 @@ Deno.test("property: cue of arbitrary bytes returns a noun or throws NounError, 
       }
     }),
     { numRuns: 2000 },
+  );
+});
+
+Deno.test("property: cueAtomTuple reads what cue reads for a tuple of atoms, long atoms as their bytes", () => {
+  const atom = fc.oneof(
+    fc.bigInt({ min: 0n, max: (1n << 70n) - 1n }),
+    fc.uint8Array({ minLength: 1, maxLength: 40 }).map(bytesToAtom),
+    fc.constantFrom(0n, 1n, 7n),
+  );
+  fc.assert(
+    fc.property(
+      fc.array(atom, { minLength: 1, maxLength: 6 }),
+      fc.integer({ min: 1, max: 12 }),
+      (atoms, bytesFrom) => {
+        const noun = atoms.length === 1 ? atoms[0] : tuple(...atoms);
+        const read = cueAtomTuple(jam(noun), 8, bytesFrom);
+        assert.deepEqual(
+          read.map((a) => a instanceof Uint8Array ? bytesToAtom(a) : a),
+          atoms,
+          "the same atoms (jam's back-references to repeated atoms followed)",
+        );
+        read.forEach((a, i) => {
+          const long = atomToBytes(atoms[i]).length > bytesFrom;
+          assert.equal(
+            a instanceof Uint8Array,
+            long,
+            `atom ${i}: bytes exactly when longer than ${bytesFrom}`,
+          );
+          if (a instanceof Uint8Array) assert.deepEqual(a, atomToBytes(atoms[i]));
+        });
+      },
+    ),
+    { numRuns: 2000 },
+  );
+});
+
+Deno.test("property: cueAtomTuple of arbitrary bytes returns atoms or throws NounError, nothing else", () => {
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 64 }), (bytes) => {
+      try {
+        const atoms = cueAtomTuple(bytes, 8, 4);
+        const noun = cue(bytes); // a tuple of atoms is a noun cue reads the same
+        const flat = atoms.map((a) => a instanceof Uint8Array ? bytesToAtom(a) : a);
+        assert.ok(nounEqual(noun, flat.length === 1 ? flat[0] : tuple(...flat)));
+      } catch (e) {
+        assert.deepEqual((e as Error).name, "NounError", String(e));
+      }
+    }),
+    { numRuns: 5000 },
   );
 });

@@ -28,10 +28,12 @@ import {
   cord,
   cordText,
   cue,
+  cueAtomTuple,
   isCell,
   type Noun,
   NounError,
   tuple,
+  type TupleAtom,
 } from "./noun.ts";
 
 /** The version this code speaks, sent in `%hail`. */
@@ -43,8 +45,10 @@ export const SHIP_BITS_MAX = 128;
 /** Largest mug: mugs travel as u32 (`@ux`). */
 export const MUG_MAX = 0xffff_ffff;
 
-/** Most nouns in a message from a runtime (`[%plan ship eve mug job]` is 9; %hail with its fields fewer than 20). */
-export const RUNTIME_MESSAGE_NOUNS_MAX = 32;
+/** Most atoms in a message from a runtime (`[%plan ship eve mug job]` has 5). */
+export const RUNTIME_MESSAGE_ATOMS_MAX = 8;
+/** Atoms longer than this many bytes in a runtime's message: only a `%plan` job may be. */
+const RUNTIME_FIELD_BYTES_MAX = 64;
 
 /** Thrown when a runtime message is malformed, to decode or to encode. */
 export class ProtocolError extends Error {
@@ -565,11 +569,10 @@ export function decodeRuntimeFrame(
   jamBytes: Uint8Array,
   options: DecodeRuntimeOptions = {},
 ): RuntimeMessage {
+  if (options.from === "runtime") return decodeFromRuntime(jamBytes);
   let noun: Noun;
   try {
-    // What a runtime sends is a tuple of atoms: a job that is a cell (a deep
-    // list, say) is refused after a few nouns, not after cueing all of it.
-    noun = cue(jamBytes, options.from === "runtime" ? { nounsMax: RUNTIME_MESSAGE_NOUNS_MAX } : {});
+    noun = cue(jamBytes);
   } catch (e) {
     if (e instanceof NounError) {
       throw new ProtocolError(`The frame is not a valid jammed noun: ${e.message}`);
@@ -577,6 +580,40 @@ export function decodeRuntimeFrame(
     throw e;
   }
   return decodeRuntimeMessage(noun, options);
+}
+
+/**
+ * A frame from a runtime: always a tuple of atoms, read in one linear pass
+ * (`cueAtomTuple`). A job that is a cell (a million-deep list took a leader's
+ * loop 15 s to cue) is refused at its first cell, and the job's bytes are
+ * copied out of the frame, never made a bigint.
+ */
+function decodeFromRuntime(jamBytes: Uint8Array): RuntimeToNodeMessage {
+  let atoms: TupleAtom[];
+  try {
+    atoms = cueAtomTuple(jamBytes, RUNTIME_MESSAGE_ATOMS_MAX, RUNTIME_FIELD_BYTES_MAX);
+  } catch (e) {
+    if (e instanceof NounError) {
+      throw new ProtocolError(
+        `The frame is not a runtime's message (a tuple of atoms, the %plan job an atom): ${e.message}`,
+      );
+    }
+    throw e;
+  }
+  const isPlan = atoms.length === 5 && atoms[0] === TAG.plan;
+  const long = atoms.findIndex((a, i) => a instanceof Uint8Array && !(isPlan && i === 4));
+  if (long >= 0) {
+    throw new ProtocolError(
+      `Field ${long + 1} of the message is ${
+        (atoms[long] as Uint8Array).length
+      } bytes; only a %plan job may be longer than ${RUNTIME_FIELD_BYTES_MAX}`,
+    );
+  }
+  const job = isPlan ? atoms[4] : undefined;
+  const nouns = atoms.map((a) => a === job && job instanceof Uint8Array ? 1n : a as bigint);
+  const noun = nouns.length === 1 ? nouns[0] : tuple(...nouns);
+  const msg = decodeRuntimeMessage(noun, { from: "runtime" });
+  return job instanceof Uint8Array && msg.type === "plan" ? { ...msg, job } : msg;
 }
 
 function decodeLogs(body: Noun): LogsMessage {

@@ -11,7 +11,7 @@ import {
   type RuntimeMessage,
 } from "./runtime_protocol.ts";
 import { encodeFrame, NewtDecoder } from "./newt.ts";
-import { atomToBytes, cell, cord, cue, jam, list, type Noun, tuple } from "./noun.ts";
+import { atomToBytes, bytesToAtom, cell, cord, cue, jam, list, type Noun, tuple } from "./noun.ts";
 import { hex } from "../tests/fixtures.ts";
 
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
@@ -574,7 +574,7 @@ function deepPlanFrame(depth: number): Uint8Array {
   return out;
 }
 
-Deno.test("a %plan whose job is a million-deep list is refused after a few nouns, not decoded", () => {
+Deno.test("a %plan whose job is a million-deep list, or a cell, is refused after a few atoms, not decoded", () => {
   const small = deepPlanFrame(3);
   const noun = cue(small);
   assert.deepEqual(
@@ -588,8 +588,36 @@ Deno.test("a %plan whose job is a million-deep list is refused after a few nouns
     () => decodeRuntimeFrame(frame, { from: "runtime" }),
     (e: Error) =>
       e instanceof ProtocolError &&
-      /more than 32 atoms and cells \(at bit \d+\)/.test(e.message),
+      e.message ===
+        "The frame is not a runtime's message (a tuple of atoms, the %plan job an atom): The tuple has more than 8 atoms",
   );
-  // A short list is cued and then refused: the job must be an atom.
-  assert.throws(() => decodeRuntimeFrame(small, { from: "runtime" }), /job is a cell/);
+  // A job that is a cell in head position: refused at that cell.
+  const headCell = jam(tuple(cord("plan"), 0n, 1n, 0n, cell(cell(1n, 2n), 3n)));
+  assert.throws(
+    () => decodeRuntimeFrame(headCell, { from: "runtime" }),
+    /: A cell at bit \d+ is where an atom belongs \(field 5\)$/,
+  );
+  // A node decodes its own messages with cue: there the job is refused once cued.
+  assert.throws(() => decodeRuntimeFrame(small, { from: "node" }), /A node does not send %plan/);
 });
+
+Deno.test("a %plan job of 16 MiB decodes byte-identical from its frame without a bigint", () => {
+  const job = new Uint8Array(16 << 20);
+  for (let i = 0; i < job.length; i += 4096) job[i] = (i >>> 12) & 0xff;
+  job[job.length - 1] = 0x81;
+  const frame = jam(tuple(cord("plan"), 5n, 7n, 0x1234n, bytesToAtom(job)));
+  const m = decodeRuntimeFrame(frame, { from: "runtime" });
+  assert.equal(m.type, "plan");
+  assert.ok(m.type === "plan" && sameBytes(m.job, job), "the job's bytes");
+  assert.deepEqual(m.type === "plan" && [m.ship, m.eve, m.mug], [5n, 7, 0x1234]);
+  // Only the job may be long: a 65-byte ship is refused before it is made a bigint.
+  const longShip = jam(tuple(cord("head"), bytesToAtom(new Uint8Array(65).fill(1))));
+  assert.throws(
+    () => decodeRuntimeFrame(longShip, { from: "runtime" }),
+    /^ProtocolError: Field 2 of the message is 65 bytes; only a %plan job may be longer than 64$/,
+  );
+});
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
