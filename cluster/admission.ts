@@ -1,8 +1,7 @@
 /**
  * What a node spends on strangers: connections that have not finished the
- * handshake are capped, in all and per address, and refusals and failed
- * handshakes are logged at a bounded rate. Beyond the caps a new connection
- * is closed before anything is read or allocated for it.
+ * handshake are capped, in all and per address (past a cap the oldest is
+ * closed), and evictions and failed handshakes are logged at a bounded rate.
  * @module
  */
 
@@ -17,10 +16,23 @@ export const LOG_LINES_PER_WINDOW = 5;
 /** The window of a {@linkcode RateLimitedLog}. */
 export const LOG_WINDOW_MS = 10_000;
 
-/** Counts connections in their handshake; refuses past the caps. */
+/** A connection in its handshake, as {@linkcode Admission} holds it. */
+export interface Handshaking {
+  readonly address: string;
+  /** Closes the connection (the admission evicts it). */
+  readonly close: () => void;
+}
+
+/**
+ * Counts connections in their handshake. Past a cap, the OLDEST one (of
+ * that address, or of all) is closed to make room: a stranger who opens
+ * connections and goes silent holds nothing for long, and a client that
+ * arrives during a burst still gets its turn.
+ */
 export class Admission {
-  readonly #perAddress = new Map<string, number>();
-  #total = 0;
+  /** In arrival order (a Set keeps insertion order): the oldest first. */
+  readonly #all = new Set<Handshaking>();
+  readonly #perAddress = new Map<string, Set<Handshaking>>();
   readonly #max: number;
   readonly #perAddressMax: number;
 
@@ -31,38 +43,43 @@ export class Admission {
   }
 
   /**
-   * Admits a connection from `address` into its handshake, or says why not.
-   * An admitted one must be {@linkcode done} exactly once.
+   * Admits `h` into its handshake; returns the connections evicted to make
+   * room (already closed and forgotten). `h` must be {@linkcode done} once.
    */
-  admit(address: string): string | undefined {
-    const mine = this.#perAddress.get(address) ?? 0;
-    if (this.#total >= this.#max) {
-      return `${this.#max} connections are already in their handshake`;
+  admit(h: Handshaking): Handshaking[] {
+    const evicted: Handshaking[] = [];
+    const mine = this.#perAddress.get(h.address);
+    if (mine !== undefined && mine.size >= this.#perAddressMax) {
+      evicted.push(mine.values().next().value!);
+    } else if (this.#all.size >= this.#max) {
+      evicted.push(this.#all.values().next().value!);
     }
-    if (mine >= this.#perAddressMax) {
-      return `${this.#perAddressMax} connections from ${address} are already in their handshake`;
+    for (const old of evicted) {
+      this.done(old);
+      old.close();
     }
-    this.#perAddress.set(address, mine + 1);
-    this.#total++;
-    return undefined;
+    this.#all.add(h);
+    const set = this.#perAddress.get(h.address) ?? new Set();
+    set.add(h);
+    this.#perAddress.set(h.address, set);
+    return evicted;
   }
 
-  /** The handshake of a connection from `address` ended (either way). */
-  done(address: string): void {
-    const mine = this.#perAddress.get(address) ?? 0;
-    if (mine <= 0 || this.#total <= 0) {
+  /** The handshake of `h` ended (either way); a second call, or after an eviction, does nothing. */
+  done(h: Handshaking): void {
+    if (!this.#all.delete(h)) return;
+    const set = this.#perAddress.get(h.address);
+    if (set === undefined || !set.delete(h)) {
       throw new Error(
-        `invariant: admission released for ${address} with ${mine} admitted from it and ${this.#total} in all`,
+        `invariant: a handshaking connection from ${h.address} is not listed under it`,
       );
     }
-    if (mine === 1) this.#perAddress.delete(address);
-    else this.#perAddress.set(address, mine - 1);
-    this.#total--;
+    if (set.size === 0) this.#perAddress.delete(h.address);
   }
 
   /** Connections in their handshake now. */
   get handshaking(): number {
-    return this.#total;
+    return this.#all.size;
   }
 }
 

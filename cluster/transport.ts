@@ -15,7 +15,7 @@
 import type { LogSink } from "./log_event.ts";
 import { WireError } from "./codec.ts";
 import { FrameConn, FrameType } from "./frame.ts";
-import { Admission, RateLimitedLog } from "./admission.ts";
+import { Admission, type Handshaking, RateLimitedLog } from "./admission.ts";
 import { handshake, HandshakeError, type Hello } from "./handshake.ts";
 import { decodeMessage, encodeMessage } from "./wire.ts";
 import type { PeerMessage } from "./snapshot_stream.ts";
@@ -114,6 +114,8 @@ export class Transport {
   /** Authenticated connections peers made to this node, and whose they are. */
   readonly #inboundPeers = new Map<FrameConn, number>();
   readonly #admission: Admission;
+  /** Connections the admission closed to make room, until their handshake gives up. */
+  readonly #evicted = new WeakSet<FrameConn>();
   /** Refused and failed handshakes: strangers decide how many, so the lines are bounded. */
   readonly #strangers: RateLimitedLog;
 
@@ -284,21 +286,25 @@ export class Transport {
         this.#strangers.line(`accept failed: ${reason(e)}`);
         continue;
       }
-      const address = conn.remoteAddr.hostname;
-      const refused = this.#admission.admit(address);
-      if (refused !== undefined) {
-        conn.close(); // before reading or allocating anything for it
-        this.#strangers.line(`refused a connection from ${address}: ${refused}`, {
-          event: "connection_refused",
-          from: address,
-        });
-        continue;
+      const fc = new FrameConn(conn);
+      const admitted = {
+        address: conn.remoteAddr.hostname,
+        close: () => {
+          this.#evicted.add(fc); // logged once, as evicted, not again as a failed handshake
+          fc.close();
+        },
+      };
+      for (const old of this.#admission.admit(admitted)) {
+        this.#strangers.line(
+          `closed a connection from ${old.address} still in its handshake, to make room for a new one`,
+          { event: "connection_evicted", from: old.address },
+        );
       }
-      this.#serve(new FrameConn(conn), address);
+      this.#serve(fc, admitted);
     }
   }
 
-  async #serve(fc: FrameConn, address: string): Promise<void> {
+  async #serve(fc: FrameConn, admitted: Handshaking): Promise<void> {
     this.#inbound.add(fc);
     fc.onClose(() => this.#inbound.delete(fc));
     const from = fc.remote;
@@ -311,14 +317,16 @@ export class Transport {
         address: this.#cfg.advertise,
       }, this.#cfg.secret);
     } catch (e) {
-      this.#strangers.line(`closed connection from ${from}: ${reason(e)}`, {
-        event: "connection_closed",
-        from,
-      });
+      if (!this.#evicted.delete(fc)) {
+        this.#strangers.line(`closed connection from ${from}: ${reason(e)}`, {
+          event: "connection_closed",
+          from,
+        });
+      }
       fc.close();
       return;
     } finally {
-      this.#admission.done(address);
+      this.#admission.done(admitted);
     }
     if (hello.kind === "client") {
       this.#cfg.onClient(fc, hello);

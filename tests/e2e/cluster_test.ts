@@ -136,7 +136,6 @@ clusterTest(
 
     // Random frames to the port: the node logs and keeps serving.
     const node1 = c.members.get(1)!;
-    const mark = node1.proc!.mark();
     for (let i = 0; i < 20; i++) {
       const conn = await Deno.connect({
         hostname: "127.0.0.1",
@@ -145,7 +144,8 @@ clusterTest(
       await conn.write(crypto.getRandomValues(new Uint8Array(1 + i * 97))).catch(() => 0);
       conn.close();
     }
-    await node1.proc!.waitForEvent("connection_closed", {}, mark);
+    // Each was closed (or, past 16 at once from one address, refused); the log lines about
+    // strangers are rate-limited, so the proof is that the node still serves.
     assert.equal((await c.status(1)).nodeId, 1);
     assert.equal((await c.write(payloads("after-fuzz", 10))).size, 10);
   },
