@@ -345,19 +345,27 @@ export class AdminService {
 
   /**
    * Entries from `from` that this node has committed and applied (at most
-   * `count`, at most {@linkcode READ_BYTES_MAX} of data) still in the log:
-   * what a reader sees here is also in this node's state (its ship tables
-   * and standby piers). With `waitMs`, waits that long for entry `from`.
+   * `count`, at most {@linkcode READ_BYTES_MAX} of data): what a reader sees
+   * here is also in this node's state (its ship tables and standby piers).
+   * With `waitMs`, waits that long for entry `from`. An entry compacted away
+   * is refused, naming where the log starts (an empty answer would read as
+   * "nothing yet").
    */
   async #read(from: number, count: number, waitMs: number): Promise<LogEntryView[]> {
     const { raft } = this.#cfg.driver;
+    if (from < raft.firstIndex) {
+      throw new ApiError(
+        Status.error,
+        `Entries before ${raft.firstIndex} are compacted on this node (their effects are in its state: ships, events, images); read from ${raft.firstIndex}`,
+      );
+    }
     if (waitMs > 0 && raft.appliedIndex < from) {
       await this.#cfg.waitFor(() => raft.appliedIndex >= from, waitMs);
     }
     const out: LogEntryView[] = [];
     const last = Math.min(raft.appliedIndex, from + Math.min(count, READ_ENTRIES_MAX) - 1);
     let bytes = 0;
-    for (let i = Math.max(from, raft.firstIndex); i <= last && bytes < READ_BYTES_MAX; i++) {
+    for (let i = from; i <= last && bytes < READ_BYTES_MAX; i++) {
       const e = raft.entryAt(i);
       out.push({ index: e.index, term: e.term, type: entryTypeCode(e.type), data: e.data });
       bytes += e.data.length;

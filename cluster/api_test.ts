@@ -45,7 +45,7 @@ interface Running {
  * Voter 1 and, with `learners`, learner 2 and up, in temporary data dirs on
  * loopback; resolves once node 1 is master.
  */
-async function startCluster(learners = 0): Promise<Running> {
+async function startCluster(learners = 0, logTailEntries?: number): Promise<Running> {
   const root = await Deno.makeTempDir({ prefix: "seguro-api-test-" });
   const ids = Array.from({ length: 1 + learners }, (_, i) => i + 1);
   const listeners = ids.map(() => Deno.listen({ hostname: "127.0.0.1", port: 0 }));
@@ -62,6 +62,7 @@ async function startCluster(learners = 0): Promise<Running> {
       advertise: addresses[i],
       log: () => {},
       tickMs: TICK_MS,
+      logTailEntries,
       shipName: (ship) => `~ship-${ship}`,
       checkJob: (j) => j[0] === BAD_JOB[0] ? "a broken job" : undefined,
     })
@@ -472,5 +473,24 @@ Deno.test("client failures say whether another try may pass: unreachable, lost, 
     );
   } finally {
     other.close();
+  }
+});
+
+Deno.test("read of an entry compacted away is refused, naming where the log starts", async () => {
+  const cluster = await startCluster(0, 2);
+  try {
+    await withClient(cluster.addresses[0], async (client) => {
+      let last = 0;
+      for (let i = 0; i < 10; i++) last = await client.propose(new Uint8Array([i + 1]));
+      const first = cluster.nodes[0].status().firstIndex;
+      assert.ok(first > 1, `compacted: the log starts at ${first}`);
+      await assert.rejects(
+        client.read(1, 1),
+        new RegExp(`^.*Entries before ${first} are compacted on this node .*; read from ${first}$`),
+      );
+      assert.equal((await client.read(first, 100)).at(-1)?.index, last, "from there it reads");
+    });
+  } finally {
+    await cluster.stop();
   }
 });
