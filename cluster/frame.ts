@@ -178,14 +178,18 @@ export class FrameConn {
         }
         if (have >= 4 + length) {
           const type = this.#buf[this.#start + 4];
-          const body = this.#buf.slice(this.#start + 5, this.#start + 4 + length);
+          const from = this.#start + 5;
           this.#start += 4 + length;
           if (this.#start === this.#end && this.#buf.length > READ_CHUNK_BYTES) {
-            // Done with a large frame: do not keep its buffer for the connection's life.
+            // Done with a large buffer: the body keeps it (no copy of megabytes), the
+            // connection takes a new small one.
+            const body = this.#buf.subarray(from, this.#start);
             this.#buf = new Uint8Array(READ_CHUNK_BYTES);
             this.#start = this.#end = 0;
+            return { type, body };
           }
-          return { type, body };
+          // The buffer is read into again: the body is a copy.
+          return { type, body: this.#buf.slice(from, this.#start) };
         }
         this.#makeRoom(4 + length);
       } else {

@@ -262,7 +262,7 @@ async function fetchShip(
       if (e.eve !== from) {
         throw new NodeError(`the node sent ${name}'s event ${e.eve} where ${from} belongs; retry`);
       }
-      events.push({ eve: e.eve, mug: e.mug, job: e.job.slice() });
+      events.push(e); // its job is a view of the answer's frame, held until the pier is written
       from++;
     }
   }
