@@ -181,9 +181,13 @@ export class FrameConn {
           const from = this.#start + 5;
           this.#start += 4 + length;
           if (this.#start === this.#end && this.#buf.length > READ_CHUNK_BYTES) {
-            // Done with a large buffer: the body keeps it (no copy of megabytes), the
-            // connection takes a new small one.
-            const body = this.#buf.subarray(from, this.#start);
+            // Done with a large buffer (a big frame's): the connection takes a new small
+            // one. A body that fills most of it keeps it, not a copy of megabytes; a small
+            // one is copied, so it cannot pin a big buffer (a log entry lives on).
+            const large = 2 * length >= this.#buf.length;
+            const body = large
+              ? this.#buf.subarray(from, this.#start)
+              : this.#buf.slice(from, this.#start);
             this.#buf = new Uint8Array(READ_CHUNK_BYTES);
             this.#start = this.#end = 0;
             return { type, body };

@@ -8,7 +8,7 @@
 import { join } from "node:path";
 
 /** Mode of a private directory. */
-export const PRIVATE_DIR_MODE = 0o700;
+const PRIVATE_DIR_MODE = 0o700;
 /** Mode of a private file. */
 export const PRIVATE_FILE_MODE = 0o600;
 /** Permission bits of the group and of others. */
@@ -21,7 +21,7 @@ export function makePrivateDir(dir: string): void {
 }
 
 /** Octal text of a mode's permission bits, e.g. "755". */
-export function modeText(mode: number): string {
+function modeText(mode: number): string {
   return (mode & 0o777).toString(8).padStart(3, "0");
 }
 
@@ -39,26 +39,15 @@ export function openDirProblem(dir: string, what: string): string | undefined {
 }
 
 /**
- * Makes every file directly in `dir` 0600 (and `dir` itself 0700); files
- * written by libraries that do not take a mode (SQLite's -wal and -shm take
- * the database's) end private too.
+ * Makes every file directly in `dir` 0600 (the caller has checked `dir`
+ * itself with {@linkcode openDirProblem}): files of an older Seguro, and
+ * what SQLite made from them, end private too.
  */
 export function privatizeDir(dir: string): void {
-  Deno.chmodSync(dir, PRIVATE_DIR_MODE);
   for (const e of Deno.readDirSync(dir)) {
     if (!e.isFile) continue;
     const path = join(dir, e.name);
     const mode = Deno.statSync(path).mode;
     if (mode !== null && (mode & OTHERS) !== 0) Deno.chmodSync(path, PRIVATE_FILE_MODE);
-  }
-}
-
-/** Makes `dir` and everything under it private: dirs 0700, files 0600. */
-export function privatizeTree(dir: string): void {
-  Deno.chmodSync(dir, PRIVATE_DIR_MODE);
-  for (const e of Deno.readDirSync(dir)) {
-    const path = join(dir, e.name);
-    if (e.isDirectory) privatizeTree(path);
-    else if (e.isFile) Deno.chmodSync(path, PRIVATE_FILE_MODE);
   }
 }

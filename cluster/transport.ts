@@ -50,9 +50,6 @@ export interface TransportConfig {
   onClient: (conn: FrameConn, hello: Hello) => void;
   /** Where connection events go (never secrets). */
   log: LogSink;
-  /** Caps on connections in their handshake (defaults in cluster/admission.ts). */
-  handshakingMax?: number;
-  handshakingPerAddressMax?: number;
   /** Per-peer send queue bound; default {@linkcode PEER_QUEUE_BYTES_MAX}. */
   peerQueueBytesMax?: number;
   /** True for a node whose removal from the cluster was committed: it is told so and let go. */
@@ -116,13 +113,13 @@ export class Transport {
   readonly #admission: Admission;
   /** Connections the admission closed to make room, until their handshake gives up. */
   readonly #evicted = new WeakSet<FrameConn>();
-  /** Refused and failed handshakes: strangers decide how many, so the lines are bounded. */
+  /** Evictions and failed handshakes: strangers decide how many, so the lines are bounded. */
   readonly #strangers: RateLimitedLog;
 
   /** Makes a transport; call {@linkcode start} to accept connections. */
   constructor(config: TransportConfig) {
     this.#cfg = config;
-    this.#admission = new Admission(config.handshakingMax, config.handshakingPerAddressMax);
+    this.#admission = new Admission();
     this.#strangers = new RateLimitedLog(config.log);
   }
 

@@ -136,7 +136,6 @@ export function bytesToAtom(bytes: Uint8Array): bigint {
   return BigInt(latin1.decode(text));
 }
 
-/** The atom held in `count` (> 0) bits of `bytes` from bit `from`, read without a copy. */
 /** The minimal little-endian bytes of the atom held in `count` (> 0) bits of `bytes` from bit `from`. */
 function bitsToBytes(bytes: Uint8Array, from: number, count: number): Uint8Array {
   const len = (count + 7) >>> 3;
@@ -159,6 +158,7 @@ function bitsToBytes(bytes: Uint8Array, from: number, count: number): Uint8Array
 let hexScratch = new Uint16Array(4096);
 const HEX_SCRATCH_MAX = 1 << 21; // 4 MiB of u16
 
+/** The atom held in `count` (> 0) bits of `bytes` from bit `from`, read without a copy. */
 function bitsToAtom(bytes: Uint8Array, from: number, count: number): bigint {
   const len = (count + 7) >>> 3;
   const off = from & 7;
@@ -555,19 +555,28 @@ class CueReader {
 
   /** Reads a mat-encoded atom of at most the remaining input. */
   rub(what: string): bigint {
+    const b = this.rubBits(what);
+    if (b === 0) return 0n;
+    if (b <= 53) return BigInt(this.readNumber(b));
+    const atom = bitsToAtom(this.buf, this.pos, b);
+    this.pos += b;
+    return atom;
+  }
+
+  /**
+   * Reads a mat length prefix and checks that many bits remain; returns the
+   * atom's bit length, the reader left at its first bit.
+   */
+  rubBits(what: string): number {
     const from = this.pos;
     const b = this.rubLength();
-    if (b === 0) return 0n;
     const left = this.totalBits - this.pos;
     if (b > left) {
       throw new NounError(
         `The ${what} at bit ${from} declares ${b} bits but only ${left} remain: the input is truncated or garbage`,
       );
     }
-    if (b <= 53) return BigInt(this.readNumber(b));
-    const atom = bitsToAtom(this.buf, this.pos, b);
-    this.pos += b;
-    return atom;
+    return b;
   }
 
   /** Reads the bit position of a back-reference, which must precede `here`. */
@@ -731,13 +740,7 @@ export function cueAtomTuple(bytes: Uint8Array, atomsMax: number, bytesFrom: num
     const tag = r.window32(here) & 3;
     if ((tag & 1) === 0) {
       r.pos = here + 1;
-      const bits = r.rubLength();
-      const left = r.totalBits - r.pos;
-      if (bits > left) {
-        throw new NounError(
-          `The atom at bit ${here} declares ${bits} bits but only ${left} remain: the input is truncated or garbage`,
-        );
-      }
+      const bits = r.rubBits("atom");
       let value: TupleAtom;
       if (bits === 0) value = 0n;
       else if ((bits + 7) >>> 3 > bytesFrom) {

@@ -584,9 +584,10 @@ export function decodeRuntimeFrame(
 
 /**
  * A frame from a runtime: always a tuple of atoms, read in one linear pass
- * (`cueAtomTuple`). A job that is a cell (a million-deep list took a leader's
- * loop 15 s to cue) is refused at its first cell, and the job's bytes are
- * copied out of the frame, never made a bigint.
+ * (`cueAtomTuple`). A job that is a cell is refused at that cell, or after
+ * {@linkcode RUNTIME_MESSAGE_ATOMS_MAX} atoms for a list (a million-deep one
+ * took a leader's loop 15 s to cue); a long job's bytes are copied out of the
+ * frame, never made a bigint.
  */
 function decodeFromRuntime(jamBytes: Uint8Array): RuntimeToNodeMessage {
   let atoms: TupleAtom[];
@@ -609,11 +610,12 @@ function decodeFromRuntime(jamBytes: Uint8Array): RuntimeToNodeMessage {
       } bytes; only a %plan job may be longer than ${RUNTIME_FIELD_BYTES_MAX}`,
     );
   }
-  const job = isPlan ? atoms[4] : undefined;
-  const nouns = atoms.map((a) => a === job && job instanceof Uint8Array ? 1n : a as bigint);
+  // A long job stands in as 1 while the other fields are checked, then comes back as bytes.
+  const job = isPlan && atoms[4] instanceof Uint8Array ? atoms[4] : undefined;
+  const nouns = atoms.map((a, i) => job !== undefined && i === 4 ? 1n : a as bigint);
   const noun = nouns.length === 1 ? nouns[0] : tuple(...nouns);
   const msg = decodeRuntimeMessage(noun, { from: "runtime" });
-  return job instanceof Uint8Array && msg.type === "plan" ? { ...msg, job } : msg;
+  return job !== undefined && msg.type === "plan" ? { ...msg, job } : msg;
 }
 
 function decodeLogs(body: Noun): LogsMessage {

@@ -2,7 +2,9 @@
  * A snapshot being received, staged on disk until it is whole, and its
  * installation.
  *
- * Staged data is durable chunk by chunk, so a receiver that crashes goes on
+ * Staged data is written chunk by chunk, each in its own transaction that
+ * is fsynced with the next durable write (the WAL is sequential, so a crash
+ * loses at most the last few), so a receiver that crashes goes on about
  * where it stopped. It stays valid across offers: events and image chunks
  * of a ship never change while the ship stays (same `addedIndex`), so a new
  * offer drops only what belongs to ships that went or came back. What this
@@ -75,7 +77,7 @@ export class SnapshotStage {
   /** The `snap_offer` row as last read or written (null: not read yet). */
   #offer: StagedOffer | undefined | null = null;
 
-  /** Prepares the statements; `write` runs its body in one durable transaction of the store. */
+  /** Prepares the statements; `write` runs its body in one transaction of the store (not fsynced on its own). */
   constructor(
     db: DatabaseSync,
     tables: { ships: ShipTables; images: ImageTables },
@@ -176,7 +178,7 @@ export class SnapshotStage {
   }
 
   /**
-   * Stages a new offer (durably), keeping what is staged for ships that
+   * Stages a new offer, keeping what is staged for ships that
    * stay the same ship and dropping the rest.
    */
   stage(offer: StagedOffer): void {
@@ -248,7 +250,7 @@ export class SnapshotStage {
     return undefined;
   }
 
-  /** Stages events of one ship of the staged offer (durably). */
+  /** Stages events of one ship of the staged offer (fsynced with the next durable write). */
   stageEvents(ship: bigint, events: readonly StoredEvent[]): void {
     const key = shipKey(ship);
     const direct = this.#whereOf(this.#manifestShip(ship)).direct;
@@ -260,7 +262,7 @@ export class SnapshotStage {
     });
   }
 
-  /** Stages one image chunk of a ship of the staged offer (durably). */
+  /** Stages one image chunk of a ship of the staged offer (fsynced with the next durable write). */
   stageImageChunk(ship: bigint, epoch: number, offset: number, data: Uint8Array): void {
     const direct = this.#whereOf(this.#manifestShip(ship)).direct;
     this.#write(() => {
@@ -269,7 +271,7 @@ export class SnapshotStage {
     });
   }
 
-  /** Drops the staged offer and everything staged for it (durably). */
+  /** Drops the staged offer and everything staged for it. */
   clear(): void {
     const offer = this.staged();
     this.#write(() => {
