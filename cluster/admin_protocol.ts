@@ -27,6 +27,7 @@
  *                    when none is committed yet, waits up to waitMs for one (long poll)
  *         9 image    payload: ship:16 epoch:u64 offset:u64
  *                    answer: the image chunk stored at offset (empty: none)
+ *        10 cert     payload: JSON {action: "rotate"}  answer: JSON CertRotated (the node asked)
  * status  0 ok, 1 error (payload: UTF-8 sentence), 2 not leader (payload: JSON {message, leaderAddress})
  * ```
  * Admin payloads are JSON (rare, small); the write and read paths are binary.
@@ -35,6 +36,7 @@
  */
 
 import type { ConfState } from "../core/mod.ts";
+import type { Role } from "./certs.ts";
 import { ByteReader, ByteWriter } from "./codec.ts";
 import type { ImageInfo } from "./images.ts";
 import { shipKey, shipOfKey } from "./ships.ts";
@@ -50,10 +52,45 @@ export const Op = {
   events: 7,
   log: 8,
   image: 9,
+  cert: 10,
 } as const;
 
 /** The name of a request kind. */
 export type OpName = keyof typeof Op;
+
+/**
+ * What a client certificate's role may ask (docs/security.md, "Roles"):
+ * `admin` everything; `monitor` only what reads (status, the logs, ship
+ * lists and checks); `runtime` and `join` nothing here (a runtime speaks on
+ * the node's Unix socket, and joining needs the cluster token).
+ */
+export const ROLE_MAY: Readonly<
+  Record<Role, {
+    readonly ops: readonly OpName[];
+    readonly ship: readonly string[];
+    readonly member: readonly string[];
+  }>
+> = {
+  admin: { ops: Object.keys(Op) as OpName[], ship: ["*"], member: ["*"] },
+  monitor: {
+    ops: ["status", "read", "log", "image", "ship"],
+    ship: ["list", "verify"],
+    member: [],
+  },
+  runtime: { ops: [], ship: [], member: [] },
+  join: { ops: [], ship: [], member: [] },
+};
+
+/** Why `role` may not ask `op` (with its ship or member `action`), or undefined when it may. */
+export function roleRefusal(role: Role, op: OpName, action?: string): string | undefined {
+  const may = ROLE_MAY[role];
+  const sub = op === "ship" ? may.ship : op === "member" ? may.member : undefined;
+  const allowed = may.ops.includes(op) &&
+    (sub === undefined || sub.includes("*") || (action !== undefined && sub.includes(action)));
+  if (allowed) return undefined;
+  const what = action === undefined ? op : `${op} ${action}`;
+  return `A ${role} credential may not ask '${what}'; use an admin credential (seguro token new --role admin)`;
+}
 
 /** Response kinds. */
 export const Status = { ok: 0, error: 1, notLeader: 2 } as const;
@@ -169,6 +206,12 @@ export interface NodeStatus {
   store: { fsyncs: number; transactions: number; entriesWritten: number; bytesWritten: number };
   /** Active alarms of side jobs (a standby pier, the exec supervisor) that failed. */
   alarms: string[];
+  /**
+   * When this node's TLS certificate and the cluster CA expire (ISO 8601),
+   * and the node certificate's serial; null in plaintext (absent from
+   * nodes older than TLS).
+   */
+  certificates?: { node: { serial: string; notAfter: string }; caNotAfter: string } | null;
 }
 
 // ------------------------------------------------------------ ships
@@ -451,6 +494,18 @@ export interface AdminOps {
   log: { request: LogRequest; response: EventView[] };
   /** A chunk of a ship's epoch snapshot (empty: none stored there). */
   image: { request: ImageRequest; response: Uint8Array };
+  /** Replaces the TLS certificate of the node asked (`seguro cert rotate`). */
+  cert: { request: { action: "rotate" }; response: CertRotated };
+}
+
+/** What `cert rotate` answers: the node's new certificate. */
+export interface CertRotated {
+  /** The node that rotated. */
+  nodeId: number;
+  /** The new certificate's serial. */
+  serial: string;
+  /** When it expires (ISO 8601). */
+  notAfter: string;
 }
 
 /** The request of op `K`. */
@@ -512,6 +567,7 @@ export const ADMIN_CODECS: AdminCodecs = {
     decodeResponse: decodeIndex,
   },
   join: jsonCodec<JoinRequest, JoinAnswer>(),
+  cert: jsonCodec<{ action: "rotate" }, CertRotated>(),
   member: jsonCodec<MemberRequest, MemberResponse>(),
   read: {
     encodeRequest: (r) => encodeReadRequest(r.from, r.count, r.waitMs),

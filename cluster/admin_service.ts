@@ -27,6 +27,7 @@ import {
   type RequestOf,
   REQUESTS_IN_FLIGHT_MAX,
   type ResponseOf,
+  roleRefusal,
   type ShipAction,
   type ShipActions,
   type ShipJson,
@@ -36,6 +37,7 @@ import {
   Status,
 } from "./admin_protocol.ts";
 import { ByteReader, ByteWriter, WireError } from "./codec.ts";
+import type { Role } from "./certs.ts";
 import type { NodeDriver } from "./driver.ts";
 import { entryTypeCode } from "./entry_type.ts";
 import { FrameConn, FrameType } from "./frame.ts";
@@ -81,6 +83,8 @@ export interface AdminServiceConfig {
   checkJob?: JobCheck;
   /** Log sink. */
   log(line: string): void;
+  /** Replaces this node's TLS certificate (`cert rotate`); absent in plaintext. */
+  rotateCertificate?: () => Promise<{ serial: string; notAfter: Date }>;
 }
 
 /** A handler for every op, typed by the protocol's table. */
@@ -144,6 +148,23 @@ export class AdminService {
     const { driver, membership } = config;
     this.#ops = {
       status: () => Promise.resolve(config.status()),
+      cert: async ({ action }) => {
+        if (action !== "rotate") {
+          throw new ApiError(Status.error, `Unknown cert action '${action}'`);
+        }
+        if (config.rotateCertificate === undefined) {
+          throw new ApiError(
+            Status.error,
+            "This cluster runs with --insecure-plaintext: it has no certificates to rotate",
+          );
+        }
+        const fresh = await config.rotateCertificate();
+        const nodeId = driver.raft.id;
+        config.log(
+          `node ${nodeId}: new TLS certificate ${fresh.serial}, valid until ${fresh.notAfter.toISOString()}; new connections use it`,
+        );
+        return { nodeId, serial: fresh.serial, notAfter: fresh.notAfter.toISOString() };
+      },
       propose: (data) => driver.propose(data),
       join: async ({ address }) => ({
         nodeId: await membership.addLearner(String(address)),
@@ -224,13 +245,13 @@ export class AdminService {
     };
   }
 
-  /** Serves one authenticated client connection until it closes. */
-  serve(fc: FrameConn): Promise<void> {
-    return serveClient(fc, (op, payload) => this.handle(op, payload), this.#cfg.log);
+  /** Serves one authenticated client connection, whose certificate has `role`, until it closes. */
+  serve(fc: FrameConn, role: Role): Promise<void> {
+    return serveClient(fc, (op, payload) => this.handle(op, payload, role), this.#cfg.log);
   }
 
-  /** Answers one request: its payload in, the answer's payload out (or an ApiError). */
-  handle(op: number, payload: Uint8Array): Promise<Uint8Array> {
+  /** Answers one request of a client with `role`: its payload in, the answer's out (or an ApiError). */
+  handle(op: number, payload: Uint8Array, role: Role): Promise<Uint8Array> {
     const name = OP_NAMES.get(op);
     if (name === undefined) {
       return Promise.reject(
@@ -239,6 +260,10 @@ export class AdminService {
           `Unknown request kind ${op}; is this seguro older than the client?`,
         ),
       );
+    }
+    if (role !== "admin") {
+      const refusal = roleRefusal(role, name, actionOf(name, payload));
+      if (refusal !== undefined) return Promise.reject(new ApiError(Status.error, refusal));
     }
     return this.#dispatch(name, payload);
   }
@@ -495,4 +520,15 @@ export async function serveClient(
 function respond(fc: FrameConn, id: number, status: number, payload: Uint8Array): void {
   const body = new ByteWriter(5 + payload.length).u32(id).u8(status).raw(payload).finish();
   fc.send(FrameType.response, body);
+}
+
+/** The action of a ship or member request, for the role check (undefined when unreadable). */
+function actionOf(op: OpName, payload: Uint8Array): string | undefined {
+  if (op !== "ship" && op !== "member") return undefined;
+  try {
+    const action = (ADMIN_CODECS[op].decodeRequest(payload) as { action?: unknown }).action;
+    return typeof action === "string" ? action : undefined;
+  } catch {
+    return undefined;
+  }
 }

@@ -16,14 +16,16 @@
  */
 
 import { ByteReader, ByteWriter } from "./codec.ts";
-import { FrameConn, FrameType } from "./frame.ts";
-import { handshake, HandshakeError, WrongClusterError } from "./handshake.ts";
+import { type FrameConn, FrameType } from "./frame.ts";
+import { openConn } from "./connect.ts";
+import { ForeignCertificateError, HandshakeError, WrongClusterError } from "./handshake_error.ts";
 import { parseAddress } from "./address.ts";
-import type { ClusterCredentials } from "./token.ts";
+import { clientSecurity, type ClusterCredentials } from "./token.ts";
 import { type Command, encodeCommand } from "./machine.ts";
 import {
   ADMIN_CODECS,
   ApiError,
+  type CertRotated,
   type ChopPlan,
   type EventView,
   type JoinAnswer,
@@ -272,21 +274,27 @@ export class ClusterClient {
     } finally {
       clearTimeout(timer);
     }
-    const fc = new FrameConn(conn);
+    let fc: FrameConn;
     try {
-      await handshake(fc, "initiator", {
+      ({ fc } = await openConn(conn, "initiator", {
         kind: "client",
         clusterId: credentials.clusterId,
         nodeId: 0,
         address: "",
-      }, credentials.secret);
+      }, await clientSecurity(credentials)));
     } catch (e) {
-      fc.close();
       if (e instanceof WrongClusterError) {
         throw new ClientError(
           `${address} belongs to cluster ${e.remote.slice(0, 8)}..., not the token's cluster ${
             e.local.slice(0, 8)
           }...; check the address, or use that cluster's token`,
+        );
+      }
+      if (e instanceof ForeignCertificateError) {
+        throw new ClientError(
+          `${address} is not a node of the token's cluster ${
+            credentials.clusterId.slice(0, 8)
+          }... (its certificate is another CA's); check the address, or use that cluster's token`,
         );
       }
       // A node that stops while the client connects closes the connection mid-handshake.
@@ -362,6 +370,11 @@ export class ClusterClient {
   /** Asks the leader to add a node that will listen at `address` as a learner. */
   join(address: string): Promise<JoinAnswer> {
     return this.call("join", { address });
+  }
+
+  /** Has the node connected to replace its TLS certificate; resolves with the new one. */
+  rotateCertificate(): Promise<CertRotated> {
+    return this.call("cert", { action: "rotate" });
   }
 
   /**

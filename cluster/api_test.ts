@@ -13,19 +13,19 @@ import {
 } from "./admin_protocol.ts";
 import { serveClient } from "./admin_service.ts";
 import { ClientError, ClusterClient, withLeader } from "./api.ts";
-import { FrameConn, FrameType } from "./frame.ts";
-import { handshake } from "./handshake.ts";
+import { type FrameConn, FrameType } from "./frame.ts";
+import { openConn } from "./connect.ts";
 import { sha256 } from "./images.ts";
 import { encodeCommand } from "./machine.ts";
 import { ClusterNode } from "./node.ts";
 import { shipKey } from "./ships.ts";
 import { Store } from "./store.ts";
-import type { ClusterCredentials } from "./token.ts";
+import type { ClusterToken } from "./token.ts";
+import { nodeSecurity, testToken } from "../tests/security.ts";
 
-const CREDENTIALS: ClusterCredentials = {
-  clusterId: "c0ffee00".repeat(4),
-  secret: new Uint8Array(32).fill(4),
-};
+const CREDENTIALS: ClusterToken = await testToken("c0ffee00".repeat(4));
+/** The identity fake nodes present: node 1's. */
+const FAKE_NODE_SECURITY = nodeSecurity(CREDENTIALS, 1);
 /** Fast ticks: a cluster elects its leader within 100 to 200 ms. */
 const TICK_MS = 10;
 /** A job the injected check calls broken (cluster/ knows no nouns). */
@@ -50,6 +50,7 @@ async function startCluster(learners = 0, logTailEntries?: number): Promise<Runn
   const ids = Array.from({ length: 1 + learners }, (_, i) => i + 1);
   const listeners = ids.map(() => Deno.listen({ hostname: "127.0.0.1", port: 0 }));
   const addresses = listeners.map((l) => `127.0.0.1:${l.addr.port}`);
+  const securities = await Promise.all(ids.map((id) => nodeSecurity(CREDENTIALS, id)));
   const nodes = ids.map((id, i) =>
     new ClusterNode({
       store: Store.create(`${root}/node${id}`, {
@@ -59,6 +60,7 @@ async function startCluster(learners = 0, logTailEntries?: number): Promise<Runn
         addresses: new Map(ids.map((id, i) => [id, addresses[i]])),
       }),
       listener: listeners[i],
+      security: securities[i],
       advertise: addresses[i],
       log: () => {},
       tickMs: TICK_MS,
@@ -296,13 +298,12 @@ Deno.test("typed requests are the bytes older clients sent (mixed versions still
     [Op.events]: json({ appended: 0, skipped: 0 }),
   };
   const served = (async () => {
-    const fc = new FrameConn(await listener.accept());
-    await handshake(fc, "acceptor", {
+    const { fc } = await openConn(await listener.accept(), "acceptor", {
       kind: "peer",
       clusterId: CREDENTIALS.clusterId,
       nodeId: 1,
       address,
-    }, CREDENTIALS.secret);
+    }, await FAKE_NODE_SECURITY);
     await serveClient(fc, (op, payload) => {
       seen.push({ op, payload });
       return Promise.resolve(answers[op] ?? json({}));
@@ -381,15 +382,15 @@ function fakeNode(
   const address = `127.0.0.1:${listener.addr.port}`;
   const conns: FrameConn[] = [];
   (async () => {
+    const security = await FAKE_NODE_SECURITY;
     for await (const conn of listener) {
-      const fc = new FrameConn(conn);
-      conns.push(fc);
-      handshake(fc, "acceptor", { kind: "peer", clusterId, nodeId: 1, address }, CREDENTIALS.secret)
-        .then(async () => {
+      openConn(conn, "acceptor", { kind: "peer", clusterId, nodeId: 1, address }, security)
+        .then(async ({ fc }) => {
+          conns.push(fc);
           for (let f = await fc.read(); f !== null; f = await fc.read()) {
             answer(fc, new DataView(f.body.buffer, f.body.byteOffset).getUint32(0), f.body[4]);
           }
-        }).catch(() => fc.close());
+        }).catch(() => {});
     }
   })();
   return {

@@ -5,7 +5,10 @@
  * SANs (`seguro:node:<id>`, `seguro:role:<role>`); subjects say nothing
  * about the cluster, so a stranger shown one learns nothing.
  *
- * The first step of P11's TLS: the transport does not use these yet.
+ * The transport (cluster/tls.ts) checks a peer's certificate here itself,
+ * and each side proves it holds its certificate's key by signing the TLS
+ * session's Finished messages ({@linkcode signBinding}): what a peer may do
+ * never rests on the TLS library's handling of client certificates alone.
  * @module
  */
 
@@ -15,6 +18,8 @@ x509.cryptoProvider.set(crypto);
 
 const ALGORITHM = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" } as const;
 const DAY_MS = 86_400_000;
+/** Certificates start this long before they are issued: another machine's clock may be behind. */
+export const CLOCK_SKEW_MS = 5 * 60_000;
 /** A CA lives this long; node and client certificates much less. */
 export const CA_VALID_DAYS = 3650;
 /** Default life of a node certificate (renewed before it ends). */
@@ -61,7 +66,7 @@ export async function createClusterCa(now: Date): Promise<CertifiedKey> {
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: randomSerial(),
     name: "CN=seguro cluster CA",
-    notBefore: now,
+    notBefore: new Date(now.getTime() - CLOCK_SKEW_MS),
     notAfter: new Date(now.getTime() + CA_VALID_DAYS * DAY_MS),
     keys,
     signingAlgorithm: ALGORITHM,
@@ -93,7 +98,7 @@ export async function issueCertificate(
     serialNumber: randomSerial(),
     subject: holder.kind === "node" ? "CN=seguro node" : "CN=seguro client",
     issuer: caCert.subject,
-    notBefore: now,
+    notBefore: new Date(now.getTime() - CLOCK_SKEW_MS),
     notAfter: new Date(Math.min(now.getTime() + validDays * DAY_MS, caCert.notAfter.getTime())),
     signingKey: caKey,
     publicKey: keys.publicKey,
@@ -136,16 +141,28 @@ export function describeCertificate(certPem: string): CertificateInfo {
 }
 
 /**
- * Why `certPem` is not a valid certificate of the cluster whose CA is
- * `caPem` at `now` (one line, with the fix), or undefined when it is.
+ * Why `cert` (PEM or DER) is not a valid certificate of the cluster whose
+ * CA is `caPem` at `now` (one line, with the fix), or undefined when it is.
  */
 export async function certificateProblem(
-  certPem: string,
+  cert: string | Uint8Array,
   caPem: string,
   now: Date,
 ): Promise<string | undefined> {
-  const cert = new x509.X509Certificate(certPem);
-  const ca = new x509.X509Certificate(caPem);
+  let parsed: x509.X509Certificate;
+  try {
+    parsed = new x509.X509Certificate(typeof cert === "string" ? cert : cert.slice());
+  } catch (e) {
+    return `the certificate is malformed: ${(e as Error).message}`;
+  }
+  return await problemOf(parsed, new x509.X509Certificate(caPem), now);
+}
+
+async function problemOf(
+  cert: x509.X509Certificate,
+  ca: x509.X509Certificate,
+  now: Date,
+): Promise<string | undefined> {
   const signed = cert.issuer === ca.subject &&
     await cert.verify({ publicKey: ca.publicKey, signatureOnly: true }).catch(() => false);
   if (!signed) {
@@ -158,6 +175,98 @@ export async function certificateProblem(
     return `the certificate expired on ${cert.notAfter.toISOString()}; issue a new one`;
   }
   return undefined;
+}
+
+/** A peer's certificate, checked: who holds it, and its public key for {@linkcode verifyBinding}. */
+export interface CheckedPeer extends CertificateInfo {
+  /** The certificate's public key. */
+  readonly publicKey: CryptoKey;
+}
+
+/**
+ * Checks a certificate a peer presented (DER) against the cluster CA at
+ * `now`; throws {@linkcode CertError} with the one-line reason when it is
+ * not the cluster's, not valid now, or names no holder.
+ */
+export async function checkPeerCertificate(
+  der: Uint8Array,
+  caPem: string,
+  now: Date,
+): Promise<CheckedPeer> {
+  let cert: x509.X509Certificate;
+  try {
+    cert = new x509.X509Certificate(der.slice());
+  } catch (e) {
+    throw new CertError(`the certificate is malformed: ${(e as Error).message}`);
+  }
+  const problem = await problemOf(cert, caCertificate(caPem), now);
+  if (problem !== undefined) throw new CertError(problem);
+  const info = describeCertificate(cert.toString("pem"));
+  if (info.holder === undefined) {
+    throw new CertError("the certificate names no Seguro node or role; issue one with seguro");
+  }
+  const publicKey = await cert.publicKey.export(ALGORITHM, ["verify"]);
+  return { ...info, publicKey };
+}
+
+/** CAs and keys parsed once per process (a node has one of each, plus one per rotation). */
+const CACHED_MAX = 16;
+const caCache = new Map<string, x509.X509Certificate>();
+
+function caCertificate(caPem: string): x509.X509Certificate {
+  let ca = caCache.get(caPem);
+  if (ca === undefined) {
+    if (caCache.size >= CACHED_MAX) caCache.clear();
+    ca = new x509.X509Certificate(caPem);
+    caCache.set(caPem, ca);
+  }
+  return ca;
+}
+
+const SIGN = { name: "ECDSA", hash: "SHA-256" } as const;
+const signingKeys = new Map<string, Promise<CryptoKey>>();
+
+/** Signs `data` with the private key `keyPem` (a session binding: cluster/handshake.ts). */
+export async function signBinding(keyPem: string, data: Uint8Array): Promise<Uint8Array> {
+  let key = signingKeys.get(keyPem);
+  if (key === undefined) {
+    if (signingKeys.size >= CACHED_MAX) signingKeys.clear();
+    key = importKey(keyPem);
+    signingKeys.set(keyPem, key);
+  }
+  return new Uint8Array(await crypto.subtle.sign(SIGN, await key, data as BufferSource));
+}
+
+/** True when `signature` is the holder of `peer`'s certificate signing `data`. */
+export async function verifyBinding(
+  peer: CheckedPeer,
+  data: Uint8Array,
+  signature: Uint8Array,
+): Promise<boolean> {
+  return await crypto.subtle.verify(
+    SIGN,
+    peer.publicKey,
+    signature as BufferSource,
+    data as BufferSource,
+  ).catch(() => false);
+}
+
+/** True when `keyPem` is the private key of the certificate `certPem`. */
+export async function keyMatchesCertificate(certPem: string, keyPem: string): Promise<boolean> {
+  const probe = new TextEncoder().encode("seguro key check");
+  const publicKey = await new x509.X509Certificate(certPem).publicKey.export(ALGORITHM, ["verify"]);
+  const signature = await signBinding(keyPem, probe);
+  return await crypto.subtle.verify(SIGN, publicKey, signature as BufferSource, probe);
+}
+
+/** The DER bytes of a PEM certificate or key. */
+export function derOf(pem: string): Uint8Array {
+  return new Uint8Array(x509.PemConverter.decodeFirst(pem));
+}
+
+/** A PEM certificate (`label` "CERTIFICATE") or key ("PRIVATE KEY") from DER bytes. */
+export function pemOf(der: Uint8Array, label: "CERTIFICATE" | "PRIVATE KEY"): string {
+  return x509.PemConverter.encode(der.slice().buffer, label);
 }
 
 function holderUri(h: Holder): string {
@@ -190,6 +299,6 @@ async function importKey(pem: string): Promise<CryptoKey> {
     const der = x509.PemConverter.decodeFirst(pem);
     return await crypto.subtle.importKey("pkcs8", der, ALGORITHM, false, ["sign"]);
   } catch (e) {
-    throw new CertError(`The CA key is malformed: ${(e as Error).message}`);
+    throw new CertError(`The private key is malformed: ${(e as Error).message}`);
   }
 }

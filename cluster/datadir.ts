@@ -3,14 +3,16 @@
  * commands read while the node runs and holds the database lock:
  *
  * - `node.json` (mode 0600): cluster id, node id, listen and advertise addresses;
- * - `token` (mode 0600): the join token, i.e. the cluster secret.
+ * - `token` (mode 0600): the cluster token, i.e. the cluster CA (cluster/token.ts);
+ * - `node-cert.pem`, `node-key.pem` (0600): the node's TLS identity
+ *   (cluster/node_identity.ts).
  * @module
  */
 
 import { join } from "node:path";
 import { PRIVATE_FILE_MODE } from "./private_files.ts";
 import { decodeToken, encodeToken } from "./token.ts";
-import type { ClusterCredentials } from "./token.ts";
+import type { ClusterToken } from "./token.ts";
 
 /** Where a data dir is when none is given: $SEGURO_DATA_DIR, else ~/.seguro. */
 export function defaultDataDir(): string {
@@ -33,12 +35,13 @@ export interface NodeFile {
 }
 
 /** Writes node.json and the token file (both 0600), each tmp -> fsync -> rename. */
-export function writeNodeFiles(dir: string, node: NodeFile, credentials: ClusterCredentials): void {
+export function writeNodeFiles(dir: string, node: NodeFile, credentials: ClusterToken): void {
   writeDurably(join(dir, "node.json"), JSON.stringify(node, null, 2) + "\n", PRIVATE_FILE_MODE);
   writeDurably(join(dir, "token"), encodeToken(credentials) + "\n", PRIVATE_FILE_MODE);
 }
 
-function writeDurably(path: string, text: string, mode: number): void {
+/** Writes `text` to `path` with `mode`: tmp -> fsync -> rename, so a crash leaves the old file or the new. */
+export function writeDurably(path: string, text: string, mode: number): void {
   const tmp = `${path}.tmp`;
   const file = Deno.openSync(tmp, { write: true, create: true, truncate: true, mode });
   try {
@@ -62,6 +65,10 @@ export function readNodeFile(dir: string): NodeFile | undefined {
 }
 
 /** Reads the token file of a data dir. */
-export function readTokenFile(dir: string): ClusterCredentials {
-  return decodeToken(Deno.readTextFileSync(join(dir, "token")));
+export function readTokenFile(dir: string): ClusterToken {
+  const credentials = decodeToken(Deno.readTextFileSync(join(dir, "token")));
+  if (!("secret" in credentials)) {
+    throw new RangeError(`${join(dir, "token")} holds a client credential, not the cluster token`);
+  }
+  return credentials;
 }

@@ -1,5 +1,6 @@
 /**
- * Length-prefixed frames over one TCP connection, with a bounded send queue.
+ * Length-prefixed frames over one byte stream (TLS, or plain TCP with
+ * `--insecure-plaintext`; cluster/byte_stream.ts), with a bounded send queue.
  *
  * ```
  * frame := length:u32 (big-endian; bytes after it, >= 1) type:u8 body
@@ -12,6 +13,7 @@
  */
 
 import { WireError } from "./codec.ts";
+import type { ByteStream } from "./byte_stream.ts";
 
 /** What a frame carries. */
 export const FrameType = {
@@ -61,10 +63,10 @@ export function encodeFrame(type: number, body: Uint8Array): Uint8Array {
   return out;
 }
 
-/** A TCP connection that reads and writes frames. */
+/** A connection that reads and writes frames. */
 export class FrameConn {
-  /** The underlying connection. */
-  readonly conn: Deno.TcpConn;
+  /** The underlying byte stream. */
+  readonly stream: ByteStream;
   /** Frames larger than this close the connection; raise it after authentication. */
   frameBytesMax = HANDSHAKE_FRAME_BYTES_MAX;
   /** Bytes queued for writing, bounded by `queueBytesMax`. */
@@ -79,11 +81,10 @@ export class FrameConn {
   #onClose: (() => void)[] = [];
   #drained: (() => void)[] = [];
 
-  /** Wraps a connection (and turns off Nagle's algorithm: it adds ~40 ms per reply). */
-  constructor(conn: Deno.TcpConn, queueBytesMax = SEND_QUEUE_BYTES_MAX) {
-    this.conn = conn;
+  /** Reads and writes frames on `stream`. */
+  constructor(stream: ByteStream, queueBytesMax = SEND_QUEUE_BYTES_MAX) {
+    this.stream = stream;
     this.#queueBytesMax = queueBytesMax;
-    conn.setNoDelay(true);
   }
 
   /** True once closed by either side. */
@@ -93,8 +94,7 @@ export class FrameConn {
 
   /** Remote address as host:port. */
   get remote(): string {
-    const a = this.conn.remoteAddr;
-    return `${a.hostname}:${a.port}`;
+    return this.stream.remote;
   }
 
   /** Calls `f` once when the connection closes. */
@@ -144,7 +144,7 @@ export class FrameConn {
         }
         this.#queue.splice(0, take);
         let written = 0;
-        while (written < chunk.length) written += await this.conn.write(chunk.subarray(written));
+        while (written < chunk.length) written += await this.stream.write(chunk.subarray(written));
         this.queuedBytes -= size;
       }
     } catch {
@@ -224,7 +224,7 @@ export class FrameConn {
   async #readMore(): Promise<number | null> {
     if (this.#end === this.#buf.length) this.#makeRoom(this.#buf.length * 2);
     try {
-      const n = await this.conn.read(this.#buf.subarray(this.#end));
+      const n = await this.stream.read(this.#buf.subarray(this.#end));
       if (n === null) return null;
       this.#end += n;
       return n;
@@ -247,11 +247,7 @@ export class FrameConn {
     this.#closed = true;
     this.#queue = [];
     this.queuedBytes = 0;
-    try {
-      this.conn.close();
-    } catch {
-      // already closed by the peer
-    }
+    this.stream.close();
     for (const f of this.#onClose.splice(0)) f();
     for (const f of this.#drained.splice(0)) f();
   }

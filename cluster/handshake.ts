@@ -1,7 +1,9 @@
 /**
- * The start of every connection: each side sends a hello (who it is), then
- * proves it holds the cluster secret with an HMAC over both hellos. Nothing
- * else is accepted until both proofs check.
+ * The start of every connection, after TLS: each side sends a hello (who it
+ * is) and proves it holds its certificate's key ({@linkcode secureHandshake}).
+ * With `--insecure-plaintext` there is no TLS, and each side proves instead
+ * that it holds the cluster secret with an HMAC over both hellos
+ * ({@linkcode handshake}). Nothing else is accepted until both proofs check.
  *
  * ```
  * hello := "SGRO" version:u16 kind:u8 (1 peer, 2 client) clusterId:16 bytes
@@ -18,9 +20,15 @@
 import { createHmac, timingSafeEqual } from "node:crypto";
 import { ByteReader, ByteWriter, WireError } from "./codec.ts";
 import { FRAME_BYTES_MAX, type FrameConn, FrameType } from "./frame.ts";
+import { HandshakeError, WrongClusterError } from "./handshake_error.ts";
+import { type Role, signBinding, verifyBinding } from "./certs.ts";
+import type { SecureChannel, TlsIdentity } from "./tls.ts";
 
-/** Version of the node-to-node and client protocol. */
-export const PROTOCOL_VERSION = 1;
+/**
+ * Version of the node-to-node and client protocol: 2 since TLS (a version-1
+ * node meets a TLS ClientHello and refuses it as a bad hello).
+ */
+export const PROTOCOL_VERSION = 2;
 const MAGIC = new TextEncoder().encode("SGRO");
 const ADDRESS_BYTES_MAX = 255;
 /** A handshake that has not finished in this time closes the connection. */
@@ -43,38 +51,13 @@ export interface Hello {
   address: string;
   /** 32 random bytes. */
   nonce: Uint8Array;
-}
-
-/** The handshake failed; the message is the reason, safe to log (no secrets). */
-export class HandshakeError extends Error {
-  /** True when the connection closed or went silent, rather than a side refusing the other. */
-  readonly lost: boolean;
-  /** Makes a HandshakeError with the reason. */
-  constructor(message: string, lost = false) {
-    super(message);
-    this.name = "HandshakeError";
-    this.lost = lost;
-  }
-}
-
-/** The other side belongs to another cluster (another token's, or another data dir's). */
-export class WrongClusterError extends HandshakeError {
-  /** The cluster this side belongs to (a client: its token's). */
-  readonly local: string;
-  /** The cluster the other side said it belongs to. */
-  readonly remote: string;
-
-  /** Makes the error; the message names both clusters from this side's point of view. */
-  constructor(local: string, remote: string) {
-    super(
-      `Wrong cluster: the other side belongs to cluster ${remote.slice(0, 8)}..., this side to ${
-        local.slice(0, 8)
-      }...`,
-    );
-    this.name = "WrongClusterError";
-    this.local = local;
-    this.remote = remote;
-  }
+  /**
+   * Set by the handshake, never sent: what a client may do (its
+   * certificate's role; "admin" for the cluster secret of plaintext mode).
+   */
+  role?: Role;
+  /** Set by the handshake on TLS: the serial of the other side's certificate. */
+  serial?: string;
 }
 
 /** 16 bytes of a cluster id from its 32 hex characters. */
@@ -150,6 +133,46 @@ export interface LocalHello {
   address: string;
 }
 
+function freshNonce(): Uint8Array {
+  return crypto.getRandomValues(new Uint8Array(32));
+}
+
+/** Reads the other side's hello: its bytes (for the proofs) and what it says. */
+async function readHello(fc: FrameConn): Promise<{ theirs: Uint8Array; hello: Hello }> {
+  try {
+    const theirs = await readFrame(fc, FrameType.hello, "hello");
+    return { theirs, hello: decodeHello(theirs) };
+  } catch (e) {
+    if (fc.closed) throw new HandshakeError(`No hello within ${HANDSHAKE_TIMEOUT_MS} ms`, true);
+    throw e instanceof WireError ? new HandshakeError(e.message) : e;
+  }
+}
+
+async function refuseWith(fc: FrameConn, reason: string): Promise<never> {
+  await fc.goodbye(reason);
+  throw new HandshakeError(reason);
+}
+
+/** Refuses (with a goodbye saying why) a hello of another version or another cluster. */
+async function checkHello(fc: FrameConn, hello: Hello, local: LocalHello): Promise<void> {
+  if (hello.version !== PROTOCOL_VERSION) {
+    await refuseWith(
+      fc,
+      `Protocol version ${hello.version} is not supported (this node speaks ${PROTOCOL_VERSION}); run the same seguro version on every node`,
+    );
+  }
+  if (hello.clusterId !== local.clusterId) {
+    // Told: on TLS its certificate is of this cluster's CA; in plaintext it proved nothing yet,
+    // but learns only a cluster id prefix it could read off the wire anyway.
+    await fc.goodbye(
+      `Wrong cluster: the sender of this goodbye belongs to cluster ${
+        local.clusterId.slice(0, 8)
+      }..., not ${hello.clusterId.slice(0, 8)}...`,
+    );
+    throw new WrongClusterError(local.clusterId, hello.clusterId);
+  }
+}
+
 async function readFrame(fc: FrameConn, type: number, what: string): Promise<Uint8Array> {
   const f = await fc.read();
   if (f === null) throw new HandshakeError(`The connection closed before the ${what}`, true);
@@ -161,8 +184,8 @@ async function readFrame(fc: FrameConn, type: number, what: string): Promise<Uin
 }
 
 /**
- * Runs the handshake on a fresh connection and returns the other side's
- * hello once both proofs check. On failure the connection is closed (after a
+ * Runs the plaintext handshake on a fresh connection and returns the other
+ * side's hello once both proofs check. On failure the connection is closed (after a
  * goodbye saying why, where that is safe) and HandshakeError is thrown.
  */
 export async function handshake(
@@ -173,38 +196,11 @@ export async function handshake(
 ): Promise<Hello> {
   const timer = setTimeout(() => fc.close(), HANDSHAKE_TIMEOUT_MS);
   try {
-    const mine = encodeHello({
-      version: PROTOCOL_VERSION,
-      ...local,
-      nonce: crypto.getRandomValues(new Uint8Array(32)),
-    });
+    const mine = encodeHello({ version: PROTOCOL_VERSION, ...local, nonce: freshNonce() });
     fc.send(FrameType.hello, mine);
-    let theirs: Uint8Array;
-    let hello: Hello;
-    try {
-      theirs = await readFrame(fc, FrameType.hello, "hello");
-      hello = decodeHello(theirs);
-    } catch (e) {
-      if (fc.closed) throw new HandshakeError(`No hello within ${HANDSHAKE_TIMEOUT_MS} ms`, true);
-      throw e instanceof WireError ? new HandshakeError(e.message) : e;
-    }
-    const refuse = async (reason: string): Promise<never> => {
-      await fc.goodbye(reason);
-      throw new HandshakeError(reason);
-    };
-    if (hello.version !== PROTOCOL_VERSION) {
-      await refuse(
-        `Protocol version ${hello.version} is not supported (this node speaks ${PROTOCOL_VERSION}); run the same seguro version on every node`,
-      );
-    }
-    if (hello.clusterId !== local.clusterId) {
-      await fc.goodbye(
-        `Wrong cluster: the sender of this goodbye belongs to cluster ${
-          local.clusterId.slice(0, 8)
-        }..., not ${hello.clusterId.slice(0, 8)}...`,
-      );
-      throw new WrongClusterError(local.clusterId, hello.clusterId);
-    }
+    const { theirs, hello } = await readHello(fc);
+    const refuse = (reason: string) => refuseWith(fc, reason);
+    await checkHello(fc, hello, local);
     if (side === "acceptor" && hello.kind === "peer" && hello.nodeId < 1) {
       await refuse("A peer must have a node id of at least 1");
     }
@@ -218,8 +214,79 @@ export async function handshake(
       await refuse("Authentication failed: the cluster secret does not match (check the token)");
     }
     fc.frameBytesMax = FRAME_BYTES_MAX;
-    return hello;
+    return { ...hello, role: hello.kind === "client" ? "admin" : undefined };
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * The hellos on a TLS connection (cluster/tls.ts), caller first: the
+ * initiator sends its hello and a signature, with its certificate's key,
+ * over the session binding and its hello; the acceptor checks the hello
+ * against the initiator's certificate and the signature, and only then
+ * sends its own (verify before proving). A signature covers the session's
+ * Finished messages, so it proves the key's holder is on THIS session, not
+ * relaying another. Returns the other side's hello, with the role of a
+ * client's certificate and the certificate's serial.
+ */
+export async function secureHandshake(
+  fc: FrameConn,
+  side: "initiator" | "acceptor",
+  local: LocalHello,
+  channel: SecureChannel,
+  me: TlsIdentity,
+): Promise<Hello> {
+  const timer = setTimeout(() => fc.close(), HANDSHAKE_TIMEOUT_MS);
+  try {
+    const mine = encodeHello({ version: PROTOCOL_VERSION, ...local, nonce: freshNonce() });
+    const prove = async (label: string, ...hellos: Uint8Array[]) => {
+      fc.send(FrameType.hello, mine);
+      fc.send(FrameType.auth, await signBinding(me.keyPem, transcript(label, channel, hellos)));
+    };
+    if (side === "initiator") await prove("seguro/2 initiator", mine);
+    const { theirs, hello } = await readHello(fc);
+    const signature = await readFrame(fc, FrameType.auth, "proof of the certificate's key");
+    const refuse = (reason: string) => refuseWith(fc, reason);
+    const holder = channel.peer.holder!;
+    await checkHello(fc, hello, local);
+    if (hello.kind === "peer") {
+      if (holder.kind !== "node" || holder.nodeId !== hello.nodeId) {
+        await refuse(
+          `A hello as node ${hello.nodeId} came with a certificate for ${describeHolder(holder)}`,
+        );
+      }
+    } else if (side === "initiator") {
+      await refuse("A client answered as if it were a node");
+    } else if (holder.kind !== "client") {
+      await refuse(`A client hello came with a certificate for ${describeHolder(holder)}`);
+    }
+    const [label, hellos] = side === "acceptor"
+      ? ["seguro/2 initiator", [theirs]]
+      : ["seguro/2 acceptor", [mine, theirs]];
+    if (!await verifyBinding(channel.peer, transcript(label, channel, hellos), signature)) {
+      await refuse("Authentication failed: the hello is not signed by the certificate's key");
+    }
+    if (side === "acceptor") await prove("seguro/2 acceptor", theirs, mine);
+    fc.frameBytesMax = FRAME_BYTES_MAX;
+    return {
+      ...hello,
+      role: holder.kind === "client" ? holder.role : undefined,
+      serial: channel.peer.serial,
+    };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function transcript(label: string, channel: SecureChannel, hellos: Uint8Array[]): Uint8Array {
+  const w = new ByteWriter(64 + channel.binding.length + hellos.reduce((n, h) => n + h.length, 0))
+    .bytes(new TextEncoder().encode(label))
+    .bytes(channel.binding);
+  for (const h of hellos) w.bytes(h);
+  return w.finish();
+}
+
+function describeHolder(holder: { kind: "node"; nodeId: number } | { kind: "client"; role: Role }) {
+  return holder.kind === "node" ? `node ${holder.nodeId}` : `a client (${holder.role})`;
 }

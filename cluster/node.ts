@@ -36,6 +36,7 @@ import type { ShipReader } from "./ships.ts";
 import type { ImageReader } from "./images.ts";
 import type { Store } from "./store.ts";
 import { Transport } from "./transport.ts";
+import type { Security } from "./connect.ts";
 import { VERSION } from "./version.ts";
 
 /** Default milliseconds per tick: heartbeats every tick, elections after 10 to 20 ticks. */
@@ -53,6 +54,8 @@ export interface NodeConfig {
   store: Store;
   /** A bound listener for peers and clients. */
   listener: Deno.TcpListener;
+  /** TLS with this node's certificate, or `--insecure-plaintext` with the cluster secret. */
+  security: Security;
   /** Where other nodes reach this one. */
   advertise: string;
   /** Log sink (one line per event). */
@@ -76,6 +79,10 @@ export interface NodeConfig {
   shipRuntime?: (ship: bigint) => ShipRuntimeJson | undefined;
   /** Active alarms of this node's side jobs (standby piers, exec), for `status`. */
   alarms?: () => string[];
+  /** This node's certificate and the CA's expiry, for `status` (null in plaintext). */
+  certificates?: () => NodeStatus["certificates"];
+  /** Replaces this node's TLS certificate (`seguro cert rotate`); absent in plaintext. */
+  rotateCertificate?: () => Promise<{ serial: string; notAfter: Date }>;
   /** Timings of the Ready loop (`seguro run --metrics`). */
   observer?: DriverObserver;
 }
@@ -138,11 +145,11 @@ export class ClusterNode {
     this.#transport = new Transport({
       clusterId: identity.clusterId,
       nodeId: identity.nodeId,
-      secret: this.#store.secret(),
+      security: config.security,
       listener: config.listener,
       advertise: config.advertise,
       onRaft: (m) => this.#step(m),
-      onClient: (fc) => this.#admin.serve(fc),
+      onClient: (fc, hello) => this.#admin.serve(fc, hello.role ?? "monitor"),
       log: config.log,
       isRemoved: (id) => machine.removed.has(id),
       onRemoved: (by) => this.#removedFromCluster(by),
@@ -166,6 +173,7 @@ export class ClusterNode {
       shipRuntime: config.shipRuntime,
       checkJob: config.checkJob,
       log: config.log,
+      rotateCertificate: config.rotateCertificate,
     });
     this.#stopped = new Promise((resolve) => this.#resolveStopped = resolve);
   }
@@ -317,6 +325,7 @@ export class ClusterNode {
       },
       store: this.#store.stats(),
       alarms: this.#cfg.alarms?.() ?? [],
+      certificates: this.#cfg.certificates?.() ?? null,
     };
   }
 

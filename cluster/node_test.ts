@@ -3,8 +3,10 @@ import { ClusterNode } from "./node.ts";
 import { Store } from "./store.ts";
 import { encodeCommand } from "./machine.ts";
 import { removalOf } from "./membership.ts";
+import { nodeSecurity, testToken } from "../tests/security.ts";
 
 const CLUSTER_ID = "5b1f0a3c".repeat(4);
+const TOKEN = await testToken(CLUSTER_ID);
 /** Fast ticks: a one-node cluster elects itself within 100 to 200 ms. */
 const TICK_MS = 10;
 
@@ -17,7 +19,7 @@ async function oneNode(
   const address = `127.0.0.1:${listener.addr.port}`;
   const store = Store.create(`${dir}/data`, {
     identity: { clusterId: CLUSTER_ID, nodeId: 1, groupId: 1 },
-    secret: new Uint8Array(32).fill(9),
+    secret: TOKEN.secret,
     conf: { voters: [1], learners: [] },
     settings: { listen: address, advertise: address },
   });
@@ -26,6 +28,7 @@ async function oneNode(
   const node = new ClusterNode({
     store,
     listener,
+    security: await nodeSecurity(TOKEN, 1),
     advertise: address,
     log: (line) => log.push(line),
     tickMs: TICK_MS,
@@ -135,7 +138,7 @@ Deno.test("removalOf: a node knows it was removed from its own log or from a pee
   try {
     const store = Store.create(`${dir}/data`, {
       identity: { clusterId: CLUSTER_ID, nodeId: 2, groupId: 1 },
-      secret: new Uint8Array(32).fill(9),
+      secret: TOKEN.secret,
       conf: { voters: [1, 2], learners: [] },
     });
     try {

@@ -1,6 +1,6 @@
 /**
  * TCP between nodes. One port per node takes both peers and admin clients;
- * every connection starts with the handshake (cluster/handshake.ts).
+ * every connection starts with TLS and the handshake (cluster/connect.ts).
  *
  * Each node dials each peer it must send to and uses that connection only
  * for its own messages; replies come back over the peer's own connection.
@@ -14,9 +14,11 @@
 
 import type { LogSink } from "./log_event.ts";
 import { WireError } from "./codec.ts";
-import { FrameConn, FrameType } from "./frame.ts";
+import { type FrameConn, FrameType } from "./frame.ts";
 import { Admission, type Handshaking, RateLimitedLog } from "./admission.ts";
-import { handshake, HandshakeError, type Hello } from "./handshake.ts";
+import type { Hello } from "./handshake.ts";
+import { HandshakeError } from "./handshake_error.ts";
+import { openConn, type Security } from "./connect.ts";
 import { decodeMessage, encodeMessage } from "./wire.ts";
 import type { PeerMessage } from "./snapshot_stream.ts";
 import { parseAddress } from "./address.ts";
@@ -38,8 +40,10 @@ export interface TransportConfig {
   clusterId: string;
   /** This node's id. */
   nodeId: number;
-  /** The cluster secret. */
-  secret: Uint8Array;
+  /** TLS with this node's certificate, or plaintext with the cluster secret. */
+  security: Security;
+  /** True for the serial of a revoked certificate: refused at the handshake. */
+  isRevoked?: (serial: string) => boolean;
   /** A bound listener; the transport accepts on it until closed. */
   listener: Deno.TcpListener;
   /** The address peers reach this node at (host:port). */
@@ -112,7 +116,9 @@ export class Transport {
   readonly #inboundPeers = new Map<FrameConn, number>();
   readonly #admission: Admission;
   /** Connections the admission closed to make room, until their handshake gives up. */
-  readonly #evicted = new WeakSet<FrameConn>();
+  readonly #evicted = new WeakSet<Deno.TcpConn>();
+  /** Accepted connections still in TLS or the handshake (closed with the transport). */
+  readonly #opening = new Set<Deno.TcpConn>();
   /** Evictions and failed handshakes: strangers decide how many, so the lines are bounded. */
   readonly #strangers: RateLimitedLog;
 
@@ -209,13 +215,19 @@ export class Transport {
     try {
       const { hostname, port } = parseAddress(address);
       const conn = await Deno.connect({ hostname, port });
-      fc = new FrameConn(conn, this.#cfg.peerQueueBytesMax ?? PEER_QUEUE_BYTES_MAX);
-      const hello = await handshake(fc, "initiator", {
-        kind: "peer",
-        clusterId: this.#cfg.clusterId,
-        nodeId: this.#cfg.nodeId,
-        address: this.#cfg.advertise,
-      }, this.#cfg.secret);
+      const opened = await openConn(
+        conn,
+        "initiator",
+        this.#local(),
+        this.#cfg.security,
+        this.#cfg.peerQueueBytesMax ?? PEER_QUEUE_BYTES_MAX,
+      );
+      fc = opened.fc;
+      const hello = opened.hello;
+      if (hello.serial !== undefined && this.#cfg.isRevoked?.(hello.serial)) {
+        await fc.goodbye(`The certificate ${hello.serial} was revoked`);
+        throw new HandshakeError(`${address} presented revoked certificate ${hello.serial}`);
+      }
       if (hello.nodeId !== link.id) {
         await fc.goodbye(`This address belongs to node ${link.id}, not ${hello.nodeId}`);
         throw new HandshakeError(`${address} answered as node ${hello.nodeId}, not ${link.id}`);
@@ -283,12 +295,11 @@ export class Transport {
         this.#strangers.line(`accept failed: ${reason(e)}`);
         continue;
       }
-      const fc = new FrameConn(conn);
       const admitted = {
         address: conn.remoteAddr.hostname,
         close: () => {
-          this.#evicted.add(fc); // logged once, as evicted, not again as a failed handshake
-          fc.close();
+          this.#evicted.add(conn); // logged once, as evicted, not again as a failed handshake
+          closeQuietly(conn);
         },
       };
       for (const old of this.#admission.admit(admitted)) {
@@ -297,33 +308,48 @@ export class Transport {
           { event: "connection_evicted", from: old.address },
         );
       }
-      this.#serve(fc, admitted);
+      this.#serve(conn, admitted);
     }
   }
 
-  async #serve(fc: FrameConn, admitted: Handshaking): Promise<void> {
-    this.#inbound.add(fc);
-    fc.onClose(() => this.#inbound.delete(fc));
-    const from = fc.remote;
+  #local() {
+    return {
+      kind: "peer",
+      clusterId: this.#cfg.clusterId,
+      nodeId: this.#cfg.nodeId,
+      address: this.#cfg.advertise,
+    } as const;
+  }
+
+  async #serve(conn: Deno.TcpConn, admitted: Handshaking): Promise<void> {
+    this.#opening.add(conn);
+    const from = `${conn.remoteAddr.hostname}:${conn.remoteAddr.port}`;
+    let fc: FrameConn;
     let hello: Hello;
     try {
-      hello = await handshake(fc, "acceptor", {
-        kind: "peer",
-        clusterId: this.#cfg.clusterId,
-        nodeId: this.#cfg.nodeId,
-        address: this.#cfg.advertise,
-      }, this.#cfg.secret);
+      ({ fc, hello } = await openConn(conn, "acceptor", this.#local(), this.#cfg.security));
+      if (hello.serial !== undefined && this.#cfg.isRevoked?.(hello.serial)) {
+        await fc.goodbye(`The certificate ${hello.serial} was revoked`);
+        throw new HandshakeError(`refused revoked certificate ${hello.serial}`);
+      }
     } catch (e) {
-      if (!this.#evicted.delete(fc)) {
+      if (!this.#evicted.delete(conn)) {
         this.#strangers.line(`closed connection from ${from}: ${reason(e)}`, {
           event: "connection_closed",
           from,
         });
       }
-      fc.close();
+      closeQuietly(conn);
       return;
     } finally {
+      this.#opening.delete(conn);
       this.#admission.done(admitted);
+    }
+    this.#inbound.add(fc);
+    fc.onClose(() => this.#inbound.delete(fc));
+    if (this.#closed) {
+      fc.close();
+      return;
     }
     if (hello.kind === "client") {
       this.#cfg.onClient(fc, hello);
@@ -412,7 +438,16 @@ export class Transport {
     ]);
     clearTimeout(timer);
     for (const fc of this.#inbound) fc.close();
+    for (const conn of this.#opening) closeQuietly(conn);
     await this.#accepting;
+  }
+}
+
+function closeQuietly(conn: Deno.TcpConn): void {
+  try {
+    conn.close();
+  } catch {
+    // already closed
   }
 }
 

@@ -3,11 +3,13 @@ import type { Message } from "../core/mod.ts";
 import type { PeerMessage } from "./snapshot_stream.ts";
 import { Transport } from "./transport.ts";
 import { encodeFrame, FrameConn, FrameType } from "./frame.ts";
-import { handshake } from "./handshake.ts";
+import { tcpStream } from "./byte_stream.ts";
+import { openConn, type Security } from "./connect.ts";
 import { HANDSHAKING_PER_ADDRESS_MAX, LOG_LINES_PER_WINDOW } from "./admission.ts";
+import { clientSecurityOf, nodeSecurity, testToken } from "../tests/security.ts";
 
 const CLUSTER = "0123456789abcdef0123456789abcdef";
-const SECRET = new Uint8Array(32).fill(1);
+const TOKEN = await testToken(CLUSTER);
 
 /** An async inbox: tests await an item instead of sleeping. */
 class Inbox<T> {
@@ -41,16 +43,16 @@ interface TestNode {
   logs: Inbox<string>;
 }
 
-function startNode(
+async function startNode(
   nodeId: number,
   options: {
-    secret?: Uint8Array;
+    security?: Security;
     clusterId?: string;
     port?: number;
     isRemoved?: (id: number) => boolean;
     onRemoved?: (by: number) => void;
   } = {},
-): TestNode {
+): Promise<TestNode> {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: options.port ?? 0 });
   const port = listener.addr.port;
   const inbox = new Inbox<PeerMessage>();
@@ -58,7 +60,7 @@ function startNode(
   const transport = new Transport({
     clusterId: options.clusterId ?? CLUSTER,
     nodeId,
-    secret: options.secret ?? SECRET,
+    security: options.security ?? await nodeSecurity(TOKEN, nodeId),
     listener,
     advertise: `127.0.0.1:${port}`,
     onRaft: (m) => inbox.push(m),
@@ -89,9 +91,9 @@ async function deliver(from: TestNode, m: Message, to: TestNode): Promise<PeerMe
   return got;
 }
 
-Deno.test("two nodes exchange Raft messages over authenticated TCP", async () => {
-  const a = startNode(1);
-  const b = startNode(2);
+Deno.test("two nodes exchange Raft messages over TLS", async () => {
+  const a = await startNode(1);
+  const b = await startNode(2);
   a.transport.setPeers(new Map([[2, `127.0.0.1:${b.port}`]]));
   b.transport.setPeers(new Map([[1, `127.0.0.1:${a.port}`]]));
   try {
@@ -108,33 +110,58 @@ Deno.test("two nodes exchange Raft messages over authenticated TCP", async () =>
   }
 });
 
-Deno.test("a peer with the wrong secret or the wrong cluster is refused, with a logged reason", async () => {
-  const a = startNode(1);
-  const liar = startNode(3, { secret: new Uint8Array(32).fill(2) });
-  const stranger = startNode(4, { clusterId: "f".repeat(32) });
-  liar.transport.setPeers(new Map([[1, `127.0.0.1:${a.port}`]]));
-  stranger.transport.setPeers(new Map([[1, `127.0.0.1:${a.port}`]]));
+Deno.test("a peer of another CA, one with another node's certificate and one of another cluster id are refused, with a logged reason", async () => {
+  const a = await startNode(1);
+  const foreign = await startNode(3, { security: await nodeSecurity(await testToken(CLUSTER), 3) });
+  const impostor = await startNode(5, { security: await nodeSecurity(TOKEN, 6) });
+  const stranger = await startNode(4, { clusterId: "f".repeat(32) });
   try {
-    // Both dial node 1 as soon as they know its address; node 1 refuses both.
-    assert.match(await a.logs.find((l) => l.includes("secret")), /secret does not match/);
-    assert.match(await liar.logs.next(), /refused|secret/);
+    // Each dials node 1 as soon as it knows its address; node 1 refuses each.
+    foreign.transport.setPeers(new Map([[1, `127.0.0.1:${a.port}`]]));
+    // The dialler checks the node's certificate first, and hangs up: neither learns more.
+    assert.match(
+      await foreign.logs.next(),
+      /peer 1 at .*: TLS: the other side's certificate is not signed by this cluster's CA/,
+    );
+    assert.match(await a.logs.next(), /closed connection from 127\.0\.0\.1:\d+: /);
+    impostor.transport.setPeers(new Map([[1, `127.0.0.1:${a.port}`]]));
+    assert.match(
+      await a.logs.find((l) => l.includes("node 5")),
+      /A hello as node 5 came with a certificate for node 6/,
+    );
+    stranger.transport.setPeers(new Map([[1, `127.0.0.1:${a.port}`]]));
     assert.match(await a.logs.find((l) => l.includes("Wrong cluster")), /belongs to cluster/);
     assert.match(await stranger.logs.next(), /Wrong cluster/);
     assert.equal(a.inbox.size, 0);
   } finally {
-    await a.transport.close();
-    await liar.transport.close();
-    await stranger.transport.close();
+    for (const n of [a, foreign, impostor, stranger]) await n.transport.close();
+  }
+});
+
+Deno.test("plaintext (--insecure-plaintext): a peer with the wrong secret is refused", async () => {
+  const plain = await testToken(CLUSTER, { plaintext: true });
+  const a = await startNode(1, { security: await nodeSecurity(plain, 1) });
+  const b = await startNode(2, { security: await nodeSecurity(plain, 2) });
+  const liar = await startNode(3, {
+    security: await nodeSecurity(await testToken(CLUSTER, { plaintext: true }), 3),
+  });
+  try {
+    liar.transport.setPeers(new Map([[1, `127.0.0.1:${a.port}`]]));
+    assert.match(await a.logs.find((l) => l.includes("secret")), /secret does not match/);
+    b.transport.setPeers(new Map([[1, `127.0.0.1:${a.port}`]]));
+    assert.equal((await deliver(b, heartbeat(2, 1, 3), a)).from, 2);
+  } finally {
+    for (const n of [a, b, liar]) await n.transport.close();
   }
 });
 
 Deno.test("a removed node is told so when it connects, and when its removal comes later", async () => {
   const removed = new Set<number>([3]);
-  const a = startNode(1, { isRemoved: (id) => removed.has(id) });
+  const a = await startNode(1, { isRemoved: (id) => removed.has(id) });
   const toldThree = new Inbox<number>();
   const toldFour = new Inbox<number>();
-  const three = startNode(3, { onRemoved: (by) => toldThree.push(by) });
-  const four = startNode(4, { onRemoved: (by) => toldFour.push(by) });
+  const three = await startNode(3, { onRemoved: (by) => toldThree.push(by) });
+  const four = await startNode(4, { onRemoved: (by) => toldFour.push(by) });
   try {
     // Removed before it connects: told as soon as it connects.
     three.transport.setPeers(new Map([[1, `127.0.0.1:${a.port}`]]));
@@ -154,8 +181,8 @@ Deno.test("a removed node is told so when it connects, and when its removal come
 });
 
 Deno.test("random bytes, an oversized frame and an unauthenticated Raft frame close only their connection", async () => {
-  const a = startNode(1);
-  const b = startNode(2);
+  const a = await startNode(1);
+  const b = await startNode(2);
   b.transport.setPeers(new Map([[1, `127.0.0.1:${a.port}`]]));
   try {
     const attacks: Uint8Array[] = [
@@ -183,14 +210,14 @@ Deno.test("random bytes, an oversized frame and an unauthenticated Raft frame cl
 });
 
 Deno.test("a restarted peer is reconnected with backoff", async () => {
-  const a = startNode(1);
-  let b = startNode(2);
+  const a = await startNode(1);
+  let b = await startNode(2);
   const port = b.port;
   a.transport.setPeers(new Map([[2, `127.0.0.1:${port}`]]));
   try {
     await deliver(a, heartbeat(1, 2, 1), b);
     await b.transport.close();
-    b = startNode(2, { port });
+    b = await startNode(2, { port });
     const m = await deliver(a, heartbeat(1, 2, 2), b);
     assert.equal(m.type === "heartbeat" && m.commit, 2);
   } finally {
@@ -204,7 +231,7 @@ Deno.test("a connection's send queue is bounded: a peer that does not read canno
   const accepted = listener.accept();
   const conn = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
   const silent = await accepted; // never reads
-  const fc = new FrameConn(conn, 1024 * 1024);
+  const fc = new FrameConn(tcpStream(conn), 1024 * 1024);
   try {
     const chunk = new Uint8Array(64 * 1024);
     let refused = 0;
@@ -218,44 +245,43 @@ Deno.test("a connection's send queue is bounded: a peer that does not read canno
   }
 });
 
-Deno.test("a client connection authenticates with the cluster secret like a peer", async () => {
+Deno.test("a client connects with its credential, and the node sees the credential's role", async () => {
   const clients: string[] = [];
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const transport = new Transport({
     clusterId: CLUSTER,
     nodeId: 1,
-    secret: SECRET,
+    security: await nodeSecurity(TOKEN, 1),
     listener,
     advertise: "x:1",
     onRaft: () => {},
     onClient: (fc, hello) => {
-      clients.push(hello.kind);
+      clients.push(`${hello.kind} ${hello.role}`);
       fc.close();
     },
     log: () => {},
   });
   transport.start();
   try {
-    const fc = new FrameConn(
-      await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port }),
-    );
-    const hello = await handshake(
-      fc,
-      "initiator",
-      { kind: "client", clusterId: CLUSTER, nodeId: 0, address: "" },
-      SECRET,
-    );
-    assert.equal(hello.nodeId, 1);
-    assert.equal(await fc.read(), null); // onClient closed it
-    assert.deepEqual(clients, ["client"]);
+    for (const role of ["monitor", "admin"] as const) {
+      const { fc, hello } = await openConn(
+        await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port }),
+        "initiator",
+        { kind: "client", clusterId: CLUSTER, nodeId: 0, address: "" },
+        await clientSecurityOf(TOKEN, role),
+      );
+      assert.equal(hello.nodeId, 1);
+      assert.equal(await fc.read(), null); // onClient closed it
+    }
+    assert.deepEqual(clients, ["client monitor", "client admin"]);
   } finally {
     await transport.close();
   }
 });
 
 Deno.test("idle strangers cannot hold more than the per-address cap of handshakes: the oldest are closed, a peer still gets through", async () => {
-  const a = startNode(1);
-  const b = startNode(2);
+  const a = await startNode(1);
+  const b = await startNode(2);
   b.transport.setPeers(new Map([[1, `127.0.0.1:${a.port}`]]));
   const idle: Deno.TcpConn[] = [];
   try {
@@ -292,6 +318,159 @@ Deno.test("idle strangers cannot hold more than the per-address cap of handshake
         // closed above
       }
     }
+    await a.transport.close();
+    await b.transport.close();
+  }
+});
+
+/**
+ * A TCP proxy on the path to `target`: it forwards both ways and records
+ * every byte; `flipAfter` flips one byte of the dialler's stream once that
+ * many have passed (an on-path attacker altering a record).
+ */
+function pathProxy(target: number, options: { flipAfter?: number } = {}) {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const recorded: Uint8Array[] = [];
+  const conns: Deno.TcpConn[] = [];
+  let forwarded = 0;
+  let flipped = false;
+  const pump = async (from: Deno.TcpConn, to: Deno.TcpConn, dialler: boolean) => {
+    const buf = new Uint8Array(64 * 1024);
+    try {
+      while (true) {
+        const n = await from.read(buf);
+        if (n === null) break;
+        const chunk = buf.slice(0, n);
+        recorded.push(chunk.slice());
+        if (dialler && options.flipAfter !== undefined && !flipped) {
+          const at = options.flipAfter - forwarded;
+          if (at >= 0 && at < n) {
+            chunk[at] ^= 0x01;
+            flipped = true;
+          }
+        }
+        if (dialler) forwarded += n;
+        await to.write(chunk);
+      }
+    } catch {
+      // either side closed
+    } finally {
+      for (const c of [from, to]) {
+        try {
+          c.close();
+        } catch {
+          // already closed
+        }
+      }
+    }
+  };
+  const accepting = (async () => {
+    for await (const inbound of listener) {
+      const outbound = await Deno.connect({ hostname: "127.0.0.1", port: target });
+      conns.push(inbound, outbound);
+      pump(inbound, outbound, true);
+      pump(outbound, inbound, false);
+    }
+  })();
+  return {
+    address: `127.0.0.1:${listener.addr.port}`,
+    recorded: () => {
+      const all = new Uint8Array(recorded.reduce((n, c) => n + c.length, 0));
+      let at = 0;
+      for (const c of recorded) {
+        all.set(c, at);
+        at += c.length;
+      }
+      return all;
+    },
+    flipped: () => flipped,
+    close: async () => {
+      listener.close();
+      for (const c of conns) {
+        try {
+          c.close();
+        } catch {
+          // already closed
+        }
+      }
+      await accepting.catch(() => {});
+    },
+  };
+}
+
+function contains(haystack: Uint8Array, needle: Uint8Array): boolean {
+  outer: for (let i = 0; i + needle.length <= haystack.length; i++) {
+    for (let j = 0; j < needle.length; j++) if (haystack[i + j] !== needle[j]) continue outer;
+    return true;
+  }
+  return false;
+}
+
+function appendWith(from: number, to: number, data: Uint8Array): Message {
+  return {
+    type: "app",
+    groupId: 1,
+    from,
+    to,
+    term: 1,
+    index: 0,
+    logTerm: 0,
+    commit: 0,
+    entries: [{ index: 1, term: 1, type: "normal", data }],
+  };
+}
+
+Deno.test("a recorder on the path between two nodes never sees an entry's bytes", async () => {
+  const a = await startNode(1);
+  const b = await startNode(2);
+  const proxy = pathProxy(a.port);
+  b.transport.setPeers(new Map([[1, proxy.address]]));
+  try {
+    const secret = new TextEncoder().encode("an event a ship's keys are in ".repeat(4));
+    const got = await deliver(b, appendWith(2, 1, secret), a);
+    assert.ok(got.type === "app" && got.entries[0].data.length === secret.length);
+    const seen = proxy.recorded();
+    assert.ok(seen.length > secret.length, `the proxy carried ${seen.length} bytes`);
+    assert.equal(contains(seen, secret), false, "the entry crossed the path in the clear");
+    assert.equal(
+      contains(seen, secret.subarray(0, 16)),
+      false,
+      "a part of it crossed in the clear",
+    );
+  } finally {
+    await proxy.close();
+    await a.transport.close();
+    await b.transport.close();
+  }
+});
+
+Deno.test("a byte flipped on the path drops the connection: nothing altered is delivered, and the peers reconnect", async () => {
+  const a = await startNode(1);
+  const b = await startNode(2);
+  // Past the TLS handshake and the hellos (about 2 KiB from the dialler): inside a record of entries.
+  const proxy = pathProxy(a.port, { flipAfter: 6000 });
+  b.transport.setPeers(new Map([[1, proxy.address]]));
+  try {
+    const data = new Uint8Array(1000).fill(0x55);
+    // Enough entries to pass the flip; each arrives whole or not at all.
+    const received: PeerMessage[] = [];
+    let sent = 0;
+    while (!proxy.flipped() && sent < 100) {
+      received.push(await deliver(b, appendWith(2, 1, data), a));
+      sent++;
+    }
+    assert.ok(proxy.flipped(), "the proxy flipped a byte");
+    // Node 1's TLS refuses the record and alerts the dialler, which logs why and lets go.
+    assert.match(await b.logs.find((l) => l.includes("BadRecordMac")), /^peer 1: .*BadRecordMac/);
+    // The link comes back by itself (a redial), and what arrives is intact.
+    received.push(await deliver(b, appendWith(2, 1, data), a));
+    while (a.inbox.size > 0) received.push(await a.inbox.next());
+    for (const m of received) {
+      assert.ok(m.type === "app");
+      assert.deepEqual(m.entries[0].data, data, "an altered entry was delivered");
+    }
+  } finally {
+    await proxy.close();
     await a.transport.close();
     await b.transport.close();
   }

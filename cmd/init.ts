@@ -5,7 +5,7 @@
 
 import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
 
-import { encodeToken } from "../cluster/token.ts";
+import { encodeToken, newClusterSecret } from "../cluster/token.ts";
 
 import { CliError, UsageError } from "./lib/errors.ts";
 
@@ -69,6 +69,10 @@ export function initCommand(): CommandUnknownOpts {
     .option("--log-tail <entries>", LOG_TAIL_FLAG_HELP, logTailOption)
     .option("--metrics <host:port>", METRICS_FLAG_HELP, metricsOption)
     .option("--log-format <format>", LOG_FORMAT_FLAG_HELP, logFormatOption)
+    .option(
+      "--insecure-plaintext",
+      "no TLS: connections are authenticated but NOT encrypted (for benchmarks only)",
+    )
     .action(async (options) => {
       if (!options.start && options.metrics !== undefined) {
         throw new UsageError(
@@ -86,7 +90,7 @@ export function initCommand(): CommandUnknownOpts {
         "stop what uses it, or pass --listen HOST:PORT",
       );
       const clusterId = randomHex(16);
-      const secret = crypto.getRandomValues(new Uint8Array(32));
+      const secret = await newClusterSecret(options.insecurePlaintext === true);
       try {
         createNodeDir(dir, {
           credentials: { clusterId, secret },
@@ -101,6 +105,13 @@ export function initCommand(): CommandUnknownOpts {
       }
       const token = encodeToken({ clusterId, secret });
       print(`Created cluster ${clusterId} with node 1 at ${advertise} (data dir ${dir}).`);
+      if (options.insecurePlaintext) {
+        print(
+          colors.yellow(
+            "It runs WITHOUT TLS (--insecure-plaintext): anyone on the path reads every event.",
+          ),
+        );
+      }
       print("");
       print("To add a machine, run this on it (the token is a password: it is also in");
       print(`${dir}/token; SEGURO_TOKEN keeps it out of 'ps'):`);

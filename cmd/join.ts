@@ -96,6 +96,11 @@ export function joinCommand(): CommandUnknownOpts {
             "join needs the cluster token: set SEGURO_TOKEN or pass --token-file FILE",
           );
         }
+        if (!("secret" in credentials)) {
+          throw new UsageError(
+            "join needs the cluster token (sgt2., from the data dir's 'token' file), not a client credential: a node holds the cluster CA",
+          );
+        }
         const advertise = advertiseOf(options.listen, options.advertise);
         // Checked before the cluster is asked: a busy port must not leave a learner behind.
         const existed = assertFreshDataDir(dir);

@@ -20,6 +20,7 @@ import { statusCommand } from "./status.ts";
 import { memberCommand } from "./member.ts";
 import { doctorCommand } from "./doctor.ts";
 import { tokenCommand } from "./token.ts";
+import { certCommand } from "./cert.ts";
 import { shipCommand } from "./ship.ts";
 import { addPierCommands } from "./ship_pier.ts";
 import { logCommand } from "./log.ts";
@@ -56,6 +57,7 @@ export function buildCli(): Command {
   program.addCommand(logCommand());
   program.addCommand(benchCommand());
   program.addCommand(tokenCommand());
+  program.addCommand(certCommand());
   program.addCommand(nounCommand());
   program.addCommand(pillCommand());
   program.addCommand(execGuardCommand(), { hidden: true });

@@ -120,6 +120,11 @@ function bootstrapStatic(
       "--machines needs the cluster token on every machine: make one with 'seguro token new', then set SEGURO_TOKEN",
     );
   }
+  if (!("secret" in credentials)) {
+    throw new UsageError(
+      "--machines needs the cluster token (sgt2., from 'seguro token new'), not a client credential",
+    );
+  }
   const self = options.advertise ?? options.listen;
   const position = self === undefined ? -1 : machines.indexOf(self);
   if (position < 0) {

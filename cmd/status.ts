@@ -110,6 +110,19 @@ export function statusCommand(): CommandUnknownOpts {
         );
       }
       for (const a of status.alarms) note(`node ${a.node} ALARM ${a.alarm}`);
+      const soonest = status.certificates.toSorted((a, b) => a.notAfter.localeCompare(b.notAfter));
+      if (soonest.length > 0) {
+        const first = soonest[0];
+        const days = (iso: string) => Math.round((Date.parse(iso) - Date.now()) / 86_400_000);
+        const left = days(first.notAfter);
+        const text =
+          `certificates: node ${first.node}'s expires first, ${first.notAfter} (in ${left} days); the CA ${first.caNotAfter}`;
+        note(
+          left < 14
+            ? `${text}; RENEW: run 'seguro cert rotate' on node ${first.node} (or restart it)`
+            : text,
+        );
+      }
       for (const l of status.losses) {
         note(
           `RELEASED BUT LOST (found by node ${l.node}): ship ${l.ship} events ${l.firstEve}-${l.lastEve}; see 'seguro log audit'`,

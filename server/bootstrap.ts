@@ -9,13 +9,13 @@
 import { parseAddress } from "../cluster/address.ts";
 import { writeNodeFiles } from "../cluster/datadir.ts";
 import { Store, StoreError } from "../cluster/store.ts";
-import type { ClusterCredentials } from "../cluster/token.ts";
+import type { ClusterToken } from "../cluster/token.ts";
 import { NodeError, NodeUsageError } from "./errors.ts";
 
 /** What a new node's data dir records. */
 export interface NewNode {
-  /** The cluster and its secret. */
-  credentials: ClusterCredentials;
+  /** The cluster and its secret (the cluster token). */
+  credentials: ClusterToken;
   /** This node's id. */
   nodeId: number;
   /** Where it listens and where others reach it. */

@@ -248,6 +248,20 @@ export class NodeMetrics {
         for (const role of ROLES) this.set({ role }, role === now ? 1 : 0);
       },
     });
+    new Gauge({
+      name: "seguro_certificate_expiry_seconds",
+      help:
+        "Seconds until this node's TLS certificate (kind=node) or the cluster CA (kind=ca) expires; absent in plaintext",
+      labelNames: ["kind"] as const,
+      registers,
+      collect() {
+        const certificates = view()?.status.certificates;
+        if (certificates === undefined || certificates === null) return;
+        const left = (iso: string) => (Date.parse(iso) - Date.now()) / 1000;
+        this.set({ kind: "node" }, left(certificates.node.notAfter));
+        this.set({ kind: "ca" }, left(certificates.caNotAfter));
+      },
+    });
     const node = (metric: string, help: string, value: (s: NodeStatus) => number) =>
       new Gauge({
         name: metric,

@@ -10,6 +10,7 @@ import type { LogSink } from "../cluster/log_event.ts";
 import { join } from "node:path";
 import { readNodeFile } from "../cluster/datadir.ts";
 import { parseAddress } from "../cluster/address.ts";
+import { NodeSecurity } from "../cluster/node_identity.ts";
 import { ClusterNode, ELECTION_TICKS_DEFAULT, TICK_MS_DEFAULT } from "../cluster/node.ts";
 import type { ShipRuntimeJson } from "../cluster/admin_protocol.ts";
 import { removalOf } from "../cluster/membership.ts";
@@ -210,6 +211,14 @@ export async function runNode(
     store.close();
     throw new NodeError(refusal);
   }
+  let security: NodeSecurity;
+  try {
+    security = await NodeSecurity.load(dir, store.secret(), store.identity.nodeId);
+  } catch (e) {
+    closeEndpoints(overrides.endpoints);
+    store.close();
+    throw e instanceof RangeError ? new NodeError(e.message) : e;
+  }
   // Bound before anything starts: a busy port (peer or metrics) leaves nothing half-done.
   let endpoints: NodeEndpoints;
   try {
@@ -238,6 +247,7 @@ export async function runNode(
   const cluster: ClusterNode = new ClusterNode({
     store,
     listener,
+    security: security.security,
     advertise,
     electionTicks,
     logTailEntries: overrides.logTailEntries,
@@ -251,6 +261,8 @@ export async function runNode(
       supervisor?.applied();
     },
     alarms: () => alarms.list(),
+    certificates: () => security.expiry(),
+    rotateCertificate: security.certificate === undefined ? undefined : () => security.rotate(),
     observer: metrics?.observer,
     shipRuntime: (ship): ShipRuntimeJson | undefined => {
       const info = supervisor?.info(ship);

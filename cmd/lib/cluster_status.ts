@@ -83,6 +83,8 @@ export interface ClusterStatus {
   }[];
   /** Side-job alarms (standby piers, exec) of every reachable node. */
   alarms: { node: number; alarm: string }[];
+  /** When each reachable node's certificate expires (ISO 8601), and the CA; empty in plaintext. */
+  certificates: { node: number; serial: string; notAfter: string; caNotAfter: string }[];
 }
 
 /** The whole cluster seen from one member: its view, the leader's, and each member's own. */
@@ -148,8 +150,16 @@ export async function clusterStatus(
   const alarms = own.flatMap((s, i) =>
     s instanceof Error ? [] : (s.alarms ?? []).map((alarm) => ({ node: view.members[i].id, alarm }))
   );
+  const certificates = own.flatMap((s, i) =>
+    s instanceof Error || !s.certificates ? [] : [{
+      node: view.members[i].id,
+      ...s.certificates.node,
+      caNotAfter: s.certificates.caNotAfter,
+    }]
+  );
   return {
     alarms,
+    certificates,
     leaderId: leader?.nodeId ?? 0,
     term: view.term,
     clusterId: view.clusterId,

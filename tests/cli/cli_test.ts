@@ -180,7 +180,7 @@ Deno.test("init on a busy port creates nothing and prints no token; init then wo
     busy.close();
     const ok = await seguro(["init", "--data-dir", dir, "--listen", address, "--no-start"]);
     assert.equal(ok.code, 0, ok.stderr);
-    assert.match(ok.stdout, /SEGURO_TOKEN=sgt1\./);
+    assert.match(ok.stdout, /SEGURO_TOKEN=sgt2\./);
   } finally {
     try {
       busy.close();

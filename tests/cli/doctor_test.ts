@@ -85,6 +85,8 @@ Deno.test("doctor: a sound data dir passes, a running node's is refused, a corru
     assert.deepEqual(json.findings, []);
     assert.equal(json.bytes, Deno.statSync(`${dir}/seguro.db`).size);
     assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name).sort(), [
+      "node-cert.pem",
+      "node-key.pem",
       "node.json",
       "seguro.db",
       "token",

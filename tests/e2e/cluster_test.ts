@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { ClusterClient } from "../../cluster/api.ts";
 import { encodeRaw } from "../../cluster/machine.ts";
-import { decodeToken, encodeToken } from "../../cluster/token.ts";
+import { decodeToken, encodeToken, newClusterSecret } from "../../cluster/token.ts";
 import { clusterTest, freePort, NodeProcess, payloads, TestCluster } from "./harness.ts";
 
 /** Every committed entry a member holds, by index. */
@@ -115,10 +115,10 @@ clusterTest(
     assert.match(refused.lines.join("\n"), /fewer than the 2 a quorum needs; .*--force/);
     c.restart(2);
 
-    // A wrong secret: a clear one-line error and exit 1.
+    // A token of the same cluster id with another CA: a clear one-line error and exit 1.
     const wrong = encodeToken({
       clusterId: c.credentials.clusterId,
-      secret: new Uint8Array(32).fill(7),
+      secret: await newClusterSecret(false),
     });
     const stranger = new NodeProcess(
       [
@@ -132,7 +132,10 @@ clusterTest(
       { SEGURO_TOKEN: wrong },
     );
     assert.equal((await stranger.exited).code, 1);
-    assert.match(stranger.lines.join("\n"), /^error: .*secret does not match/m);
+    assert.match(
+      stranger.lines.join("\n"),
+      /^error: .* is not a node of the token's cluster .*\(its certificate is another CA's\)/m,
+    );
 
     // Random frames to the port: the node logs and keeps serving.
     const node1 = c.members.get(1)!;
@@ -175,7 +178,7 @@ Deno.test({
     try {
       const tokenRun = new NodeProcess(["token", "new"]);
       assert.equal((await tokenRun.exited).code, 0);
-      const token = tokenRun.lines.find((l) => l.startsWith("sgt1."))!;
+      const token = tokenRun.lines.find((l) => l.startsWith("sgt2."))!;
       const addresses = [0, 1, 2].map(() => `127.0.0.1:${freePort()}`);
       for (const [i, a] of addresses.entries()) {
         procs.push(

@@ -9,13 +9,10 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import fc from "fast-check";
-import {
-  encodeFrame,
-  FrameConn,
-  FrameType,
-  HANDSHAKE_FRAME_BYTES_MAX,
-} from "../../cluster/frame.ts";
-import { handshake } from "../../cluster/handshake.ts";
+import { encodeFrame, FrameType, HANDSHAKE_FRAME_BYTES_MAX } from "../../cluster/frame.ts";
+import { openConn } from "../../cluster/connect.ts";
+import { clientSecurity, type ClusterToken } from "../../cluster/token.ts";
+import { nodeSecurity } from "../security.ts";
 import { encodeFrameBytes } from "../../vere/newt.ts";
 import { clusterTest, payloads, type TestCluster, type TestMember } from "./harness.ts";
 
@@ -68,20 +65,20 @@ async function authenticatedFuzz(
   frames: [number, Uint8Array][],
 ): Promise<void> {
   const conn = await Deno.connect({ hostname: "127.0.0.1", port: portOf(m) });
-  const fconn = new FrameConn(conn);
+  const token = c.credentials as ClusterToken;
+  // Must succeed: the frames below are meant to arrive after authentication.
+  const { fc: fconn } = await openConn(conn, "initiator", {
+    kind,
+    clusterId: token.clusterId,
+    nodeId: kind === "peer" ? 77 : 0,
+    address: "",
+  }, kind === "peer" ? await nodeSecurity(token, 77) : await clientSecurity(token));
   try {
-    // Must succeed: the frames below are meant to arrive after authentication.
-    await handshake(fconn, "initiator", {
-      kind,
-      clusterId: c.credentials.clusterId,
-      nodeId: kind === "peer" ? 77 : 0,
-      address: "",
-    }, c.credentials.secret);
     for (const [type, body] of frames) {
       if (!fconn.send(type, body)) break;
     }
     await fconn.flush();
-    await conn.closeWrite().catch(() => {});
+    await fconn.stream.closeWrite().catch(() => {});
     // The node may answer, or close at a frame it refuses: both are what should survive.
     while (await fconn.read().catch(() => null) !== null) { /* until the node closes it */ }
   } finally {
