@@ -3,8 +3,11 @@
  * processes, SQLite with synchronous=FULL on every node), beside etcd 3.4 and
  * dqlite 1.11 run by ../shared/bench/anchors in the same run.
  *
- *     deno task bench:cluster [--n 5000] [--seconds 15] [--anchors] [--json]
+ *     deno task bench:cluster [--n 5000] [--seconds 15] [--anchors] [--no-plaintext] [--json]
  *
+ * Seguro runs twice: with TLS (`seguro3`), and with `--insecure-plaintext`
+ * (`seguro3-plain`), to show what TLS costs (skip the second with
+ * `--no-plaintext`).
  * Closed loop like the anchors' load.mjs: c clients (1, 16, 64), one
  * connection and one write in flight each, 1 KiB values, to the leader; a
  * write counts once it is committed (fsynced on a majority) and applied on
@@ -25,6 +28,7 @@ const { values } = parseArgs({
     n: { type: "string", default: "5000" },
     seconds: { type: "string", default: "15" },
     anchors: { type: "boolean", default: false },
+    "no-plaintext": { type: "boolean", default: false },
     json: { type: "boolean", default: false },
   },
 });
@@ -55,9 +59,10 @@ async function storeStats(c: TestCluster): Promise<Map<number, NodeStatus>> {
   return out;
 }
 
-async function seguro(): Promise<void> {
-  console.error("seguro: starting a 3-node cluster on loopback...");
-  const cluster = await TestCluster.init();
+async function seguro(plaintext: boolean): Promise<void> {
+  const system = plaintext ? "seguro3-plain" : "seguro3";
+  console.error(`${system}: starting a 3-node cluster on loopback...`);
+  const cluster = await TestCluster.init(plaintext ? ["--insecure-plaintext"] : []);
   try {
     await cluster.join();
     await cluster.join();
@@ -91,7 +96,7 @@ async function seguro(): Promise<void> {
       const fsyncs = (id: number) => after.get(id)!.store.fsyncs - before.get(id)!.store.fsyncs;
       const followers = [...cluster.members.keys()].filter((id) => id !== leader.id);
       const row: Row = {
-        system: "seguro3",
+        system,
         c,
         ops: latencies.length,
         ops_per_s: latencies.length / elapsed,
@@ -103,7 +108,7 @@ async function seguro(): Promise<void> {
       };
       rows.push(row);
       console.error(
-        `  seguro3 c=${c}: ${row.ops_per_s.toFixed(0)} writes/s, p50 ${
+        `  ${system} c=${c}: ${row.ops_per_s.toFixed(0)} writes/s, p50 ${
           row.p50_ms.toFixed(2)
         } ms, p99 ${row.p99_ms.toFixed(2)} ms, fsyncs/write leader ${
           row.fsyncs_per_write_leader!.toFixed(3)
@@ -115,7 +120,8 @@ async function seguro(): Promise<void> {
   }
 }
 
-await seguro();
+await seguro(false);
+if (!values["no-plaintext"]) await seguro(true);
 if (values.anchors) {
   for (const r of await runAnchors(N, SECONDS)) {
     rows.push({ ...r, fsyncs_per_write_leader: null, fsyncs_per_write_follower: null });
@@ -126,10 +132,12 @@ if (values.json) {
   console.log(JSON.stringify(rows, null, 2));
 } else {
   const f = (n: number | null, d = 1) => n === null ? "-" : n.toFixed(d);
-  console.log("system   c   writes/s    p50 ms    p99 ms  fsyncs/write (leader, follower)");
+  console.log(
+    "system          c   writes/s    p50 ms    p99 ms  fsyncs/write (leader, follower)",
+  );
   for (const r of rows.sort((a, b) => a.c - b.c || a.system.localeCompare(b.system))) {
     console.log(
-      `${r.system.padEnd(8)} ${String(r.c).padStart(2)} ${f(r.ops_per_s, 0).padStart(10)} ${
+      `${r.system.padEnd(14)} ${String(r.c).padStart(2)} ${f(r.ops_per_s, 0).padStart(10)} ${
         f(r.p50_ms, 2).padStart(9)
       } ${f(r.p99_ms, 2).padStart(9)}  ${f(r.fsyncs_per_write_leader, 3)}, ${
         f(r.fsyncs_per_write_follower, 3)

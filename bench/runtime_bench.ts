@@ -3,8 +3,11 @@
  * loopback, beside etcd 3.4 and dqlite 1.11 (../shared/bench/anchors) in the
  * same run.
  *
- *     deno task bench:runtime [--events 20000] [--anchors] [--json]
+ *     deno task bench:runtime [--events 20000] [--anchors] [--no-plaintext] [--json]
  *
+ * Seguro runs twice: with TLS (`seguro3`), and with `--insecure-plaintext`
+ * (`seguro3-plain`), to show what TLS costs (skip the second with
+ * `--no-plaintext`).
  * 1 KiB events; 1, 64 and 1024 planned-but-unreleased in flight; optimism K
  * = quorum, 0 and all. A release is the master's `%done`: the event is
  * durable on the master and K replicas. Reports events/s, p50/p99 release
@@ -24,6 +27,7 @@ const { values } = parseArgs({
   options: {
     events: { type: "string", default: "20000" },
     anchors: { type: "boolean", default: false },
+    "no-plaintext": { type: "boolean", default: false },
     json: { type: "boolean", default: false },
   },
 });
@@ -40,45 +44,51 @@ interface Row {
 }
 const rows: Row[] = [];
 
-const cluster = await TestCluster.init();
-try {
-  await cluster.join();
-  await cluster.join();
-  const leader = cluster.leader()!;
-  const client = await ClusterClient.connect(leader.address, cluster.credentials);
-  const status = async () => (await client.status()).store.fsyncs;
-  await client.ships.add(0n, { fake: true, life: 0 });
-  for (const [k, optimism] of [["quorum", -2], ["0", 0], ["all", 2]] as const) {
-    await client.ships.set(0n, optimism);
-    for (const inflight of [1, 64, 1024]) {
-      const events = inflight === 1 ? Math.min(EVENTS, 2000) : EVENTS;
-      const before = await status();
-      const r = await runRuntimeLoad(join(leader.dir, "runtime.sock"), 0n, {
-        events,
-        sizeBytes: 1024,
-        inflight,
-      });
-      const fsyncs = (await status()) - before;
-      rows.push({
-        system: "seguro3",
-        k,
-        inflight,
-        per_s: r.eventsPerSecond,
-        p50_ms: r.p50Ms,
-        p99_ms: r.p99Ms,
-        fsyncs_per_event: fsyncs / events,
-      });
-      console.error(
-        `seguro3 K=${k} inflight=${inflight}: ${r.eventsPerSecond.toFixed(0)}/s p50 ${
-          r.p50Ms.toFixed(2)
-        } p99 ${r.p99Ms.toFixed(2)} ms, ${(fsyncs / events).toFixed(3)} fsyncs/event`,
-      );
+async function seguro(plaintext: boolean): Promise<void> {
+  const system = plaintext ? "seguro3-plain" : "seguro3";
+  const cluster = await TestCluster.init(plaintext ? ["--insecure-plaintext"] : []);
+  try {
+    await cluster.join();
+    await cluster.join();
+    const leader = cluster.leader()!;
+    const client = await ClusterClient.connect(leader.address, cluster.credentials);
+    const status = async () => (await client.status()).store.fsyncs;
+    await client.ships.add(0n, { fake: true, life: 0 });
+    for (const [k, optimism] of [["quorum", -2], ["0", 0], ["all", 2]] as const) {
+      await client.ships.set(0n, optimism);
+      for (const inflight of [1, 64, 1024]) {
+        const events = inflight === 1 ? Math.min(EVENTS, 2000) : EVENTS;
+        const before = await status();
+        const r = await runRuntimeLoad(join(leader.dir, "runtime.sock"), 0n, {
+          events,
+          sizeBytes: 1024,
+          inflight,
+        });
+        const fsyncs = (await status()) - before;
+        rows.push({
+          system,
+          k,
+          inflight,
+          per_s: r.eventsPerSecond,
+          p50_ms: r.p50Ms,
+          p99_ms: r.p99Ms,
+          fsyncs_per_event: fsyncs / events,
+        });
+        console.error(
+          `${system} K=${k} inflight=${inflight}: ${r.eventsPerSecond.toFixed(0)}/s p50 ${
+            r.p50Ms.toFixed(2)
+          } p99 ${r.p99Ms.toFixed(2)} ms, ${(fsyncs / events).toFixed(3)} fsyncs/event`,
+        );
+      }
     }
+    client.close();
+  } finally {
+    await cluster.destroy();
   }
-  client.close();
-} finally {
-  await cluster.destroy();
 }
+
+await seguro(false);
+if (!values["no-plaintext"]) await seguro(true);
 
 if (values.anchors) {
   for (const a of await runAnchors(Math.min(EVENTS, 20000), 10)) {
@@ -97,10 +107,12 @@ if (values.anchors) {
 if (values.json) {
   console.log(JSON.stringify(rows, null, 2));
 } else {
-  console.log("system   K       in flight   per s    p50 ms    p99 ms  fsyncs/event (master)");
+  console.log(
+    "system         K       in flight   per s    p50 ms    p99 ms  fsyncs/event (master)",
+  );
   for (const r of rows) {
     console.log(
-      `${r.system.padEnd(8)} ${r.k.padEnd(7)} ${String(r.inflight).padStart(9)} ${
+      `${r.system.padEnd(14)} ${r.k.padEnd(7)} ${String(r.inflight).padStart(9)} ${
         r.per_s.toFixed(0).padStart(7)
       } ${r.p50_ms.toFixed(2).padStart(9)} ${r.p99_ms.toFixed(2).padStart(9)}  ${
         r.fsyncs_per_event === null ? "-" : r.fsyncs_per_event.toFixed(3)

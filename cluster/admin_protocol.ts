@@ -28,6 +28,7 @@
  *         9 image    payload: ship:16 epoch:u64 offset:u64
  *                    answer: the image chunk stored at offset (empty: none)
  *        10 cert     payload: JSON {action: "rotate"}  answer: JSON CertRotated (the node asked)
+ *                    or JSON {action: "revoke", serial}  answer: JSON {revoked} (leader only)
  * status  0 ok, 1 error (payload: UTF-8 sentence), 2 not leader (payload: JSON {message, leaderAddress})
  * ```
  * Admin payloads are JSON (rare, small); the write and read paths are binary.
@@ -494,9 +495,16 @@ export interface AdminOps {
   log: { request: LogRequest; response: EventView[] };
   /** A chunk of a ship's epoch snapshot (empty: none stored there). */
   image: { request: ImageRequest; response: Uint8Array };
-  /** Replaces the TLS certificate of the node asked (`seguro cert rotate`). */
-  cert: { request: { action: "rotate" }; response: CertRotated };
+  /**
+   * `rotate`: replaces the TLS certificate of the node asked (`seguro cert
+   * rotate`); `revoke`: every node refuses the certificate with `serial`
+   * once the revocation is applied (leader only; `seguro token revoke`).
+   */
+  cert: { request: CertRequest; response: CertRotated | { revoked: string } };
 }
+
+/** A `cert` request. */
+export type CertRequest = { action: "rotate" } | { action: "revoke"; serial: string };
 
 /** What `cert rotate` answers: the node's new certificate. */
 export interface CertRotated {
@@ -567,7 +575,7 @@ export const ADMIN_CODECS: AdminCodecs = {
     decodeResponse: decodeIndex,
   },
   join: jsonCodec<JoinRequest, JoinAnswer>(),
-  cert: jsonCodec<{ action: "rotate" }, CertRotated>(),
+  cert: jsonCodec<CertRequest, CertRotated | { revoked: string }>(),
   member: jsonCodec<MemberRequest, MemberResponse>(),
   read: {
     encodeRequest: (r) => encodeReadRequest(r.from, r.count, r.waitMs),

@@ -15,6 +15,7 @@ import { setImmediate } from "node:timers";
 import {
   ADMIN_CODECS,
   ApiError,
+  type CertRequest,
   type ChopPlan,
   type LogEntryView,
   type MemberAction,
@@ -42,7 +43,7 @@ import type { NodeDriver } from "./driver.ts";
 import { entryTypeCode } from "./entry_type.ts";
 import { FrameConn, FrameType } from "./frame.ts";
 import { checkImage, planChop } from "./chop.ts";
-import { decodeCommand, encodeCommand } from "./machine.ts";
+import { decodeCommand, encodeCommand, SERIAL } from "./machine.ts";
 import type { Membership } from "./membership.ts";
 import { optimismProblem } from "./release.ts";
 import { SHIP_MAX, type ShipInfo } from "./ships.ts";
@@ -148,23 +149,7 @@ export class AdminService {
     const { driver, membership } = config;
     this.#ops = {
       status: () => Promise.resolve(config.status()),
-      cert: async ({ action }) => {
-        if (action !== "rotate") {
-          throw new ApiError(Status.error, `Unknown cert action '${action}'`);
-        }
-        if (config.rotateCertificate === undefined) {
-          throw new ApiError(
-            Status.error,
-            "This cluster runs with --insecure-plaintext: it has no certificates to rotate",
-          );
-        }
-        const fresh = await config.rotateCertificate();
-        const nodeId = driver.raft.id;
-        config.log(
-          `node ${nodeId}: new TLS certificate ${fresh.serial}, valid until ${fresh.notAfter.toISOString()}; new connections use it`,
-        );
-        return { nodeId, serial: fresh.serial, notAfter: fresh.notAfter.toISOString() };
-      },
+      cert: (request) => this.#cert(request),
       propose: (data) => driver.propose(data),
       join: async ({ address }) => ({
         nodeId: await membership.addLearner(String(address)),
@@ -273,6 +258,38 @@ export class AdminService {
     const codec = ADMIN_CODECS[name] as OpCodec<RequestOf<K>, ResponseOf<K>>;
     const handler = this.#ops[name] as (request: RequestOf<K>) => Promise<ResponseOf<K>>;
     return codec.encodeResponse(await handler(codec.decodeRequest(payload)));
+  }
+
+  async #cert(request: CertRequest): Promise<ResponseOf<"cert">> {
+    const { driver, log, rotateCertificate } = this.#cfg;
+    if (request?.action === "revoke") {
+      const serial = String(request.serial ?? "").toLowerCase();
+      if (!SERIAL.test(serial)) {
+        throw new ApiError(
+          Status.error,
+          `'${request.serial}' is not a certificate serial; 'seguro token new' printed it (hex)`,
+        );
+      }
+      driver.requireLeader();
+      await driver.proposeCommand(encodeCommand({ kind: "revoke", serial }));
+      log(`revoked certificate ${serial}: every node refuses it from now on`);
+      return { revoked: serial };
+    }
+    if (request?.action !== "rotate") {
+      throw new ApiError(Status.error, `Unknown cert action '${(request as { action?: unknown })?.action}'`);
+    }
+    if (rotateCertificate === undefined) {
+      throw new ApiError(
+        Status.error,
+        "This cluster runs with --insecure-plaintext: it has no certificates to rotate",
+      );
+    }
+    const fresh = await rotateCertificate();
+    const nodeId = driver.raft.id;
+    log(
+      `node ${nodeId}: new TLS certificate ${fresh.serial}, valid until ${fresh.notAfter.toISOString()}; new connections use it`,
+    );
+    return { nodeId, serial: fresh.serial, notAfter: fresh.notAfter.toISOString() };
   }
 
   #ship(request: ShipRequest): Promise<ResponseOf<"ship">> {

@@ -373,8 +373,13 @@ export class ClusterClient {
   }
 
   /** Has the node connected to replace its TLS certificate; resolves with the new one. */
-  rotateCertificate(): Promise<CertRotated> {
-    return this.call("cert", { action: "rotate" });
+  async rotateCertificate(): Promise<CertRotated> {
+    return await this.call("cert", { action: "rotate" }) as CertRotated;
+  }
+
+  /** Revokes the certificate with `serial` (leader only); resolves once applied. */
+  async revokeCertificate(serial: string): Promise<string> {
+    return (await this.call("cert", { action: "revoke", serial }) as { revoked: string }).revoked;
   }
 
   /**

@@ -16,6 +16,7 @@
  * kind 9  imageChunk  ship:16 epoch:u64 offset:u64 sha256:32 data:bytes   (cluster/images.ts)
  * kind 10 imageDone   ship:16 epoch:u64 size:u64 sha256:32
  * kind 11 chop     ship:16 firstEve:u64     (drops the ship's events before firstEve)
+ * kind 12 revoke   serial:text              (a TLS certificate every node refuses from now on)
  * ship := 16 bytes, big-endian;  optimism -1 = the cluster default, -2 = a quorum
  * ```
  * Applying is deterministic and idempotent: an event already stored with the
@@ -52,6 +53,7 @@ export const CommandKind = {
   imageChunk: 9,
   imageDone: 10,
   chop: 11,
+  revoke: 12,
 } as const;
 
 /** One event in an `events` command. */
@@ -81,7 +83,8 @@ export type Command =
     data: Uint8Array;
   }
   | { kind: "imageDone"; ship: bigint; epoch: number; size: number; sha256: Uint8Array }
-  | { kind: "chop"; ship: bigint; firstEve: number };
+  | { kind: "chop"; ship: bigint; firstEve: number }
+  | { kind: "revoke"; serial: string };
 
 /** What applying one command did. */
 export type ApplyResult =
@@ -122,6 +125,8 @@ export function encodeCommand(c: Exclude<Command, { kind: "raw" }>): Uint8Array 
         .u64(c.size).raw(c.sha256).finish();
     case "chop":
       return new ByteWriter(25).u8(CommandKind.chop).raw(shipKey(c.ship)).u64(c.firstEve).finish();
+    case "revoke":
+      return new ByteWriter(48).u8(CommandKind.revoke).text(c.serial).finish();
     case "events": {
       const size = 29 + c.events.reduce((n, e) => n + 8 + e.job.length, 0);
       const w = new ByteWriter(size).u8(CommandKind.events).raw(shipKey(c.ship)).u64(c.firstEve)
@@ -198,6 +203,12 @@ export function decodeCommand(data: Uint8Array): Command {
     case CommandKind.chop:
       c = { kind: "chop", ship: shipOfKey(r.raw(16, "ship")), firstEve: r.u64("first event") };
       break;
+    case CommandKind.revoke: {
+      const serial = r.text("serial");
+      if (!SERIAL.test(serial)) throw new RangeError(`A revoke command has serial '${serial}'`);
+      c = { kind: "revoke", serial };
+      break;
+    }
     case CommandKind.shipRun: {
       const ship = shipOfKey(r.raw(16, "ship"));
       const run = r.u8("run");
@@ -212,6 +223,9 @@ export function decodeCommand(data: Uint8Array): Command {
   return c;
 }
 
+/** A certificate serial as `revoke` carries it: lowercase hex, as cluster/certs.ts prints them. */
+export const SERIAL: RegExp = /^[0-9a-f]{1,40}$/;
+
 /** Formats a ship for messages; kept here so cluster/ does not depend on vere/. */
 export type ShipName = (ship: bigint) => string;
 
@@ -223,6 +237,7 @@ export class Machine {
   readonly #run: Set<bigint>;
   readonly #addresses: Map<number, string>;
   readonly #removed: Set<number>;
+  readonly #revoked: Set<string>;
   readonly #name: ShipName;
   #defaultOptimism: number;
   /** Raw writes applied since this process started. */
@@ -239,6 +254,7 @@ export class Machine {
     this.#defaultOptimism = -1;
     this.#run = new Set();
     this.#removed = new Set();
+    this.#revoked = new Set();
     this.#addresses = new Map();
     this.reload();
   }
@@ -248,6 +264,7 @@ export class Machine {
     this.#defaultOptimism = this.#settings.defaultOptimism() ?? -1;
     refill(this.#run, this.#settings.runShips());
     refill(this.#removed, this.#settings.removed());
+    refill(this.#revoked, this.#settings.revoked());
     this.#addresses.clear();
     for (const [id, address] of this.#settings.addresses()) this.#addresses.set(id, address);
   }
@@ -289,6 +306,11 @@ export class Machine {
   /** Every member address known, by node id. */
   get addresses(): ReadonlyMap<number, string> {
     return this.#addresses;
+  }
+
+  /** Serials (lowercase hex) of the TLS certificates revoked by committed `revoke` commands. */
+  get revoked(): ReadonlySet<string> {
+    return this.#revoked;
   }
 
   /** Nodes removed from the cluster by committed membership changes (ids are never reused). */
@@ -364,6 +386,10 @@ export class Machine {
         return done;
       case "chop":
         return this.#chop(c.ship, c.firstEve);
+      case "revoke":
+        this.#settings.revoke(c.serial);
+        this.#revoked.add(c.serial);
+        return done;
     }
   }
 

@@ -117,6 +117,8 @@ export class ClusterNode {
   #removed = false;
   /** Removed nodes known at the last Ready: more means tell them. */
   #removedCount = 0;
+  /** Revoked certificates known at the last Ready: more means close their connections. */
+  #revokedCount = 0;
 
   /** Restores the node from its store. Call {@linkcode start} to run it. */
   constructor(config: NodeConfig) {
@@ -152,6 +154,7 @@ export class ClusterNode {
       onClient: (fc, hello) => this.#admin.serve(fc, hello.role ?? "monitor"),
       log: config.log,
       isRemoved: (id) => machine.removed.has(id),
+      isRevoked: (serial) => machine.revoked.has(serial),
       onRemoved: (by) => this.#removedFromCluster(by),
     });
     const waitFor = (ready: () => boolean, waitMs: number) => this.#waitFor(ready, waitMs);
@@ -374,6 +377,10 @@ export class ClusterNode {
     if (machine.removed.size !== this.#removedCount) {
       this.#removedCount = machine.removed.size;
       this.#transport.tellRemovedPeers();
+    }
+    if (machine.revoked.size !== this.#revokedCount) {
+      this.#revokedCount = machine.revoked.size;
+      this.#transport.dropRevoked();
     }
   }
 

@@ -117,6 +117,8 @@ export class Transport {
   readonly #admission: Admission;
   /** Connections the admission closed to make room, until their handshake gives up. */
   readonly #evicted = new WeakSet<Deno.TcpConn>();
+  /** The certificate serial of each authenticated connection, both ways (TLS only). */
+  readonly #serials = new Map<FrameConn, string>();
   /** Accepted connections still in TLS or the handshake (closed with the transport). */
   readonly #opening = new Set<Deno.TcpConn>();
   /** Evictions and failed handshakes: strangers decide how many, so the lines are bounded. */
@@ -237,6 +239,7 @@ export class Transport {
         return;
       }
       link.conn = fc;
+      this.#track(fc, hello.serial);
       link.backoffMs = 0;
       for (const bytes of link.waiting) if (!fc.send(FrameType.raft, bytes)) link.dropped++;
       link.waiting = [];
@@ -347,6 +350,7 @@ export class Transport {
     }
     this.#inbound.add(fc);
     fc.onClose(() => this.#inbound.delete(fc));
+    this.#track(fc, hello.serial);
     if (this.#closed) {
       fc.close();
       return;
@@ -407,6 +411,24 @@ export class Transport {
       if (this.#cfg.isRemoved?.(id)) this.#tellRemoved(fc, id);
     }
     this.#applyPeers();
+  }
+
+  #track(fc: FrameConn, serial: string | undefined): void {
+    if (serial === undefined) return;
+    this.#serials.set(fc, serial);
+    fc.onClose(() => this.#serials.delete(fc));
+  }
+
+  /**
+   * Call when more certificates are revoked (`isRevoked`): closes every
+   * connection, either way, made with a revoked certificate.
+   */
+  dropRevoked(): void {
+    for (const [fc, serial] of this.#serials) {
+      if (!this.#cfg.isRevoked?.(serial)) continue;
+      this.#cfg.log(`closed a connection made with certificate ${serial}, now revoked`);
+      fc.goodbye(`The certificate ${serial} was revoked`);
+    }
   }
 
   /** Tells a removed node so on its own connection, then closes it. */

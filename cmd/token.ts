@@ -1,7 +1,8 @@
 /**
  * `seguro token new`: a fresh cluster token (for `seguro run --machines`;
  * `seguro init` makes its own), or with `--role`, a client credential
- * issued with the cluster token (docs/security.md, "Roles").
+ * issued with the cluster token (docs/security.md, "Roles"); `seguro token
+ * revoke SERIAL`: a replicated revocation every node enforces.
  * @module
  */
 
@@ -14,7 +15,15 @@ import {
   newClusterSecret,
 } from "../cluster/token.ts";
 import { describeCertificate } from "../cluster/certs.ts";
-import { dataDirOf, tokenFromOptions } from "./lib/options.ts";
+import {
+  cliErrorOf,
+  dataDirOf,
+  targetFlags,
+  targetOf,
+  type TargetOptions,
+  tokenFromOptions,
+} from "./lib/options.ts";
+import { withLeader } from "../cluster/api.ts";
 import { CliError, UsageError } from "./lib/errors.ts";
 import { note, print } from "./lib/output.ts";
 
@@ -94,5 +103,23 @@ export function tokenCommand(): CommandUnknownOpts {
       );
       print(encodeToken(credential));
     });
+  targetFlags(
+    group.command("revoke").description(
+      "revoke a client credential by its serial ('token new' printed it): every node refuses it",
+    ).argument("<serial>", "the credential's serial (hex)"),
+  ).action(async (serial: string, options: TargetOptions) => {
+    const target = targetOf(options);
+    let revoked: string;
+    try {
+      revoked = await withLeader(
+        target.address,
+        target.credentials,
+        (c) => c.revokeCertificate(serial),
+      );
+    } catch (e) {
+      throw cliErrorOf(e);
+    }
+    print(`revoked ${revoked}: every node refuses it, and closes connections made with it`);
+  });
   return group;
 }

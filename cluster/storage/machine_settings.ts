@@ -10,6 +10,7 @@
  * | `member.ids`             | ids with a known address, comma-separated     |
  * | `member.address.<id>`    | where member `id` listens                     |
  * | `member.removed`         | ids whose removal was applied, comma-separated |
+ * | `member.revoked.<serial>` | `1`: the TLS certificate with this serial (hex) is revoked |
  * | `ship.optimism.default`  | the cluster's default optimism                |
  * | `ship.run.<decimal @p>`  | `1`: the master runs its `--exec` command for the ship |
  *
@@ -25,6 +26,7 @@ const ADDRESS_PREFIX = "member.address.";
 const REMOVED = "member.removed";
 const DEFAULT_OPTIMISM = "ship.optimism.default";
 const RUN_PREFIX = "ship.run.";
+const REVOKED_PREFIX = "member.revoked.";
 
 /** Key prefixes of the settings that moved from `setting` to `machine_setting` in version 4. */
 export const MACHINE_SETTING_PREFIXES: readonly string[] = ["member.", "ship."];
@@ -95,6 +97,16 @@ export class MachineSettings {
   setRun(ship: bigint, run: boolean): void {
     if (run) this.#table.set(RUN_PREFIX + ship, "1");
     else this.#table.delete(RUN_PREFIX + ship);
+  }
+
+  /** Serials (lowercase hex) of the certificates revoked. */
+  revoked(): string[] {
+    return this.#table.withPrefix(REVOKED_PREFIX).map((row) => row.key.slice(REVOKED_PREFIX.length));
+  }
+
+  /** Revokes the certificate with `serial` (write). */
+  revoke(serial: string): void {
+    this.#table.set(REVOKED_PREFIX + serial, "1");
   }
 
   #ids(key: string): number[] {
