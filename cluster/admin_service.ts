@@ -276,7 +276,10 @@ export class AdminService {
       return { revoked: serial };
     }
     if (request?.action !== "rotate") {
-      throw new ApiError(Status.error, `Unknown cert action '${(request as { action?: unknown })?.action}'`);
+      throw new ApiError(
+        Status.error,
+        `Unknown cert action '${(request as { action?: unknown })?.action}'`,
+      );
     }
     if (rotateCertificate === undefined) {
       throw new ApiError(

@@ -101,7 +101,9 @@ export class MachineSettings {
 
   /** Serials (lowercase hex) of the certificates revoked. */
   revoked(): string[] {
-    return this.#table.withPrefix(REVOKED_PREFIX).map((row) => row.key.slice(REVOKED_PREFIX.length));
+    return this.#table.withPrefix(REVOKED_PREFIX).map((row) =>
+      row.key.slice(REVOKED_PREFIX.length)
+    );
   }
 
   /** Revokes the certificate with `serial` (write). */
