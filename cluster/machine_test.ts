@@ -36,6 +36,25 @@ Deno.test("commands round-trip and unknown kinds are refused", () => {
   const raw = decodeCommand(encodeRaw(new Uint8Array([1, 2, 3])));
   assert.deepEqual(raw.kind === "raw" && [...raw.data], [1, 2, 3]);
   assert.throws(() => decodeCommand(new Uint8Array([99])), /Unknown command kind 99/);
+  const revoke = { kind: "revoke" as const, serial: "7c3838087f05985083e22f9d71bc2785" };
+  assert.deepEqual(decodeCommand(encodeCommand(revoke)), revoke);
+  assert.throws(
+    () => decodeCommand(encodeCommand({ kind: "revoke", serial: "7C38; DROP" })),
+    /A revoke command has serial/,
+  );
+});
+
+Deno.test("revocations are applied, idempotent, and survive a reopen", async () => {
+  await withStore((store) => {
+    const m = new Machine(store);
+    applyAll(store, m, [
+      encodeCommand({ kind: "revoke", serial: "0a" }),
+      encodeCommand({ kind: "revoke", serial: "0b" }),
+      encodeCommand({ kind: "revoke", serial: "0a" }),
+    ]);
+    assert.deepEqual([...m.revoked].sort(), ["0a", "0b"]);
+    assert.deepEqual([...new Machine(store).revoked].sort(), ["0a", "0b"], "kept in the store");
+  });
 });
 
 Deno.test("addresses are applied, idempotent, and survive a reopen", async () => {
