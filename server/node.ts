@@ -211,14 +211,6 @@ export async function runNode(
     store.close();
     throw new NodeError(refusal);
   }
-  let security: NodeSecurity;
-  try {
-    security = await NodeSecurity.load(dir, store.secret(), store.identity.nodeId);
-  } catch (e) {
-    closeEndpoints(overrides.endpoints);
-    store.close();
-    throw e instanceof RangeError ? new NodeError(e.message) : e;
-  }
   // Bound before anything starts: a busy port (peer or metrics) leaves nothing half-done.
   let endpoints: NodeEndpoints;
   try {
@@ -231,6 +223,15 @@ export async function runNode(
   } catch (e) {
     store.close();
     throw e;
+  }
+  // After the ports: a node that cannot start writes no certificate.
+  let security: NodeSecurity;
+  try {
+    security = await NodeSecurity.load(dir, store.secret(), store.identity.nodeId);
+  } catch (e) {
+    closeEndpoints(endpoints);
+    store.close();
+    throw e instanceof RangeError ? new NodeError(e.message) : e;
   }
   const { listener, metrics: metricsServer } = endpoints;
   const metrics = metricsServer === undefined ? undefined : new NodeMetrics(renderShip);
