@@ -22,8 +22,10 @@ import { type ClusterSecret, readClusterSecret } from "./token.ts";
 import type { TlsIdentity } from "./tls.ts";
 import type { Security } from "./connect.ts";
 
-/** A node renews its certificate at start when fewer days than this remain. */
+/** A node renews its certificate (at start, and while it runs) when fewer days than this remain. */
 export const RENEW_BEFORE_DAYS = 30;
+/** How often a running node looks at its certificate's expiry. */
+export const RENEW_CHECK_MS = 6 * 3600_000;
 const DAY_MS = 86_400_000;
 const CERT_FILE = "node-cert.pem";
 const KEY_FILE = "node-key.pem";
@@ -103,6 +105,7 @@ export class NodeSecurity {
   /** What the node's certificate says (parsed once per certificate, not per status). */
   #info: CertificateInfo | undefined;
   readonly #caInfo: CertificateInfo;
+  #renewal: ReturnType<typeof setInterval> | undefined;
 
   private constructor(dir: string, cluster: ClusterSecret, nodeId: number, identity?: TlsIdentity) {
     this.#dir = dir;
@@ -136,6 +139,48 @@ export class NodeSecurity {
       node: { serial: node.serial, notAfter: node.notAfter.toISOString() },
       caNotAfter: this.#caInfo.notAfter.toISOString(),
     };
+  }
+
+  /**
+   * Renews the certificate while the node runs, when fewer than
+   * {@linkcode RENEW_BEFORE_DAYS} days remain (checked every
+   * {@linkcode RENEW_CHECK_MS}); a node up for months never meets its own
+   * certificate's end. Stopped by {@linkcode close}.
+   */
+  renewWhileRunning(log: (line: string) => void): void {
+    if (this.#identity === undefined || this.#renewal !== undefined) return;
+    const timer = setInterval(async () => {
+      try {
+        const fresh = await this.renewIfDue(new Date());
+        if (fresh === undefined) return;
+        log(
+          `renewed this node's TLS certificate: ${fresh.serial}, valid until ${fresh.notAfter.toISOString()}`,
+        );
+      } catch (e) {
+        log(
+          `could not renew this node's TLS certificate: ${
+            (e as Error).message
+          }; run 'seguro cert rotate'`,
+        );
+      }
+    }, RENEW_CHECK_MS);
+    Deno.unrefTimer(timer);
+    this.#renewal = timer;
+  }
+
+  /** Rotates when fewer than {@linkcode RENEW_BEFORE_DAYS} days remain at `now`; the new certificate, or undefined. */
+  async renewIfDue(now: Date): Promise<CertificateInfo | undefined> {
+    if (this.#info === undefined) return undefined;
+    if (this.#info.notAfter.getTime() - now.getTime() > RENEW_BEFORE_DAYS * DAY_MS) {
+      return undefined;
+    }
+    return await this.rotate();
+  }
+
+  /** Stops the renewal. */
+  close(): void {
+    clearInterval(this.#renewal);
+    this.#renewal = undefined;
   }
 
   /** Issues the node a new key and certificate; throws in plaintext, which has none. */

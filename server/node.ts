@@ -321,6 +321,7 @@ export async function runNode(
   Deno.addSignalListener("SIGINT", stop);
   Deno.addSignalListener("SIGTERM", stop);
   cluster.start();
+  security.renewWhileRunning(log);
   runtime.start();
   supervisor?.start();
   if (supervisor !== undefined) {
@@ -340,6 +341,7 @@ export async function runNode(
   await supervisor?.close();
   runtime.close();
   standby?.close();
+  security.close();
   metrics?.close();
   await metricsServer?.close();
   Deno.removeSignalListener("SIGINT", stop);
