@@ -80,6 +80,18 @@ export interface NewtDecoderOptions {
   frameBytesMax?: number;
 }
 
+/** A body given as parts ({@linkcode NewtDecoder.nextParts}) as one array: a copy only when there are several. */
+export function joinParts(parts: readonly Uint8Array[]): Uint8Array {
+  if (parts.length === 1) return parts[0];
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
 /**
  * A streaming newt parser: {@linkcode NewtDecoder.push} the bytes as they
  * arrive, in chunks of any size (one byte at a time works), then call
@@ -150,6 +162,16 @@ export class NewtDecoder {
    * on broken framing, after which the decoder is unusable.
    */
   next(): Uint8Array | undefined {
+    const parts = this.nextParts();
+    return parts === undefined ? undefined : joinParts(parts);
+  }
+
+  /**
+   * Like {@linkcode next}, but the body comes as the pushed chunks' views
+   * that hold it, in order, never copied: a caller that copies a large body
+   * anyway (in slices) need not have it joined first.
+   */
+  nextParts(): Uint8Array[] | undefined {
     this.#checkUsable();
     if (this.#bodyBytes < 0) {
       if (this.#buffered === 0) return undefined;
@@ -177,7 +199,7 @@ export class NewtDecoder {
       this.#bodyBytes = bodyBytes;
     }
     if (this.#buffered < this.#bodyBytes) return undefined;
-    const body = this.#take(this.#bodyBytes);
+    const body = this.#takeParts(this.#bodyBytes);
     this.#bodyBytes = -1;
     return body;
   }
@@ -216,22 +238,13 @@ export class NewtDecoder {
   }
 
   /** Consumes `count` (>= 1, <= #buffered) bytes: a subarray if one chunk holds them, else one copy. */
-  #take(count: number): Uint8Array {
-    const first = this.#chunks[this.#chunkIndex];
-    const available = first.length - this.#chunkOffset;
-    if (available >= count) {
-      const out = first.subarray(this.#chunkOffset, this.#chunkOffset + count);
-      this.#chunkOffset += count;
-      this.#buffered -= count;
-      if (this.#chunkOffset === first.length) this.#dropChunk();
-      return out;
-    }
-    const out = new Uint8Array(count);
+  #takeParts(count: number): Uint8Array[] {
+    const out: Uint8Array[] = [];
     let filled = 0;
     while (filled < count) {
       const chunk = this.#chunks[this.#chunkIndex];
       const n = Math.min(chunk.length - this.#chunkOffset, count - filled);
-      out.set(chunk.subarray(this.#chunkOffset, this.#chunkOffset + n), filled);
+      out.push(chunk.subarray(this.#chunkOffset, this.#chunkOffset + n));
       filled += n;
       this.#chunkOffset += n;
       this.#buffered -= n;

@@ -138,20 +138,38 @@ export function bytesToAtom(bytes: Uint8Array): bigint {
 
 /** The minimal little-endian bytes of the atom held in `count` (> 0) bits of `bytes` from bit `from`. */
 function bitsToBytes(bytes: Uint8Array, from: number, count: number): Uint8Array {
-  const len = (count + 7) >>> 3;
+  const out = new Uint8Array((count + 7) >>> 3);
+  bitsToBytesInto(out, bytes, from, count, 0, out.length);
+  return out;
+}
+
+/**
+ * Bytes `i0` to `i1` (exclusive) of the atom in `count` bits of `bytes` from
+ * bit `from`, written into `out` (the atom's length in bytes): a long atom is
+ * copied a slice at a time, with the event loop free in between.
+ */
+function bitsToBytesInto(
+  out: Uint8Array,
+  bytes: Uint8Array,
+  from: number,
+  count: number,
+  i0: number,
+  i1: number,
+): void {
+  const len = out.length;
   const off = from & 7;
   const first = from >>> 3;
-  const out = new Uint8Array(len);
-  if (off === 0) out.set(bytes.subarray(first, first + len));
+  if (off === 0) out.set(bytes.subarray(first + i0, first + i1), i0);
   else {
     const back = 8 - off;
-    for (let i = 0; i < len; i++) {
+    for (let i = i0; i < i1; i++) {
       out[i] = ((bytes[first + i] >>> off) | (bytes[first + i + 1] << back)) & 0xff;
     }
   }
-  const topBits = count - (len - 1) * 8; // 1..8: the rest of the last byte is not the atom's
-  out[len - 1] &= (1 << topBits) - 1;
-  return out;
+  if (i1 === len) {
+    const topBits = count - (len - 1) * 8; // 1..8: the rest of the last byte is not the atom's
+    out[len - 1] &= (1 << topBits) - 1;
+  }
 }
 
 /** Reused text buffer of bitsToAtom: large atoms would otherwise each allocate one. */
@@ -504,9 +522,17 @@ class CueReader {
   /** Next bit to read. */
   pos = 0;
 
-  constructor(bytes: Uint8Array, end: number) {
-    this.buf = new Uint8Array(end + 8);
-    this.buf.set(bytes.subarray(0, end));
+  /** Reads `end` bytes of `bytes`: a copy with slack, or `bytes` itself when `slackGiven` (zeros after `end`). */
+  constructor(bytes: Uint8Array, end: number, slackGiven = false) {
+    if (slackGiven) {
+      if (bytes.length < end + 8) {
+        throw new Error(`A reader needs 8 bytes of slack after ${end}; it got ${bytes.length}`);
+      }
+      this.buf = bytes;
+    } else {
+      this.buf = new Uint8Array(end + 8);
+      this.buf.set(bytes.subarray(0, end));
+    }
     this.totalBits = end * 8;
   }
 
@@ -631,6 +657,11 @@ function lookupStart(
 
 /** A reader over a jammed noun, after the checks every input gets (size, not all zero). */
 function readerOf(bytes: Uint8Array): CueReader {
+  return new CueReader(bytes, jamEnd(bytes));
+}
+
+/** The length of a jammed noun without its zero padding, after the checks every input gets. */
+function jamEnd(bytes: Uint8Array): number {
   if (bytes.length > CUE_BYTES_MAX) {
     throw new NounError(
       `The input is ${bytes.length} bytes, above the ${CUE_BYTES_MAX}-byte limit for one noun`,
@@ -641,7 +672,7 @@ function readerOf(bytes: Uint8Array): CueReader {
   if (end === 0) {
     throw new NounError("The input is empty (or all zero), which is not a jammed noun");
   }
-  return new CueReader(bytes, end);
+  return end;
 }
 
 /**
@@ -728,7 +759,81 @@ export type TupleAtom = bigint | Uint8Array;
  * cell, more atoms than `atomsMax`), and on what {@linkcode cue} refuses.
  */
 export function cueAtomTuple(bytes: Uint8Array, atomsMax: number, bytesFrom: number): TupleAtom[] {
-  const r = readerOf(bytes);
+  return tupleOf(readerOf(bytes), atomsMax, bytesFrom, bitsToBytes);
+}
+
+/** A long atom of a sliced read: where its bits are, until they are copied. */
+interface BitSpan {
+  readonly out: Uint8Array;
+  readonly from: number;
+  readonly bits: number;
+}
+
+/**
+ * {@linkcode cueAtomTuple} for a large input given as `parts` (in order, as
+ * a stream delivered them), in slices of `sliceBytes` with `pause()` awaited
+ * between them (the caller's event loop then runs): joining the parts and
+ * copying each long atom out are the costs that grow with the input, and
+ * both are sliced; the parse between them reads a few hundred bits.
+ */
+export async function cueAtomTupleSliced(
+  parts: readonly Uint8Array[],
+  atomsMax: number,
+  bytesFrom: number,
+  options: { sliceBytes: number; pause: () => Promise<void> },
+): Promise<TupleAtom[]> {
+  const { sliceBytes, pause } = options;
+  if (!(sliceBytes >= 1)) throw new RangeError(`A slice is at least 1 byte (got ${sliceBytes})`);
+  const total = parts.reduce((n, p) => n + p.length, 0);
+  if (total > CUE_BYTES_MAX) {
+    throw new NounError(
+      `The input is ${total} bytes, above the ${CUE_BYTES_MAX}-byte limit for one noun`,
+    );
+  }
+  const buf = new Uint8Array(total + 8);
+  let at = 0;
+  let sincePause = 0;
+  for (const part of parts) {
+    for (let i = 0; i < part.length;) {
+      // Up to the next multiple of sliceBytes of the whole input: a pause at each.
+      const piece = part.subarray(i, i + sliceBytes - sincePause);
+      buf.set(piece, at);
+      at += piece.length;
+      i += piece.length;
+      sincePause += piece.length;
+      if (sincePause === sliceBytes) {
+        sincePause = 0;
+        await pause();
+      }
+    }
+  }
+  let end = total;
+  while (end > 0 && buf[end - 1] === 0) end--;
+  if (end === 0) {
+    throw new NounError("The input is empty (or all zero), which is not a jammed noun");
+  }
+  const spans: BitSpan[] = [];
+  // The zero padding after `end` is slack the reader may look into.
+  const atoms = tupleOf(new CueReader(buf, end, true), atomsMax, bytesFrom, (_b, from, bits) => {
+    const span = { out: new Uint8Array((bits + 7) >>> 3), from, bits };
+    spans.push(span);
+    return span.out;
+  });
+  for (const { out, from, bits } of spans) {
+    for (let i = 0; i < out.length; i += sliceBytes) {
+      bitsToBytesInto(out, buf, from, bits, i, Math.min(out.length, i + sliceBytes));
+      await pause();
+    }
+  }
+  return atoms;
+}
+
+function tupleOf(
+  r: CueReader,
+  atomsMax: number,
+  bytesFrom: number,
+  long: (buf: Uint8Array, from: number, bits: number) => Uint8Array,
+): TupleAtom[] {
   const end = r.totalBits >>> 3;
   const atomAt = new Map<number, TupleAtom>();
   const cellAt = new Set<number>();
@@ -744,7 +849,7 @@ export function cueAtomTuple(bytes: Uint8Array, atomsMax: number, bytesFrom: num
       let value: TupleAtom;
       if (bits === 0) value = 0n;
       else if ((bits + 7) >>> 3 > bytesFrom) {
-        value = bitsToBytes(r.buf, r.pos, bits);
+        value = long(r.buf, r.pos, bits);
         r.pos += bits;
       } else if (bits <= 53) value = BigInt(r.readNumber(bits));
       else {

@@ -11,6 +11,7 @@ import {
   cordText,
   cue,
   cueAtomTuple,
+  cueAtomTupleSliced,
   isCell,
   jam,
   list,
@@ -237,6 +238,59 @@ Deno.test("property: cueAtomTuple reads what cue reads for a tuple of atoms, lon
       },
     ),
     { numRuns: 2000 },
+  );
+});
+
+/** Cuts `bytes` into parts at the given cut points (as a stream delivers them). */
+function partsOf(bytes: Uint8Array, cuts: number[]): Uint8Array[] {
+  const at = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b);
+  const parts: Uint8Array[] = [];
+  let from = 0;
+  for (const c of [...at, bytes.length]) {
+    if (c > from) parts.push(bytes.subarray(from, c));
+    from = Math.max(from, c);
+  }
+  return parts;
+}
+
+Deno.test("property: cueAtomTupleSliced reads what cueAtomTuple reads, from any parts, in any slices, and pauses between slices", async () => {
+  const atom = fc.oneof(
+    fc.bigInt({ min: 0n, max: (1n << 70n) - 1n }),
+    fc.uint8Array({ minLength: 1, maxLength: 300, size: "max" }).map(bytesToAtom),
+  );
+  await fc.assert(
+    fc.asyncProperty(
+      fc.array(atom, { minLength: 1, maxLength: 6 }),
+      fc.integer({ min: 1, max: 12 }),
+      fc.array(fc.nat(), { maxLength: 5 }),
+      fc.integer({ min: 1, max: 64 }),
+      async (atoms, bytesFrom, cuts, sliceBytes) => {
+        const noun = atoms.length === 1 ? atoms[0] : tuple(...atoms);
+        const bytes = jam(noun);
+        let pauses = 0;
+        const sliced = await cueAtomTupleSliced(partsOf(bytes, cuts), 8, bytesFrom, {
+          sliceBytes,
+          pause: () => {
+            pauses++;
+            return Promise.resolve();
+          },
+        });
+        assert.deepEqual(sliced, cueAtomTuple(bytes, 8, bytesFrom));
+        assert.ok(
+          pauses >= Math.floor(bytes.length / sliceBytes),
+          `${pauses} pauses for ${bytes.length} bytes in slices of ${sliceBytes}`,
+        );
+      },
+    ),
+    { numRuns: 500 },
+  );
+  // Garbage is refused the same way.
+  await assert.rejects(
+    cueAtomTupleSliced([new Uint8Array([1]), new Uint8Array(0)], 8, 4, {
+      sliceBytes: 1,
+      pause: () => Promise.resolve(),
+    }),
+    (e) => (e as Error).name === "NounError",
   );
 });
 

@@ -29,6 +29,7 @@ import {
   cordText,
   cue,
   cueAtomTuple,
+  cueAtomTupleSliced,
   isCell,
   type Noun,
   NounError,
@@ -594,13 +595,46 @@ function decodeFromRuntime(jamBytes: Uint8Array): RuntimeToNodeMessage {
   try {
     atoms = cueAtomTuple(jamBytes, RUNTIME_MESSAGE_ATOMS_MAX, RUNTIME_FIELD_BYTES_MAX);
   } catch (e) {
-    if (e instanceof NounError) {
-      throw new ProtocolError(
-        `The frame is not a runtime's message (a tuple of atoms, the %plan job an atom): ${e.message}`,
-      );
-    }
-    throw e;
+    throw notATuple(e);
   }
+  return messageOfAtoms(atoms);
+}
+
+/** Frames from this size up are decoded in slices by {@linkcode decodeRuntimeFrameSliced}'s callers. */
+export const SLICED_FRAME_BYTES_MIN = 1024 * 1024;
+/** The slice of {@linkcode decodeRuntimeFrameSliced}: a few ms of copying on a slow machine. */
+const SLICE_BYTES = 512 * 1024;
+
+/**
+ * A runtime's frame (its body as the parts a newt decoder holds, vere/newt.ts),
+ * decoded as {@linkcode decodeRuntimeFrame} does, but awaiting `pause()`
+ * after each 512 KiB copied: a 64 MiB job holds the
+ * caller's event loop a few ms at a time instead of half a second.
+ */
+export async function decodeRuntimeFrameSliced(
+  parts: readonly Uint8Array[],
+  pause: () => Promise<void>,
+): Promise<RuntimeToNodeMessage> {
+  let atoms: TupleAtom[];
+  try {
+    atoms = await cueAtomTupleSliced(parts, RUNTIME_MESSAGE_ATOMS_MAX, RUNTIME_FIELD_BYTES_MAX, {
+      sliceBytes: SLICE_BYTES,
+      pause,
+    });
+  } catch (e) {
+    throw notATuple(e);
+  }
+  return messageOfAtoms(atoms);
+}
+
+function notATuple(e: unknown): unknown {
+  if (!(e instanceof NounError)) return e;
+  return new ProtocolError(
+    `The frame is not a runtime's message (a tuple of atoms, the %plan job an atom): ${e.message}`,
+  );
+}
+
+function messageOfAtoms(atoms: TupleAtom[]): RuntimeToNodeMessage {
   const isPlan = atoms.length === 5 && atoms[0] === TAG.plan;
   const long = atoms.findIndex((a, i) => a instanceof Uint8Array && !(isPlan && i === 4));
   if (long >= 0) {

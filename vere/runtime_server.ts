@@ -10,16 +10,23 @@
  * @module
  */
 
-import { encodeFrame, NewtDecoder, NewtError } from "./newt.ts";
+import { encodeFrame, joinParts, NewtDecoder, NewtError } from "./newt.ts";
 import {
   decodeRuntimeFrame,
+  decodeRuntimeFrameSliced,
   encodeRuntimeMessage as encodeMessage,
   type NodeToRuntimeMessage,
   ProtocolError,
+  SLICED_FRAME_BYTES_MIN,
 } from "./runtime_protocol.ts";
 import { type RuntimeBackend, RuntimeHub } from "./runtime_hub.ts";
 
 export type { RuntimeBackend } from "./runtime_hub.ts";
+
+/** Lets timers and I/O run (a macrotask turn), between the slices of a large frame's decode. */
+function yieldToLoop(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 0));
+}
 
 /** Where the server listens. */
 export interface RuntimeServerConfig {
@@ -144,10 +151,15 @@ export class RuntimeServer {
         const n = await c.conn.read(buf);
         if (n === null) break;
         decoder.push(buf.slice(0, n));
-        for (let frame = decoder.next(); frame !== undefined; frame = decoder.next()) {
+        for (let parts = decoder.nextParts(); parts !== undefined; parts = decoder.nextParts()) {
           let msg;
           try {
-            msg = decodeRuntimeFrame(frame, { from: "runtime" });
+            // A large frame is joined and decoded in slices: the node's other work runs
+            // between them (a 64 MiB job would otherwise hold it half a second).
+            const bytes = parts.reduce((n, p) => n + p.length, 0);
+            msg = bytes >= SLICED_FRAME_BYTES_MIN
+              ? await decodeRuntimeFrameSliced(parts, yieldToLoop)
+              : decodeRuntimeFrame(joinParts(parts), { from: "runtime" });
           } catch (e) {
             if (!(e instanceof ProtocolError)) throw e;
             c.send({ type: "oops", why: e.message });

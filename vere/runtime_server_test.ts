@@ -175,6 +175,28 @@ Deno.test("runtime server: hail, role notice, plan, release, head and read over 
   });
 });
 
+Deno.test("runtime server: a large job (sliced decode) arrives exact, and a small plan after it keeps its order", async () => {
+  await withServer(async ({ server, path, fake }) => {
+    server.start();
+    const client = await RuntimeClient.connect({ path });
+    try {
+      await client.lead(0n);
+      const job = new Uint8Array(3 * 1024 * 1024 + 5);
+      for (let i = 0; i < job.length; i++) job[i] = (i * 131 + 7) & 0xff;
+      job[job.length - 1] = 0x80; // a top byte with its high bit: shifts must keep it
+      client.plan(0n, 1, 0x1111, job);
+      client.plan(0n, 2, 0x2222, Uint8Array.of(5));
+      while (fake.plans.length < 2) await fake.nextPlan();
+      assert.deepEqual(fake.plans.map((p) => p.eve), [1, 2], "in the order planned");
+      assert.equal(fake.plans[0].job.length, job.length);
+      assert.ok(fake.plans[0].job.every((b, i) => b === job[i]), "the large job is exact");
+    } finally {
+      client.close();
+      await client.closed;
+    }
+  });
+});
+
 Deno.test("runtime server: a message that is not the protocol gets %oops and the connection goes on", async () => {
   await withServer(async ({ server, path, lines }) => {
     server.start();
