@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import tls from "node:tls";
+import { Duplex } from "node:stream";
 import type { Message } from "../core/mod.ts";
 import type { PeerMessage } from "./snapshot_stream.ts";
 import { Transport } from "./transport.ts";
@@ -473,5 +475,49 @@ Deno.test("a byte flipped on the path drops the connection: nothing altered is d
     await proxy.close();
     await a.transport.close();
     await b.transport.close();
+  }
+});
+
+Deno.test("a caller that skips TLS checks and presents another cluster's certificate gets no Seguro byte", async () => {
+  const a = await startNode(1);
+  try {
+    const foreign = await nodeSecurity(await testToken(CLUSTER), 2);
+    const me = foreign.kind === "tls" ? foreign.identity() : undefined;
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: a.port });
+    const sock = tls.connect({
+      socket: new Duplex({
+        read() {
+          const buf = new Uint8Array(65536);
+          conn.read(buf).then(
+            (n) => this.push(n === null ? null : buf.subarray(0, n)),
+            () => this.push(null),
+          );
+        },
+        write(chunk: Uint8Array, _e, done) {
+          conn.write(chunk).then(() => done(), done);
+        },
+      }),
+      servername: "seguro",
+      key: me!.keyPem,
+      cert: me!.certPem,
+      rejectUnauthorized: false, // an attacker does not care who the node is
+    });
+    const received: Uint8Array[] = [];
+    sock.on("data", (d: Uint8Array) => received.push(d));
+    await new Promise<void>((resolve) => {
+      sock.on("close", () => resolve());
+      sock.on("end", () => resolve());
+      sock.on("error", () => resolve());
+      // Its hello, as a peer would send it: the node must not answer.
+      sock.on("secureConnect", () => sock.write(encodeFrame(FrameType.hello, new Uint8Array(70))));
+    });
+    conn.close();
+    assert.deepEqual(received, [], "the node sent nothing of its protocol");
+    assert.match(
+      await a.logs.next(),
+      /closed connection from 127\.0\.0\.1:\d+: Refused: the certificate is not signed by this cluster's CA/,
+    );
+  } finally {
+    await a.transport.close();
   }
 });
