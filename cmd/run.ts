@@ -48,7 +48,9 @@ function machinesOption(value: string): string[] {
 /** Builds the `run` command. */
 export function runCommand(): CommandUnknownOpts {
   return new Command("run")
-    .description("run this machine's node in the foreground (SIGINT/SIGTERM stop it cleanly)")
+    .description(
+      "run this machine's node in the foreground (SIGINT/SIGTERM stop it cleanly; a second signal stops it at once)",
+    )
     .option("--data-dir <dir>", "the node's data dir (default $SEGURO_DATA_DIR or ~/.seguro)")
     .option(
       "--listen <host:port>",

@@ -31,6 +31,16 @@ export const EXEC_GRACE_MS_DEFAULT = 5000;
 export const RUNTIME_SOCKET = "runtime.sock";
 
 /**
+ * Longest the cluster node may take to stop: the Ready loop's batch in
+ * flight, the transport's flush of queued answers (at most a second) and
+ * closing the store.
+ */
+export const CLUSTER_STOP_MS_MAX = 10_000;
+
+/** Longest the metrics server may take to stop (the scrapes in flight). */
+export const METRICS_STOP_MS_MAX = 2_000;
+
+/**
  * Binds `address` for a node, or throws a NodeError; `hint` says what to do
  * when the address is in use.
  */
@@ -153,8 +163,38 @@ export function nodeLog(
 }
 
 /**
+ * Runs one step of a node's stop, for at most `ms`. Resolves true when it
+ * finished in time; false when it failed or overran, after a log line that
+ * names the step (the stop goes on without it, so a stop never hangs).
+ */
+export async function stopStep(
+  step: string,
+  work: () => Promise<unknown> | undefined,
+  ms: number,
+  log: LogSink,
+): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const overrun = new Promise<"overrun">((resolve) => {
+    timer = setTimeout(() => resolve("overrun"), ms);
+  });
+  try {
+    if (await Promise.race([Promise.resolve().then(work), overrun]) !== "overrun") return true;
+    log(`stop: ${step} did not finish within ${ms} ms; going on without it`);
+    return false;
+  } catch (e) {
+    log(`stop: ${step} failed (${(e as Error)?.message ?? e}); going on without it`);
+    return false;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
  * Opens the store in `dir` and runs its node in the foreground until SIGINT or
- * SIGTERM, then shuts down gracefully. Returns the process exit code.
+ * SIGTERM (or until it stops by itself: a fatal error, its removal), then
+ * shuts down gracefully, each step within a deadline (a step that overruns
+ * is logged by name and left behind); a second signal ends the stop at once.
+ * Returns the process exit code: 1 after a fatal error, else 0.
  */
 export async function runNode(
   dir: string,
@@ -308,18 +348,24 @@ export async function runNode(
   });
   metrics?.watch(nodeSource(cluster, runtime));
   let stopping = false;
-  const stop = () => {
-    if (stopping) return;
+  let signalled = () => {};
+  const signal = new Promise<void>((resolve) => signalled = resolve);
+  let force = () => {};
+  const forced = new Promise<false>((resolve) => force = () => resolve(false));
+  const onSignal = () => {
+    if (stopping) {
+      // Whatever the stop waits for: this process exits, and each guard, seeing its
+      // stdin close, stops its runtime (SIGTERM, then SIGKILL after the grace).
+      log("a second signal: exiting now, without finishing the stop");
+      force();
+      return;
+    }
     stopping = true;
     log("stopping (signal)", { event: "stopping" });
-    // Runtimes first: they stop before this node can lose its lease.
-    (supervisor?.close() ?? Promise.resolve()).finally(() => {
-      runtime.close();
-      cluster.stop();
-    });
+    signalled();
   };
-  Deno.addSignalListener("SIGINT", stop);
-  Deno.addSignalListener("SIGTERM", stop);
+  Deno.addSignalListener("SIGINT", onSignal);
+  Deno.addSignalListener("SIGTERM", onSignal);
   cluster.start();
   security.renewWhileRunning(log);
   runtime.start();
@@ -337,18 +383,35 @@ export async function runNode(
       address: metricsServer.address,
     });
   }
-  await cluster.stopped;
-  await supervisor?.close();
-  runtime.close();
-  standby?.close();
-  security.close();
-  metrics?.close();
-  await metricsServer?.close();
-  Deno.removeSignalListener("SIGINT", stop);
-  Deno.removeSignalListener("SIGTERM", stop);
+  await Promise.race([signal, cluster.stopped]);
+  stopping = true; // from here on, a signal forces the exit
+  const step = (name: string, work: () => Promise<unknown> | undefined, ms: number) =>
+    stopStep(name, work, ms, log);
+  const stopAll = async (): Promise<boolean> => {
+    // Runtimes first: they stop before this node can lose its lease.
+    const runtimes = supervisor === undefined ||
+      await step(
+        "the exec supervisor (stopping the runtimes)",
+        () => supervisor.close(),
+        supervisor.closeMs,
+      );
+    runtime.close();
+    const node = await step("the cluster node", () => cluster.stop(), CLUSTER_STOP_MS_MAX);
+    standby?.close();
+    security.close();
+    metrics?.close();
+    const served = metricsServer === undefined ||
+      await step("the metrics server", () => metricsServer.close(), METRICS_STOP_MS_MAX);
+    return runtimes && node && served;
+  };
+  const clean = await Promise.race([stopAll(), forced]);
+  Deno.removeSignalListener("SIGINT", onSignal);
+  Deno.removeSignalListener("SIGTERM", onSignal);
   log(
     cluster.fatal
       ? "stopped after a fatal error"
+      : !clean
+      ? "stopped without finishing its stop (see the lines above)"
       : cluster.removed
       ? `stopped: removed from the cluster (delete ${dir} once you no longer need it)`
       : "stopped",

@@ -48,6 +48,16 @@ import { PierTail, PierTailError } from "./pier_tail.ts";
 
 /** Wait before restarting a runtime that exited on its own. */
 const RESTART_DELAY_MS = 2000;
+/** Added to the grace before a guard that has not exited after SIGTERM is killed, with its runtime. */
+const GUARD_EXIT_SLACK_MS = 2000;
+/**
+ * Default longest drain of a stopped runtime's pier (what it wrote, replicated
+ * while this node is master). Its writes end with it, so this is only reached
+ * when the pier keeps growing (something else writes it) or the cluster is
+ * too slow; the drain then gives up, and the standby discards what the
+ * cluster did not commit, rather than hold the step or the node's stop.
+ */
+export const DRAIN_MS_MAX = 10_000;
 /**
  * Added to two election timeouts and the grace in `fenceMs`: the old master's
  * delay in publishing its step-down (a Ready turn), signal delivery, and
@@ -63,6 +73,11 @@ const TAIL_POLL_MS = 5;
 const STEP_RETRY_MS = 1000;
 /** A tail logs its progress on its first batch, then every this many events. */
 const TAIL_PROGRESS_EVENTS = 10_000;
+
+/** Throws when `ok` is false: a broken invariant of the supervisor is a bug, never handled. */
+function invariant(ok: boolean, message: () => string): asserts ok {
+  if (!ok) throw new Error(`Supervisor invariant broken: ${message()}`);
+}
 
 /** This node's mastership as the supervisor reads it. */
 export interface Mastership {
@@ -126,6 +141,8 @@ export interface SupervisorConfig {
    * stops it when this process dies. Tests may start it directly.
    */
   launch?: (argv: string[], graceMs: number) => { cmd: string; args: string[] };
+  /** Longest drain of a stopped runtime's pier (default {@linkcode DRAIN_MS_MAX}). */
+  drainMs?: number;
 }
 
 type State = "fencing" | "running" | "exited" | "stopping";
@@ -164,6 +181,7 @@ function underGuard(argv: string[], graceMs: number): { cmd: string; args: strin
 export class Supervisor {
   readonly #cfg: SupervisorConfig;
   readonly #fenceMs: number;
+  readonly #drainMs: number;
   readonly #runtimes = new Map<bigint, Runtime>();
   /** The term this supervisor runs runtimes in (0: none). */
   #term = 0;
@@ -179,16 +197,34 @@ export class Supervisor {
   #again = false;
   #started = false;
   #closed = false;
+  /** The close in progress or done: a second call waits for the same one. */
+  #closing: Promise<void> | undefined;
 
   /** A supervisor for `config.node`; call {@linkcode start}. */
   constructor(config: SupervisorConfig) {
     this.#cfg = config;
     this.#fenceMs = 2 * config.electionMs + config.graceMs + FENCE_MARGIN_MS;
+    this.#drainMs = config.drainMs ?? DRAIN_MS_MAX;
+    if (!(this.#drainMs > 0)) {
+      throw new RangeError(`The drain limit of ${this.#drainMs} ms is not > 0`);
+    }
   }
 
   /** How long a new master waits before it starts a runtime. */
   get fenceMs(): number {
     return this.#fenceMs;
+  }
+
+  /**
+   * Longest {@linkcode close} takes: the step in progress, then the stop of
+   * the runtimes left, each bounded by a guard's exit after SIGTERM (the grace
+   * plus a slack, then SIGKILL), the batch in flight (applied, or refused by
+   * two election timeouts after the quorum is gone) and the longest drain.
+   */
+  get closeMs(): number {
+    const stopMs = this.#cfg.graceMs + GUARD_EXIT_SLACK_MS + 2 * this.#cfg.electionMs +
+      this.#drainMs;
+    return 2 * stopMs;
   }
 
   /** Starts following mastership and the ships' run flags. */
@@ -223,13 +259,26 @@ export class Supervisor {
     this.#schedule();
   }
 
-  /** Stops every runtime (gracefully) and the supervisor. */
-  async close(): Promise<void> {
+  /**
+   * Stops every runtime (gracefully) and the supervisor: SIGTERM goes to every
+   * runtime at once, then it waits for the step in progress and for each
+   * runtime to exit, replicating what it wrote while this node is master.
+   * Resolves within {@linkcode closeMs}.
+   */
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
     this.#closed = true;
     this.#unsubscribe?.();
     clearTimeout(this.#timer);
+    // Not after the step in progress: it may be waiting on another runtime or a drain.
+    this.#fence();
     await this.#busy;
     await this.#stopAll("the node is stopping");
+    invariant(this.#runtimes.size === 0, () => `${this.#runtimes.size} runtimes left after close`);
   }
 
   /** What `ship list` shows for a ship this node runs (or should run). */
@@ -370,8 +419,9 @@ export class Supervisor {
   }
 
   #start(r: Runtime): void {
-    // Checked again here, synchronously: steps await, and mastership may have gone meanwhile.
-    if (!this.#stillMaster()) return;
+    // Checked again here, synchronously: steps await, and mastership may have gone meanwhile,
+    // or the node begun to stop.
+    if (!this.#stillMaster() || this.#closed) return;
     const name = renderShip(r.ship);
     const { pier, last, dataFile } = this.#cfg.standby.hold(r.ship);
     r.held = true;
@@ -383,11 +433,14 @@ export class Supervisor {
     let child: Deno.ChildProcess;
     try {
       // stdin stays open for the guard's life: it closes only when this process dies.
+      // Its own process group: a guard that does not exit is killed with its runtime
+      // (killing the guard alone would leave the runtime running, writing the pier).
       child = new Deno.Command(cmd, {
         args,
         stdin: "piped",
         stdout: "inherit",
         stderr: "inherit",
+        detached: true,
       }).spawn();
     } catch (e) {
       // Held but not started: the pier goes back to the standby; the restart waits.
@@ -472,17 +525,34 @@ export class Supervisor {
     }
   }
 
-  /** Replicates what `r`'s runtime wrote and the tail has not yet, while still master. */
+  /**
+   * Replicates what `r`'s runtime wrote and the tail has not yet, while still
+   * master, for at most the longest drain.
+   */
   async #drain(r: Runtime): Promise<number> {
     const tail = r.tail;
     if (tail === undefined || r.tailStopped || !this.#stillMaster()) return 0;
+    const until = performance.now() + this.#drainMs;
+    let overdue = false;
+    const proceed = () => {
+      if (!this.#stillMaster()) return false;
+      overdue = performance.now() >= until;
+      return !overdue;
+    };
     try {
-      return await tail.drain(() => this.#stillMaster());
+      return await tail.drain(proceed);
     } catch (e) {
       this.#tailFailed(r, e);
       return tail.committed - r.committed;
     } finally {
       r.committed = tail.committed;
+      if (overdue) {
+        this.#cfg.log(
+          `${
+            renderShip(r.ship)
+          }: gave up replicating its pier after ${this.#drainMs} ms, at event ${r.committed}; any later events of it are not replicated`,
+        );
+      }
     }
   }
 
@@ -515,16 +585,20 @@ export class Supervisor {
       // The guard SIGKILLs the runtime after the grace; it gets a little longer itself.
       let timer: ReturnType<typeof setTimeout> | undefined;
       const late = new Promise<"late">((resolve) => {
-        timer = setTimeout(() => resolve("late"), this.#cfg.graceMs + 2000);
+        timer = setTimeout(() => resolve("late"), this.#cfg.graceMs + GUARD_EXIT_SLACK_MS);
       });
       const outcome = await Promise.race([child.status, late]);
       clearTimeout(timer);
       if (outcome === "late") {
-        this.#cfg.log(`${name}: the guard did not stop in time; killing it`);
+        this.#cfg.log(`${name}: the guard did not stop in time; killing it and its runtime`);
         try {
-          child.kill("SIGKILL");
-        } catch { /* exited */ }
-        await child.status;
+          Deno.kill(-child.pid, "SIGKILL"); // its process group: the guard, the runtime, its children
+        } catch {
+          try {
+            child.kill("SIGKILL");
+          } catch { /* exited */ }
+        }
+        await child.status; // SIGKILL cannot be caught: the kernel ends it
       }
       try {
         await child.stdin.close();

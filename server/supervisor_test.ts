@@ -35,6 +35,10 @@ class FakeNode implements SupervisedNode {
   readonly runs = new Set<bigint>();
   /** When set, proposals are refused with this reason. */
   refusal: string | undefined;
+  /** How long a proposal takes to apply (a cluster's round trips); 0: at once. */
+  proposeMs = 0;
+  /** Called on each proposal (a writer the test runs alongside). */
+  onPropose: (() => void) | undefined;
   readonly #listeners = new Set<() => void>();
   readonly #apply: (data: Uint8Array) => string | undefined;
 
@@ -54,7 +58,10 @@ class FakeNode implements SupervisedNode {
     if (!this.#master) return Promise.reject(new Error("This node is not the leader"));
     if (this.refusal !== undefined) return Promise.reject(new Error(this.refusal));
     const refused = this.#apply(encodeCommand({ kind: "events", ship, firstEve, events }));
-    return refused === undefined ? Promise.resolve() : Promise.reject(new Error(refused));
+    this.onPropose?.();
+    const outcome = refused === undefined ? Promise.resolve() : Promise.reject(new Error(refused));
+    if (this.proposeMs === 0) return outcome;
+    return new Promise((resolve) => setTimeout(resolve, this.proposeMs)).then(() => outcome);
   }
 
   subscribe(listener: () => void): () => void {
@@ -102,7 +109,7 @@ class Lines {
  * A store with ~zod and `events` events applied, its standby piers, a fake node
  * and a supervisor whose runtime is `runtime` (a command line) instead of the guard.
  */
-async function setup(runtime: string[], events = 3) {
+async function setup(runtime: string[], events = 3, drainMs?: number) {
   const dir = await Deno.makeTempDir({ prefix: "seguro-supervisor-" });
   const store = Store.create(join(dir, "node"), {
     identity: { clusterId: "ab".repeat(16), nodeId: 1, groupId: 1 },
@@ -152,6 +159,7 @@ async function setup(runtime: string[], events = 3) {
     electionMs: 1,
     log: lines.push,
     alarms,
+    drainMs,
     launch: (argv) => {
       const pier = argv[2];
       launches.push({
@@ -334,6 +342,99 @@ Deno.test({
       assert.ok(fenced < all.indexOf("test: launch 2"));
       assert.deepEqual(t.launches[1].master, { master: true, term: 4 });
     } finally {
+      await t.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "supervisor: close sends SIGTERM to every runtime before it returns to its caller",
+  ignore: LMDB,
+  async fn() {
+    const t = await setup(["sleep", "3600"]);
+    try {
+      await launched(t);
+      const closing = t.supervisor.close();
+      assert.equal(t.supervisor.info(ZOD)?.state, "stopping", "SIGTERM before any await");
+      assert.equal(t.supervisor.close(), closing, "a second close waits for the same one");
+      await closing;
+      assert.equal(t.supervisor.info(ZOD), undefined);
+      assert.match(t.lines.all.join("\n"), /~zod: runtime stopped at event 3$/m);
+    } finally {
+      await t.close();
+    }
+  },
+});
+
+/**
+ * Whether process `pid` has ended: gone, or a zombie nobody reaped yet (asked
+ * of `ps`: the tests' permissions do not reach another process's /proc).
+ */
+async function ended(pid: number): Promise<boolean> {
+  const out = await new Deno.Command("ps", { args: ["-o", "stat=", "-p", String(pid)] }).output();
+  const stat = new TextDecoder().decode(out.stdout).trim();
+  return stat === "" || stat.startsWith("Z");
+}
+
+Deno.test({
+  name:
+    "supervisor: a guard that ignores SIGTERM is killed after the grace with its whole process group, so its runtime does not live on",
+  ignore: LMDB || Deno.build.os !== "linux",
+  async fn() {
+    const pidFile = await Deno.makeTempFile({ prefix: "seguro-supervisor-runtime-" });
+    // The "guard" ignores SIGTERM, and so does the "runtime" it started (the ignore is inherited).
+    const t = await setup(["sh", "-c", `trap '' TERM; sleep 3600 & echo $! > ${pidFile}; wait`]);
+    let runtimePid = 0;
+    try {
+      await launched(t);
+      for (let waitedMs = 0; runtimePid === 0; waitedMs += 10) {
+        assert.ok(waitedMs < 10_000, "the runtime's pid was never written");
+        runtimePid = Number(Deno.readTextFileSync(pidFile).trim() || 0);
+        if (runtimePid === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      assert.ok(!await ended(runtimePid));
+      const started = performance.now();
+      await t.supervisor.close();
+      assert.ok(performance.now() - started < t.supervisor.closeMs);
+      assert.match(
+        t.lines.all.join("\n"),
+        /~zod: the guard did not stop in time; killing it and its runtime/,
+      );
+      assert.ok(await ended(runtimePid), `the runtime ${runtimePid} outlived its killed guard`);
+    } finally {
+      await t.close();
+      await Deno.remove(pidFile);
+      if (runtimePid > 0 && !await ended(runtimePid)) Deno.kill(runtimePid, "SIGKILL");
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "supervisor: the drain of a stopped runtime's pier that keeps growing gives up at its limit, so close ends",
+  ignore: LMDB,
+  async fn() {
+    const t = await setup(["sleep", "3600"], 3, 500);
+    try {
+      await launched(t);
+      // Something other than the runtime writes the pier (say a runtime its guard left
+      // behind): one more event with each proposal, so the drain never catches up.
+      const pier = t.standby.pierOf(ZOD);
+      let next = t.lastEve() + 1;
+      t.node.proposeMs = 20;
+      t.node.onPropose = () => runtimeWrites(pier, next, [next++ % 250]);
+      runtimeWrites(pier, next, [next++ % 250]);
+      const started = performance.now();
+      await t.supervisor.close();
+      assert.ok(performance.now() - started < t.supervisor.closeMs);
+      assert.match(
+        t.lines.all.join("\n"),
+        /~zod: gave up replicating its pier after 500 ms, at event \d+; any later events of it are not replicated/,
+      );
+      assert.equal(t.supervisor.info(ZOD), undefined);
+      assert.throws(() => t.standby.readHeld(ZOD, 0, 1), /is not held/, "the pier was released");
+    } finally {
+      t.node.onPropose = undefined;
       await t.close();
     }
   },

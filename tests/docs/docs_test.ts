@@ -20,10 +20,14 @@
  *
  * A script passes when it exits 0; on failure its output (with bash's
  * command trace) is printed, and with `SEGURO_DOCS_SHOW=1` always (to write
- * a document's example output from a real run). Scripts must not sleep blindly: they wait for a
- * condition in a bounded loop. Where bash is absent the scripts are skipped
- * with a note. The link check needs nothing: every relative Markdown link in
- * `docs/*.md` and `README.md` must name a file or directory that exists.
+ * a document's example output from a real run). A failure also prints the
+ * tail of every `*.log` file the script left in its directory (the nodes it
+ * runs in the background log there), and a timeout the processes it left
+ * running, before the directory is removed. Scripts must not sleep blindly:
+ * they wait for a condition in a bounded loop. Where bash is absent the
+ * scripts are skipped with a note. The link check needs nothing: every
+ * relative Markdown link in `docs/*.md` and `README.md` must name a file or
+ * directory that exists.
  */
 
 import assert from "node:assert/strict";
@@ -35,6 +39,12 @@ const DOCS = join(REPO, "docs");
 
 /** Longest a file's script may run before its process group is killed. */
 const SCRIPT_TIMEOUT_MS = 300_000;
+
+/** Lines shown of each log file a failed script left behind. */
+const LOG_TAIL_LINES = 40;
+
+/** How deep below its directory a failed script's log files are looked for. */
+const LOG_DEPTH_MAX = 2;
 
 /** What bash runs before a file's blocks. */
 const PRELUDE = `set -euo pipefail
@@ -157,11 +167,87 @@ function prepareEnv(tmp: string): Record<string, string> {
   };
 }
 
-/** Runs `script` with bash in `tmp`; resolves with its exit code and combined output. */
+/** The `*.log` files under `dir`, at most {@linkcode LOG_DEPTH_MAX} levels down, sorted. */
+function logFiles(dir: string, depth = 0): string[] {
+  const found: string[] = [];
+  let entries: Deno.DirEntry[];
+  try {
+    entries = [...Deno.readDirSync(dir)];
+  } catch {
+    return found; // unreadable: the report goes on without it
+  }
+  for (const e of entries) {
+    const path = join(dir, e.name);
+    if (e.isFile && e.name.endsWith(".log")) found.push(path);
+    else if (e.isDirectory && depth + 1 < LOG_DEPTH_MAX) found.push(...logFiles(path, depth + 1));
+  }
+  return found.sort();
+}
+
+/** The last {@linkcode LOG_TAIL_LINES} lines of every log file under `dir`, for a failure report. */
+function logTails(dir: string): string {
+  return logFiles(dir).map((path) => {
+    let lines: string[];
+    try {
+      lines = Deno.readTextFileSync(path).trimEnd().split("\n");
+    } catch (e) {
+      lines = [`(cannot read it: ${(e as Error).message})`];
+    }
+    const shown = lines.slice(-LOG_TAIL_LINES);
+    const head = shown.length < lines.length ? `last ${shown.length} of ${lines.length} lines` : "";
+    return `--- ${relative(dir, path)}${head === "" ? "" : ` (${head})`} ---\n${
+      shown.join("\n")
+    }\n`;
+  }).join("");
+}
+
+/**
+ * The processes a timed-out script left running, as `ps` lists them: the
+ * descendants of `pid` (its bash) and any process whose command line names
+ * `dir` (a node's exec guard and runtime run in their own process group).
+ * WCHAN says what a process waits for: `do_epoll_wait` is an idle event loop
+ * (an await that never ends), a futex a lock (a call that blocks), `-` none
+ * (it runs).
+ */
+function leftProcesses(pid: number, dir: string): string {
+  let text: string;
+  try {
+    const out = new Deno.Command("ps", {
+      args: ["-eo", "pid=,ppid=,stat=,etime=,wchan:32=,args="],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).outputSync();
+    text = new TextDecoder().decode(out.stdout);
+  } catch (e) {
+    return `(ps failed: ${(e as Error).message})\n`;
+  }
+  const rows = text.split("\n").map((line) => line.trim().split(/\s+/)).filter((r) =>
+    r.length >= 6
+  );
+  const ours = new Set([pid]);
+  let grew = true;
+  while (grew) { // rows are not in tree order: repeat until no child is added
+    grew = false;
+    for (const [p, parent] of rows) {
+      if (ours.has(Number(parent)) && !ours.has(Number(p))) {
+        ours.add(Number(p));
+        grew = true;
+      }
+    }
+  }
+  const left = rows.filter((r) => ours.has(Number(r[0])) || r.slice(5).join(" ").includes(dir));
+  return ["PID PPID STAT ELAPSED WCHAN COMMAND", ...left.map((r) => r.join(" "))].join("\n") + "\n";
+}
+
+/**
+ * Runs `script` with bash in `tmp`; resolves with its exit code, its combined
+ * output, and when it ran out of time, the processes it then left running.
+ */
 async function runScript(
   tmp: string,
   script: string,
-): Promise<{ code: number; signal: string | null; output: string }> {
+): Promise<{ code: number; signal: string | null; output: string; leftRunning?: string }> {
   const path = join(tmp, "walkthrough.sh");
   Deno.writeTextFileSync(path, script);
   const child = new Deno.Command("bash", {
@@ -182,7 +268,12 @@ async function runScript(
       // The group is gone already.
     }
   };
-  const timer = setTimeout(killGroup, SCRIPT_TIMEOUT_MS);
+  let leftRunning: string | undefined;
+  const timer = setTimeout(() => {
+    // Which process did not end says where the script hangs (e.g. a node that ignored SIGTERM).
+    leftRunning = leftProcesses(child.pid, tmp);
+    killGroup();
+  }, SCRIPT_TIMEOUT_MS);
   try {
     const out = await child.output();
     const text = new TextDecoder();
@@ -190,6 +281,7 @@ async function runScript(
       code: out.code,
       signal: out.signal,
       output: text.decode(out.stdout) + text.decode(out.stderr),
+      leftRunning,
     };
   } finally {
     clearTimeout(timer);
@@ -216,12 +308,24 @@ for (const file of markdownFiles()) {
         if (run.code !== 0 || Deno.env.get("SEGURO_DOCS_SHOW")) {
           console.error(`--- output of the sh blocks of ${name} ---\n${run.output}--- end ---`);
         }
+        if (run.code !== 0) {
+          if (run.leftRunning !== undefined) {
+            console.error(
+              `--- still running after ${
+                SCRIPT_TIMEOUT_MS / 1000
+              } s, then killed ---\n${run.leftRunning}`,
+            );
+          }
+          console.error(
+            `--- the logs the sh blocks of ${name} left ---\n${logTails(tmp)}--- end ---`,
+          );
+        }
         assert.equal(
           run.code,
           0,
-          `the sh blocks of ${name} failed (exit ${run.code}${
-            run.signal ? `, ${run.signal}` : ""
-          }); the output is printed above`,
+          `the sh blocks of ${name} failed (exit ${run.code}${run.signal ? `, ${run.signal}` : ""}${
+            run.leftRunning !== undefined ? `, timed out after ${SCRIPT_TIMEOUT_MS / 1000} s` : ""
+          }); the output and the logs are printed above`,
         );
       } finally {
         await Deno.remove(tmp, { recursive: true }).catch(() => {});
