@@ -70,6 +70,16 @@ const env = Env.open(newest.dir);
 // Epoch 0i<N> holds events N+1 onward (a standby pier starts at its newest image).
 let last = newest.base +
   env.readTxn((txn) => txn.stat(txn.openDb("EVENTS", { integerKey: true })).entries);
+let stopping = false;
+// Before "running" is printed: a SIGTERM sent as soon as it is seen must find the listener.
+Deno.addSignalListener("SIGTERM", () => {
+  stopping = true; // the event timer writes nothing more; the exit below ends it
+  env.close();
+  Deno.removeSync(lockPath);
+  record(`stop ${Deno.pid} ${pier} ${last}`);
+  witness.close();
+  Deno.exit(0);
+});
 record(`start ${Deno.pid} ${pier} ${last}`);
 console.log(`fake urbit ${Deno.pid}: running ${pier} from event ${last + 1}`);
 
@@ -87,8 +97,7 @@ function nextEvent(eve: number): Uint8Array {
   return value;
 }
 
-let stopping = false;
-const timer = setInterval(() => {
+setInterval(() => {
   if (stopping) return;
   const eve = last + 1;
   env.writeTxn((txn) => {
@@ -97,13 +106,3 @@ const timer = setInterval(() => {
   });
   last = eve;
 }, 5);
-
-Deno.addSignalListener("SIGTERM", () => {
-  stopping = true;
-  clearInterval(timer);
-  env.close();
-  Deno.removeSync(lockPath);
-  record(`stop ${Deno.pid} ${pier} ${last}`);
-  witness.close();
-  Deno.exit(0);
-});
