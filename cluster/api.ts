@@ -205,6 +205,11 @@ export class ClientError extends Error {
   }
 }
 
+/** Tries of a connection whose handshake the node closed (a burst from one address). */
+const CONNECT_ATTEMPTS = 6;
+/** First wait before such a try (then doubled each time): at most about 2.4 s in all. */
+const CONNECT_BACKOFF_MS = 25;
+
 /** Options of {@linkcode ClusterClient.connect}. */
 export interface ConnectOptions {
   /**
@@ -245,6 +250,27 @@ export class ClusterClient {
     address: string,
     credentials: ClusterCredentials,
     options: ConnectOptions = {},
+  ): Promise<ClusterClient> {
+    // A handshake the node closed is tried again: in a burst of connections from one
+    // address the node closes the oldest still in their handshake (cluster/admission.ts).
+    for (let attempt = 1;; attempt++) {
+      try {
+        return await ClusterClient.#connectOnce(address, credentials, options);
+      } catch (e) {
+        if (!(e instanceof ClientError) || e.failure !== "lost" || attempt >= CONNECT_ATTEMPTS) {
+          throw e;
+        }
+        // Exponential, jittered: a burst spreads out instead of colliding again.
+        const delayMs = CONNECT_BACKOFF_MS * 2 ** attempt * (0.5 + Math.random());
+        await new Promise((resolve) => setTimeout(resolve, delayMs));
+      }
+    }
+  }
+
+  static async #connectOnce(
+    address: string,
+    credentials: ClusterCredentials,
+    options: ConnectOptions,
   ): Promise<ClusterClient> {
     const { answerTimeoutMs } = options;
     const { hostname, port } = parseAddress(address);

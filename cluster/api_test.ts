@@ -202,6 +202,20 @@ Deno.test("typed client: ships, events and images against a running node", async
   }
 });
 
+Deno.test("a burst of 32 clients from one address all connect: a handshake the node closed to make room is tried again", async () => {
+  const cluster = await startCluster();
+  try {
+    const clients = await Promise.all(
+      Array.from({ length: 32 }, () => ClusterClient.connect(cluster.addresses[0], CREDENTIALS)),
+    );
+    const statuses = await Promise.all(clients.map((c) => c.status()));
+    assert.equal(statuses.filter((s) => s.nodeId === 1).length, 32);
+    for (const c of clients) c.close();
+  } finally {
+    await cluster.stop();
+  }
+});
+
 Deno.test("typed client: propose, read, members and refusals", async () => {
   const cluster = await startCluster();
   try {
