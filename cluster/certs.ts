@@ -129,6 +129,10 @@ export function describeCertificate(certPem: string): CertificateInfo {
   } catch (e) {
     throw new CertError(`The certificate is malformed: ${(e as Error).message}`);
   }
+  return infoOf(cert);
+}
+
+function infoOf(cert: x509.X509Certificate): CertificateInfo {
   const san = cert.getExtension(x509.SubjectAlternativeNameExtension);
   const uris = san?.names.items.filter((n) => n.type === "url").map((n) => n.value) ?? [];
   const holders = uris.map(holderOfUri).filter((h) => h !== undefined);
@@ -155,7 +159,7 @@ export async function certificateProblem(
   } catch (e) {
     return `the certificate is malformed: ${(e as Error).message}`;
   }
-  return await problemOf(parsed, new x509.X509Certificate(caPem), now);
+  return await problemOf(parsed, caCertificate(caPem), now);
 }
 
 async function problemOf(
@@ -201,7 +205,7 @@ export async function checkPeerCertificate(
   }
   const problem = await problemOf(cert, caCertificate(caPem), now);
   if (problem !== undefined) throw new CertError(problem);
-  const info = describeCertificate(cert.toString("pem"));
+  const info = infoOf(cert);
   if (info.holder === undefined) {
     throw new CertError("the certificate names no Seguro node or role; issue one with seguro");
   }

@@ -37,6 +37,14 @@ export interface OpenedConn {
   readonly hello: Hello;
 }
 
+/** Options of {@linkcode openConn}. */
+export interface OpenOptions {
+  /** The connection's send queue bound (FrameConn's default otherwise). */
+  queueBytesMax?: number;
+  /** True for the serial of a revoked certificate: refused before this side proves anything. */
+  isRevoked?: (serial: string) => boolean;
+}
+
 /**
  * Runs TLS (unless plaintext) and the hellos on `conn` as `side`. On
  * failure `conn` is closed and HandshakeError (or a TLS one) is thrown.
@@ -46,8 +54,9 @@ export async function openConn(
   side: "initiator" | "acceptor",
   local: LocalHello,
   security: Security,
-  queueBytesMax?: number,
+  options: OpenOptions = {},
 ): Promise<OpenedConn> {
+  const { queueBytesMax, isRevoked } = options;
   if (security.kind === "plaintext") {
     const fc = new FrameConn(tcpStream(conn), queueBytesMax);
     try {
@@ -63,7 +72,7 @@ export async function openConn(
     : await secureAccept(conn, me, HANDSHAKE_TIMEOUT_MS);
   const fc = new FrameConn(channel.stream, queueBytesMax);
   try {
-    return { fc, hello: await secureHandshake(fc, side, local, channel, me) };
+    return { fc, hello: await secureHandshake(fc, side, local, channel, me, isRevoked) };
   } catch (e) {
     fc.close();
     throw e;

@@ -21,7 +21,7 @@ import { createHmac, timingSafeEqual } from "node:crypto";
 import { ByteReader, ByteWriter, WireError } from "./codec.ts";
 import { FRAME_BYTES_MAX, type FrameConn, FrameType } from "./frame.ts";
 import { HandshakeError, WrongClusterError } from "./handshake_error.ts";
-import { type Role, signBinding, verifyBinding } from "./certs.ts";
+import { type Holder, type Role, signBinding, verifyBinding } from "./certs.ts";
 import type { SecureChannel, TlsIdentity } from "./tls.ts";
 
 /**
@@ -223,9 +223,10 @@ export async function handshake(
 /**
  * The hellos on a TLS connection (cluster/tls.ts), caller first: the
  * initiator sends its hello and a signature, with its certificate's key,
- * over the session binding and its hello; the acceptor checks the hello
- * against the initiator's certificate and the signature, and only then
- * sends its own (verify before proving). A signature covers the session's
+ * over the session binding and its hello; the acceptor checks the
+ * signature, that the certificate is not revoked (`isRevoked`), and the
+ * hello against the certificate, and only then sends its own (verify before
+ * proving). A signature covers the session's
  * Finished messages, so it proves the key's holder is on THIS session, not
  * relaying another. Returns the other side's hello, with the role of a
  * client's certificate and the certificate's serial.
@@ -236,6 +237,7 @@ export async function secureHandshake(
   local: LocalHello,
   channel: SecureChannel,
   me: TlsIdentity,
+  isRevoked: (serial: string) => boolean = () => false,
 ): Promise<Hello> {
   const timer = setTimeout(() => fc.close(), HANDSHAKE_TIMEOUT_MS);
   try {
@@ -248,6 +250,19 @@ export async function secureHandshake(
     const { theirs, hello } = await readHello(fc);
     const signature = await readFrame(fc, FrameType.auth, "proof of the certificate's key");
     const refuse = (reason: string) => refuseWith(fc, reason);
+    // The signature first: until it checks, a certificate proves nothing (anyone may have
+    // seen it), so nothing about this node, not even why it refuses, goes out before.
+    const [label, hellos] = side === "acceptor"
+      ? ["seguro/2 initiator", [theirs]]
+      : ["seguro/2 acceptor", [mine, theirs]];
+    if (!await verifyBinding(channel.peer, transcript(label, channel, hellos), signature)) {
+      throw new HandshakeError(
+        "Authentication failed: the hello is not signed by the certificate's key",
+      );
+    }
+    if (isRevoked(channel.peer.serial)) {
+      await refuse(`The certificate ${channel.peer.serial} was revoked`);
+    }
     const holder = channel.peer.holder!;
     await checkHello(fc, hello, local);
     if (hello.kind === "peer") {
@@ -260,12 +275,6 @@ export async function secureHandshake(
       await refuse("A client answered as if it were a node");
     } else if (holder.kind !== "client") {
       await refuse(`A client hello came with a certificate for ${describeHolder(holder)}`);
-    }
-    const [label, hellos] = side === "acceptor"
-      ? ["seguro/2 initiator", [theirs]]
-      : ["seguro/2 acceptor", [mine, theirs]];
-    if (!await verifyBinding(channel.peer, transcript(label, channel, hellos), signature)) {
-      await refuse("Authentication failed: the hello is not signed by the certificate's key");
     }
     if (side === "acceptor") await prove("seguro/2 acceptor", theirs, mine);
     fc.frameBytesMax = FRAME_BYTES_MAX;
@@ -287,6 +296,6 @@ function transcript(label: string, channel: SecureChannel, hellos: Uint8Array[])
   return w.finish();
 }
 
-function describeHolder(holder: { kind: "node"; nodeId: number } | { kind: "client"; role: Role }) {
+function describeHolder(holder: Holder): string {
   return holder.kind === "node" ? `node ${holder.nodeId}` : `a client (${holder.role})`;
 }

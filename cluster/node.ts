@@ -151,7 +151,13 @@ export class ClusterNode {
       listener: config.listener,
       advertise: config.advertise,
       onRaft: (m) => this.#step(m),
-      onClient: (fc, hello) => this.#admin.serve(fc, hello.role ?? "monitor"),
+      onClient: (fc, hello) => {
+        // The handshake sets a client's role (its certificate's, or admin in plaintext).
+        if (hello.role === undefined) {
+          throw new Error(`A client connection from ${fc.remote} has no role after its handshake`);
+        }
+        this.#admin.serve(fc, hello.role);
+      },
       log: config.log,
       isRemoved: (id) => machine.removed.has(id),
       isRevoked: (serial) => machine.revoked.has(serial),

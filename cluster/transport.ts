@@ -217,19 +217,12 @@ export class Transport {
     try {
       const { hostname, port } = parseAddress(address);
       const conn = await Deno.connect({ hostname, port });
-      const opened = await openConn(
-        conn,
-        "initiator",
-        this.#local(),
-        this.#cfg.security,
-        this.#cfg.peerQueueBytesMax ?? PEER_QUEUE_BYTES_MAX,
-      );
+      const opened = await openConn(conn, "initiator", this.#local(), this.#cfg.security, {
+        queueBytesMax: this.#cfg.peerQueueBytesMax ?? PEER_QUEUE_BYTES_MAX,
+        isRevoked: this.#cfg.isRevoked,
+      });
       fc = opened.fc;
       const hello = opened.hello;
-      if (hello.serial !== undefined && this.#cfg.isRevoked?.(hello.serial)) {
-        await fc.goodbye(`The certificate ${hello.serial} was revoked`);
-        throw new HandshakeError(`${address} presented revoked certificate ${hello.serial}`);
-      }
       if (hello.nodeId !== link.id) {
         await fc.goodbye(`This address belongs to node ${link.id}, not ${hello.nodeId}`);
         throw new HandshakeError(`${address} answered as node ${hello.nodeId}, not ${link.id}`);
@@ -330,11 +323,9 @@ export class Transport {
     let fc: FrameConn;
     let hello: Hello;
     try {
-      ({ fc, hello } = await openConn(conn, "acceptor", this.#local(), this.#cfg.security));
-      if (hello.serial !== undefined && this.#cfg.isRevoked?.(hello.serial)) {
-        await fc.goodbye(`The certificate ${hello.serial} was revoked`);
-        throw new HandshakeError(`refused revoked certificate ${hello.serial}`);
-      }
+      ({ fc, hello } = await openConn(conn, "acceptor", this.#local(), this.#cfg.security, {
+        isRevoked: this.#cfg.isRevoked,
+      }));
     } catch (e) {
       if (!this.#evicted.delete(conn)) {
         this.#strangers.line(`closed connection from ${from}: ${reason(e)}`, {

@@ -785,11 +785,6 @@ export async function cueAtomTupleSliced(
   const { sliceBytes, pause } = options;
   if (!(sliceBytes >= 1)) throw new RangeError(`A slice is at least 1 byte (got ${sliceBytes})`);
   const total = parts.reduce((n, p) => n + p.length, 0);
-  if (total > CUE_BYTES_MAX) {
-    throw new NounError(
-      `The input is ${total} bytes, above the ${CUE_BYTES_MAX}-byte limit for one noun`,
-    );
-  }
   const buf = new Uint8Array(total + 8);
   let at = 0;
   let sincePause = 0;
@@ -807,11 +802,8 @@ export async function cueAtomTupleSliced(
       }
     }
   }
-  let end = total;
-  while (end > 0 && buf[end - 1] === 0) end--;
-  if (end === 0) {
-    throw new NounError("The input is empty (or all zero), which is not a jammed noun");
-  }
+  // The parts are in memory already: their copy is checked as cue checks any input.
+  const end = jamEnd(buf.subarray(0, total));
   const spans: BitSpan[] = [];
   // The zero padding after `end` is slack the reader may look into.
   const atoms = tupleOf(new CueReader(buf, end, true), atomsMax, bytesFrom, (_b, from, bits) => {
