@@ -40,6 +40,7 @@ import type { ConfState } from "../core/mod.ts";
 import type { Role } from "./certs.ts";
 import { ByteReader, ByteWriter } from "./codec.ts";
 import type { ImageInfo } from "./images.ts";
+import type { ShipLayout } from "./machine.ts";
 import { shipKey, shipOfKey } from "./ships.ts";
 
 /** Request kinds on the wire. */
@@ -256,6 +257,8 @@ export interface ShipJson {
   bytes: number;
   /** Replicas that must hold an event before release; -1: the cluster default, -2: a quorum. */
   optimism: number;
+  /** The layout of the ship's pier, when an import recorded one (docs/pier-formats.md). */
+  layout?: ShipLayout;
   /** In `list`: the cluster's default optimism (-2, or -1 when never set: a quorum). */
   defaultOptimism?: number;
   /** In `list`: the node id of the master (the leader), 0 when none. */
@@ -330,6 +333,11 @@ export interface ShipActions {
   remove: { request: { ship: string }; response: { removed: string } };
   /** Sets a ship's optimism: replicas, -1 (the cluster default) or -2 (a quorum). */
   set: { request: { ship: string; optimism: number }; response: ShipJson };
+  /**
+   * Records the layout of the ship's pier (leader only); a layout older than
+   * the one recorded changes nothing (vere upgrades piers, never downgrades).
+   */
+  layout: { request: { ship: string; layout: ShipLayout }; response: ShipJson };
   /** Turns the master's `--exec` runtime for the ship on or off (leader only). */
   run: { request: { ship: string; run: boolean }; response: ShipJson & { run: boolean } };
   /** Checks the ship's log on the node asked (any node). */

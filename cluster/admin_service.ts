@@ -43,7 +43,7 @@ import type { NodeDriver } from "./driver.ts";
 import { entryTypeCode } from "./entry_type.ts";
 import { FrameConn, FrameType } from "./frame.ts";
 import { checkImage, planChop } from "./chop.ts";
-import { decodeCommand, encodeCommand, SERIAL } from "./machine.ts";
+import { decodeCommand, encodeCommand, SERIAL, SHIP_LAYOUTS, type ShipLayout } from "./machine.ts";
 import type { Membership } from "./membership.ts";
 import { optimismProblem } from "./release.ts";
 import { SHIP_MAX, type ShipInfo } from "./ships.ts";
@@ -110,8 +110,9 @@ const OP_NAMES: ReadonlyMap<number, OpName> = new Map(
   (Object.keys(Op) as OpName[]).map((name) => [Op[name], name]),
 );
 
-function shipJson(info: ShipInfo): ShipJson {
+function shipJson(info: ShipInfo, layout: ShipLayout | undefined): ShipJson {
   return {
+    ...(layout === undefined ? {} : { layout }),
     ship: String(info.ship),
     fake: info.fake,
     life: info.life,
@@ -179,7 +180,7 @@ export class AdminService {
           optimism: -1,
           life: Number(request.life ?? 0),
         }));
-        return shipJson(driver.machine.ships.get(ship)!);
+        return this.#shipJson(ship);
       },
       remove: async (request) => {
         const ship = shipOf(request.ship, "remove");
@@ -192,14 +193,26 @@ export class AdminService {
         const problem = optimismProblem(optimism, driver.raft.conf.voters.length);
         if (problem !== undefined) throw new ApiError(Status.error, problem);
         await driver.proposeCommand(encodeCommand({ kind: "shipSet", ship, optimism }));
-        return shipJson(driver.machine.ships.get(ship)!);
+        return this.#shipJson(ship);
+      },
+      layout: async (request) => {
+        const ship = shipOf(request.ship, "layout");
+        const layout = request.layout;
+        if (!SHIP_LAYOUTS.includes(layout)) {
+          throw new ApiError(
+            Status.error,
+            `'${layout}' is not a pier layout; give one of ${SHIP_LAYOUTS.join(", ")}`,
+          );
+        }
+        await driver.proposeCommand(encodeCommand({ kind: "shipLayout", ship, layout }));
+        return this.#shipJson(ship);
       },
       run: async (request) => {
         const ship = shipOf(request.ship, "run");
         await driver.proposeCommand(
           encodeCommand({ kind: "shipRun", ship, run: request.run === true }),
         );
-        return { ...shipJson(driver.machine.ships.get(ship)!), run: driver.machine.runs(ship) };
+        return { ...this.#shipJson(ship), run: driver.machine.runs(ship) };
       },
       verify: (request) => this.#verify(shipOf(request.ship, "verify")),
       chop: (request) => this.#chop(request),
@@ -304,6 +317,12 @@ export class AdminService {
     return handler(request);
   }
 
+  /** The ship's record after a command about it was applied. */
+  #shipJson(ship: bigint): ShipJson {
+    const machine = this.#cfg.driver.machine;
+    return shipJson(machine.ships.get(ship)!, machine.layout(ship));
+  }
+
   #member(request: MemberRequest): Promise<ResponseOf<"member">> {
     const action = request?.action;
     if (typeof action !== "string" || !Object.hasOwn(this.#members, action)) {
@@ -317,7 +336,7 @@ export class AdminService {
     const { driver, shipRuntime } = this.#cfg;
     const machine = driver.machine;
     return machine.ships.list().map((info) => ({
-      ...shipJson(info),
+      ...shipJson(info, machine.layout(info.ship)),
       defaultOptimism: machine.defaultOptimism,
       master: driver.raft.leaderId,
       run: machine.runs(info.ship),
@@ -337,6 +356,14 @@ export class AdminService {
     const ship = shipOf(request.ship, "chop");
     driver.requireLeader();
     const machine = driver.machine;
+    if (machine.layout(ship) === "log1") {
+      throw new ApiError(
+        Status.error,
+        `${
+          shipName(ship)
+        } has a log-1 pier: vere before 3.0 keeps one log from event 1, so it cannot be chopped; start it once with vere 3.x, import that pier, then chop`,
+      );
+    }
     const plan = await planChop(
       machine.ships,
       machine.images,

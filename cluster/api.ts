@@ -21,7 +21,7 @@ import { openConn } from "./connect.ts";
 import { ForeignCertificateError, HandshakeError, WrongClusterError } from "./handshake_error.ts";
 import { parseAddress } from "./address.ts";
 import { clientSecurity, type ClusterCredentials } from "./token.ts";
-import { type Command, encodeCommand } from "./machine.ts";
+import { type Command, encodeCommand, type ShipLayout } from "./machine.ts";
 import {
   ADMIN_CODECS,
   ApiError,
@@ -103,6 +103,11 @@ export class ShipClient {
   /** Sets a ship's optimism: replicas, -1 (the cluster default) or -2 (a quorum) (leader only). */
   set(ship: bigint, optimism: number): Promise<ShipJson> {
     return this.#action({ action: "set", ship: String(ship), optimism });
+  }
+
+  /** Records the layout of the ship's pier; an older one than recorded changes nothing (leader only). */
+  layout(ship: bigint, layout: ShipLayout): Promise<ShipJson> {
+    return this.#action({ action: "layout", ship: String(ship), layout });
   }
 
   /** Turns the master's `--exec` runtime for the ship on or off (leader only). */

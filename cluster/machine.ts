@@ -17,6 +17,8 @@
  * kind 10 imageDone   ship:16 epoch:u64 size:u64 sha256:32
  * kind 11 chop     ship:16 firstEve:u64     (drops the ship's events before firstEve)
  * kind 12 revoke   serial:text              (a TLS certificate every node refuses from now on)
+ * kind 13 shipLayout  ship:16 layout:u8      (the ship's pier layout: 1 log1, 2 epochs1, 3 epochs2;
+ *                                              never lowered: vere upgrades piers, never downgrades)
  * ship := 16 bytes, big-endian;  optimism -1 = the cluster default, -2 = a quorum
  * ```
  * Applying is deterministic and idempotent: an event already stored with the
@@ -54,7 +56,26 @@ export const CommandKind = {
   imageDone: 10,
   chop: 11,
   revoke: 12,
+  shipLayout: 13,
 } as const;
+
+/**
+ * The layouts of a pier's log that vere has written (docs/pier-formats.md):
+ * `log1` (vere < 3.0, one log, no epochs), `epochs1` (vere 3.x, `epoc.txt`
+ * 1, `north.bin`/`south.bin` snapshots), `epochs2` (vere 4.x, `image.bin`).
+ * Spelled out here too because cluster/ does not depend on vere/.
+ */
+export type ShipLayout = "log1" | "epochs1" | "epochs2";
+
+/** Every layout, oldest first; a ship's layout only ever moves right. */
+export const SHIP_LAYOUTS: readonly ShipLayout[] = ["log1", "epochs1", "epochs2"];
+
+/**
+ * The layout an export writes for a ship whose layout was never recorded (one
+ * added by `ship add`, or imported by a Seguro before P12, which wrote only
+ * epochs 2).
+ */
+export const SHIP_LAYOUT_DEFAULT: ShipLayout = "epochs2";
 
 /** One event in an `events` command. */
 export interface PlannedEvent {
@@ -84,7 +105,8 @@ export type Command =
   }
   | { kind: "imageDone"; ship: bigint; epoch: number; size: number; sha256: Uint8Array }
   | { kind: "chop"; ship: bigint; firstEve: number }
-  | { kind: "revoke"; serial: string };
+  | { kind: "revoke"; serial: string }
+  | { kind: "shipLayout"; ship: bigint; layout: ShipLayout };
 
 /** What applying one command did. */
 export type ApplyResult =
@@ -127,6 +149,9 @@ export function encodeCommand(c: Exclude<Command, { kind: "raw" }>): Uint8Array 
       return new ByteWriter(25).u8(CommandKind.chop).raw(shipKey(c.ship)).u64(c.firstEve).finish();
     case "revoke":
       return new ByteWriter(48).u8(CommandKind.revoke).text(c.serial).finish();
+    case "shipLayout":
+      return new ByteWriter(18).u8(CommandKind.shipLayout).raw(shipKey(c.ship))
+        .u8(SHIP_LAYOUTS.indexOf(c.layout) + 1).finish();
     case "events": {
       const size = 29 + c.events.reduce((n, e) => n + 8 + e.job.length, 0);
       const w = new ByteWriter(size).u8(CommandKind.events).raw(shipKey(c.ship)).u64(c.firstEve)
@@ -216,6 +241,14 @@ export function decodeCommand(data: Uint8Array): Command {
       c = { kind: "shipRun", ship, run: run === 1 };
       break;
     }
+    case CommandKind.shipLayout: {
+      const ship = shipOfKey(r.raw(16, "ship"));
+      const code = r.u8("layout");
+      const layout = SHIP_LAYOUTS[code - 1];
+      if (layout === undefined) throw new RangeError(`A shipLayout command has layout ${code}`);
+      c = { kind: "shipLayout", ship, layout };
+      break;
+    }
     default:
       throw new RangeError(`Unknown command kind ${kind} in a committed entry`);
   }
@@ -297,6 +330,12 @@ export class Machine {
     return [...this.#run];
   }
 
+  /** The layout of `ship`'s pier (`shipLayout`), undefined when none was recorded. */
+  layout(ship: bigint): ShipLayout | undefined {
+    const recorded = this.#settings.layout(ship);
+    return SHIP_LAYOUTS.find((l) => l === recorded);
+  }
+
   #setRun(ship: bigint, run: boolean): void {
     this.#settings.setRun(ship, run);
     if (run) this.#run.add(ship);
@@ -360,6 +399,7 @@ export class Machine {
         this.#ships.deleteShip(c.ship);
         this.#images.deleteShip(c.ship);
         this.#setRun(c.ship, false);
+        this.#settings.setLayout(c.ship, undefined);
         return done;
       case "shipSet":
         if (this.#ships.get(c.ship) === undefined) return this.#unknown(c.ship);
@@ -389,6 +429,13 @@ export class Machine {
       case "revoke":
         this.#settings.revoke(c.serial);
         this.#revoked.add(c.serial);
+        return done;
+      case "shipLayout":
+        if (this.#ships.get(c.ship) === undefined) return this.#unknown(c.ship);
+        // -1 when none was recorded: any layout is news.
+        if (SHIP_LAYOUTS.indexOf(c.layout) > SHIP_LAYOUTS.indexOf(this.layout(c.ship)!)) {
+          this.#settings.setLayout(c.ship, c.layout);
+        }
         return done;
     }
   }

@@ -57,6 +57,30 @@ Deno.test("revocations are applied, idempotent, and survive a reopen", async () 
   });
 });
 
+Deno.test("a ship's layout is recorded, never lowered, kept in the store, and forgotten with the ship", async () => {
+  const layout = { kind: "shipLayout" as const, ship: 3n, layout: "epochs1" as const };
+  assert.deepEqual(decodeCommand(encodeCommand(layout)), layout);
+  const bad = encodeCommand(layout);
+  bad[17] = 4;
+  assert.throws(() => decodeCommand(bad), /A shipLayout command has layout 4/);
+  await withStore((store) => {
+    const m = new Machine(store);
+    const add = encodeCommand({ kind: "shipAdd", ship: 3n, fake: true, optimism: -1, life: 0 });
+    const set = (l: "log1" | "epochs1" | "epochs2") =>
+      encodeCommand({ kind: "shipLayout", ship: 3n, layout: l });
+    applyAll(store, m, [add]);
+    assert.equal(m.layout(3n), undefined, "none recorded yet");
+    applyAll(store, m, [set("epochs1")], 2);
+    assert.equal(m.layout(3n), "epochs1");
+    applyAll(store, m, [set("log1")], 3);
+    assert.equal(m.layout(3n), "epochs1", "never lowered");
+    applyAll(store, m, [set("epochs2")], 4);
+    assert.equal(new Machine(store).layout(3n), "epochs2", "raised, and kept in the store");
+    applyAll(store, m, [encodeCommand({ kind: "shipRemove", ship: 3n }), add], 5);
+    assert.equal(m.layout(3n), undefined, "forgotten with the ship");
+  });
+});
+
 Deno.test("addresses are applied, idempotent, and survive a reopen", async () => {
   await withStore((store) => {
     const m = new Machine(store);

@@ -29,7 +29,7 @@ import {
 import { AdminService, type JobCheck } from "./admin_service.ts";
 import { COMPACTION_DEFAULT, type DriverObserver, NodeDriver } from "./driver.ts";
 import { Membership } from "./membership.ts";
-import type { ApplyResult } from "./machine.ts";
+import type { ApplyResult, ShipLayout } from "./machine.ts";
 import type { Loss } from "./release.ts";
 import { type RuntimeNode, runtimeNodeOf } from "./runtime_backend.ts";
 import type { ShipReader } from "./ships.ts";
@@ -240,6 +240,11 @@ export class ClusterNode {
   /** The ships' applied epoch images, read only. */
   get appliedImages(): ImageReader {
     return this.#driver.machine.images;
+  }
+
+  /** The layout of `ship`'s pier, as its import recorded it (undefined when none did). */
+  layout(ship: bigint): ShipLayout | undefined {
+    return this.#driver.machine.layout(ship);
   }
 
   /** Released-but-lost findings of this node (this run's and those recorded earlier). */

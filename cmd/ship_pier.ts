@@ -9,6 +9,7 @@
 
 import type { CommandUnknownOpts } from "@commander-js/extra-typings";
 import { renderShip } from "../vere/event.ts";
+import { LAYOUT_VERE, PIER_LAYOUTS, type PierLayout } from "../vere/pier_layout.ts";
 import { importPier, type ImportProgress } from "../server/pier_import.ts";
 import { RETRY_LIMITS, retryReason } from "../server/leader_retry.ts";
 import { exportPier, type ExportProgress } from "../server/pier_export.ts";
@@ -33,9 +34,19 @@ interface ImportOptions extends TargetOptions {
 
 /** The options of `ship export` besides the target. */
 interface ExportOptions {
-  vereVersion: string;
+  vereVersion?: string;
+  format?: PierLayout;
   epoch?: number;
   eve?: number;
+}
+
+/** Parses `--format`. */
+function layoutOption(value: string): PierLayout {
+  const layout = PIER_LAYOUTS.find((l) => l === value);
+  if (layout === undefined) {
+    throw new CliError(`--format ${value} is not a pier layout; give log1, epochs1 or epochs2`);
+  }
+  return layout;
 }
 
 /**
@@ -62,6 +73,8 @@ function importLine(name: string, p: ImportProgress): string {
   switch (p.kind) {
     case "added":
       return `added ${name} (${p.fake ? "fake" : "real"}, life ${p.life})`;
+    case "layout":
+      return `${name}'s pier is ${p.layout} (${LAYOUT_VERE[p.layout]}); the cluster records it`;
     case "resuming":
       return `${name} already has ${count(p.lastEve)} events on the cluster; resuming after them`;
     case "events":
@@ -200,7 +213,15 @@ export function addPierCommands(group: CommandUnknownOpts): void {
         "end at this event (default: the ship's last event on the node when the export starts)",
         positiveOption("--eve"),
       )
-      .option("--vere-version <v>", "runtime version recorded in vere.txt", "4.0"),
+      .option(
+        "--format <layout>",
+        "the pier layout to write: log1 (vere < 3.0), epochs1 (vere 3.x) or epochs2 (vere 4.x); default the ship's own",
+        layoutOption,
+      )
+      .option(
+        "--vere-version <v>",
+        "runtime version recorded in vere.txt (default 3.0 for epochs1, 4.0 for epochs2)",
+      ),
   ).action(
     async (ship: bigint, dir: string, options: TargetOptions & ExportOptions) => {
       const target = targetOf(options);
@@ -216,6 +237,7 @@ export function addPierCommands(group: CommandUnknownOpts): void {
         const r = await exportPier(target, ship, {
           dir,
           vereVersion: options.vereVersion,
+          format: options.format,
           epoch: options.epoch,
           eve: options.eve,
           signal: interrupt.signal,
@@ -224,9 +246,13 @@ export function addPierCommands(group: CommandUnknownOpts): void {
         print(
           `Wrote ${count(r.events)} events of ${name} (${
             r.events === 0 ? "none" : `events ${count(r.firstEve)}-${count(r.lastEve)}`
-          }) to ${dir}/.urb/log (epochs ${r.epochs.map((b) => `0i${b}`).join(", ")}) in ${
-            r.seconds.toFixed(1)
-          } s (${(r.events / r.seconds).toFixed(0)} events/s).`,
+          }) to ${dir}/.urb/log as ${r.layout} (${LAYOUT_VERE[r.layout]}; ${
+            r.layout === "log1" ? "one log" : `epochs ${r.epochs.map((b) => `0i${b}`).join(", ")}`
+          }; ${
+            r.snapshots.length === 0
+              ? "no snapshot: vere replays from the first event"
+              : `snapshot after event ${r.snapshots.map(count).join(", ")}`
+          }) in ${r.seconds.toFixed(1)} s (${(r.events / r.seconds).toFixed(0)} events/s).`,
         );
       } catch (e) {
         throw cliErrorOf(e);

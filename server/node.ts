@@ -323,7 +323,11 @@ export async function runNode(
     ? undefined
     : new StandbyPiers(
       overrides.standbyDir,
-      { ships: cluster.appliedShips, images: cluster.appliedImages },
+      {
+        ships: cluster.appliedShips,
+        images: cluster.appliedImages,
+        layout: (ship) => cluster.layout(ship),
+      },
       log,
       alarms,
     );

@@ -2,6 +2,13 @@
  * `seguro ship export`: writes a ship's log and epoch snapshots from one node
  * of the cluster as a pier stock vere can boot.
  *
+ * The pier is written in the ship's own layout (the one its import recorded;
+ * docs/pier-formats.md), or the one asked for (`format`). Snapshots are never
+ * converted: only images of the layout written are used, and a pier in
+ * another layout replays from event 1. A log that starts after a chop
+ * cannot, so such an export is refused naming the vere that boots what the
+ * cluster holds.
+ *
  * A chopped ship's pier starts at the epoch whose image its log starts after
  * (that epoch's `image.bin` and the events after it), so stock vere boots
  * from the image and replays only those events.
@@ -26,6 +33,14 @@ import { ClusterClient } from "../cluster/api.ts";
 import type { ShipJson } from "../cluster/admin_protocol.ts";
 import { renderShip } from "../vere/event.ts";
 import { type EpochContent, LOG_VERSION, type PierEvent, writePier } from "../vere/pier.ts";
+import {
+  LAYOUT_VERE,
+  type PierLayout,
+  snapshotLayout,
+  splitSnapshot,
+} from "../vere/pier_layout.ts";
+import { SHIP_LAYOUT_DEFAULT } from "../cluster/machine.ts";
+import type { ImageInfo } from "../cluster/images.ts";
 import { basename, dirname, join, resolve } from "node:path";
 import { NodeError } from "./errors.ts";
 import { type ClusterTarget, pierFailure, withNode } from "./pier_client.ts";
@@ -48,8 +63,13 @@ export type ExportProgress =
 export interface ExportPierOptions {
   /** The pier directory to create: absent, or an empty directory. */
   dir: string;
-  /** Runtime version recorded in each epoch's `vere.txt`, e.g. `"4.0"`. */
-  vereVersion: string;
+  /**
+   * Runtime version recorded in each epoch's `vere.txt`; default `"3.0"` for
+   * epochs 1 and `"4.0"` for epochs 2 (log 1 has none).
+   */
+  vereVersion?: string;
+  /** The layout to write; default the ship's own (epochs 2 when none was recorded). */
+  format?: PierLayout;
   /**
    * Start at this epoch (its image and the events after it); default the
    * first: epoch 0, or for a chopped log the epoch whose image it starts after.
@@ -71,8 +91,12 @@ export interface ExportResult {
   firstEve: number;
   /** The last of them: the export's fixed point. */
   lastEve: number;
-  /** The bases of the epochs written, ascending. */
+  /** The bases of the epochs written, ascending (`[0]` for log 1). */
   epochs: number[];
+  /** The layout written. */
+  layout: PierLayout;
+  /** The epochs whose snapshot was written (for log 1: the event of its one snapshot). */
+  snapshots: number[];
   /** Seconds the export took. */
   seconds: number;
 }
@@ -80,6 +104,10 @@ export interface ExportResult {
 /** What an export read from a node, ready for {@linkcode writePier}. */
 interface ShipExport {
   info: ShipJson;
+  /** The layout written. */
+  layout: PierLayout;
+  /** The epochs whose snapshot is written (for log 1: the event its one snapshot holds). */
+  snapshots: number[];
   /** The export's last event: fixed when it starts, whatever the ship appends meanwhile. */
   eve: number;
   /** The epochs from the first exported one; their events end at `eve`. */
@@ -144,6 +172,15 @@ function moveIntoPlace(tmp: string, dir: string): void {
 }
 
 /** Removes a directory tree; one already gone is fine. */
+/** The emptied directory a split snapshot was in (its files were moved into the pier). */
+function removeSnapshotDirs(tmp: string, base: number): void {
+  try {
+    Deno.removeSync(join(tmp, ".urb", `tmp-image-${base}.d`));
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+}
+
 function removeTree(path: string): void {
   try {
     Deno.removeSync(path, { recursive: true });
@@ -195,21 +232,52 @@ async function fetchShip(
     );
   }
   const eve = options.eve ?? last;
+  const own = info.layout ?? SHIP_LAYOUT_DEFAULT;
+  const layout = options.format ?? own;
   // A chopped log starts after the image of epoch `start`: the pier starts at that epoch,
-  // whose image.bin stands for the events dropped, so vere boots from it.
+  // whose snapshot stands for the events dropped, so vere boots from it.
   const start = (info.firstEve ?? 1) - 1;
-  const complete = (info.images ?? []).filter((i) =>
-    i.sha256 !== undefined && i.epoch <= last && i.epoch >= start
+  const images = await imagesOfLayout(
+    c,
+    ship,
+    (info.images ?? []).filter((i) =>
+      i.sha256 !== undefined && i.epoch <= last && i.epoch >= start
+    ),
   );
-  if (start > 0 && !complete.some((i) => i.epoch === start)) {
-    throw new NodeError(
-      `${name}'s log starts after epoch ${start}, but the node holds no complete image of it; run 'seguro log verify ${name}' and export from another node`,
-    );
-  }
-  let bases = [...new Set([start, ...complete.map((i) => i.epoch)])].sort((a, b) => a - b);
+  const complete = images.filter((i) => i.layout === layout);
   const chopped = start > 0
     ? ` (its events before ${start + 1} were chopped: its first epoch is ${start})`
     : "";
+  if (start > 0 && !complete.some((i) => i.epoch === start)) {
+    const held = images.find((i) => i.epoch === start);
+    if (held === undefined) {
+      throw new NodeError(
+        `${name}'s log starts after epoch ${start}, but the node holds no complete image of it; run 'seguro log verify ${name}' and export from another node`,
+      );
+    }
+    throw new NodeError(
+      `${name}'s log starts after epoch ${start}, whose snapshot is ${held.layout}: only ${
+        LAYOUT_VERE[held.layout]
+      } boots it, and a ${layout} pier would need every event from 1; export with --format ${held.layout} and start it with ${
+        LAYOUT_VERE[held.layout]
+      }`,
+    );
+  }
+  if (layout === "log1" && start > 0) {
+    throw new NodeError(
+      `a log-1 pier (${LAYOUT_VERE.log1}) holds every event from 1, and ${name}'s events before ${
+        start + 1
+      } were chopped; export it with --format ${own === "log1" ? "epochs1" : own}`,
+    );
+  }
+  if (layout === "log1" && options.epoch !== undefined && options.epoch > 0) {
+    throw new NodeError(
+      `a log-1 pier (${LAYOUT_VERE.log1}) has no epochs; export without --epoch, or with --format epochs1`,
+    );
+  }
+  let bases = layout === "log1"
+    ? [0]
+    : [...new Set([start, ...complete.map((i) => i.epoch)])].sort((a, b) => a - b);
   if (eve < start) {
     throw new NodeError(
       `--eve ${eve} is before ${name}'s first epoch${chopped}; give --eve ${start} or more`,
@@ -238,15 +306,18 @@ async function fetchShip(
     latest: options.eve === undefined,
   });
   const epochs: EpochContent[] = [];
+  const snapshots: number[] = [];
   for (const base of bases) {
-    const image = complete.find((i) => i.epoch === base);
-    let path: string | undefined;
-    if (image !== undefined) {
-      // Moved into its epoch by writePier: the same file system, no copy.
-      path = join(tmp, ".urb", `tmp-image-${base}`);
-      await downloadImage(c, ship, { image, path });
-    }
-    epochs.push({ base, events: [], image: path === undefined ? undefined : { path } });
+    // Log 1 keeps one snapshot, in .urb/chk: the newest up to the export's last event.
+    const image = layout === "log1"
+      ? complete.filter((i) => i.epoch <= eve).at(-1)
+      : complete.find((i) => i.epoch === base);
+    if (image !== undefined) snapshots.push(image.epoch);
+    epochs.push({
+      base,
+      events: [],
+      image: image === undefined ? undefined : await fetchSnapshot(c, ship, image, tmp),
+    });
   }
   // The events are gathered first: the pier is written in one go, tmp -> fsync -> rename.
   const events: PierEvent[] = [];
@@ -270,7 +341,45 @@ async function fetchShip(
     const end = epochs[i + 1]?.base ?? eve;
     epochs[i].events = events.slice(epochs[i].base - first, end - first);
   }
-  return { info, eve, epochs };
+  return { info, layout, snapshots, eve, epochs };
+}
+
+/** An image the node holds, with the layout of its snapshot. */
+interface LayoutImage extends ImageInfo {
+  layout: PierLayout;
+}
+
+/** The layout of each image, read from its first chunk (a container's header, or not). */
+async function imagesOfLayout(
+  c: ClusterClient,
+  ship: bigint,
+  images: readonly ImageInfo[],
+): Promise<LayoutImage[]> {
+  const out: LayoutImage[] = [];
+  for (const image of images) {
+    const first = await c.ships.imageChunk(ship, image.epoch, 0);
+    out.push({ ...image, layout: snapshotLayout(first, image.size) });
+  }
+  return out.sort((a, b) => a.epoch - b.epoch);
+}
+
+/**
+ * Downloads an image into `tmp`/.urb, the same file system as the pier, so
+ * that writePier moves it into place: an `image.bin`, or a container split
+ * into its `north.bin` and `south.bin`.
+ */
+async function fetchSnapshot(
+  c: ClusterClient,
+  ship: bigint,
+  image: LayoutImage,
+  tmp: string,
+): Promise<{ path: string } | { north: string; south: string }> {
+  const path = join(tmp, ".urb", `tmp-image-${image.epoch}`);
+  await downloadImage(c, ship, { image, path });
+  if (image.layout === "epochs2") return { path };
+  const dir = `${path}.d`;
+  Deno.mkdirSync(dir, { mode: 0o700 });
+  return splitSnapshot(path, dir);
 }
 
 /**
@@ -298,8 +407,10 @@ export async function exportPier(
       writePier(tmp, {
         meta: { version: LOG_VERSION, who: ship, fake: got.info.fake, life: got.info.life },
         epochs: got.epochs,
-        vereVersion: options.vereVersion,
+        layout: got.layout,
+        vereVersion: options.vereVersion ?? (got.layout === "epochs1" ? "3.0" : "4.0"),
       });
+      for (const e of got.epochs) removeSnapshotDirs(tmp, e.base);
       // A signal that came during the (synchronous) write is dispatched on the next
       // turn of the event loop: take it before the rename, the point of no return.
       await new Promise((resolve) => setTimeout(resolve, 0));
@@ -310,6 +421,8 @@ export async function exportPier(
         firstEve: got.epochs[0].base + 1,
         lastEve: got.eve,
         epochs: got.epochs.map((e) => e.base),
+        layout: got.layout,
+        snapshots: got.snapshots,
         seconds: (performance.now() - started) / 1000,
       };
     } catch (e) {

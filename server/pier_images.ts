@@ -1,5 +1,6 @@
 /**
- * Moving epoch snapshots (`image.bin`) between a pier and the cluster:
+ * Moving epoch snapshots (an `image.bin`, or north/south files in a
+ * container: vere/pier_layout.ts) between a pier and the cluster:
  * streamed in checksummed chunks (cluster/images.ts), resumable, and never
  * held whole in memory. Used by server/pier_import.ts and pier_export.ts.
  * @module
@@ -8,7 +9,7 @@
 import { createHash } from "node:crypto";
 import type { ClusterClient, ShipClient } from "../cluster/api.ts";
 import { IMAGE_CHUNK_BYTES, type ImageInfo, sha256 } from "../cluster/images.ts";
-import type { Epoch } from "../vere/pier.ts";
+import { SnapshotReader, type SnapshotSource } from "../vere/pier_layout.ts";
 import { NodeError } from "./errors.ts";
 
 /** How often an image upload reports its bytes, at most. */
@@ -23,8 +24,8 @@ export type ImageProgress =
 
 /** Options of {@linkcode importImages}. */
 export interface ImportImagesOptions {
-  /** The pier's epochs; those with an `image.bin` are sent. */
-  epochs: readonly Epoch[];
+  /** The pier's snapshots (vere/pier_layout.ts `pierSnapshots`). */
+  snapshots: readonly SnapshotSource[];
   /** The images the cluster holds of the ship already (complete or in part). */
   held: readonly ImageInfo[];
   /** Told how the upload goes. */
@@ -39,18 +40,8 @@ export interface ImageWriter {
   readonly ships: Pick<ShipClient, "write">;
 }
 
-function readFull(file: Deno.FsFile, buf: Uint8Array): number {
-  let got = 0;
-  while (got < buf.length) {
-    const n = file.readSync(buf.subarray(got));
-    if (n === null) break;
-    got += n;
-  }
-  return got;
-}
-
 /**
- * Sends every epoch's `image.bin` the cluster does not hold completely yet,
+ * Sends every snapshot the cluster does not hold completely yet,
  * resuming after the bytes it holds. Each file is read once: the part the
  * cluster holds is only hashed, the rest is hashed and sent. Returns the
  * bytes sent; a pier that does not match what the cluster holds is a NodeError.
@@ -61,16 +52,17 @@ export async function importImages(
   options: ImportImagesOptions,
 ): Promise<number> {
   let sent = 0;
-  for (const epoch of options.epochs.filter((e) => e.hasImage)) {
-    const path = `${epoch.dir}/image.bin`;
+  for (const snapshot of options.snapshots) {
+    const epoch = { base: snapshot.epoch };
+    const path = snapshot.where;
     const have = options.held.find((i) => i.epoch === epoch.base);
-    const file = Deno.openSync(path, { read: true });
+    const file = new SnapshotReader(snapshot);
     const whole = createHash("sha256");
     const started = performance.now();
     let shown = started;
     let size: number;
     try {
-      size = file.statSync().size;
+      size = file.size;
       const resumeAt = have?.sha256 !== undefined ? size : have?.size ?? 0;
       if (resumeAt > size) {
         throw new NodeError(
@@ -80,7 +72,7 @@ export async function importImages(
       const buf = new Uint8Array(IMAGE_CHUNK_BYTES);
       for (let offset = 0; offset < size;) {
         // Chunks on the cluster start at multiples of IMAGE_CHUNK_BYTES: so do these.
-        const n = readFull(file, buf.subarray(0, Math.min(buf.length, size - offset)));
+        const n = file.readSync(buf.subarray(0, Math.min(buf.length, size - offset)));
         if (n === 0) throw new NodeError(`${path} shrank while it was read; stop vere and retry`);
         const data = buf.subarray(0, n);
         whole.update(data);

@@ -48,11 +48,11 @@ function chunkOffsets(writes: ShipWriteCommand[]): number[] {
 
 Deno.test("importImages: sends the chunks the cluster lacks, then the whole file's hash", async () => {
   await withEpoch(async (dir) => {
-    const epochs = [{ dir, base: 100, hasImage: true }, { dir: "/none", base: 0, hasImage: false }];
+    const epochs = [{ epoch: 100, parts: [join(dir, "image.bin")], where: join(dir, "image.bin") }];
     const fresh = fakeClient();
     const seen: ImageProgress[] = [];
     const sent = await importImages(fresh.client, 5n, {
-      epochs,
+      snapshots: epochs,
       held: [],
       progress: (p) => seen.push(p),
     });
@@ -69,7 +69,7 @@ Deno.test("importImages: sends the chunks the cluster lacks, then the whole file
     const resumed = fakeClient();
     const held: ImageInfo[] = [{ epoch: 100, size: IMAGE_CHUNK_BYTES }];
     assert.equal(
-      await importImages(resumed.client, 5n, { epochs, held }),
+      await importImages(resumed.client, 5n, { snapshots: epochs, held }),
       IMAGE.length - IMAGE_CHUNK_BYTES,
     );
     assert.deepEqual(chunkOffsets(resumed.writes), [IMAGE_CHUNK_BYTES, 2 * IMAGE_CHUNK_BYTES]);
@@ -77,17 +77,17 @@ Deno.test("importImages: sends the chunks the cluster lacks, then the whole file
     // Complete on the cluster: checked, nothing sent.
     const complete = fakeClient();
     const same = [{ epoch: 100, size: IMAGE.length, sha256: IMAGE_SHA256 }];
-    assert.equal(await importImages(complete.client, 5n, { epochs, held: same }), 0);
+    assert.equal(await importImages(complete.client, 5n, { snapshots: epochs, held: same }), 0);
     assert.deepEqual(complete.writes, []);
   });
 });
 
 Deno.test("importImages: a pier that does not match the cluster's image is refused", async () => {
   await withEpoch(async (dir) => {
-    const epochs = [{ dir, base: 100, hasImage: true }];
+    const epochs = [{ epoch: 100, parts: [join(dir, "image.bin")], where: join(dir, "image.bin") }];
     const other = [{ epoch: 100, size: IMAGE.length, sha256: "ab".repeat(32) }];
     await assert.rejects(
-      importImages(fakeClient().client, 5n, { epochs, held: other }),
+      importImages(fakeClient().client, 5n, { snapshots: epochs, held: other }),
       (e) =>
         e instanceof NodeError &&
         e.message ===
@@ -95,7 +95,7 @@ Deno.test("importImages: a pier that does not match the cluster's image is refus
     );
     const more = [{ epoch: 100, size: IMAGE.length + 1 }];
     await assert.rejects(
-      importImages(fakeClient().client, 5n, { epochs, held: more }),
+      importImages(fakeClient().client, 5n, { snapshots: epochs, held: more }),
       (e) =>
         e instanceof NodeError &&
         e.message === `the cluster holds more of epoch 100's image than ${dir}/image.bin has`,

@@ -25,7 +25,8 @@ import { ClusterClient, type ShipClient } from "../cluster/api.ts";
 import { ApiError, type ShipJson, Status } from "../cluster/admin_protocol.ts";
 import type { PlannedEvent } from "../cluster/machine.ts";
 import { renderShip } from "../vere/event.ts";
-import { isPierLocked, listEpochs, type PierMeta, readEvents } from "../vere/pier.ts";
+import { isPierLocked, type PierMeta, readEvents } from "../vere/pier.ts";
+import { detectLayout, LAYOUT_VERE, type PierLayout, pierSnapshots } from "../vere/pier_layout.ts";
 import { NodeError } from "./errors.ts";
 import {
   type Retry,
@@ -54,6 +55,8 @@ const IMPORT_PROGRESS_MS = 1000;
 export type ImportProgress =
   /** The cluster lacked the ship: it was added, with the pier's META. */
   | { kind: "added"; fake: boolean; life: number }
+  /** The cluster now records the ship's pier layout as this pier's. */
+  | { kind: "layout"; layout: PierLayout }
   /** The cluster holds `lastEve` events of the ship already: the import appends after them. */
   | { kind: "resuming"; lastEve: number }
   /** About once a second: `events` events, `bytes` bytes of jobs committed in `seconds`. */
@@ -67,8 +70,8 @@ export type ImportProgress =
 
 /** What an import needs of a connection to the leader (ClusterClient has it). */
 export interface ImportClient extends RetryClient {
-  /** The ship operations: list, add and write. */
-  readonly ships: Pick<ShipClient, "list" | "add" | "write">;
+  /** The ship operations: list, add, layout and write. */
+  readonly ships: Pick<ShipClient, "list" | "add" | "write" | "layout">;
 }
 
 /** Options of {@linkcode importPier}. */
@@ -123,7 +126,14 @@ export async function importPier(
       `${pier} is in use by a running urbit (.vere.lock); stop it first, or pass --live`,
     );
   }
-  const run = new ImportRun(ship, pier, shipPierMeta(ship, pier), progress);
+  const meta = shipPierMeta(ship, pier);
+  let layout: PierLayout;
+  try {
+    layout = detectLayout(pier);
+  } catch (e) {
+    throw pierFailure(e, pier);
+  }
+  const run = new ImportRun(ship, pier, meta, layout, progress);
   const connect = options.connect ??
     ((address: string, answerTimeoutMs: number) =>
       ClusterClient.connect(address, target.credentials, { answerTimeoutMs }));
@@ -168,6 +178,7 @@ class ImportRun {
   readonly #ship: bigint;
   readonly #pier: string;
   readonly #meta: PierMeta;
+  readonly #layout: PierLayout;
   readonly #progress: (p: ImportProgress) => void;
   /** The ship's last event when the import began; undefined until the first run read it. */
   #startEve: number | undefined;
@@ -180,16 +191,36 @@ class ImportRun {
   #shown = 0;
   #seconds = 0;
 
-  constructor(ship: bigint, pier: string, meta: PierMeta, progress: (p: ImportProgress) => void) {
+  constructor(
+    ship: bigint,
+    pier: string,
+    meta: PierMeta,
+    layout: PierLayout,
+    progress: (p: ImportProgress) => void,
+  ) {
     this.#ship = ship;
     this.#pier = pier;
     this.#meta = meta;
+    this.#layout = layout;
     this.#progress = progress;
   }
 
   /** One run over `client`, a connection to the leader. */
   async attempt(client: ImportClient, progressed: () => void): Promise<ImportResult> {
-    const info = await this.#shipInfo(client);
+    let info = await this.#shipInfo(client);
+    if (info.layout !== this.#layout) {
+      info = await client.ships.layout(this.#ship, this.#layout);
+      if (info.layout !== this.#layout) {
+        throw new NodeError(
+          `${renderShip(this.#ship)} is on the cluster as a ${info.layout} pier (${
+            LAYOUT_VERE[info.layout!]
+          }), newer than this ${this.#layout} one (${
+            LAYOUT_VERE[this.#layout]
+          }); import the pier its newer vere wrote`,
+        );
+      }
+      this.#progress({ kind: "layout", layout: this.#layout });
+    }
     if (this.#startEve === undefined) {
       this.#startEve = this.known = info.lastEve;
       if (info.lastEve > 0) this.#progress({ kind: "resuming", lastEve: info.lastEve });
@@ -204,7 +235,9 @@ class ImportRun {
     }
     await importImages(client, this.#ship, {
       // Epochs before a chop's are gone from the cluster on purpose: not sent again.
-      epochs: listEpochs(this.#pier).filter((e) => e.base >= (info.firstEve ?? 1) - 1),
+      snapshots: pierSnapshots(this.#pier, this.#layout).filter((s) =>
+        s.epoch >= (info.firstEve ?? 1) - 1 && s.epoch <= this.known
+      ),
       held: info.images ?? [],
       progress: (p) => {
         if (p.kind === "imageStored") progressed();

@@ -1,3 +1,4 @@
+import type { ShipLayout } from "../cluster/machine.ts";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import {
@@ -58,6 +59,7 @@ const FAKE_TARGET: ClusterTarget = { ...UNREACHABLE, address: "a:1" };
 class FakeShip {
   readonly events: { mug: number; job: Uint8Array }[] = [];
   readonly images = new Map<number, { chunks: Uint8Array[]; size: number; sha256?: string }>();
+  layout: ShipLayout | undefined;
 
   write(command: ShipWriteCommand): WriteResult {
     if (command.kind === "events") {
@@ -139,6 +141,7 @@ class FakeCluster {
       lastMug: 0,
       bytes: 0,
       optimism: -1,
+      layout: ship.layout,
       images: [...ship.images].map(([epoch, i]) => ({ epoch, size: i.size, sha256: i.sha256 })),
     });
     return {
@@ -167,6 +170,12 @@ class FakeCluster {
           }
           this.ship = new FakeShip();
           return Promise.resolve(json(this.ship));
+        },
+        layout: (ship, layout) => {
+          leaderOnly();
+          assert.equal(ship, 0n);
+          this.ship!.layout = layout;
+          return Promise.resolve(json(this.ship!));
         },
         write: (command) => {
           try {

@@ -1,8 +1,12 @@
 /**
  * Standby piers: on every node that runs with `--standby-dir DIR`, each ship
  * on the cluster has a pier `DIR/<ship>/` that stock vere can boot after a
- * failover. It holds one epoch: the newest epoch whose image (`image.bin`,
- * the state after its base event) the cluster holds complete, and every
+ * failover, in the ship's own layout (docs/pier-formats.md): epochs 2 for
+ * vere 4.x, epochs 1 for vere 3.x (log 1, vere < 3.0, is not kept: an alarm
+ * says so). It holds one epoch: the newest epoch whose image (the state
+ * after its base event: `image.bin`, or `north.bin` and `south.bin`, which
+ * vere 3.x also needs in `.urb/chk`) of the ship's layout the cluster holds
+ * complete, and every
  * event this node has applied after it, so vere loads the image and replays
  * only those events. A ship with no complete image has epoch `0i0` with its
  * whole log (a chopped ship always has one: its log starts after an image).
@@ -47,6 +51,13 @@ import type { ShipInfo, ShipReader } from "../cluster/ships.ts";
 import { renderShip } from "../vere/event.ts";
 import { type Alarms, describeFailure } from "./alarms.ts";
 import { type Db, Env, eventKey, eventOfKey, type Txn } from "../vere/lmdb.ts";
+import type { ShipLayout } from "../cluster/machine.ts";
+import {
+  checkpointDir,
+  SNAPSHOT_HEADER_BYTES,
+  snapshotLayout,
+  splitSnapshot,
+} from "../vere/pier_layout.ts";
 import {
   decodeEventValue,
   encodeEventValue,
@@ -73,8 +84,11 @@ const RETRY_MS = 5_000;
 /** A pier's progress is logged when this process first writes it, then every this many events. */
 const PROGRESS_EVENTS = 10_000;
 
-/** Runtime version a standby pier's epochs record in `vere.txt`. */
-const VERE_VERSION = "4.0";
+/** Runtime version a standby pier's epochs record in `vere.txt`, by layout. */
+const VERE_VERSION: Readonly<Record<"epochs1" | "epochs2", string>> = {
+  epochs1: "3.0",
+  epochs2: "4.0",
+};
 
 /** Names this module gives its scratch files in a pier's `.urb` (removed when found on open). */
 const SCRATCH_PREFIX = "seguro-standby-";
@@ -118,6 +132,8 @@ export interface StandbySource {
   ships: ShipReader;
   /** The ships' epoch images. */
   images: ImageReader;
+  /** The layout of a ship's pier, as its import recorded it (epochs 2 when none did). */
+  layout(ship: bigint): ShipLayout | undefined;
 }
 
 /** What is left of a slice's work. */
@@ -143,6 +159,9 @@ export class StandbyPiers {
   readonly #dir: string;
   readonly #ships: ShipReader;
   readonly #images: ImageReader;
+  readonly #layout: (ship: bigint) => ShipLayout | undefined;
+  /** The layout of each complete image seen, by `ship/epoch/sha256` (read from its first chunk). */
+  readonly #imageLayouts = new Map<string, ShipLayout>();
   readonly #log: LogSink;
   readonly #alarms: Alarms;
   readonly #open = new Map<bigint, Standby>();
@@ -174,6 +193,7 @@ export class StandbyPiers {
     this.#dir = dir;
     this.#ships = source.ships;
     this.#images = source.images;
+    this.#layout = (ship) => source.layout(ship);
     this.#log = log;
     this.#alarms = alarms;
   }
@@ -278,13 +298,39 @@ export class StandbyPiers {
    * epoch a chop started the log after).
    */
   #targetBase(info: ShipInfo): number {
+    const layout = this.#layoutOf(info.ship);
     let base = info.firstEve - 1;
     for (const image of this.#images.list(info.ship)) {
-      if (image.sha256 !== undefined && image.epoch > base && image.epoch <= info.lastEve) {
+      if (
+        image.sha256 !== undefined && image.epoch > base && image.epoch <= info.lastEve &&
+        this.#imageLayout(info.ship, image.epoch, image.size, image.sha256) === layout
+      ) {
         base = image.epoch;
       }
     }
     return base;
+  }
+
+  /** The layout the pier of `ship` is kept in; log 1 (vere < 3.0) is refused, naming why. */
+  #layoutOf(ship: bigint): "epochs1" | "epochs2" {
+    const layout = this.#layout(ship) ?? "epochs2";
+    if (layout === "log1") {
+      throw new Error(
+        "its pier is log 1 (vere before 3.0 keeps one log), which standby piers do not keep; start it once with vere 3.x and import that pier",
+      );
+    }
+    return layout;
+  }
+
+  /** The layout of a complete image: a north/south container's, else epochs 2. */
+  #imageLayout(ship: bigint, epoch: number, size: number, sha256: string): ShipLayout {
+    const key = `${ship}/${epoch}/${sha256}`;
+    let layout = this.#imageLayouts.get(key);
+    if (layout === undefined) {
+      layout = snapshotLayout(this.#images.chunk(ship, epoch, 0) ?? new Uint8Array(0), size);
+      this.#imageLayouts.set(key, layout);
+    }
+    return layout;
   }
 
   /** Whether the pier is at its epoch and holds every applied event. */
@@ -375,35 +421,53 @@ export class StandbyPiers {
   #moveTo(info: ShipInfo, s: Standby, base: number, image: string): void {
     const name = renderShip(info.ship);
     const aside = join(s.pier, ".urb", `${SCRATCH_PREFIX}old-${basename(s.epoch)}`);
+    const layout = this.#layoutOf(info.ship);
+    const split = `${image}.d`;
     try {
       s.env.close();
       removeIfThere(aside);
+      let snapshot: { path: string } | { north: string; south: string } = { path: image };
+      if (layout === "epochs1") {
+        removeIfThere(split);
+        Deno.mkdirSync(split, { mode: 0o700 });
+        snapshot = splitSnapshot(image, split);
+      }
       Deno.renameSync(s.epoch, aside);
       writeEpoch(s.pier, {
         meta: metaOf(info),
         events: [],
         base,
-        vereVersion: VERE_VERSION,
-        image: { path: image },
+        vereVersion: VERE_VERSION[layout],
+        epochFormat: layout === "epochs1" ? 1 : 2,
+        image: snapshot,
       });
     } catch (e) {
       // The pier is not what `s` says any more: open it again at the next try.
       this.#forget(info.ship, s);
       removeIfThere(image);
+      removeIfThere(split);
       throw e;
     }
     removeIfThere(aside);
+    removeIfThere(split);
     s.base = base;
     s.epoch = join(logDir(s.pier), `0i${base}`);
     s.env = Env.open(s.epoch);
     s.last = s.verified = base;
     s.reported = false; // its next write says how far the moved pier is
     // A runtime snapshot may be older than the new epoch, whose events are not in the log.
-    const chk = join(s.pier, ".urb", "chk");
+    const chk = checkpointDir(s.pier);
     if (removeContents(chk)) {
       this.#log(
         `standby pier of ${name}: removed its .urb/chk snapshot (the epoch's image replaces it)`,
       );
+    }
+    // vere 3.x loads the state from .urb/chk, never from the epoch: put the epoch's there.
+    if (layout === "epochs1") {
+      for (const file of ["north.bin", "south.bin"]) {
+        Deno.copyFileSync(join(s.epoch, file), join(chk, file));
+        Deno.chmodSync(join(chk, file), 0o600);
+      }
     }
     this.#log(
       `standby pier of ${name} moved to epoch ${base}: its image and the events after it (vere replays from event ${
@@ -591,7 +655,7 @@ export class StandbyPiers {
       readPierMeta(pier);
     } catch {
       // No pier yet: write one with no events, then append as events apply.
-      writePier(pier, { meta: metaOf(info), events: [], vereVersion: VERE_VERSION });
+      this.#writeLog(info, pier);
       this.#log(`standby pier of ${name} created at ${pier}`, {
         event: "standby_created",
         ship: name,
@@ -606,7 +670,7 @@ export class StandbyPiers {
       const log = logDir(pier);
       const aside = join(pier, ".urb", `${SCRATCH_PREFIX}old-log`);
       Deno.renameSync(log, aside);
-      writePier(pier, { meta: metaOf(info), events: [], vereVersion: VERE_VERSION });
+      this.#writeLog(info, pier);
       removeIfThere(aside);
       this.#log(`standby pier of ${name}: wrote a new log (${distrust})`);
       epochs = listEpochs(pier);
@@ -654,6 +718,12 @@ export class StandbyPiers {
     return s;
   }
 
+  /** Writes a new log with no events (epoch 0) into `pier`, in the ship's layout. */
+  #writeLog(info: ShipInfo, pier: string): void {
+    const layout = this.#layoutOf(info.ship);
+    writePier(pier, { meta: metaOf(info), events: [], vereVersion: VERE_VERSION[layout], layout });
+  }
+
   /**
    * Why the pier's epoch `epoch` cannot be trusted for `info`, or undefined:
    * epoch 0 always can (its events are compared); a later one only when the
@@ -661,6 +731,17 @@ export class StandbyPiers {
    * and the log starts at or before it and reaches it.
    */
   #distrust(info: ShipInfo, epoch: Epoch): string | undefined {
+    const layout = this.#layoutOf(info.ship);
+    let format = "";
+    try {
+      format = Deno.readTextFileSync(join(epoch.dir, "epoc.txt")).trim();
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
+    const want = layout === "epochs1" ? "1" : "2";
+    if (format !== want) {
+      return `its epoch ${epoch.base} has format '${format}', and the ship's pier is ${layout} (format ${want})`;
+    }
     if (epoch.base === 0) return undefined;
     const image = this.#images.get(info.ship, epoch.base);
     if (image?.sha256 === undefined) {
@@ -669,14 +750,22 @@ export class StandbyPiers {
     if (epoch.base < info.firstEve - 1 || epoch.base > info.lastEve) {
       return `its epoch ${epoch.base} is outside the log, events ${info.firstEve}-${info.lastEve}`;
     }
-    let size = -1;
-    try {
-      size = Deno.statSync(join(epoch.dir, "image.bin")).size;
-    } catch (e) {
-      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    if (this.#imageLayout(info.ship, epoch.base, image.size, image.sha256) !== layout) {
+      return `the cluster's image of its epoch ${epoch.base} is not ${layout}`;
+    }
+    const files = layout === "epochs1" ? ["north.bin", "south.bin"] : ["image.bin"];
+    let size = layout === "epochs1" ? SNAPSHOT_HEADER_BYTES : 0;
+    for (const file of files) {
+      try {
+        size += Deno.statSync(join(epoch.dir, file)).size;
+      } catch (e) {
+        if (!(e instanceof Deno.errors.NotFound)) throw e;
+        size = -1;
+        break;
+      }
     }
     if (size !== image.size) {
-      return `its epoch ${epoch.base}'s image.bin is not the cluster's image`;
+      return `its epoch ${epoch.base}'s ${files.join(" and ")} are not the cluster's image`;
     }
     return undefined;
   }

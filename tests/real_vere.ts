@@ -17,6 +17,7 @@
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
 import { createHash } from "node:crypto";
+import dgram from "node:dgram";
 import { BRASS_PILL_PATH } from "./fixtures.ts";
 
 /** The vere versions in `../shared/tools/vere/`. */
@@ -56,7 +57,8 @@ function findMissing(version: VereVersion): string | undefined {
   } catch {
     return `${BRASS_PILL_PATH} is absent`;
   }
-  const out = new Deno.Command(bin, { args: ["-R"], stdout: "piped", stderr: "piped" }).outputSync();
+  const out = new Deno.Command(bin, { args: ["-R"], stdout: "piped", stderr: "piped" })
+    .outputSync();
   if (!out.success) {
     const err = new TextDecoder().decode(out.stderr).split("\n")[0];
     return `vere ${version} does not start here (${err}); install its libraries: ` +
@@ -104,7 +106,18 @@ export async function bootedPier(version: VereVersion): Promise<string> {
     const tmp = `${pier}.booting`;
     await removeIfThere(tmp);
     const out = await new Deno.Command(bin, {
-      args: ["-F", "zod", "-B", BRASS_PILL_PATH, "-c", tmp, "-t", "-x", "--no-dock", ...quietPorts()],
+      args: [
+        "-F",
+        "zod",
+        "-B",
+        BRASS_PILL_PATH,
+        "-c",
+        tmp,
+        "-t",
+        "-x",
+        "--no-dock",
+        ...(await quietPorts()),
+      ],
       stdin: "null",
       stdout: "piped",
       stderr: "piped",
@@ -146,9 +159,114 @@ export async function copyPier(from: string, to: string): Promise<void> {
 }
 
 /**
- * Flags that keep a test's vere off fixed ports: ames and HTTP on ports the
- * kernel picks, so that runs side by side do not collide.
+ * Flags that keep a test's vere off fixed ports (a fake ship binds ames to
+ * 31337 and HTTP to 80 unless told): ports the kernel has just handed out
+ * and taken back, so that veres side by side do not collide.
  */
-export function quietPorts(): string[] {
-  return ["-p", "0", "--http-port", "0"];
+export async function quietPorts(): Promise<string[]> {
+  const udp = dgram.createSocket("udp4");
+  const ames = await new Promise<number>((resolve, reject) => {
+    udp.once("error", reject);
+    udp.bind(0, "127.0.0.1", () => resolve(udp.address().port));
+  });
+  udp.close();
+  const tcp = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const http = tcp.addr.port;
+  tcp.close();
+  return ["-p", String(ames), "--http-port", String(http)];
+}
+
+/** The event number of vere's `pier (N): live` line in `output`, or undefined. */
+export function liveEvent(output: string): number | undefined {
+  const m = /pier \(([0-9]+)\): live/.exec(output);
+  return m === null ? undefined : Number(m[1]);
+}
+
+/** What one start of vere printed, and the event it reached live at. */
+export interface VereRun {
+  /** stdout and stderr. */
+  output: string;
+  /** `N` of `pier (N): live`. */
+  live: number;
+}
+
+/**
+ * Starts the real vere `version` on `pier` with `-t -x` (start, reach live,
+ * exit) and returns where it went live. A vere that exits without reaching
+ * live, or fails, throws with the end of its output.
+ */
+export async function startToLive(version: VereVersion, pier: string): Promise<VereRun> {
+  const out = await new Deno.Command(vereBinary(version), {
+    args: ["-t", "-x", "--no-dock", ...(await quietPorts()), pier],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const output = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+  const live = liveEvent(output);
+  if (!out.success || live === undefined) {
+    throw new Error(
+      `vere ${version} did not reach live on ${pier} (exit ${out.code}):\n${tail(output)}`,
+    );
+  }
+  return { output, live };
+}
+
+/** A vere running on a pier until {@linkcode RunningVere.stop}. */
+export class RunningVere {
+  readonly #child: Deno.ChildProcess;
+  readonly #output: Promise<string>;
+  readonly pid: number;
+
+  /** Starts vere `version` on `pier` (`-t`, no dock, quiet ports, and `args`). */
+  static async start(
+    version: VereVersion,
+    pier: string,
+    args: string[] = [],
+  ): Promise<RunningVere> {
+    return new RunningVere(vereBinary(version), [
+      "-t",
+      "--no-dock",
+      ...(await quietPorts()),
+      ...args,
+      pier,
+    ]);
+  }
+
+  /** Starts `binary` with `args` (a real vere, or a patched one). */
+  constructor(binary: string, args: string[]) {
+    this.#child = new Deno.Command(binary, {
+      args,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    this.pid = this.#child.pid;
+    const text = (s: ReadableStream<Uint8Array>) => new Response(s).text();
+    this.#output = Promise.all([text(this.#child.stdout), text(this.#child.stderr)]).then((
+      [o, e],
+    ) => o + e);
+  }
+
+  /** SIGTERM (vere saves its snapshot and exits), then its exit code and output. */
+  async stop(): Promise<{ code: number; output: string }> {
+    try {
+      this.#child.kill("SIGTERM");
+    } catch {
+      // exited already
+    }
+    const status = await this.#child.status;
+    return { code: status.code, output: await this.#output };
+  }
+
+  /** SIGKILL, for cleanup after a failure. */
+  async kill(): Promise<void> {
+    try {
+      this.#child.kill("SIGKILL");
+    } catch {
+      // exited already
+    }
+    await this.#child.status;
+    await this.#output;
+  }
 }

@@ -112,9 +112,15 @@ export interface Epoch {
   dir: string;
   /** The `N` of `0i<N>`: the epoch holds events `N + 1` onward. */
   base: number;
-  /** Whether the epoch has `image.bin` (the snapshot after event `base`). */
+  /**
+   * Whether the epoch has its snapshot (the state after event `base`):
+   * `image.bin` (epochs 2), or `north.bin` and `south.bin` (epochs 1).
+   */
   hasImage: boolean;
 }
+
+/** A snapshot to write: bytes or a file (an `image.bin`), or north/south files, moved into place. */
+export type SnapshotFiles = Uint8Array | { path: string } | { north: string; south: string };
 
 /** The path of a pier's log directory, `.urb/log`. */
 export function logDir(pierDir: string): string {
@@ -257,7 +263,9 @@ export function listEpochs(pierDir: string): Epoch[] {
       throw new PierError(`The epoch ${entry.name} is beyond 2^53 events; Seguro cannot read it`);
     }
     const dir = join(log, entry.name);
-    epochs.push({ dir, base, hasImage: exists(join(dir, "image.bin")) });
+    const hasImage = exists(join(dir, "image.bin")) ||
+      (exists(join(dir, "north.bin")) && exists(join(dir, "south.bin")));
+    epochs.push({ dir, base, hasImage });
   }
   epochs.sort((a, b) => a.base - b.base);
   for (let i = 1; i < epochs.length; i++) {
@@ -268,7 +276,24 @@ export function listEpochs(pierDir: string): Epoch[] {
   return epochs;
 }
 
-function exists(path: string): boolean {
+/**
+ * Where a pier's events are: its epochs, or for a log-1 pier (vere < 3.0,
+ * META `version` 1, no epochs) the one log `.urb/log` itself, as base 0.
+ */
+export function logSegments(pierDir: string): Epoch[] {
+  const epochs = listEpochs(pierDir);
+  if (epochs.length > 0) return epochs;
+  const env = Env.open(logDir(pierDir), { readOnly: true });
+  try {
+    if (readMeta(env).version !== 1) return [];
+  } finally {
+    env.close();
+  }
+  return [{ dir: logDir(pierDir), base: 0, hasImage: false }];
+}
+
+/** Whether `path` exists (any other error than its absence is thrown). */
+export function exists(path: string): boolean {
   try {
     Deno.statSync(path);
     return true;
@@ -298,7 +323,7 @@ export function* readEvents(
 ): Generator<PierEvent> {
   const batchEvents = options.batchEvents ?? BATCH_EVENTS_DEFAULT;
   checkBatch(batchEvents);
-  const epochs = listEpochs(pierDir);
+  const epochs = logSegments(pierDir);
   if (epochs.length === 0) return;
   let next = options.from ?? epochs[0].base + 1;
   if (!Number.isSafeInteger(next) || next < 1) {
@@ -412,10 +437,13 @@ export interface WriteEpochOptions {
   /** Runtime version for `vere.txt`, e.g. `"4.0"`. */
   vereVersion: string;
   /**
-   * The snapshot after event `base` (`image.bin`); vere needs it when `base > 0`.
-   * Bytes, or a file on the same file system that is moved into place.
+   * The snapshot after event `base`; vere needs it when `base > 0`. Bytes or a
+   * file for `image.bin` (epoch format 2), or `north.bin`/`south.bin` files
+   * (format 1); files must be on the same file system: they are moved.
    */
-  image?: Uint8Array | { path: string };
+  image?: SnapshotFiles;
+  /** `epoc.txt`: 2 (vere 4.x, the default) or 1 (vere 3.x). */
+  epochFormat?: 1 | 2;
   /** Events per write transaction. Default {@linkcode BATCH_EVENTS_DEFAULT}. */
   batchEvents?: number;
 }
@@ -426,8 +454,8 @@ export interface EpochContent {
   base: number;
   /** Its events, numbered `base + 1` onward. */
   events: Iterable<PierEvent>;
-  /** Its `image.bin`; see {@linkcode WriteEpochOptions.image}. */
-  image?: Uint8Array | { path: string };
+  /** Its snapshot; see {@linkcode WriteEpochOptions.image}. */
+  image?: SnapshotFiles;
 }
 
 /** Options of {@linkcode writePier}. */
@@ -441,9 +469,16 @@ export interface WritePierOptions {
   /** Runtime version for `vere.txt`, e.g. `"4.0"`. */
   vereVersion: string;
   /** The snapshot after event `epochBase`; see {@linkcode WriteEpochOptions.image}. */
-  image?: Uint8Array | { path: string };
+  image?: SnapshotFiles;
   /** Several epochs instead of `events`/`epochBase`/`image`, in ascending base order. */
   epochs?: EpochContent[];
+  /**
+   * The layout (docs/pier-formats.md): `epochs2` (the default, vere 4.x),
+   * `epochs1` (vere 3.x) or `log1` (vere < 3.0: one log from event 1 in
+   * `.urb/log` with META `version` 1, its one snapshot, north/south files
+   * given as the only epoch's `image`, in `.urb/chk`).
+   */
+  layout?: "log1" | "epochs1" | "epochs2";
   /** Events per write transaction. Default {@linkcode BATCH_EVENTS_DEFAULT}. */
   batchEvents?: number;
 }
@@ -473,17 +508,37 @@ export function writePier(pierDir: string, options: WritePierOptions): void {
   const tmp = join(urb, `tmp-log-${Deno.pid}`);
   removeStale(tmp);
   Deno.mkdirSync(tmp, { mode: PRIVATE_DIR_MODE });
+  const layout = options.layout ?? "epochs2";
+  const epochs = options.epochs ??
+    [{ base: epochBase, events: options.events ?? [], image: options.image }];
   try {
     const env = Env.open(tmp);
     try {
-      writeMeta(env, meta);
+      if (layout === "log1") {
+        if (epochs.length !== 1 || epochs[0].base !== 0) {
+          throw new PierError(
+            `A log-1 pier (vere < 3.0) has one log from event 1, not epochs at ${
+              epochs.map((e) => e.base).join(", ")
+            }`,
+          );
+        }
+        writeMeta(env, { ...meta, version: 1 });
+        writeEvents(env, epochs[0].events, 1, options.batchEvents ?? BATCH_EVENTS_DEFAULT);
+      } else writeMeta(env, meta);
     } finally {
       env.close();
     }
     fsyncFile(join(tmp, "data.mdb"));
-    const epochs = options.epochs ??
-      [{ base: epochBase, events: options.events ?? [], image: options.image }];
-    for (const epoch of epochs) buildEpoch(tmp, { ...options, ...epoch });
+    if (layout !== "log1") {
+      const epochFormat = layout === "epochs1" ? 1 : 2;
+      for (const epoch of epochs) buildEpoch(tmp, { ...options, ...epoch, epochFormat });
+    }
+    // vere 3.x and < 3.0 load their snapshot from .urb/chk; 3.x boots an epoch from there.
+    const newest = epochs.at(-1)?.image;
+    if (layout === "log1" && newest !== undefined) placeSnapshot(join(urb, "chk"), newest);
+    if (layout === "epochs1" && newest !== undefined && epochs.at(-1)!.base > 0) {
+      copySnapshot(join(tmp, `0i${epochs.at(-1)!.base}`), join(urb, "chk"));
+    }
     fsyncDir(tmp);
     Deno.renameSync(tmp, log);
   } catch (error) {
@@ -511,7 +566,7 @@ export function writeEpoch(pierDir: string, options: WriteEpochOptions): void {
 }
 
 function buildEpoch(log: string, options: WriteEpochOptions): void {
-  const { meta, events, base, vereVersion, image } = options;
+  const { meta, events, base, vereVersion, image, epochFormat = EPOCH_VERSION } = options;
   const batchEvents = options.batchEvents ?? BATCH_EVENTS_DEFAULT;
   checkBatch(batchEvents);
   if (!Number.isSafeInteger(base) || base < 0) {
@@ -536,12 +591,18 @@ function buildEpoch(log: string, options: WriteEpochOptions): void {
       env.close();
     }
     fsyncFile(join(tmp, "data.mdb"));
-    writeFileSynced(join(tmp, "epoc.txt"), encoder.encode(String(EPOCH_VERSION)));
+    writeFileSynced(join(tmp, "epoc.txt"), encoder.encode(String(epochFormat)));
     writeFileSynced(join(tmp, "vere.txt"), encoder.encode(vereVersion));
-    if (image instanceof Uint8Array) writeFileSynced(join(tmp, "image.bin"), image);
-    else if (image !== undefined) {
-      fsyncFile(image.path);
-      Deno.renameSync(image.path, join(tmp, "image.bin"));
+    if (image !== undefined) {
+      const northSouth = !(image instanceof Uint8Array) && "north" in image;
+      if (northSouth !== (epochFormat === 1)) {
+        throw new PierError(
+          `Epoch format ${epochFormat} keeps its snapshot as ${
+            epochFormat === 1 ? "north.bin and south.bin" : "image.bin"
+          }; the snapshot given for epoch ${base} is the other kind`,
+        );
+      }
+      placeSnapshot(tmp, image);
     }
     fsyncDir(tmp);
     Deno.renameSync(tmp, dir);
@@ -549,6 +610,33 @@ function buildEpoch(log: string, options: WriteEpochOptions): void {
     Deno.removeSync(tmp, { recursive: true });
     throw error;
   }
+}
+
+/** Moves (or writes) a snapshot into `dir`, fsynced. */
+function placeSnapshot(dir: string, image: SnapshotFiles): void {
+  if (image instanceof Uint8Array) writeFileSynced(join(dir, "image.bin"), image);
+  else if ("path" in image) {
+    fsyncFile(image.path);
+    Deno.renameSync(image.path, join(dir, "image.bin"));
+  } else {
+    for (const [name, path] of [["north.bin", image.north], ["south.bin", image.south]]) {
+      fsyncFile(path);
+      Deno.renameSync(path, join(dir, name));
+    }
+  }
+  fsyncDir(dir);
+}
+
+/** Copies an epoch's north/south snapshot into `to` (`.urb/chk`), fsynced. */
+function copySnapshot(from: string, to: string): void {
+  for (const name of ["north.bin", "south.bin"]) {
+    const target = join(to, name);
+    removeStale(target);
+    Deno.copyFileSync(join(from, name), target);
+    Deno.chmodSync(target, PRIVATE_FILE_MODE);
+    fsyncFile(target);
+  }
+  fsyncDir(to);
 }
 
 // As u3_lmdb_save: NOOVERWRITE puts into EVENTS (INTEGERKEY), batchEvents a txn.

@@ -13,6 +13,7 @@
  * | `member.revoked.<serial>` | `1`: the TLS certificate with this serial (hex) is revoked |
  * | `ship.optimism.default`  | the cluster's default optimism                |
  * | `ship.run.<decimal @p>`  | `1`: the master runs its `--exec` command for the ship |
+ * | `ship.layout.<decimal @p>` | the layout of the ship's pier (`log1`, `epochs1`, `epochs2`) |
  *
  * Constructed by the store only.
  * @module
@@ -27,6 +28,7 @@ const REMOVED = "member.removed";
 const DEFAULT_OPTIMISM = "ship.optimism.default";
 const RUN_PREFIX = "ship.run.";
 const REVOKED_PREFIX = "member.revoked.";
+const LAYOUT_PREFIX = "ship.layout.";
 
 /** Key prefixes of the settings that moved from `setting` to `machine_setting` in version 4. */
 export const MACHINE_SETTING_PREFIXES: readonly string[] = ["member.", "ship."];
@@ -97,6 +99,17 @@ export class MachineSettings {
   setRun(ship: bigint, run: boolean): void {
     if (run) this.#table.set(RUN_PREFIX + ship, "1");
     else this.#table.delete(RUN_PREFIX + ship);
+  }
+
+  /** The recorded layout of `ship`'s pier, undefined when none was. */
+  layout(ship: bigint): string | undefined {
+    return this.#table.get(LAYOUT_PREFIX + ship);
+  }
+
+  /** Records the layout of `ship`'s pier, or forgets it with undefined (write). */
+  setLayout(ship: bigint, layout: string | undefined): void {
+    if (layout === undefined) this.#table.delete(LAYOUT_PREFIX + ship);
+    else this.#table.set(LAYOUT_PREFIX + ship, layout);
   }
 
   /** Serials (lowercase hex) of the certificates revoked. */
