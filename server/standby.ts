@@ -50,7 +50,15 @@ import { makePrivateDir } from "../cluster/private_files.ts";
 import type { ShipInfo, ShipReader } from "../cluster/ships.ts";
 import { renderShip } from "../vere/event.ts";
 import { type Alarms, describeFailure } from "./alarms.ts";
-import { type Db, Env, eventKey, eventOfKey, type Txn } from "../vere/lmdb.ts";
+import {
+  type Db,
+  Env,
+  eventKey,
+  eventOfKey,
+  LmdbError,
+  MDB_NOTFOUND,
+  type Txn,
+} from "../vere/lmdb.ts";
 import type { ShipLayout } from "../cluster/machine.ts";
 import {
   checkpointDir,
@@ -62,6 +70,7 @@ import {
   decodeEventValue,
   encodeEventValue,
   type Epoch,
+  exists,
   listEpochs,
   LOG_VERSION,
   logDir,
@@ -120,6 +129,8 @@ interface Standby {
   /** Events base+1..verified equal the cluster's. */
   verified: number;
   held: boolean;
+  /** The epoch directory the pier was at when it was held (its runtime may roll a newer one). */
+  heldEpoch: string | undefined;
   /** Whether this process has logged the pier's progress yet. */
   reported: boolean;
   /** The image being copied for a move to a newer epoch, if any. */
@@ -576,20 +587,51 @@ export class StandbyPiers {
       );
     }
     s.held = true;
+    s.heldEpoch = s.epoch;
     return { pier: s.pier, last: s.last, dataFile: join(s.epoch, "data.mdb") };
   }
 
   /**
    * Reads a held pier's events after `after` (at most `maxBytes` of jobs,
    * at least one event when there is one): what its runtime has written.
+   * When its runtime rolled a new epoch (vere 3.x and 4.x do at start when
+   * `vere.txt` names another version) and the current one is read to its
+   * end, the reads go on in the new one.
    */
   readHeld(ship: bigint, after: number, maxBytes: number): PierEvent[] {
     const s = this.#open.get(ship);
     if (s === undefined || !s.held) throw new Error(`readHeld: ${renderShip(ship)} is not held`);
+    const out = this.#readEpoch(s, ship, after, maxBytes);
+    if (out.length > 0) return out;
+    const newest = listEpochs(s.pier).at(-1);
+    if (newest === undefined || newest.dir === s.epoch || newest.base > after) return out;
+    // vere makes the directory, then its files, then the LMDB env last: not before that.
+    if (!exists(join(newest.dir, "data.mdb"))) return out;
+    s.env.close();
+    s.base = newest.base;
+    s.epoch = newest.dir;
+    s.env = Env.open(newest.dir);
+    this.#log(
+      `${renderShip(ship)}: its runtime rolled epoch ${newest.base}; the tail reads it from event ${
+        after + 1
+      }`,
+    );
+    return this.#readEpoch(s, ship, after, maxBytes);
+  }
+
+  #readEpoch(s: Standby, ship: bigint, after: number, maxBytes: number): PierEvent[] {
     const out: PierEvent[] = [];
     let bytes = 0;
     s.env.readTxn((txn) => {
-      for (const [key, value] of txn.entries(eventsDb(txn), { from: eventKey(after + 1) })) {
+      let db: Db;
+      try {
+        db = eventsDb(txn);
+      } catch (e) {
+        // A freshly rolled epoch has no EVENTS until vere writes its first event.
+        if (e instanceof LmdbError && e.code === MDB_NOTFOUND) return;
+        throw e;
+      }
+      for (const [key, value] of txn.entries(db, { from: eventKey(after + 1) })) {
         const eve = eventOfKey(key);
         if (eve !== after + 1 + out.length) {
           throw new Error(
@@ -615,7 +657,7 @@ export class StandbyPiers {
     if (s === undefined || !s.held) return;
     s.held = false;
     const newest = listEpochs(s.pier).at(-1);
-    if (newest?.dir !== s.epoch) {
+    if (newest?.dir !== s.heldEpoch) {
       // Its runtime started an epoch of its own (vere rolls one over on an upgrade):
       // open the pier again, which checks that epoch or writes a new log.
       this.#forget(ship, s);
@@ -704,6 +746,7 @@ export class StandbyPiers {
       last,
       verified,
       held: false,
+      heldEpoch: undefined,
       reported: false,
       copy: undefined,
     };

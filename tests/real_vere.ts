@@ -19,6 +19,7 @@ import { join } from "node:path";
 import { createHash } from "node:crypto";
 import dgram from "node:dgram";
 import { BRASS_PILL_PATH } from "./fixtures.ts";
+import { VereConn } from "./vere_conn.ts";
 
 /** The vere versions in `../shared/tools/vere/`. */
 export type VereVersion = "1.16" | "3.0";
@@ -268,5 +269,25 @@ export class RunningVere {
     }
     await this.#child.status;
     await this.#output;
+  }
+}
+
+/**
+ * A copy at `dir` of the cached fake ~zod of vere 3.0, grown: started once
+ * (which rolls its first epoch, 0i25, with a snapshot) and made to compute
+ * `wakes` behn %wakes through conn.sock, then stopped.
+ */
+export async function grownPier(dir: string, wakes: number): Promise<void> {
+  await copyPier(await bootedPier("3.0"), dir);
+  const vere = await RunningVere.start("3.0", dir);
+  try {
+    const conn = await VereConn.open(dir);
+    for (let i = 0; i < wakes; i++) await conn.wake();
+    await conn.close();
+  } finally {
+    const stopped = await vere.stop();
+    if (stopped.code !== 0) {
+      throw new Error(`vere 3.0 exited ${stopped.code} on ${dir}:\n${tail(stopped.output)}`);
+    }
   }
 }

@@ -13,8 +13,7 @@ import { join } from "node:path";
 import { readEvents } from "../../vere/pier.ts";
 import { detectLayout } from "../../vere/pier_layout.ts";
 import { lmdbToolsMissing } from "../fixtures.ts";
-import { bootedPier, copyPier, RunningVere, startToLive, vereMissing } from "../real_vere.ts";
-import { VereConn } from "../vere_conn.ts";
+import { bootedPier, copyPier, grownPier, startToLive, vereMissing } from "../real_vere.ts";
 import { clusterTest, NodeProcess, type TestCluster } from "./harness.ts";
 
 const MISSING_30 = lmdbToolsMissing() ?? vereMissing("3.0");
@@ -53,17 +52,8 @@ clusterTest(
   3,
   async (c) => {
     const pier = join(c.root, "zod");
-    await copyPier(await bootedPier("3.0"), pier);
     // The ship computes events: its first start rolls epoch 0i25 (with a snapshot), then wakes.
-    const vere = await RunningVere.start("3.0", pier);
-    try {
-      const conn = await VereConn.open(pier);
-      for (let i = 0; i < WAKES; i++) await conn.wake();
-      await conn.close();
-    } finally {
-      const stopped = await vere.stop();
-      assert.equal(stopped.code, 0, stopped.output.slice(-2000));
-    }
+    await grownPier(pier, WAKES);
     const events = [...readEvents(pier)];
     const last = events.at(-1)!.eve;
     assert.ok(last >= 25 + WAKES, `the ship computed its wakes (last event ${last})`);
