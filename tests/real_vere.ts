@@ -280,14 +280,17 @@ export class RunningVere {
 export async function grownPier(dir: string, wakes: number): Promise<void> {
   await copyPier(await bootedPier("3.0"), dir);
   const vere = await RunningVere.start("3.0", dir);
+  let fed: unknown;
   try {
     const conn = await VereConn.open(dir);
     for (let i = 0; i < wakes; i++) await conn.wake();
     await conn.close();
-  } finally {
-    const stopped = await vere.stop();
-    if (stopped.code !== 0) {
-      throw new Error(`vere 3.0 exited ${stopped.code} on ${dir}:\n${tail(stopped.output)}`);
-    }
+  } catch (e) {
+    fed = e;
+  }
+  const stopped = await vere.stop();
+  if (fed !== undefined) throw fed;
+  if (stopped.code !== 0) {
+    throw new Error(`vere 3.0 exited ${stopped.code} on ${dir}:\n${tail(stopped.output)}`);
   }
 }
