@@ -82,6 +82,11 @@ export function runCommand(): CommandUnknownOpts {
       positiveOption("--exec-grace-ms"),
     )
     .option(
+      "--standby-play <seconds>",
+      "warm standby: every this many seconds, run the --exec runtime's own 'play' on a standby pier that grew, so a failover replays few events",
+      positiveOption("--standby-play"),
+    )
+    .option(
       "--election-timeout-ms <ms>",
       "base election timeout, kept for later runs (default 500; raise it on heavily loaded machines)",
       electionTimeoutOption,
@@ -104,6 +109,7 @@ export function runCommand(): CommandUnknownOpts {
         logTailEntries: options.logTail,
         exec: options.exec,
         execGraceMs: options.execGraceMs,
+        standbyPlayMs: options.standbyPlay === undefined ? undefined : options.standbyPlay * 1000,
         metrics: options.metrics,
         logFormat: logFormatOf(options),
       });

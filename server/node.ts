@@ -20,6 +20,7 @@ import { renderShip } from "../vere/event.ts";
 import { RuntimeServer } from "../vere/runtime_server.ts";
 import { NodeError, NodeUsageError } from "./errors.ts";
 import { StandbyPiers } from "./standby.ts";
+import { runtimeVersion } from "./runtime_version.ts";
 import { Alarms } from "./alarms.ts";
 import { parseExec, supervisedNodeOf, Supervisor } from "./supervisor.ts";
 import { MetricsServer, NodeMetrics, nodeSource } from "./metrics.ts";
@@ -207,6 +208,8 @@ export async function runNode(
     logTailEntries?: number;
     exec?: string;
     execGraceMs?: number;
+    /** Warm standby: run `<exec's program> play` on grown standby piers this often (ms). */
+    standbyPlayMs?: number;
     /** HOST:PORT to serve Prometheus metrics on. */
     metrics?: string;
     /** How the log is written (default text). */
@@ -228,6 +231,13 @@ export async function runNode(
       throw new NodeUsageError((e as Error).message);
     }
   }
+  if (overrides.standbyPlayMs !== undefined && exec === undefined) {
+    throw new NodeUsageError(
+      "--standby-play runs the --exec runtime's own 'play' on standby piers: pass --exec (and --standby-dir) as well",
+    );
+  }
+  // New standby epochs name the runtime's own version, so that it rolls none on start.
+  const vereVersion = exec === undefined ? undefined : await runtimeVersion(exec[0]);
   const node = readNodeFile(dir);
   let store: Store;
   try {
@@ -330,6 +340,12 @@ export async function runNode(
       },
       log,
       alarms,
+      {
+        vereVersion,
+        play: overrides.standbyPlayMs === undefined || exec === undefined
+          ? undefined
+          : { argv: (pier) => [exec[0], "play", pier], everyMs: overrides.standbyPlayMs },
+      },
     );
   standby?.schedule();
   const supervisor: Supervisor | undefined = standby === undefined || exec === undefined

@@ -62,11 +62,13 @@ import {
 import type { ShipLayout } from "../cluster/machine.ts";
 import {
   checkpointDir,
+  northSouthIn,
   SNAPSHOT_HEADER_BYTES,
   snapshotLayout,
   splitSnapshot,
 } from "../vere/pier_layout.ts";
 import {
+  copySnapshot,
   decodeEventValue,
   encodeEventValue,
   type Epoch,
@@ -98,6 +100,9 @@ const VERE_VERSION: Readonly<Record<"epochs1" | "epochs2", string>> = {
   epochs1: "3.0",
   epochs2: "4.0",
 };
+
+/** How long {@linkcode StandbyPiers.stopPlay} keeps new plays off a pier. */
+const PLAY_HOLD_OFF_MS = 60_000;
 
 /** Names this module gives its scratch files in a pier's `.urb` (removed when found on open). */
 const SCRATCH_PREFIX = "seguro-standby-";
@@ -135,6 +140,29 @@ interface Standby {
   reported: boolean;
   /** The image being copied for a move to a newer epoch, if any. */
   copy: ImageCopy | undefined;
+  /** The runtime's `play` running on the pier (a warm-up), if any: sync leaves the pier alone. */
+  playing: Promise<void> | undefined;
+  /** The last event of the pier when its last warm-up `play` began (its snapshot is there). */
+  playedTo: number;
+}
+
+/** Options of {@linkcode StandbyPiers} besides its sources. */
+export interface StandbyOptions {
+  /** The clock for retries and warm-up plays (milliseconds); `performance.now` by default. */
+  now?: () => number;
+  /**
+   * What new epochs record in `vere.txt`: the version of the runtime `--exec`
+   * runs (`urbit -R`), so that it does not roll an epoch of its own on every
+   * start. Default `3.0` for epochs 1 and `4.0` for epochs 2.
+   */
+  vereVersion?: string;
+  /**
+   * Warm standby: every `everyMs`, the runtime's own `play` (`argv(pier)`)
+   * runs on one standby pier that grew since its last play, so that its
+   * snapshot in `.urb/chk` is recent and a failover replays few events. Never
+   * on a held pier, never beside a sync of the pier, one at a time.
+   */
+  play?: { argv: (pier: string) => string[]; everyMs: number };
 }
 
 /** What standby piers read: the applied ships and events, and the epoch images. */
@@ -186,6 +214,13 @@ export class StandbyPiers {
   /** Waiting for no slice to be pending. */
   #idle: (() => void)[] = [];
   #closed = false;
+  readonly #vereVersion: string | undefined;
+  readonly #play: StandbyOptions["play"];
+  #playTimer: ReturnType<typeof setInterval> | undefined;
+  /** The warm-up play running, if any (one at a time), and its process. */
+  #player: { ship: bigint; child: Deno.ChildProcess } | undefined;
+  /** Ships whose piers are not to be played until then (their runtime is about to start). */
+  readonly #noPlayUntil = new Map<bigint, number>();
 
   /**
    * Standby piers under `dir` for the ships of `source` (and their images).
@@ -198,9 +233,15 @@ export class StandbyPiers {
     source: StandbySource,
     log: LogSink,
     alarms: Alarms,
-    now: () => number = () => performance.now(),
+    options: StandbyOptions = {},
   ) {
-    this.#now = now;
+    this.#now = options.now ?? (() => performance.now());
+    this.#vereVersion = options.vereVersion;
+    this.#play = options.play;
+    if (this.#play !== undefined) {
+      this.#playTimer = setInterval(() => this.#playOne(), this.#play.everyMs);
+      Deno.unrefTimer(this.#playTimer);
+    }
     this.#dir = dir;
     this.#ships = source.ships;
     this.#images = source.images;
@@ -275,8 +316,10 @@ export class StandbyPiers {
       try {
         opened ||= known === undefined;
         const s = known ?? this.#openPier(info);
-        if (!s.held) this.#syncOne(info, s, budget);
-        if (!s.held && !this.#current(info, s)) done = false;
+        // A pier being played is left alone; the play's end schedules a slice.
+        const free = !s.held && s.playing === undefined;
+        if (free) this.#syncOne(info, s, budget);
+        if (free && !this.#current(info, s)) done = false;
         if (this.#retryAt.delete(info.ship)) this.#alarms.clear(key);
       } catch (e) {
         this.#retryAt.set(info.ship, now + RETRY_MS);
@@ -448,7 +491,7 @@ export class StandbyPiers {
         meta: metaOf(info),
         events: [],
         base,
-        vereVersion: VERE_VERSION[layout],
+        vereVersion: this.#vereVersion ?? VERE_VERSION[layout],
         epochFormat: layout === "epochs1" ? 1 : 2,
         image: snapshot,
       });
@@ -474,12 +517,7 @@ export class StandbyPiers {
       );
     }
     // vere 3.x loads the state from .urb/chk, never from the epoch: put the epoch's there.
-    if (layout === "epochs1") {
-      for (const file of ["north.bin", "south.bin"]) {
-        Deno.copyFileSync(join(s.epoch, file), join(chk, file));
-        Deno.chmodSync(join(chk, file), 0o600);
-      }
-    }
+    if (layout === "epochs1") copySnapshot(s.epoch, chk);
     this.#log(
       `standby pier of ${name} moved to epoch ${base}: its image and the events after it (vere replays from event ${
         base + 1
@@ -556,13 +594,16 @@ export class StandbyPiers {
     s.verified = Math.min(s.verified, keep);
     // A runtime snapshot taken past the discarded events no longer matches the log:
     // set it aside so vere replays from the log.
-    const chk = join(s.pier, ".urb", "chk");
+    const chk = checkpointDir(s.pier);
     try {
       Deno.renameSync(chk, `${chk}.discarded-${Date.now()}`);
       this.#log(`standby pier of ${renderShip(ship)}: set its .urb/chk snapshot aside`);
     } catch (e) {
       if (!(e instanceof Deno.errors.NotFound)) throw e;
     }
+    s.playedTo = Math.min(s.playedTo, keep);
+    // vere 3.x boots an epoch after 0 only from .urb/chk: the epoch's own snapshot goes there.
+    if (s.base > 0 && northSouthIn(s.epoch) !== undefined) copySnapshot(s.epoch, chk);
   }
 
   /**
@@ -576,6 +617,9 @@ export class StandbyPiers {
     const info = this.#ships.get(ship);
     if (info === undefined) throw new Error(`hold: ${renderShip(ship)} is not on the cluster`);
     const s = this.#open.get(ship) ?? this.#openPier(info);
+    if (s.playing !== undefined) {
+      throw new Error(`invariant: hold of ${renderShip(ship)} while its pier is played`);
+    }
     // Whatever the slices have not done yet, a move to a newer epoch included.
     while (!this.#current(info, s)) this.#syncOne(info, s, fullBudget());
     s.env.writeTxn((txn) => {
@@ -749,6 +793,8 @@ export class StandbyPiers {
       heldEpoch: undefined,
       reported: false,
       copy: undefined,
+      playing: undefined,
+      playedTo: last,
     };
     this.#open.set(ship, s);
     // Events past this node's applied log can only be a runtime's that this node ran as
@@ -764,7 +810,8 @@ export class StandbyPiers {
   /** Writes a new log with no events (epoch 0) into `pier`, in the ship's layout. */
   #writeLog(info: ShipInfo, pier: string): void {
     const layout = this.#layoutOf(info.ship);
-    writePier(pier, { meta: metaOf(info), events: [], vereVersion: VERE_VERSION[layout], layout });
+    const vereVersion = this.#vereVersion ?? VERE_VERSION[layout];
+    writePier(pier, { meta: metaOf(info), events: [], vereVersion, layout });
   }
 
   /**
@@ -830,11 +877,87 @@ export class StandbyPiers {
     s.copy = undefined;
   }
 
+  /**
+   * Stops any warm-up play of `ship`'s pier and keeps new ones off it for a
+   * while: its runtime is about to start on it. Resolves once no play runs.
+   */
+  async stopPlay(ship: bigint): Promise<void> {
+    this.#noPlayUntil.set(ship, this.#now() + PLAY_HOLD_OFF_MS);
+    const s = this.#open.get(ship);
+    if (this.#player?.ship === ship) this.#killPlay();
+    await s?.playing;
+  }
+
+  #killPlay(): void {
+    try {
+      this.#player?.child.kill("SIGKILL");
+    } catch {
+      // exited already
+    }
+  }
+
+  /** Starts the runtime's `play` on the next pier that grew since its last play, if none runs. */
+  #playOne(): void {
+    if (this.#player !== undefined || this.#closed || this.#play === undefined) return;
+    const now = this.#now();
+    for (const [ship, s] of this.#open) {
+      const info = this.#ships.get(ship);
+      if (
+        info === undefined || s.held || s.copy !== undefined || !this.#current(info, s) ||
+        s.last <= s.playedTo || (this.#noPlayUntil.get(ship) ?? 0) > now
+      ) continue;
+      this.#startPlay(ship, s);
+      return;
+    }
+  }
+
+  #startPlay(ship: bigint, s: Standby): void {
+    const name = renderShip(ship);
+    const [cmd, ...args] = this.#play!.argv(s.pier);
+    const to = s.last;
+    const started = this.#now();
+    let child: Deno.ChildProcess;
+    try {
+      child = new Deno.Command(cmd, { args, stdin: "null", stdout: "piped", stderr: "piped" })
+        .spawn();
+    } catch (e) {
+      this.#log(`standby pier of ${name}: cannot run its warm-up play: ${describeFailure(e)}`);
+      s.playedTo = to; // not again until it grows
+      return;
+    }
+    this.#player = { ship, child };
+    s.playing = child.output().then((out) => {
+      this.#player = undefined;
+      s.playing = undefined;
+      const seconds = ((this.#now() - started) / 1000).toFixed(1);
+      if (out.success) {
+        s.playedTo = to;
+        this.#log(
+          `standby pier of ${name}: warm-up play to event ${to} in ${seconds} s (its snapshot is there)`,
+          { event: "standby_play", ship: name, eve: to },
+        );
+      } else {
+        const said = new TextDecoder().decode(out.stderr).trim().split("\n").slice(-3).join(" / ");
+        this.#log(
+          `standby pier of ${name}: warm-up play stopped (exit ${out.code}) after ${seconds} s: ${said}`,
+        );
+        if (out.signal === null) s.playedTo = to; // a failure, not a stop: not again until it grows
+      }
+      this.schedule();
+    }).catch((e) => {
+      this.#player = undefined;
+      s.playing = undefined;
+      this.#log(`standby pier of ${name}: warm-up play failed: ${describeFailure(e)}`);
+    });
+  }
+
   /** Cancels any pending slice and closes the piers' environments. */
   close(): void {
     this.#closed = true;
     clearTimeout(this.#timer);
     this.#timer = undefined;
+    clearInterval(this.#playTimer);
+    this.#killPlay();
     for (const resolve of this.#idle.splice(0)) resolve();
     for (const [ship, s] of [...this.#open]) this.#forget(ship, s);
     this.#open.clear();

@@ -42,7 +42,7 @@ function setup(dir: string, standbyDir = join(dir, "standby"), now?: () => numbe
   apply(encodeCommand({ kind: "shipAdd", ship: ZOD, fake: true, optimism: -1, life: 0 }));
   const log: string[] = [];
   const alarms = new Alarms((l) => log.push(l));
-  const standby = new StandbyPiers(standbyDir, machine, (l) => log.push(l), alarms, now);
+  const standby = new StandbyPiers(standbyDir, machine, (l) => log.push(l), alarms, { now });
   const append = (first: number, tags: number[]) =>
     apply(encodeCommand({
       kind: "events",

@@ -376,6 +376,8 @@ export class Supervisor {
           restartAt: this.#leaderSince + this.#fenceMs,
         };
         this.#runtimes.set(ship, r);
+        // Its pier may be in a warm-up play (--standby-play): stop that now, not at the start.
+        this.#cfg.standby.stopPlay(ship).catch(() => {});
         const fenceMs = Math.max(0, Math.round(r.restartAt - now));
         this.#cfg.log(
           `${
@@ -385,7 +387,11 @@ export class Supervisor {
         );
       }
       const startable = r.state === "fencing" || (r.state === "exited" && !r.held);
-      if (startable && now >= r.restartAt) this.#start(r);
+      if (startable && now >= r.restartAt) {
+        // A warm-up play of the pier (--standby-play) must never run beside its runtime.
+        await this.#cfg.standby.stopPlay(ship);
+        this.#start(r);
+      }
       if (r.state === "exited" && r.held) {
         // Exited on its own: replicate what it wrote, then give the pier back.
         await this.#drain(r);

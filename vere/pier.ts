@@ -627,8 +627,12 @@ function placeSnapshot(dir: string, image: SnapshotFiles): void {
   fsyncDir(dir);
 }
 
-/** Copies an epoch's north/south snapshot into `to` (`.urb/chk`), fsynced. */
-function copySnapshot(from: string, to: string): void {
+/**
+ * Copies the north/south snapshot of the epoch directory `from` into `to`
+ * (`.urb/chk`, made if absent), fsynced: vere 3.x loads its state from there.
+ */
+export function copySnapshot(from: string, to: string): void {
+  Deno.mkdirSync(to, { recursive: true, mode: PRIVATE_DIR_MODE });
   for (const name of ["north.bin", "south.bin"]) {
     const target = join(to, name);
     removeStale(target);
