@@ -561,6 +561,70 @@ Deno.test({
 
 Deno.test({
   name: missing === undefined
+    ? "hook-mode vere: a lost connection is tried again with backoff; the restarted node starts it fenced, and once it leads again vere re-syncs and goes on"
+    : `hook-mode vere reconnect (ignored: ${missing})`,
+  ignore: missing !== undefined,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    await withHookCluster(async ({ c, bin, pier, master }) => {
+      const vere = new HookVere(bin, pier, join(master.dir, "runtime.sock"));
+      let conn: ConnClient | undefined;
+      try {
+        await vere.waitFor(/pier \(\d+\): live/);
+        conn = await ConnClient.open(pier);
+        conn.start();
+        await vere.waitReleased(10);
+
+        // the node vere talks to dies and comes back as a follower
+        const mark = new Map([...c.members.values()].map((m) => [m.id, m.proc!.mark()]));
+        const before = vere.lines.length;
+        await master.proc!.kill("SIGKILL");
+        const lost = vere.lines.indexOf(
+          await vere.waitFor(/seguro: connection lost/, before),
+          before,
+        );
+        const next = await newLeader(c, master, mark);
+        await c.restart(master.id).waitForEvent("listening", {}, 0, WAIT_MS);
+        await vere.waitFor(/seguro: connected to /, lost);
+        await vere.waitFor(/seguro: %fence$/, lost);
+        await vere.waitFor(/seguro: %away: the master is /, lost);
+
+        // leadership comes back to it: the same process re-syncs and releases again
+        await transferLeader(c, master, next);
+        const lead = vere.lines.indexOf(await vere.waitFor(/seguro: %lead$/, lost), lost);
+        await vere.waitFor(/seguro: synced at head \d+/, lead);
+        const releasedAtLead = vere.released.size;
+        await vere.waitReleased(releasedAtLead + 10);
+        await conn.stop();
+        conn.close();
+        conn = undefined;
+        await vere.kill("SIGKILL");
+
+        const between = vere.lines.slice(lost, lead).filter((l) => /seguro: released /.test(l));
+        assert.deepEqual(between, [], "released while cut off or fenced");
+        assert.ok(!vere.lines.some((l) => /exiting so that a restart/.test(l)), "no exit");
+        const released = releasedFromPier(pier, vere.released, 1);
+        const last = Math.max(...vere.released);
+        for (const m of c.members.values()) await holds(c, m, last);
+        const finals = await Promise.all([...c.members.values()].map((m) => nodeLog(c, m)));
+        assert.deepEqual(checkReleasedKept(released, finals), []);
+        const tries = vere.lines.slice(lost, lead).filter((l) => /seguro: connect /.test(l));
+        console.error(
+          `  lost at line ${lost}, led again at line ${lead} (${tries.length} failed connects ` +
+            `logged); released ${released.length} events in all, ` +
+            `${vere.released.size - releasedAtLead} after the %lead`,
+        );
+      } finally {
+        conn?.close();
+        await vere.kill("SIGKILL");
+      }
+    });
+  },
+});
+
+Deno.test({
+  name: missing === undefined
     ? "hook-mode vere mutant that releases without %done: the checker reports released events lost"
     : `hook-mode vere mutant (ignored: ${missing})`,
   ignore: missing !== undefined,
