@@ -69,9 +69,12 @@ async function run(mode: "cold" | "warm"): Promise<Row> {
     await c.join();
     const pier = join(c.root, "zod");
     await grownPier(pier, 10);
-    const imported = new NodeProcess(["ship", "import", "~zod", pier, "--cluster", c.anyAddress()], {
-      SEGURO_TOKEN: c.token,
-    });
+    const imported = new NodeProcess(
+      ["ship", "import", "~zod", pier, "--cluster", c.anyAddress()],
+      {
+        SEGURO_TOKEN: c.token,
+      },
+    );
     if ((await imported.exited).code !== 0) throw new Error(imported.lines.join("\n"));
     const standbyOf = (m: TestMember) => join(c.root, `standby-${m.id}`, "~zod");
     const ports = new Map<number, string[]>();
@@ -121,10 +124,10 @@ async function run(mode: "cold" | "warm"): Promise<Row> {
         () => ([...readEvents(standbyOf(f))].at(-1)?.eve ?? 0) >= target,
       );
       if (mode === "warm") {
-        await until(`node ${f.id}'s warm-up play`, () =>
-          f.proc!.events().some((e) =>
-            e.event === "standby_play" && Number(e.eve) >= target
-          ));
+        await until(
+          `node ${f.id}'s warm-up play`,
+          () => f.proc!.events().some((e) => e.event === "standby_play" && Number(e.eve) >= target),
+        );
       }
     }
 
@@ -169,7 +172,9 @@ for (const mode of values.modes.split(",") as ("cold" | "warm")[]) rows.push(awa
 console.log(
   `\nkill -9 of the master, real vere 3.0, ${EVENTS} wakes since the imported snapshot:\n`,
 );
-console.log("| standby | events replayed | kill to vere start | kill to live | tail-delay window |");
+console.log(
+  "| standby | events replayed | kill to vere start | kill to live | tail-delay window |",
+);
 console.log("| --- | --- | ---: | ---: | ---: |");
 for (const r of rows) {
   console.log(

@@ -122,9 +122,25 @@ class HookVere {
   readonly exited: Promise<Deno.CommandStatus>;
   #waiters: { re: RegExp; resolve: (l: string) => void }[] = [];
 
-  constructor(bin: string, pier: string, socket: string, env: Record<string, string> = {}) {
+  /** Starts `bin` on `pier` in hook mode against the node socket `socket`, on free ports. */
+  static async start(
+    bin: string,
+    pier: string,
+    socket: string,
+    env: Record<string, string> = {},
+  ): Promise<HookVere> {
+    return new HookVere(bin, pier, socket, await quietPorts(), env);
+  }
+
+  constructor(
+    bin: string,
+    pier: string,
+    socket: string,
+    ports: string[],
+    env: Record<string, string>,
+  ) {
     this.child = new Deno.Command(bin, {
-      args: ["-t", "--no-dock", ...quietPorts(), "--seguro", socket, pier],
+      args: ["-t", "--no-dock", ...ports, "--seguro", socket, pier],
       env: { SEGURO_HOOK_TRACE: "1", ...env },
       stdin: "null",
       stdout: "piped",
@@ -386,7 +402,7 @@ Deno.test({
   async fn() {
     await withHookCluster(async ({ c, booted, bin, pier, master }) => {
       const socket = join(master.dir, "runtime.sock");
-      let vere = new HookVere(bin, pier, socket);
+      let vere = await HookVere.start(bin, pier, socket);
       let conn: ConnClient | undefined;
       try {
         const synced = await vere.waitFor(/seguro: synced at event \d+/);
@@ -421,7 +437,7 @@ Deno.test({
 
         // a vere restarted against the new master: the events it computed while cut off are
         // planned again, and it goes on
-        vere = new HookVere(bin, pier, join(next.dir, "runtime.sock"));
+        vere = await HookVere.start(bin, pier, join(next.dir, "runtime.sock"));
         await vere.waitFor(/seguro: synced at event \d+/);
         await vere.waitFor(/pier \(\d+\): live/);
         const before = Math.max(...firstRun);
@@ -441,7 +457,7 @@ Deno.test({
         // cluster's events into its log, replays them (vere checks every mug) and goes on
         const fresh = join(c.root, "zod-fresh");
         await copyPier(booted, fresh);
-        vere = new HookVere(bin, fresh, join(next.dir, "runtime.sock"));
+        vere = await HookVere.start(bin, fresh, join(next.dir, "runtime.sock"));
         const read = await vere.waitFor(/seguro: reading events \d+-\d+ from the cluster/);
         await vere.waitFor(/pier \(\d+\): live/);
         conn = await ConnClient.open(fresh);
@@ -511,7 +527,7 @@ Deno.test({
   sanitizeOps: false,
   async fn() {
     await withHookCluster(async ({ c, bin, pier, master }) => {
-      const vere = new HookVere(bin, pier, join(master.dir, "runtime.sock"));
+      const vere = await HookVere.start(bin, pier, join(master.dir, "runtime.sock"));
       let conn: ConnClient | undefined;
       try {
         await vere.waitFor(/pier \(\d+\): live/);
@@ -568,7 +584,7 @@ Deno.test({
   sanitizeOps: false,
   async fn() {
     await withHookCluster(async ({ c, bin, pier, master }) => {
-      const vere = new HookVere(bin, pier, join(master.dir, "runtime.sock"));
+      const vere = await HookVere.start(bin, pier, join(master.dir, "runtime.sock"));
       let conn: ConnClient | undefined;
       try {
         await vere.waitFor(/pier \(\d+\): live/);
@@ -632,7 +648,7 @@ Deno.test({
   sanitizeOps: false,
   async fn() {
     await withHookCluster(async ({ c, bin, pier, master }) => {
-      const vere = new HookVere(bin, pier, join(master.dir, "runtime.sock"), {
+      const vere = await HookVere.start(bin, pier, join(master.dir, "runtime.sock"), {
         SEGURO_HOOK_UNSAFE_RELEASE: "1",
       });
       let conn: ConnClient | undefined;
