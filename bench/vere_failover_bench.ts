@@ -20,7 +20,7 @@ import { ClusterClient } from "../cluster/api.ts";
 import { readEvents } from "../vere/pier.ts";
 import { NodeProcess, TestCluster, type TestMember } from "../tests/e2e/harness.ts";
 import { grownPier, quietPorts, vereBinary, vereMissing } from "../tests/real_vere.ts";
-import { VereConn } from "../tests/vere_conn.ts";
+import { VereConn } from "../vere/vere_conn.ts";
 
 const { values } = parseArgs({
   args: Deno.args,

@@ -17,7 +17,7 @@ import type { ShipJson } from "../../cluster/admin_protocol.ts";
 import { ClusterClient } from "../../cluster/api.ts";
 import { lmdbToolsMissing } from "../fixtures.ts";
 import { grownPier, quietPorts, vereBinary, vereMissing } from "../real_vere.ts";
-import { VereConn } from "../vere_conn.ts";
+import { VereConn } from "../../vere/vere_conn.ts";
 import { clusterTest, NodeProcess, type TestCluster, type TestMember } from "./harness.ts";
 
 const MISSING = lmdbToolsMissing() ?? vereMissing("3.0");

@@ -1,6 +1,6 @@
 /**
- * Making a real ship produce events, for tests: a client of vere's control
- * plane, `PIER/.urb/conn.sock` (pkg/vere/io/conn.c in vere 3.0). Frames are
+ * Making a real ship produce events (for the demo, benchmarks and tests): a
+ * client of vere's control plane, `PIER/.urb/conn.sock` (pkg/vere/io/conn.c in vere 3.0). Frames are
  * newt frames of `[request-id tag data]`; `%ovum` injects a raw event
  * `[target wire card]` and is answered `[request-id %news %done]` once the
  * event was computed (or `%drop`/`%bail`).
@@ -9,14 +9,12 @@
  * timer driver plans): every one becomes a logged event, and none changes
  * what the ship does.
  *
- * vere 1.16 has no control plane; its tests import the pier without new
- * events.
  * @module
  */
 
 import { join } from "node:path";
-import { encodeFrame, NewtDecoder } from "../vere/newt.ts";
-import { cell, cord, cue, isCell, list, type Noun, tuple } from "../vere/noun.ts";
+import { encodeFrame, NewtDecoder } from "./newt.ts";
+import { cell, cord, cue, isCell, list, type Noun, tuple } from "./noun.ts";
 
 /** A connection to a running ship's `conn.sock`. */
 export class VereConn {
