@@ -211,3 +211,83 @@ clusterTest(
   },
   { ignore: MISSING },
 );
+
+clusterTest(
+  "seguro run --standby-play with the real vere 3.0: followers' piers are played warm, so a failover replays only the newest events",
+  3,
+  async (c) => {
+    const pier = join(c.root, "zod");
+    await grownPier(pier, 10);
+    await seguro(c, ["ship", "import", "~zod", pier]);
+    const standbyOf = (m: TestMember) => join(c.root, `standby-${m.id}`, "~zod");
+    const ports = new Map<number, string[]>();
+    for (const m of c.members.values()) ports.set(m.id, await quietPorts());
+    const runArgs = (id: number) => [
+      "--standby-dir",
+      join(c.root, `standby-${id}`),
+      "--exec",
+      `${vereBinary("3.0")} -t --no-dock ${ports.get(id)!.join(" ")} {pier}`,
+      "--standby-play",
+      "1",
+    ];
+    for (const m of c.members.values()) {
+      await m.proc!.kill("SIGTERM");
+      c.restart(m.id, runArgs(m.id));
+    }
+    await Promise.any([...c.members.values()].map((m) => m.proc!.waitForEvent("leader")));
+    let marks = new Map([...c.members.values()].map((m) => [m.id, m.proc!.mark()]));
+    await seguro(c, ["ship", "run", "~zod"]);
+    const runner = () =>
+      Promise.any(
+        [...c.members.values()].map(async (m) => {
+          await m.proc!.waitForEvent(
+            "runtime_started",
+            { ship: "~zod" },
+            marks.get(m.id)!,
+            120_000,
+          );
+          return m;
+        }),
+      );
+    const master = await runner();
+    const heldFrom = master.proc!.mark();
+    const conn = await VereConn.open(standbyOf(master), 120_000);
+    for (let i = 0; i < 300; i++) await conn.wake();
+    await conn.close();
+    const target = await committedPast(c, 300);
+    const followers = [...c.members.values()].filter((m) => m.id !== master.id);
+    // Each follower's pier is played up to the events it holds; the master's, held, never.
+    const played = await Promise.all(followers.map(async (f) => {
+      const deadline = Date.now() + 60_000;
+      for (;;) {
+        const plays = f.proc!.events(marks.get(f.id)!).filter((e) => e.event === "standby_play");
+        const warm = plays.map((e) => Number(e.eve)).find((eve) => eve >= target);
+        if (warm !== undefined) return warm;
+        if (Date.now() > deadline) throw new Error(`node ${f.id}: no warm-up play to ${target}`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    }));
+    assert.equal(
+      master.proc!.events(heldFrom).filter((e) => e.event === "standby_play").length,
+      0,
+      "the held pier of the master is never played",
+    );
+    marks = new Map([...c.members.values()].map((m) => [m.id, m.proc!.mark()]));
+    await master.proc!.kill("SIGKILL");
+    c.restart(master.id, runArgs(master.id));
+    marks.set(master.id, 0);
+    const next = await runner();
+    const probe = await VereConn.open(standbyOf(next), 120_000);
+    await probe.wake();
+    await probe.close();
+    // It replayed from its warm snapshot, not from the imported one at event 25.
+    const replay = next.proc!.lines.slice(marks.get(next.id)!).find((l) => /play: events/.test(l));
+    const from = Number(replay?.match(/play: events ([0-9]+)-/)?.[1] ?? 0);
+    const warm = played[followers.indexOf(next)];
+    assert.ok(
+      replay === undefined || from > warm,
+      `the new master replayed ${replay ?? "nothing"}, after its warm snapshot at ${warm}`,
+    );
+  },
+  { ignore: MISSING },
+);
