@@ -99,14 +99,44 @@ interface DemoNode {
   log: EventLog;
 }
 
-function freePort(): number {
+/**
+ * Ctrl-C during a demo kills its `children` and removes `root`, exiting 130.
+ * Returns `kill` (SIGKILL to the children now) and `release` (the listener off).
+ */
+export function killOnInterrupt(
+  root: string,
+  children: () => Deno.ChildProcess[],
+): { kill: () => void; release: () => void } {
+  const kill = () => {
+    for (const child of children()) {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* gone */ }
+    }
+  };
+  const interrupted = () => {
+    kill();
+    Deno.removeSync(root, { recursive: true });
+    Deno.exit(130);
+  };
+  Deno.addSignalListener("SIGINT", interrupted);
+  return { kill, release: () => Deno.removeSignalListener("SIGINT", interrupted) };
+}
+
+/** A TCP port free on 127.0.0.1 just now. */
+export function freePort(): number {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = l.addr.port;
   l.close();
   return port;
 }
 
-function startNode(args: string[], env: Record<string, string>, log: EventLog): Deno.ChildProcess {
+/** Starts `seguro ARGS` as a child whose output lines go to `log`. */
+export function startNode(
+  args: string[],
+  env: Record<string, string>,
+  log: EventLog,
+): Deno.ChildProcess {
   const { cmd, args: full } = selfCommand(args);
   const child = new Deno.Command(cmd, {
     args: full,
@@ -143,11 +173,12 @@ function eventOf(line: string): LogEvent | undefined {
 type EventTest = (e: LogEvent) => boolean;
 
 /** A child's output lines, with waiters on its log events woken as lines arrive (no polling). */
-class EventLog {
+export class EventLog {
   readonly lines: string[] = [];
   readonly #events: LogEvent[] = [];
   #waiters: { test: EventTest; resolve: (e: LogEvent) => void }[] = [];
 
+  /** Records output lines, waking the waiters on the events among them. */
   push(...lines: string[]): void {
     for (const line of lines) {
       this.lines.push(line);
@@ -256,19 +287,7 @@ function pillOf(option: string | false | undefined): string | undefined {
 export async function runDemo(options: DemoOptions, report: DemoReporter): Promise<DemoResult> {
   const root = await Deno.makeTempDir({ prefix: "seguro-demo-" });
   const nodes: DemoNode[] = [];
-  const kill = () => {
-    for (const n of nodes) {
-      try {
-        n.child.kill("SIGKILL");
-      } catch { /* gone */ }
-    }
-  };
-  const interrupted = () => {
-    kill();
-    Deno.removeSync(root, { recursive: true });
-    Deno.exit(130);
-  };
-  Deno.addSignalListener("SIGINT", interrupted);
+  const { kill, release } = killOnInterrupt(root, () => nodes.map((n) => n.child));
   try {
     report.starting(root);
     for (let i = 1; i <= 3; i++) {
@@ -417,7 +436,7 @@ export async function runDemo(options: DemoOptions, report: DemoReporter): Promi
     }
     return result;
   } finally {
-    Deno.removeSignalListener("SIGINT", interrupted);
+    release();
     if (!options.keep) {
       kill();
       await Deno.remove(root, { recursive: true }).catch(() => {});

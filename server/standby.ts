@@ -903,8 +903,9 @@ export class StandbyPiers {
     for (const [ship, s] of this.#open) {
       const info = this.#ships.get(ship);
       if (
-        info === undefined || s.held || s.copy !== undefined || !this.#current(info, s) ||
-        s.last <= s.playedTo || (this.#noPlayUntil.get(ship) ?? 0) > now
+        info === undefined || s.held || s.copy !== undefined ||
+        s.base !== this.#targetBase(info) || s.last <= s.playedTo ||
+        (this.#noPlayUntil.get(ship) ?? 0) > now
       ) continue;
       this.#startPlay(ship, s);
       return;

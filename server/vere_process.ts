@@ -6,10 +6,20 @@
  * @module
  */
 
+import { exists } from "../vere/pier.ts";
 import { createHash } from "node:crypto";
 import dgram from "node:dgram";
 import { join } from "node:path";
 import { VereConn } from "../vere/vere_conn.ts";
+
+/**
+ * Where booted piers are cached: `$XDG_CACHE_HOME/seguro/vere-piers` (or
+ * `~/.cache/...`), shared by the demo and the tests, outside any repo.
+ */
+export function vereCacheDir(): string {
+  const base = Deno.env.get("XDG_CACHE_HOME") ?? join(Deno.env.get("HOME") ?? "/tmp", ".cache");
+  return join(base, "seguro", "vere-piers");
+}
 
 /** The end of a process's output, for a failure message. */
 export function outputTail(text: string, lines = 20): string {
@@ -60,15 +70,6 @@ export async function freeVerePorts(): Promise<string[]> {
 
 function sha256File(path: string): string {
   return createHash("sha256").update(Deno.readFileSync(path)).digest("hex");
-}
-
-function exists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /**

@@ -6,7 +6,8 @@
  *
  * Booting a fake ~zod from brass.pill compiles the whole kernel (~150 s on 2
  * cores), so {@linkcode bootedPier} does it once per (binary, pill) pair and
- * keeps the pier under `$XDG_CACHE_HOME/seguro-tests` (or `~/.cache/...`),
+ * keeps the pier under `$XDG_CACHE_HOME/seguro/vere-piers` (or `~/.cache/...`,
+ * shared with `seguro demo`),
  * keyed by both files' SHA-256. Tests copy it ({@linkcode copyPier}) and never
  * touch the cached one. Where the binary, its Debian libraries or the pill
  * are absent, {@linkcode vereMissing} says why in one line and the test is
@@ -14,6 +15,7 @@
  * @module
  */
 
+import { exists } from "../vere/pier.ts";
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
 import { BRASS_PILL_PATH } from "./fixtures.ts";
@@ -23,6 +25,7 @@ import {
   freeVerePorts,
   growPier,
   outputTail,
+  vereCacheDir,
   vereProblem,
 } from "../server/vere_process.ts";
 
@@ -54,21 +57,6 @@ export function vereMissing(version: VereVersion): string | undefined {
 
 const missingMemo = new Map<VereVersion, string | undefined>();
 
-function exists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** The directory that holds the tests' cached piers, outside the repo. */
-export function pierCacheDir(): string {
-  const base = Deno.env.get("XDG_CACHE_HOME") ?? join(Deno.env.get("HOME") ?? "/tmp", ".cache");
-  return join(base, "seguro-tests", "vere-piers");
-}
-
 /**
  * The path of a fake ~zod booted by the real vere `version` from
  * brass.pill, live and stopped: booted the first time (about 150 s, once
@@ -77,7 +65,7 @@ export function pierCacheDir(): string {
 export function bootedPier(version: VereVersion): Promise<string> {
   const why = vereMissing(version);
   if (why !== undefined) throw new Error(`bootedPier: ${why}`);
-  return bootedZod(vereBinary(version), BRASS_PILL_PATH, pierCacheDir());
+  return bootedZod(vereBinary(version), BRASS_PILL_PATH, vereCacheDir());
 }
 
 /** Flags that keep a test's vere off fixed ports (server/vere_process.ts). */

@@ -5,6 +5,9 @@
 
 import assert from "node:assert/strict";
 import { HANG_GUARD_MS, NodeProcess } from "./harness.ts";
+import { bootedPier, vereMissing } from "../real_vere.ts";
+
+const VERE = vereMissing("3.0");
 
 /** Runs the demo; a hang guard kills it rather than let it hang the suite. */
 async function runDemo(args: string[]): Promise<{ code: number; out: string }> {
@@ -20,8 +23,16 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
-    const { code, out } = await runDemo(["--seconds", "1", "--rate", "1000"]);
+    const { code, out } = await runDemo([
+      "--runtime",
+      "stand-in",
+      "--seconds",
+      "1",
+      "--rate",
+      "1000",
+    ]);
     assert.equal(code, 0, out);
+    assert.match(out, /^Runtime: the stand-in/m);
     assert.match(out, /node \d is master; the runtime reconnected/);
     assert.match(out, /released events checked on the new master: [\d,]+; lost: 0/);
     assert.match(out, /no released event was lost/);
@@ -35,7 +46,44 @@ Deno.test({
   async fn() {
     const { code, out } = await runDemo(["--no-pill", "--seconds", "1", "--rate", "500"]);
     assert.equal(code, 0, out);
+    assert.match(out, /^Runtime: the stand-in .*, as --no-pill was given/m);
     assert.match(out, /planning a small GENERATED boot sequence \(not a real ship\)/);
     assert.match(out, /lost: 0/);
+  },
+});
+
+Deno.test({
+  name:
+    `seguro demo --runtime vere: the real vere run by the nodes, the master killed, the survivors' logs the same${
+      VERE === undefined ? "" : ` (ignored: ${VERE})`
+    }`,
+  ignore: VERE !== undefined,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    // The demo boots ~zod into the same cache as the tests: booted before the hang guard runs.
+    await bootedPier("3.0");
+    const { code, out } = await runDemo(["--runtime", "vere", "--seconds", "2"]);
+    assert.equal(code, 0, out);
+    assert.match(out, /^Runtime: the real vere at .*urbit-3\.0$/m);
+    assert.match(out, /its vere started [0-9.]+ s after the kill .*replayed events [0-9]+-[0-9]+/);
+    assert.match(out, /surviving nodes with the same log of ~zod: 2 of 2/);
+  },
+});
+
+Deno.test({
+  name: "seguro demo --runtime vere without a vere that runs: one line naming the problem, exit 1",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const { code, out } = await runDemo(["--runtime", "vere", "--vere", "/nonexistent/urbit"]);
+    assert.equal(code, 1, out);
+    assert.match(
+      out,
+      /^error: the demo cannot run the real vere: no vere at \/nonexistent\/urbit; or use --runtime stand-in$/m,
+    );
+    const bad = await runDemo(["--runtime", "vm"]);
+    assert.equal(bad.code, 1, bad.out);
+    assert.match(bad.out, /--runtime vm is not a runtime; give vere or stand-in/);
   },
 });
