@@ -74,7 +74,7 @@ export function runCommand(): CommandUnknownOpts {
     )
     .option(
       "--exec <command>",
-      "while master, run this for each ship marked with 'seguro ship run' ({pier} = its standby pier); needs --standby-dir",
+      "while master, run this for each ship marked with 'seguro ship run' ({pier} = its standby pier; {socket} = this node's runtime socket, for the hook-mode vere: --seguro {socket}); needs --standby-dir",
     )
     .option(
       "--exec-grace-ms <ms>",

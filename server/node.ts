@@ -7,7 +7,7 @@
  */
 
 import type { LogSink } from "../cluster/log_event.ts";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { readNodeFile } from "../cluster/datadir.ts";
 import { parseAddress } from "../cluster/address.ts";
 import { NodeSecurity } from "../cluster/node_identity.ts";
@@ -354,6 +354,7 @@ export async function runNode(
       node: supervisedNodeOf(cluster),
       standby,
       exec,
+      socket: resolve(join(dir, RUNTIME_SOCKET)),
       graceMs: overrides.execGraceMs ?? EXEC_GRACE_MS_DEFAULT,
       electionMs: electionTicks * TICK_MS_DEFAULT,
       log: log,

@@ -125,8 +125,15 @@ export interface SupervisorConfig {
   node: SupervisedNode;
   /** The node's standby piers: the runtime runs on them. */
   standby: StandbyPiers;
-  /** The command, split into words; `{pier}` is replaced by the pier directory. */
+  /**
+   * The command, split into words; `{pier}` is replaced by the pier directory
+   * and `{socket}` by {@linkcode socket}. A command that names `{socket}` runs
+   * a runtime in hook mode (the patched vere, `--seguro {socket}`): it plans
+   * its events on the runtime socket itself, so its pier is not tailed.
+   */
   exec: string[];
+  /** The node's runtime socket (absolute), for `{socket}`. */
+  socket?: string;
   /** SIGTERM to SIGKILL grace. */
   graceMs: number;
   /** The node's base election timeout. */
@@ -182,6 +189,8 @@ export class Supervisor {
   readonly #cfg: SupervisorConfig;
   readonly #fenceMs: number;
   readonly #drainMs: number;
+  /** The runtime plans its own events (`{socket}` in the command): its pier is not tailed. */
+  readonly #hook: boolean;
   readonly #runtimes = new Map<bigint, Runtime>();
   /** The term this supervisor runs runtimes in (0: none). */
   #term = 0;
@@ -203,6 +212,10 @@ export class Supervisor {
   /** A supervisor for `config.node`; call {@linkcode start}. */
   constructor(config: SupervisorConfig) {
     this.#cfg = config;
+    this.#hook = config.exec.some((w) => w.includes("{socket}"));
+    if (this.#hook && config.socket === undefined) {
+      throw new RangeError("A hook-mode --exec names {socket}, but the supervisor has no socket");
+    }
     this.#fenceMs = 2 * config.electionMs + config.graceMs + FENCE_MARGIN_MS;
     this.#drainMs = config.drainMs ?? DRAIN_MS_MAX;
     if (!(this.#drainMs > 0)) {
@@ -434,7 +447,10 @@ export class Supervisor {
     r.committed = last;
     r.tailStopped = false;
     r.alarm = undefined;
-    const argv = this.#cfg.exec.map((w) => w.replaceAll("{pier}", pier));
+    const hook = this.#hook;
+    const argv = this.#cfg.exec.map((w) =>
+      w.replaceAll("{pier}", pier).replaceAll("{socket}", this.#cfg.socket ?? "")
+    );
     const { cmd, args } = (this.#cfg.launch ?? underGuard)(argv, this.#cfg.graceMs);
     let child: Deno.ChildProcess;
     try {
@@ -468,13 +484,19 @@ export class Supervisor {
     r.child = child;
     r.state = "running";
     r.since = performance.now();
-    this.#cfg.log(`${name}: runtime started on ${pier} at event ${last} (guard pid ${child.pid})`, {
-      event: "runtime_started",
-      ship: name,
-      eve: last,
-      pid: child.pid,
-    });
-    this.#tail(r, dataFile);
+    this.#cfg.log(
+      `${name}: runtime started on ${pier} at event ${last} (guard pid ${child.pid}${
+        hook ? "; hook mode: it plans its events on the runtime socket" : ""
+      })`,
+      {
+        event: "runtime_started",
+        ship: name,
+        eve: last,
+        pid: child.pid,
+      },
+    );
+    // In hook mode the runtime plans each event itself and releases it on %done: no tail.
+    if (!hook) this.#tail(r, dataFile);
     child.status.then((status) => {
       if (r.child !== child || r.state !== "running") return;
       r.state = "exited";
