@@ -595,11 +595,15 @@ export class StandbyPiers {
     // A runtime snapshot taken past the discarded events no longer matches the log:
     // set it aside so vere replays from the log.
     const chk = checkpointDir(s.pier);
-    try {
-      Deno.renameSync(chk, `${chk}.discarded-${Date.now()}`);
-      this.#log(`standby pier of ${renderShip(ship)}: set its .urb/chk snapshot aside`);
-    } catch (e) {
-      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    if (exists(chk)) {
+      // Only the newest is kept: a real one is the size of the loom (tens of MB) per failover.
+      const urb = join(s.pier, ".urb");
+      for (const entry of Deno.readDirSync(urb)) {
+        if (entry.name.startsWith("chk.discarded-")) removeIfThere(join(urb, entry.name));
+      }
+      const aside = `${chk}.discarded-${Date.now()}`;
+      Deno.renameSync(chk, aside);
+      this.#log(`standby pier of ${renderShip(ship)}: set its .urb/chk snapshot aside (${aside})`);
     }
     s.playedTo = Math.min(s.playedTo, keep);
     // vere 3.x boots an epoch after 0 only from .urb/chk: the epoch's own snapshot goes there.

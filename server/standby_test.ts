@@ -345,3 +345,39 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "a discarded .urb/chk snapshot is set aside, and only the newest one is kept",
+  ignore: !haveLiblmdb(),
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "seguro-standby-" });
+    const { store, standby, append } = setup(dir);
+    try {
+      append(1, [1, 2]);
+      standby.sync();
+      const pier = standby.pierOf(ZOD);
+      const urb = join(pier, ".urb");
+      const asides = () =>
+        [...Deno.readDirSync(urb)].map((e) => e.name).filter((n) => n.startsWith("chk.discarded-"));
+      let eve = 2;
+      for (let round = 1; round <= 3; round++) {
+        // A runtime ran (its snapshot in .urb/chk), wrote an event the cluster never committed.
+        standby.hold(ZOD);
+        Deno.mkdirSync(join(urb, "chk"), { recursive: true });
+        Deno.writeTextFileSync(join(urb, "chk", "north.bin"), `round ${round}`);
+        runtimeWrites(pier, eve + 1, [90 + round]);
+        standby.release(ZOD, eve);
+        assert.equal(asides().length, 1, `round ${round}: one snapshot set aside, not ${asides()}`);
+        const kept = Deno.readTextFileSync(join(urb, asides()[0], "north.bin"));
+        assert.equal(kept, `round ${round}`, "the newest is the one kept");
+        append(eve + 1, [eve + 1]);
+        eve++;
+        while (!standby.sync());
+      }
+    } finally {
+      standby.close();
+      store.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
