@@ -101,9 +101,6 @@ const VERE_VERSION: Readonly<Record<"epochs1" | "epochs2", string>> = {
   epochs2: "4.0",
 };
 
-/** How long {@linkcode StandbyPiers.stopPlay} keeps new plays off a pier. */
-const PLAY_HOLD_OFF_MS = 60_000;
-
 /** Names this module gives its scratch files in a pier's `.urb` (removed when found on open). */
 const SCRATCH_PREFIX = "seguro-standby-";
 
@@ -219,8 +216,8 @@ export class StandbyPiers {
   #playTimer: ReturnType<typeof setInterval> | undefined;
   /** The warm-up play running, if any (one at a time), and its process. */
   #player: { ship: bigint; child: Deno.ChildProcess } | undefined;
-  /** Ships whose piers are not to be played until then (their runtime is about to start). */
-  readonly #noPlayUntil = new Map<bigint, number>();
+  /** Ships whose piers are not to be played: this node is about to run, or runs, their runtime. */
+  readonly #noPlay = new Set<bigint>();
 
   /**
    * Standby piers under `dir` for the ships of `source` (and their images).
@@ -882,14 +879,20 @@ export class StandbyPiers {
   }
 
   /**
-   * Stops any warm-up play of `ship`'s pier and keeps new ones off it for a
-   * while: its runtime is about to start on it. Resolves once no play runs.
+   * Stops any warm-up play of `ship`'s pier and keeps new ones off it until
+   * {@linkcode allowPlay}: its runtime is about to start on it. Resolves once
+   * no play runs.
    */
   async stopPlay(ship: bigint): Promise<void> {
-    this.#noPlayUntil.set(ship, this.#now() + PLAY_HOLD_OFF_MS);
+    this.#noPlay.add(ship);
     const s = this.#open.get(ship);
     if (this.#player?.ship === ship) this.#killPlay();
     await s?.playing;
+  }
+
+  /** Lets warm-up plays of `ship`'s pier run again (this node runs no runtime of it now). */
+  allowPlay(ship: bigint): void {
+    this.#noPlay.delete(ship);
   }
 
   #killPlay(): void {
@@ -903,13 +906,11 @@ export class StandbyPiers {
   /** Starts the runtime's `play` on the next pier that grew since its last play, if none runs. */
   #playOne(): void {
     if (this.#player !== undefined || this.#closed || this.#play === undefined) return;
-    const now = this.#now();
     for (const [ship, s] of this.#open) {
       const info = this.#ships.get(ship);
       if (
-        info === undefined || s.held || s.copy !== undefined ||
-        s.base !== this.#targetBase(info) || s.last <= s.playedTo ||
-        (this.#noPlayUntil.get(ship) ?? 0) > now
+        info === undefined || s.held || s.copy !== undefined || this.#noPlay.has(ship) ||
+        s.base !== this.#targetBase(info) || s.last <= s.playedTo
       ) continue;
       this.#startPlay(ship, s);
       return;

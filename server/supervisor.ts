@@ -647,5 +647,6 @@ export class Supervisor {
     if (r.held) this.#cfg.standby.release(r.ship, r.committed);
     r.held = false;
     this.#runtimes.delete(r.ship);
+    this.#cfg.standby.allowPlay(r.ship); // no runtime of it here now: its pier may be warmed again
   }
 }

@@ -263,7 +263,10 @@ clusterTest(
         const plays = f.proc!.events(marks.get(f.id)!).filter((e) => e.event === "standby_play");
         const warm = plays.map((e) => Number(e.eve)).find((eve) => eve >= target);
         if (warm !== undefined) return warm;
-        if (Date.now() > deadline) throw new Error(`node ${f.id}: no warm-up play to ${target}`);
+        if (Date.now() > deadline) {
+          const said = f.proc!.lines.slice(marks.get(f.id)!).filter((l) => /play|standby/.test(l));
+          throw new Error(`node ${f.id}: no warm-up play to ${target}:\n${said.join("\n")}`);
+        }
         await new Promise((r) => setTimeout(r, 200));
       }
     }));
