@@ -223,9 +223,9 @@ export async function runVereDemo(
       `   node ${master.id} is master; its vere started ${
         (startMs / 1000).toFixed(1)
       } s after the kill ` +
-        `(fencing included), replayed events ${replayed} and answered ${
-          (liveMs / 1000).toFixed(1)
-        } s after it`,
+        `(fencing included), replayed ${
+          replayed === "none" ? "no event (its warm snapshot was current)" : `events ${replayed}`
+        } and answered ${(liveMs / 1000).toFixed(1)} s after it`,
     );
     await load(master);
 
