@@ -910,7 +910,11 @@ export class StandbyPiers {
       const info = this.#ships.get(ship);
       if (
         info === undefined || s.held || s.copy !== undefined || this.#noPlay.has(ship) ||
-        s.base !== this.#targetBase(info) || s.last <= s.playedTo
+        s.base !== this.#targetBase(info) || s.last <= s.playedTo ||
+        // Without a snapshot vere would replay from event 1 (a boot, minutes), and hold the
+        // one play slot all that time: a pier is warmed only from a snapshot.
+        !(exists(join(checkpointDir(s.pier), "north.bin")) ||
+          exists(join(checkpointDir(s.pier), "image.bin")))
       ) continue;
       this.#startPlay(ship, s);
       return;
