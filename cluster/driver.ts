@@ -6,15 +6,23 @@
  * `step()` and `handleReady()` and carries the messages it hands to `send`.
  *
  * `handleReady` follows the core's durability contract for every batch:
- *   1. send `messages` (they may go out while the batch is being written);
+ *   1. send `messages` (a leader's appends go out while its own write is
+ *      in flight: it replicates while it persists);
  *   2. write hard state, entries and snapshot in ONE SQLite transaction
- *      (`synchronous=FULL`: durable when `persist` returns);
- *   3. send `messagesAfterPersist` (votes, acknowledgements);
- *   4. apply committed entries and answer the clients waiting on them;
- *   5. `advance()`, publish the {@linkcode NodeView}, and let the ship master
- *      release what is now durable widely enough.
- * Nothing is acknowledged to anyone before step 2 for it has returned, so a
- * crash (kill -9) at any point loses nothing that was acknowledged.
+ *      (not yet durable) and ask the store to flush (fdatasync on another
+ *      thread: the event loop never waits for the disk);
+ *   3. apply committed entries (durable already: the core commits nothing
+ *      past this node's durable log) and answer the clients waiting on them;
+ *   4. `advanceBeforeDurable()`, publish the {@linkcode NodeView}; the next
+ *      Ready may be taken at once.
+ * When a flush completes, every Ready written before it becomes durable, in
+ * order: the core hears it (`durable`: a leader counts itself for the
+ * commit only now), the Ready's `messagesAfterPersist` (votes,
+ * acknowledgements) go out, and the ship master may release what is now
+ * durable widely enough. Nothing is acknowledged to anyone before its write
+ * is durable, so a crash at any point loses nothing that was acknowledged.
+ * A Ready that installs a snapshot is a barrier: the next one waits for it
+ * to be durable.
  *
  * The log stays bounded: once it holds more than twice the
  * {@linkcode CompactionPolicy}'s tail, the driver compacts it behind the
@@ -32,6 +40,7 @@ import {
   entrySizeBytes,
   type HardState,
   type Message,
+  type PersistMark,
   RaftInvariantError,
   RaftNode,
   type Ready,
@@ -47,6 +56,13 @@ import type { PersistBatch, Store } from "./store.ts";
 import { type ApplyResult, encodeAddress, encodeRaw, Machine } from "./machine.ts";
 import { type NodeView, ShipMaster, type ShipMasterMutation } from "./ship_master.ts";
 import { ApiError, notLeader, Status } from "./admin_protocol.ts";
+
+/**
+ * A bug planted on purpose, for the simulator's mutation tests: a ship
+ * master one, or `ackBeforeDurable` (a Ready counts as durable, and its
+ * acknowledgements leave, as soon as it is written, before any flush).
+ */
+export type NodeMutation = ShipMasterMutation | "ackBeforeDurable";
 
 /** What the driver needs from whoever runs it. */
 export interface DriverConfig {
@@ -68,8 +84,8 @@ export interface DriverConfig {
   shipName?: (ship: bigint) => string;
   /** Work is waiting (a plan to flush): call {@linkcode NodeDriver.handleReady} soon. */
   wake?: () => void;
-  /** Simulator only: break the ship master on purpose (mutation testing). */
-  mutation?: ShipMasterMutation;
+  /** Simulator only: break the node on purpose (mutation testing). */
+  mutation?: NodeMutation;
   /** Called after every handled Ready (`applied`: it applied entries), and after a role change on a tick. */
   afterReady?: (applied: boolean) => void;
   /** Timings of the Ready loop (metrics); the driver reads no clock without one. */
@@ -78,6 +94,12 @@ export interface DriverConfig {
   compaction?: CompactionPolicy;
   /** Job bytes per chunk of a streamed snapshot (default {@linkcode SNAPSHOT_CHUNK_BYTES}). */
   snapshotChunkBytes?: number;
+  /**
+   * A failure outside handleReady/step/tick (a flush failed, or an invariant
+   * broke while a completed flush was handled): the node must stop. Without
+   * it, the error is thrown to whoever completed the flush.
+   */
+  fatal?: (e: Error) => void;
 }
 
 /**
@@ -120,10 +142,21 @@ export const APPLY_BYTES_PER_READY = 512 * 1024;
 export interface DriverObserver {
   /** Monotonic milliseconds. */
   now(): number;
-  /** One durable write of a Ready (`Store.persist`: one transaction, one fsync) took `ms`. */
+  /** One Ready's write took `ms` from its transaction until a flush made it durable. */
   persisted(ms: number): void;
   /** One Ready was handled (send, persist, apply, advance, release) in `ms`. */
   readyHandled(ms: number): void;
+}
+
+/** A handled Ready whose write is not yet durable. */
+interface Unflushed {
+  /** The store's sequence number of its last transaction (durable when the store's is >= it). */
+  readonly seq: number;
+  readonly mark: PersistMark;
+  readonly after: readonly Message[];
+  /** When it was written (observer clock), or 0. */
+  readonly at: number;
+  readonly snapshot: boolean;
 }
 
 interface Waiter {
@@ -158,6 +191,10 @@ export class NodeDriver {
   #compactionStuckAt: number | undefined;
   readonly #snapshotSender: SnapshotSender;
   readonly #snapshotReceiver: SnapshotReceiver;
+  /** Handled Readies waiting for a flush, oldest first. */
+  readonly #unflushed: Unflushed[] = [];
+  /** Unflushed Readies that installed a snapshot: no Ready is taken while any is. */
+  #snapshotsUnflushed = 0;
 
   /** Restores the node from its store. */
   constructor(config: DriverConfig) {
@@ -178,6 +215,10 @@ export class NodeDriver {
       initial,
     );
     this.#durableHardState = initial.hardState;
+    this.#store.listen(
+      (written) => this.#onDurable(written),
+      (e) => this.#fail(e),
+    );
     this.#compaction = config.compaction ?? COMPACTION_DEFAULT;
     this.machine = new Machine(this.#store, config.shipName);
     this.#view = this.#readView();
@@ -226,7 +267,7 @@ export class NodeDriver {
         save: (e) => this.#store.localSettings.saveSuspect(e),
         forget: (e) => this.#store.localSettings.forgetSuspect(e),
       },
-    }, config.mutation);
+    }, config.mutation === "ackBeforeDurable" ? undefined : config.mutation);
     for (const t of this.#store.localSettings.ledTerms()) this.#ledTerms.add(t);
     this.ships.rememberPossiblyReleased(
       initial.entries,
@@ -304,11 +345,18 @@ export class NodeDriver {
 
   /** True when {@linkcode handleReady} has work (plans to flush, or a Ready). */
   hasWork(): boolean {
+    if (this.#snapshotsUnflushed > 0) return false;
     return this.ships.hasBatches || this.raft.hasReady();
+  }
+
+  /** Readies handled whose writes are not durable yet. */
+  get unflushed(): number {
+    return this.#unflushed.length;
   }
 
   /** Flushes gathered plans and handles one Ready if there is one; returns whether it did. */
   handleReady(): boolean {
+    if (this.#snapshotsUnflushed > 0) return false;
     this.ships.flush();
     if (!this.raft.hasReady()) return false;
     const observer = this.#cfg.observer;
@@ -322,7 +370,7 @@ export class NodeDriver {
     for (const m of rd.messages) this.#sendOut(m);
     const hardState = rd.hardState ?? this.#pendingHardState;
     const durable = this.#durableHardState;
-    // A batch that only moves the commit index need not be fsynced on its own:
+    // A batch that only moves the commit index need not be flushed on its own:
     // commit is re-learned from the leader after a crash. It rides with the
     // next write (term and vote changes never wait).
     const commitOnly = rd.entries.length === 0 && rd.snapshot === undefined &&
@@ -334,10 +382,13 @@ export class NodeDriver {
     const apply = () => {
       for (const e of committed) results.push(this.#apply(e));
     };
-    // The committed entries are applied in the transaction that persists this
+    // The committed entries are applied in the transaction that writes this
     // Ready when there is one (one commit instead of two; after a snapshot the
-    // machine must reload first), else in one of their own without an fsync.
+    // machine must reload first), else in one of their own.
     let fused = false;
+    let wrote = false;
+    const observer = this.#cfg.observer;
+    const at = observer?.now() ?? 0;
     if (commitOnly) {
       this.#pendingHardState = rd.hardState;
     } else if (hardState !== undefined || rd.entries.length > 0 || rd.snapshot !== undefined) {
@@ -348,9 +399,10 @@ export class NodeDriver {
         snapshot: rd.snapshot,
         ...(fused ? { applied, apply } : {}),
       });
+      wrote = true;
     }
+    const seq = this.#store.written;
     if (rd.snapshot !== undefined) this.#installed(rd.snapshot.index);
-    for (const m of rd.messagesAfterPersist) this.#sendOut(m);
     if (applied !== undefined) {
       if (!fused) this.#store.applyTransaction(applied, apply);
       committed.forEach((e, i) => {
@@ -358,11 +410,58 @@ export class NodeDriver {
         this.#answer(e, results[i]);
       });
     }
-    this.raft.advance();
+    const mark = this.raft.advanceBeforeDurable();
     this.#noticeRole(rd.role, rd.leaderId);
     this.#snapshotSender.prune();
     if (committed.length > 0) this.#maybeCompact();
+    const after = rd.messagesAfterPersist;
+    const mutant = this.#cfg.mutation === "ackBeforeDurable";
+    if (!mutant && (wrote || this.#unflushed.length > 0)) {
+      const snapshot = rd.snapshot !== undefined;
+      this.#unflushed.push({ seq, mark, after, at, snapshot });
+      if (snapshot) this.#snapshotsUnflushed++;
+      if (this.#store.durable >= seq) this.#drain(this.#store.durable);
+      else this.#store.flush();
+    } else {
+      // Nothing written and nothing before it waiting: durable as it stands.
+      this.raft.durable(mark);
+      for (const m of after) this.#sendOut(m);
+    }
     this.#publish(committed.length > 0 || rd.snapshot !== undefined);
+  }
+
+  /** A flush completed: the store's transactions up to `written` are durable. */
+  #onDurable(written: number): void {
+    try {
+      if (this.#drain(written)) {
+        this.#publish(false);
+        this.#cfg.wake?.();
+      }
+    } catch (e) {
+      this.#fail(e as Error);
+    }
+  }
+
+  /** Hands the core every Ready durable up to `written` and sends what waited; true if any. */
+  #drain(written: number): boolean {
+    const queue = this.#unflushed;
+    let n = 0;
+    const observer = this.#cfg.observer;
+    const now = observer?.now() ?? 0;
+    while (n < queue.length && queue[n].seq <= written) {
+      const u = queue[n++];
+      this.raft.durable(u.mark);
+      for (const m of u.after) this.#sendOut(m);
+      if (u.snapshot) this.#snapshotsUnflushed--;
+      if (observer !== undefined && u.at !== 0) observer.persisted(now - u.at);
+    }
+    if (n > 0) queue.splice(0, n);
+    return n > 0;
+  }
+
+  #fail(e: Error): void {
+    if (this.#cfg.fatal === undefined) throw e;
+    this.#cfg.fatal(e);
   }
 
   /** A snapshot the core names goes out as an offer of the applied state. */
@@ -443,17 +542,14 @@ export class NodeDriver {
     };
   }
 
-  /** Writes one batch durably (the applied index is kept by applyTransaction). */
+  /** Writes one batch (durable once flushed; the applied index is kept by applyTransaction). */
   #persist(batch: PersistBatch): void {
-    const observer = this.#cfg.observer;
-    const start = observer?.now() ?? 0;
     this.#store.persist(batch);
-    if (observer !== undefined) observer.persisted(observer.now() - start);
     if (batch.hardState !== undefined) this.#durableHardState = batch.hardState;
     this.#pendingHardState = undefined;
   }
 
-  /** Writes a commit-only hard state still held in memory (at a clean stop). */
+  /** Writes a commit-only hard state still held in memory (at a clean stop; the store's close makes it durable). */
   flushHardState(): void {
     this.#persist({ hardState: this.#pendingHardState, entries: [] });
   }

@@ -142,6 +142,7 @@ export class ClusterNode {
       wake: () => this.#kick(),
       observer: config.observer,
       afterReady: (applied) => this.#afterReady(applied),
+      fatal: (e) => this.#die(e),
     });
     const machine = this.#driver.machine;
     this.#transport = new Transport({

@@ -1,8 +1,8 @@
 /**
  * The durable store of one Seguro node: the Raft hard state, log, snapshot
  * name and membership, the node's identity and cluster secret, its local
- * settings and the applied state, in one SQLite database (`seguro.db`, WAL,
- * `synchronous=FULL`) in the node's data dir.
+ * settings and the applied state, in one SQLite database (`seguro.db`, WAL)
+ * in the node's data dir, locked by `seguro.lock`.
  *
  * The store alone holds the connection. The tables of the applied state and
  * of the settings are read and written through typed modules in
@@ -12,9 +12,16 @@
  * anywhere else.
  *
  * The node driver calls {@linkcode Store.persist} once per Ready: one
- * transaction, one fsync, for the snapshot, the entries and the hard state
- * together (group commit). Nothing in a batch may be acknowledged to anyone
- * before `persist` returns.
+ * transaction for the snapshot, the entries and the hard state together.
+ * A commit is not yet durable: the connection runs `synchronous=OFF`, and
+ * {@linkcode Store.flush} makes every transaction committed so far durable
+ * with one fdatasync of the write-ahead log on another thread
+ * (cluster/storage/wal_flush.ts), then tells the listener the sequence
+ * number of the last durable transaction ({@linkcode Store.written} numbers
+ * them). The log is sequential, so a crash loses a suffix of transactions,
+ * never a middle. Nothing in a batch may be acknowledged to anyone before
+ * its flush has completed (group commit: one flush covers every Ready
+ * written while the previous one ran).
  *
  * Every table is keyed by `group_id`, so hosting one Raft group per ship
  * later needs no format change; a `Store` serves the group named in its
@@ -41,6 +48,7 @@ import { MachineSettings } from "./storage/machine_settings.ts";
 import { LocalSettings, type LocalSettingsInit } from "./storage/local_settings.ts";
 import { SnapshotStage } from "./storage/snapshot_stage.ts";
 import { EntryPayloads } from "./storage/entry_payloads.ts";
+import { Checkpointer, type Flusher, WalFlusher } from "./storage/wal_flush.ts";
 import {
   makePrivateDir,
   openDirProblem,
@@ -56,6 +64,18 @@ export const DATABASE_FILE = "seguro.db";
 
 /** Name of the file holding the pid of the process that has the data dir open (advisory). */
 export const PID_FILE = "seguro.pid";
+
+/** The file whose `flock` says a process has the data dir open. */
+export const LOCK_FILE = "seguro.lock";
+
+/** Log bytes after which the checkpoint worker copies the log into the database. */
+const CHECKPOINT_AFTER_BYTES = 8 * 1024 * 1024;
+
+/** What one transaction adds to the log besides entry bytes (pages it rewrites), roughly. */
+const TRANSACTION_BYTES_ESTIMATE = 8 * 1024;
+
+/** The log file is cut back to this size when SQLite starts it over. */
+const WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024;
 
 /** SQLite `application_id` marking a Seguro database: 'SGUR'. */
 export const APPLICATION_ID = 0x53475552;
@@ -129,8 +149,10 @@ export interface PersistBatch {
 
 /** Counters since the store was opened, for benchmarks. */
 export interface StoreStats {
-  /** Transactions that wrote something (each costs one fsync of the WAL). */
+  /** Flushes completed (each one fdatasync of the WAL, covering every transaction before it). */
   readonly fsyncs: number;
+  /** Checkpoints the checkpoint worker completed. */
+  readonly checkpoints: number;
   /** Calls of `persist`, `compact`, `applyTransaction` and local setting writes, including those with nothing to write. */
   readonly transactions: number;
   /** Log entries written. */
@@ -361,15 +383,47 @@ export class Store {
   #secret: Uint8Array;
   #state: GroupState;
   #fsyncs = 0;
+  /** Transactions committed (their sequence numbers are 1..#written) and how many are durable. */
+  #written = 0;
+  #durable = 0;
+  /** The transaction an in-flight flush makes durable (0: none in flight). */
+  #flushTarget = 0;
+  #flushAgain = false;
+  #onDurable: ((written: number) => void) | undefined;
+  #onFlushError: ((e: StoreError) => void) | undefined;
+  readonly #flusher: Flusher;
+  readonly #memory: MemoryFlusher | undefined;
+  readonly #checkpointer: Checkpointer | undefined;
+  readonly #lock: Deno.FsFile | undefined;
+  #bytesSinceCheckpoint = 0;
   #transactions = 0;
   #entriesWritten = 0;
   #bytesWritten = 0;
 
-  private constructor(dir: string, db: DatabaseSync, onDisk = true) {
+  private constructor(
+    dir: string,
+    db: DatabaseSync,
+    lock: Deno.FsFile | undefined,
+    manualFlush = false,
+  ) {
     this.dir = dir;
     this.#db = db;
-    this.#onDisk = onDisk;
-    this.#st = prepareStatements(db);
+    this.#onDisk = lock !== undefined;
+    this.#lock = lock;
+    this.#st = prepareStatements(db, this.#onDisk);
+    if (this.#onDisk) {
+      // Commits only hand pages to the OS; flush() and the checkpointer make them durable.
+      db.exec("PRAGMA synchronous = OFF");
+      db.exec("PRAGMA wal_autocheckpoint = 0");
+      db.exec(`PRAGMA journal_size_limit = ${WAL_SIZE_LIMIT_BYTES}`);
+      this.#flusher = new WalFlusher(dbPath(dir), dir);
+      this.#checkpointer = new Checkpointer(dbPath(dir));
+    } else {
+      // In memory (the simulator): everything since the last flush is one open
+      // transaction, which a crash may roll back (see crash()).
+      this.#memory = new MemoryFlusher(db, manualFlush);
+      this.#flusher = this.#memory;
+    }
     const row = db.prepare(
       "SELECT cluster_id, node_id, group_id, secret FROM identity WHERE singleton = 1",
     ).get();
@@ -395,18 +449,19 @@ export class Store {
       this.#check();
       this.#transactions++;
       this.#write(body);
+      this.flush();
     };
     this.#localSettings = new LocalSettings(db, durably);
     // Staging need not be durable chunk by chunk: a crash loses a suffix of
     // what was staged (the WAL is sequential), which is pulled again; the
-    // install itself is in a durable persist.
+    // install itself is in a persist the driver flushes.
     this.#snapshotStage = new SnapshotStage(
       db,
       { ships: this.#ships, images: this.#images },
       (body) => {
         this.#check();
         this.#transactions++;
-        this.#writeUnsynced(body);
+        this.#write(body);
       },
     );
   }
@@ -455,6 +510,7 @@ export class Store {
         `${dir} already holds a Seguro data dir; use an empty or absent directory`,
       );
     }
+    let lock: Deno.FsFile | undefined = lockDir(dir);
     const db = new DatabaseSync(dbPath(dir));
     let locked = false;
     try {
@@ -462,12 +518,14 @@ export class Store {
       locked = true;
       db.exec("PRAGMA journal_mode = WAL");
       initialize(db, init, Date.now());
-      const store = new Store(dir, db);
+      const store = new Store(dir, db, lock);
+      lock = undefined;
       writePidFile(dir);
       return store;
     } catch (e) {
       if (db.isTransaction) db.exec("ROLLBACK");
       db.close();
+      lock?.close();
       // Leave the dir empty again so that `create` can be retried; unless
       // another process won the race to create it (then the files are its).
       if (locked) {
@@ -496,49 +554,145 @@ export class Store {
     const open = openDirProblem(dir, "The data dir");
     if (open !== undefined) throw new StoreError(open);
     privatizeDir(dir); // files of an older Seguro were 0644 in a 0700 dir
+    let lock: Deno.FsFile | undefined = lockDir(dir);
     const db = new DatabaseSync(dbPath(dir));
     try {
       lockDatabase(db, dir);
+      // A process killed -9 may have left commits the OS has not written yet:
+      // make them durable before this node believes (and acknowledges) them.
+      syncFilesOf(dbPath(dir));
       const version = Number(db.prepare("PRAGMA user_version").get()?.user_version);
       if (version < SCHEMA_VERSION) {
         db.exec("BEGIN IMMEDIATE");
         migrate(db, version);
         db.exec("COMMIT");
       }
-      const store = new Store(dir, db);
+      const store = new Store(dir, db, lock);
+      lock = undefined;
       writePidFile(dir);
       return store;
     } catch (e) {
       if (db.isTransaction) db.exec("ROLLBACK");
       db.close();
+      lock?.close();
       throw e;
     }
   }
 
   /**
-   * A store in memory, for the whole-node simulator: the same schema and
-   * code, no file, no lock. `label` stands in for the data dir in messages.
+   * A store in memory, for the whole-node simulator and unit tests: the same
+   * schema and code, no file, no lock. `label` stands in for the data dir in
+   * messages. A flush completes at once, unless `manualFlush` (the
+   * simulator's disk, which completes flushes when it chooses:
+   * {@linkcode completeFlushes}).
    */
-  static inMemory(label: string, init: StoreInit): Store {
+  static inMemory(label: string, init: StoreInit, options: { manualFlush?: boolean } = {}): Store {
     validateIdentity(init.identity);
     validateConf(init.conf, "founding membership");
     const db = new DatabaseSync(":memory:");
     initialize(db, init, 0);
     db.exec("PRAGMA trusted_schema = OFF");
-    return new Store(label, db, false);
+    return new Store(label, db, undefined, options.manualFlush ?? false);
   }
 
   /**
-   * Simulates kill -9 of an in-memory store's process: this object becomes
-   * unusable and a new one opens what SQLite committed (every transaction
-   * that returned), reading its state again as `open` would.
+   * Simulates a crash of an in-memory store's machine: this object becomes
+   * unusable and a new one opens what survived, reading its state again as
+   * `open` would. Every transaction before the last completed flush
+   * survives; those after it survive all (`keepUnflushed`, the OS wrote
+   * them anyway) or none (a power loss).
    */
-  crash(): Store {
+  crash(keepUnflushed: boolean): Store {
     this.#check();
-    if (this.#onDisk) throw new StoreError("crash() is for in-memory stores (the simulator)");
+    const memory = this.#memory;
+    if (memory === undefined) {
+      throw new StoreError("crash() is for in-memory stores (the simulator)");
+    }
     const db = this.#db!;
     this.#db = undefined;
-    return new Store(this.dir, db, false);
+    memory.crash(keepUnflushed);
+    return new Store(this.dir, db, undefined, memory.manual);
+  }
+
+  /**
+   * The simulator's disk: completes the flushes requested so far (each
+   * listener call runs now). Only for in-memory stores.
+   */
+  completeFlushes(): void {
+    this.#check();
+    this.#memory?.complete();
+  }
+
+  /** True when an in-memory store has a flush waiting for {@linkcode completeFlushes}. */
+  get flushPending(): boolean {
+    return this.#memory?.pending ?? false;
+  }
+
+  /** Sequence number of the last transaction committed (not necessarily durable). */
+  get written(): number {
+    return this.#written;
+  }
+
+  /** Sequence number of the last transaction known durable. */
+  get durable(): number {
+    return this.#durable;
+  }
+
+  /**
+   * Who hears of flushes: `onDurable` with the sequence number of the last
+   * durable transaction after each one; `onError` once if one fails (the
+   * store is closed by then: the node must stop and restart).
+   */
+  listen(onDurable: (written: number) => void, onError: (e: StoreError) => void): void {
+    this.#onDurable = onDurable;
+    this.#onFlushError = onError;
+  }
+
+  /**
+   * Makes every transaction committed so far durable, off the main thread;
+   * the listener hears when. One flush runs at a time; a request while one
+   * runs starts another right after it (group commit).
+   */
+  flush(): void {
+    this.#check();
+    if (this.#written === this.#durable) return;
+    if (this.#flushTarget !== 0) {
+      if (this.#flushTarget < this.#written) this.#flushAgain = true;
+      return;
+    }
+    const target = this.#written;
+    this.#flushTarget = target;
+    this.#flusher.sync((error) => {
+      this.#flushTarget = 0;
+      if (this.#db === undefined) return;
+      if (error !== undefined) {
+        this.close();
+        this.#onFlushError?.(
+          new StoreError(
+            `Flushing ${
+              dbPath(this.dir)
+            } to disk failed (${error.message}); the store is closed, fix the disk and restart the node`,
+            { cause: error },
+          ),
+        );
+        return;
+      }
+      this.#fsyncs++;
+      this.#durable = Math.max(this.#durable, target);
+      if (this.#flushAgain) {
+        this.#flushAgain = false;
+        this.flush();
+      }
+      this.#maybeCheckpoint();
+      this.#onDurable?.(this.#durable);
+    });
+  }
+
+  /** Copies the log into the database once it has grown enough (in the worker). */
+  #maybeCheckpoint(): void {
+    const checkpointer = this.#checkpointer;
+    if (checkpointer === undefined || this.#bytesSinceCheckpoint < CHECKPOINT_AFTER_BYTES) return;
+    if (checkpointer.request()) this.#bytesSinceCheckpoint = 0;
   }
 
   /** A copy of the cluster secret. */
@@ -638,7 +792,7 @@ export class Store {
     );
     this.#transactions++;
     const commit = Math.max(old.commit, applied);
-    this.#writeUnsynced(() => {
+    this.#write(() => {
       body();
       this.#st.updateHardState.run(old.term, old.vote, commit, applied, this.identity.groupId);
     });
@@ -646,8 +800,9 @@ export class Store {
   }
 
   /**
-   * Makes one Ready durable in one transaction: snapshot, then entries, then
-   * hard state, then the applied index. Durable when it returns. Throws
+   * Writes one Ready in one transaction: snapshot, then entries, then hard
+   * state, then the applied index. Durable once a {@linkcode flush} started
+   * after it completes. Throws
    * {@linkcode StoreInvariantError}, writing nothing, when the batch breaks
    * a rule (non-contiguous entries, commit going back, truncating committed
    * entries, ...).
@@ -739,6 +894,7 @@ export class Store {
     this.#state = next;
     this.#entriesWritten += entries.length;
     this.#bytesWritten += bytes;
+    this.#bytesSinceCheckpoint += bytes;
   }
 
   /**
@@ -800,19 +956,35 @@ export class Store {
   stats(): StoreStats {
     return {
       fsyncs: this.#fsyncs,
+      checkpoints: this.#checkpointer?.completed ?? 0,
       transactions: this.#transactions,
       entriesWritten: this.#entriesWritten,
       bytesWritten: this.#bytesWritten,
     };
   }
 
-  /** Closes the database and releases the data dir's lock. Safe to call twice. */
+  /**
+   * Closes the database and releases the data dir's lock. Safe to call
+   * twice. Everything committed is durable once it returns: the last
+   * connection checkpoints at `synchronous=FULL` as it closes (blocking,
+   * once, at shutdown).
+   */
   close(): void {
     const db = this.#db;
     if (db === undefined) return;
     this.#db = undefined;
-    if (this.#onDisk) removePidFile(this.dir);
-    db.close();
+    this.#checkpointer?.close();
+    this.#flusher.close();
+    try {
+      if (this.#onDisk) {
+        removePidFile(this.dir);
+        if (db.isTransaction) db.exec("ROLLBACK");
+        db.exec("PRAGMA synchronous = FULL");
+      }
+    } finally {
+      db.close();
+      this.#lock?.close();
+    }
   }
 
   // ------------------------------------------------------------ internals
@@ -835,9 +1007,10 @@ export class Store {
       body();
       st.commit.run();
     } catch (e) {
-      const db = this.#db!;
       try {
-        if (db.isTransaction) st.rollback.run();
+        st.rollback.run();
+      } catch {
+        // No transaction was open (BEGIN itself failed).
       } finally {
         this.close();
       }
@@ -848,23 +1021,8 @@ export class Store {
         { cause: e },
       );
     }
-    this.#fsyncs++;
-  }
-
-  /**
-   * {@linkcode Store.#write} without an fsync of its own (synchronous=NORMAL):
-   * the write-ahead log is sequential, so a crash loses at most a suffix of
-   * such transactions, and the next durable write makes them durable too.
-   */
-  #writeUnsynced(body: () => void): void {
-    const db = this.#db!;
-    db.exec("PRAGMA synchronous = NORMAL");
-    try {
-      this.#write(body);
-      this.#fsyncs--; // NORMAL: this commit did not fsync
-    } finally {
-      if (this.#db !== undefined) db.exec("PRAGMA synchronous = FULL");
-    }
+    this.#written++;
+    this.#bytesSinceCheckpoint += TRANSACTION_BYTES_ESTIMATE;
   }
 
   #writeSnapshot(s: SnapshotMeta): void {
@@ -974,6 +1132,52 @@ function errorText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
+/**
+ * The simulator's disk (an in-memory store): everything written since the
+ * last completed flush is one open transaction (the store's own are
+ * savepoints inside it). A completed flush commits it; a crash commits or
+ * rolls it back.
+ */
+class MemoryFlusher implements Flusher {
+  readonly #db: DatabaseSync;
+  /** Flushes wait for complete() (else they complete at once). */
+  readonly manual: boolean;
+  #waiting: ((error?: Error) => void)[] = [];
+
+  constructor(db: DatabaseSync, manual: boolean) {
+    this.#db = db;
+    this.manual = manual;
+    db.exec("BEGIN");
+  }
+
+  get pending(): boolean {
+    return this.#waiting.length > 0;
+  }
+
+  sync(done: (error?: Error) => void): void {
+    this.#waiting.push(done);
+    if (!this.manual) this.complete();
+  }
+
+  /** The disk caught up: what was written is durable; the flushes asked for complete. */
+  complete(): void {
+    this.#db.exec("COMMIT");
+    this.#db.exec("BEGIN");
+    const waiting = this.#waiting;
+    this.#waiting = [];
+    for (const done of waiting) done();
+  }
+
+  crash(keep: boolean): void {
+    this.#waiting = [];
+    this.#db.exec(keep ? "COMMIT" : "ROLLBACK");
+  }
+
+  close(): void {
+    this.#waiting = [];
+  }
+}
+
 function invariant(ok: boolean, message: () => string): void {
   if (!ok) throw new StoreInvariantError(`Store invariant broken: ${message()}`);
 }
@@ -1058,9 +1262,68 @@ function removePidFile(dir: string): void {
  * closes (or the process dies). A holder elsewhere makes this fail within
  * BUSY_TIMEOUT_MS.
  */
+/**
+ * Takes the data dir's lock: an exclusive `flock` of `seguro.lock`, held by
+ * the store until it closes (the database itself is opened in SQLite's
+ * normal locking mode, so that the checkpoint worker can share it).
+ */
+function lockDir(dir: string): Deno.FsFile {
+  let file: Deno.FsFile;
+  try {
+    file = Deno.openSync(`${dir}/${LOCK_FILE}`, {
+      read: true,
+      write: true,
+      create: true,
+      mode: PRIVATE_FILE_MODE,
+    });
+  } catch (e) {
+    throw new StoreError(
+      `Cannot open ${dir}/${LOCK_FILE} (${errorText(e)}); check its permissions`,
+    );
+  }
+  if (!file.tryLockSync(true)) {
+    file.close();
+    throw inUseError(dir);
+  }
+  return file;
+}
+
+/** True when a process holds the data dir's lock (the lock file may not exist yet). */
+function dirLocked(dir: string): boolean {
+  let file: Deno.FsFile;
+  try {
+    file = Deno.openSync(`${dir}/${LOCK_FILE}`, { read: true });
+  } catch {
+    return false;
+  }
+  try {
+    if (!file.tryLockSync(false)) return true;
+    file.unlockSync();
+    return false;
+  } finally {
+    file.close();
+  }
+}
+
+/** fsync of a database and its log, if present (blocking: only at open). */
+function syncFilesOf(path: string): void {
+  for (const p of [path, `${path}-wal`]) {
+    let file: Deno.FsFile;
+    try {
+      file = Deno.openSync(p, { read: true });
+    } catch {
+      continue;
+    }
+    try {
+      file.syncSync();
+    } finally {
+      file.close();
+    }
+  }
+}
+
 function lockDatabase(db: DatabaseSync, dir: string): void {
   db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
-  db.exec("PRAGMA locking_mode = EXCLUSIVE");
   try {
     // Through prepare: errors from exec() carry no SQLite error code in Deno 2.9.
     db.prepare("BEGIN IMMEDIATE").run();
@@ -1125,6 +1388,7 @@ function checkBeforeOpen(dir: string, deep?: DeepCheck): void {
   }
   // Reading a WAL database creates -wal/-shm files if missing; remove those
   // this check created (they hold nothing: a read-only connection never writes).
+  if (dirLocked(dir)) throw inUseError(dir, deep?.inUseFix);
   const sidecars = [`${path}-wal`, `${path}-shm`].filter((p) => !exists(p));
   try {
     checkReadOnly(dir, path, deep);
@@ -1283,11 +1547,12 @@ function exists(path: string): boolean {
   }
 }
 
-function prepareStatements(db: DatabaseSync): Statements {
+function prepareStatements(db: DatabaseSync, onDisk: boolean): Statements {
   const st: Statements = {
-    begin: db.prepare("BEGIN IMMEDIATE"),
-    commit: db.prepare("COMMIT"),
-    rollback: db.prepare("ROLLBACK"),
+    // In memory, transactions are savepoints inside the open one of MemoryFlusher.
+    begin: db.prepare(onDisk ? "BEGIN IMMEDIATE" : "SAVEPOINT w"),
+    commit: db.prepare(onDisk ? "COMMIT" : "RELEASE w"),
+    rollback: db.prepare(onDisk ? "ROLLBACK" : "ROLLBACK TO w"),
     insertEntry: db.prepare(
       "INSERT INTO log_entry (group_id, idx, term, type, data) VALUES (?, ?, ?, ?, ?)",
     ),

@@ -6,6 +6,7 @@ import {
   APPLICATION_ID,
   checkIntegrity,
   DATABASE_FILE,
+  LOCK_FILE,
   MIGRATIONS,
   PID_FILE,
   SCHEMA_VERSION,
@@ -163,7 +164,7 @@ Deno.test("create then open keeps identity, secret, settings and the founding st
     const third = Store.open(dir);
     assert.equal(third.localSettings.electionTimeoutMs(), 750);
     third.close();
-    assert.deepEqual(listDir(dir), [DATABASE_FILE]);
+    assert.deepEqual(listDir(dir), [DATABASE_FILE, LOCK_FILE]);
 
     // Header fields a future version checks.
     const db = new DatabaseSync(`${dir}/${DATABASE_FILE}`, { readOnly: true });
@@ -347,8 +348,8 @@ Deno.test("open migrates a schema 3 data dir: local and replicated settings spli
   });
 });
 
-Deno.test("local settings round-trip and each write is its own durable transaction", async () => {
-  await withDir((dir) => {
+Deno.test("local settings round-trip and each write is its own transaction, flushed at once", async () => {
+  await withDir(async (dir) => {
     const store = createStore(dir);
     try {
       const local = store.localSettings;
@@ -364,9 +365,11 @@ Deno.test("local settings round-trip and each write is its own durable transacti
       assert.deepEqual(local.losses(), [{ ship: 7n, firstEve: 1, lastEve: 2, index: 5, term: 1 }]);
       local.setRemovedBy(0);
       assert.equal(local.removedBy(), 0);
-      const after = store.stats();
-      assert.equal(after.transactions - before.transactions, 5);
-      assert.equal(after.fsyncs - before.fsyncs, 5);
+      assert.equal(store.stats().transactions - before.transactions, 5);
+      // Each write asked for a flush; those asked while one ran share the next.
+      await flushed(store);
+      const fsyncs = store.stats().fsyncs - before.fsyncs;
+      assert.ok(fsyncs >= 1 && fsyncs <= 2, `${fsyncs} flushes for 5 writes`);
     } finally {
       store.close();
     }
@@ -374,8 +377,19 @@ Deno.test("local settings round-trip and each write is its own durable transacti
   });
 });
 
+/** Flushes `store` and resolves once everything it has written is durable. */
+function flushed(store: Store): Promise<void> {
+  return new Promise((resolve, reject) => {
+    store.listen((written) => {
+      if (written >= store.written) resolve();
+    }, reject);
+    store.flush();
+    if (store.durable >= store.written) resolve();
+  });
+}
+
 Deno.test("persist appends, truncates a conflicting suffix, and survives reopening", async () => {
-  await withDir((dir) => {
+  await withDir(async (dir) => {
     let store = createStore(dir);
     const data = new Uint8Array(256).map((_, i) => i);
     store.persist({
@@ -391,16 +405,23 @@ Deno.test("persist appends, truncates a conflicting suffix, and survives reopeni
       entries: entries(5, 6, 2),
     });
     assert.equal(store.lastIndex(), 6);
+    assert.equal(store.written, 4);
+    assert.equal(store.durable, 0, "nothing is durable before a flush");
+    await flushed(store);
+    assert.equal(store.durable, 4);
     assert.deepEqual(store.stats(), {
-      fsyncs: 4,
+      fsyncs: 1, // one flush covers the four transactions before it
+      checkpoints: 0,
       transactions: 4,
       entriesWritten: 9,
       bytesWritten: 256 + 4 * 4 + 4 + 2 * 4, // "e3t1" is 4 bytes
     });
-    store.persist({ entries: [] }); // nothing to write: no fsync
+    store.persist({ entries: [] }); // nothing to write: no transaction, nothing to flush
     store.persist({ entries: [], hardState: { term: 2, vote: 0, commit: 4 } });
+    store.flush();
     assert.equal(store.stats().transactions, 6);
-    assert.equal(store.stats().fsyncs, 4);
+    assert.equal(store.written, 4);
+    assert.equal(store.stats().fsyncs, 1);
     store.close();
 
     store = Store.open(dir);
@@ -658,7 +679,7 @@ Deno.test("open reads no more than the first pages; checkIntegrity finds a corru
     assert.match(report.findings[0], new RegExp(`^Tree \\d+ page ${page}: `));
     assert.ok(report.findings.every((line) => line !== "" && !line.includes("\n")));
     assert.equal(await sha256(path), before);
-    assert.deepEqual(listDir(dir), [DATABASE_FILE]);
+    assert.deepEqual(listDir(dir), [DATABASE_FILE, LOCK_FILE]);
     // A restart costs the same on a long log as on a short one: open does not
     // read that page, so it opens (a read of it would fail).
     const store = Store.open(dir);
@@ -723,7 +744,7 @@ Deno.test("a second opener fails fast while another process holds the store", as
     // The same process cannot open it twice either.
     assert.throws(() => Store.open(dir), /is in use by another seguro process/);
     store.close();
-    assert.deepEqual(listDir(dir), [DATABASE_FILE]);
+    assert.deepEqual(listDir(dir), [DATABASE_FILE, LOCK_FILE]);
   });
 });
 
@@ -962,4 +983,90 @@ Deno.test("property: random batches with suffix truncation match a simple model"
       { numRuns: 100 },
     );
   });
+});
+
+Deno.test("group commit: a flush asked for while one runs covers every write before it, in one more", async () => {
+  await withDir(async (dir) => {
+    const store = createStore(dir);
+    try {
+      const seen: number[] = [];
+      const all = new Promise<void>((resolve, reject) => {
+        store.listen((w) => {
+          seen.push(w);
+          if (w === 3) resolve();
+        }, reject);
+      });
+      store.persist({ hardState: { term: 1, vote: 1, commit: 0 }, entries: entries(1, 3, 1) });
+      store.flush();
+      store.persist({ entries: entries(4, 6, 1) });
+      store.flush(); // one is running: this waits for it
+      store.persist({ entries: entries(7, 9, 1) });
+      store.flush();
+      await all;
+      assert.equal(store.durable, 3);
+      assert.deepEqual(seen, [1, 3], "the second flush covers both later writes");
+      assert.equal(store.stats().fsyncs, 2);
+    } finally {
+      store.close();
+    }
+  });
+});
+
+Deno.test("the checkpoint worker copies the log into the database, so it starts over", async () => {
+  await withDir(async (dir) => {
+    const store = createStore(dir);
+    try {
+      const big = new Uint8Array(256 * 1024).fill(7);
+      store.persist({ hardState: { term: 1, vote: 1, commit: 0 }, entries: [] });
+      let index = 1;
+      // 3 rounds of 12 MiB: each passes the checkpoint threshold once.
+      for (let round = 0; round < 3; round++) {
+        for (let i = 0; i < 48; i++, index++) {
+          store.persist({ entries: [entry(index, 1, "normal", big)] });
+        }
+        await flushed(store);
+        // The checkpoint runs in the worker; wait for it (bounded).
+        for (let t = 0; t < 500 && store.stats().checkpoints <= round; t++) {
+          await new Promise((r) => setTimeout(r, 10));
+        }
+      }
+      assert.ok(store.stats().checkpoints >= 2, `checkpoints: ${store.stats().checkpoints}`);
+      const wal = Deno.statSync(`${dir}/${DATABASE_FILE}-wal`).size;
+      assert.ok(
+        wal < 30 * 1024 * 1024,
+        `the log is ${wal} bytes after 36 MiB: it never started over`,
+      );
+    } finally {
+      store.close();
+    }
+    assert.deepEqual(listDir(dir), [DATABASE_FILE, LOCK_FILE]);
+    const again = Store.open(dir);
+    assert.equal(again.lastIndex(), 144);
+    again.close();
+  });
+});
+
+Deno.test("simulator's disk: a crash keeps every flushed write and all or none of the rest", () => {
+  const init = {
+    identity: { clusterId: "c".repeat(32), nodeId: 1, groupId: 1 },
+    secret: new Uint8Array(32).fill(1),
+    conf: { voters: [1], learners: [] },
+    addresses: new Map([[1, "127.0.0.1:1"]]),
+  };
+  for (const keep of [false, true]) {
+    let store = Store.inMemory("sim", init, { manualFlush: true });
+    const seen: number[] = [];
+    store.listen((w) => seen.push(w), (e) => assert.fail(e));
+    store.persist({ hardState: { term: 1, vote: 1, commit: 0 }, entries: entries(1, 2, 1) });
+    store.flush();
+    assert.ok(store.flushPending);
+    assert.deepEqual(seen, [], "a manual flush waits for completeFlushes");
+    store.completeFlushes();
+    assert.deepEqual(seen, [1]);
+    store.persist({ entries: entries(3, 5, 1) });
+    store.flush();
+    store = store.crash(keep);
+    assert.equal(store.lastIndex(), keep ? 5 : 2);
+    store.close();
+  }
 });

@@ -9,6 +9,7 @@
 
 export { RaftNode } from "./raft.ts";
 export type {
+  PersistMark,
   ProgressView,
   ProposeResult,
   RaftConfig,

@@ -142,6 +142,23 @@ interface Outstanding {
   readonly appliedIndex: number;
 }
 
+/**
+ * The write of one handled Ready, not yet durable: returned by
+ * {@linkcode RaftNode.advanceBeforeDurable}, handed back to
+ * {@linkcode RaftNode.durable} once the write is durable, in the order the
+ * Readies were taken.
+ */
+export interface PersistMark {
+  /** Position of the Ready among those taken (1, 2, ...). */
+  readonly seq: number;
+  /** Last entry the Ready wrote (0 when none). */
+  readonly lastEntryIndex: number;
+  /** Its term. */
+  readonly lastEntryTerm: number;
+  /** The snapshot the Ready installed, if any. */
+  readonly snapshot: SnapshotMeta | undefined;
+}
+
 const EMPTY = new Uint8Array(0);
 const ACCEPTED: RequestResult = { accepted: true };
 const KIB = 1024;
@@ -224,6 +241,9 @@ export class RaftNode {
   /** Hard state of the last Ready (durable once that Ready is advanced). */
   #prevHardState: HardState;
   #outstanding: Outstanding | undefined;
+  /** Readies handed out and advanced, and those of them reported durable (in order). */
+  #marksIssued = 0;
+  #marksDurable = 0;
 
   /** Creates a node from its durable state. */
   constructor(config: RaftConfig, initial: RaftInitialState) {
@@ -573,17 +593,54 @@ export class RaftNode {
     };
   }
 
-  /** Reports the last Ready done: persisted, sent, applied. */
+  /**
+   * Reports the last Ready done and durable: written, sent, applied. The
+   * same as {@linkcode advanceBeforeDurable} then {@linkcode durable}.
+   */
   advance(): void {
+    this.durable(this.advanceBeforeDurable());
+  }
+
+  /**
+   * Reports the last Ready handled (its `messages` sent, its write handed to
+   * storage, its committed entries applied) but its write NOT yet durable, so
+   * that the next Ready can be taken while storage flushes (a leader keeps
+   * replicating while it persists). Until {@linkcode durable} gets the mark
+   * back, the Ready's entries do not count as this node's: a leader does not
+   * count itself for them in the commit quorum, nothing past them is
+   * committed here, and the driver holds the Ready's `messagesAfterPersist`.
+   */
+  advanceBeforeDurable(): PersistMark {
     const o = this.#outstanding;
     if (o === undefined) {
       throw new RaftUsageError("advance() was called without a Ready; call ready() first");
     }
     this.#outstanding = undefined;
-    if (o.snapshot !== undefined) this.#log.snapshotPersisted(o.snapshot);
-    if (o.lastEntryIndex > 0) this.#log.persistedTo(o.lastEntryIndex, o.lastEntryTerm);
     if (o.appliedIndex > 0) this.#log.appliedTo(o.appliedIndex);
     this.#prevHardState = o.hardState;
+    return {
+      seq: ++this.#marksIssued,
+      lastEntryIndex: o.lastEntryIndex,
+      lastEntryTerm: o.lastEntryTerm,
+      snapshot: o.snapshot,
+    };
+  }
+
+  /**
+   * The write of the Ready `mark` came from is durable (and every earlier
+   * one: storage is sequential). Marks come back in the order they were
+   * issued; anything else throws. A mark for entries a later Ready has
+   * overwritten makes nothing durable (the log checks the term).
+   */
+  durable(mark: PersistMark): void {
+    assertInvariant(
+      mark.seq === this.#marksDurable + 1 && mark.seq <= this.#marksIssued,
+      () =>
+        `durable mark ${mark.seq} reported out of order on node ${this.id} (last durable ${this.#marksDurable}, issued ${this.#marksIssued})`,
+    );
+    this.#marksDurable = mark.seq;
+    if (mark.snapshot !== undefined) this.#log.snapshotPersisted(mark.snapshot);
+    if (mark.lastEntryIndex > 0) this.#log.persistedTo(mark.lastEntryIndex, mark.lastEntryTerm);
     if (this.#role === "leader") this.#maybeCommit();
     else this.#tryFollowerCommit();
   }

@@ -266,3 +266,74 @@ Deno.test("an append that starts inside a snapshot being written is answered wit
   const acks = n.ready().messagesAfterPersist.filter((m) => m.type === "appResp");
   assert.deepEqual(acks.map((m) => m.type === "appResp" && [m.index, m.reject]), [[50, false]]);
 });
+
+Deno.test("a leader replicates while its own write is in flight and counts itself only once durable", () => {
+  const [a, b] = electedTrio();
+  const before = a.persistedIndex;
+  a.propose(enc.encode("x"));
+  const r1 = a.ready();
+  const last = r1.entries[r1.entries.length - 1].index;
+  const mark1 = a.advanceBeforeDurable();
+  // A second proposal goes out while the first write is still in flight.
+  a.propose(enc.encode("y"));
+  assert.ok(a.hasReady(), "the next Ready is available before the first write is durable");
+  const r2 = a.ready();
+  const mark2 = a.advanceBeforeDurable();
+  assert.ok(r2.messages.some((m) => m.type === "app"), "appends leave before the leader's fsync");
+  // One follower acknowledges both: a majority by count, but the leader's disk is not in it yet.
+  for (const m of [...r1.messages, ...r2.messages].filter((m) => m.to === 2)) b.step(m);
+  const rb = cycle(b);
+  for (const m of rb.messagesAfterPersist) a.step(m);
+  const tail = r2.entries[r2.entries.length - 1].index;
+  assert.equal(a.persistedIndex, before, "nothing new is durable yet");
+  assert.ok(a.commitIndex < last, `commit ${a.commitIndex} passed the leader's durable log`);
+  a.durable(mark1);
+  assert.equal(a.commitIndex, last, "the first write counts once durable");
+  a.durable(mark2);
+  assert.equal(a.commitIndex, tail);
+});
+
+Deno.test("durable marks out of order are a broken invariant", () => {
+  const [a] = electedTrio();
+  a.propose(enc.encode("x"));
+  a.ready();
+  const m1 = a.advanceBeforeDurable();
+  a.propose(enc.encode("y"));
+  a.ready();
+  const m2 = a.advanceBeforeDurable();
+  assert.throws(() => a.durable(m2), RaftInvariantError);
+  a.durable(m1);
+  a.durable(m2);
+  assert.throws(() => a.durable(m2), RaftInvariantError);
+});
+
+Deno.test("a durable mark for entries a newer leader overwrote makes nothing durable", () => {
+  const f = node(2, [1, 2, 3]);
+  const app = (term: number, prevIndex: number, prevTerm: number, n: number): Message => ({
+    type: "app",
+    groupId: 7,
+    from: term === 1 ? 1 : 3,
+    to: 2,
+    term,
+    index: prevIndex,
+    logTerm: prevTerm,
+    entries: Array.from({ length: n }, (_, i) => ({
+      index: prevIndex + 1 + i,
+      term,
+      type: "normal" as const,
+      data: enc.encode(`t${term}`),
+    })),
+    commit: 0,
+  });
+  f.step(app(1, 0, 0, 3));
+  f.ready();
+  const old = f.advanceBeforeDurable(); // entries 1-3 of term 1, not durable yet
+  f.step(app(2, 1, 1, 1)); // a leader of term 2 overwrites 2-3 with its entry 2
+  const r = f.ready();
+  assert.deepEqual(r.entries.map((e) => [e.index, e.term]), [[2, 2]]);
+  const fresh = f.advanceBeforeDurable();
+  f.durable(old);
+  assert.ok(f.persistedIndex <= 1, `persisted ${f.persistedIndex} counts an overwritten entry`);
+  f.durable(fresh);
+  assert.equal(f.persistedIndex, 2);
+});

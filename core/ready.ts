@@ -10,11 +10,11 @@ import type { Entry, HardState, Message, ReadState, SnapshotMeta } from "./messa
 export type Role = "follower" | "preCandidate" | "candidate" | "leader";
 
 /**
- * Work for the driver. Do it in this order, then call `advance()`:
+ * Work for the driver. Do it in this order:
  *
  * 1. Send `messages` now; they do not depend on this batch being durable
  *    (a leader's appends and heartbeats, sent in parallel with its fsync).
- * 2. Durably write, in one transaction: `snapshot` (replaces the log and the
+ * 2. Write, in one transaction: `snapshot` (replaces the log and the
  *    application state up to its index; its bytes come from cluster/), then
  *    `entries` (an entry at index i replaces any stored entry >= i), then
  *    `hardState`.
@@ -24,7 +24,15 @@ export type Role = "follower" | "preCandidate" | "candidate" | "leader";
  * 4. Apply `committedEntries` in order and serve `readStates` once the applied
  *    index reaches each one's index. `committedEntries` never include
  *    entries that are not durable on this node.
- * 5. Call `advance()`. Only one Ready may be outstanding.
+ * 5. Call `advance()` once the write is durable. Only one Ready may be
+ *    outstanding.
+ *
+ * A driver whose storage flushes asynchronously calls `advanceBeforeDurable()`
+ * instead once steps 1, 2 (handed to storage, not yet durable) and 4 are
+ * done, may take further Readies, and hands each returned mark to
+ * `durable()` when its write is durable, in order; it holds step 3's
+ * messages until then. Storage must be sequential: a write is durable only
+ * when every earlier one is.
  */
 export interface Ready {
   /** New hard state to persist, or undefined when unchanged. */

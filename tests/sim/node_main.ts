@@ -11,7 +11,7 @@
  * @module
  */
 
-import type { ShipMasterMutation } from "../../cluster/ship_master.ts";
+import type { NodeMutation } from "../../cluster/driver.ts";
 import {
   addNodeStats,
   emptyNodeStats,
@@ -33,12 +33,12 @@ export interface NodeSimArgs {
   /** Optimism; undefined: from the seed. */
   optimism: "quorum" | number | undefined;
   /** Mutation to inject. */
-  mutation: ShipMasterMutation | undefined;
+  mutation: NodeMutation | undefined;
   /** Print the whole trace of a failure. */
   traceAll: boolean;
 }
 
-const MUTATIONS: readonly ShipMasterMutation[] = ["staleLead", "releaseEarly"];
+const MUTATIONS: readonly NodeMutation[] = ["staleLead", "releaseEarly", "ackBeforeDurable"];
 
 /** Parses the command line; throws with the usage on a bad option. */
 export function parseNodeSimArgs(argv: readonly string[]): NodeSimArgs {
@@ -52,7 +52,7 @@ export function parseNodeSimArgs(argv: readonly string[]): NodeSimArgs {
     traceAll: false,
   };
   const usage =
-    "use --seeds N --seed S --steps M --nodes 3|5 --optimism quorum|K --mutation staleLead|releaseEarly --trace-all";
+    "use --seeds N --seed S --steps M --nodes 3|5 --optimism quorum|K --mutation staleLead|releaseEarly|ackBeforeDurable --trace-all";
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const value = (): string => {
@@ -78,7 +78,7 @@ export function parseNodeSimArgs(argv: readonly string[]): NodeSimArgs {
         throw new Error(`--optimism takes quorum or a replica count, not ${v}`);
       }
     } else if (a === "--mutation") {
-      const v = value() as ShipMasterMutation;
+      const v = value() as NodeMutation;
       if (!MUTATIONS.includes(v)) throw new Error(`Unknown mutation ${v}; ${usage}`);
       args.mutation = v;
     } else throw new Error(`Unknown option ${a}; ${usage}`);

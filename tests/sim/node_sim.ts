@@ -22,7 +22,7 @@
  */
 
 import { createPrng, type Prng, RaftInvariantError } from "../../core/mod.ts";
-import { type CompactionPolicy, NodeDriver } from "../../cluster/driver.ts";
+import { type CompactionPolicy, NodeDriver, type NodeMutation } from "../../cluster/driver.ts";
 import { isStreamMessage, type PeerMessage } from "../../cluster/snapshot_stream.ts";
 import { Store } from "../../cluster/store.ts";
 import { encodeAddress, encodeCommand } from "../../cluster/machine.ts";
@@ -30,7 +30,6 @@ import { sha256 } from "../../cluster/images.ts";
 import { sameBytes } from "../../cluster/codec.ts";
 import { runtimeNodeOf } from "../../cluster/runtime_backend.ts";
 import type { Loss } from "../../cluster/release.ts";
-import type { ShipMasterMutation } from "../../cluster/ship_master.ts";
 import { RuntimeHub, type RuntimeSession } from "../../vere/runtime_hub.ts";
 import type { NodeToRuntimeMessage, RuntimeToNodeMessage } from "../../vere/runtime_protocol.ts";
 import { type ModelAction, RuntimeModel } from "./runtime_model.ts";
@@ -46,8 +45,8 @@ export interface NodeSimOptions {
   readonly nodes?: number;
   /** The ship's optimism: "quorum" (default) or a replica count. */
   readonly optimism?: "quorum" | number;
-  /** Break the ship master on purpose (mutation test). */
-  readonly mutation?: ShipMasterMutation;
+  /** Break the node on purpose (mutation test). */
+  readonly mutation?: NodeMutation;
   /** Plans in flight the runtime keeps (default from the seed: 4 to 32). */
   readonly window?: number;
   /** Record a trace. */
@@ -233,7 +232,7 @@ class NodeSim {
       secret: new Uint8Array(32).fill(id),
       conf: { voters, learners: [] },
       addresses: new Map(known.map((v) => [v, address(v)])),
-    });
+    }, { manualFlush: true });
     const slot: Slot = {
       id,
       store,
@@ -318,7 +317,10 @@ class NodeSim {
     slot.hub?.close();
     slot.hub = undefined;
     slot.driver = undefined;
-    slot.store = slot.store.crash();
+    // Unflushed writes survive (the OS wrote them) or are lost (a power cut).
+    const keep = this.#prng.chance(0.5);
+    slot.store = slot.store.crash(keep);
+    if (!keep) this.#checker.lostUnflushed(slot.id);
     slot.restartAt = this.#now + 5 + this.#prng.int(40);
     if (this.#link?.node === slot.id) this.#dropLink();
   }
@@ -504,7 +506,10 @@ class NodeSim {
   }
 
   #process(s: Slot): void {
-    for (let i = 0; i < 50 && s.driver !== undefined && s.driver.hasWork(); i++) {
+    for (let i = 0; i < 50 && s.driver !== undefined; i++) {
+      // The disk: a flush completes now or in a later step (while more Readies are handled).
+      if (s.store.flushPending && this.#prng.chance(0.6)) s.store.completeFlushes();
+      if (!s.driver?.hasWork()) break;
       s.driver.handleReady();
     }
   }

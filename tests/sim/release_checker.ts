@@ -49,6 +49,8 @@ export class ReleaseChecker implements ModelObserver {
   readonly #committed = new Map<number, ModelEvent>();
   /** Per node: events checked so far. */
   readonly #cursor = new Map<number, number>();
+  /** Nodes that lost unflushed writes since they were last observed. */
+  readonly #mayShrink = new Set<number>();
   /** Counters. */
   releasedCount = 0;
 
@@ -93,10 +95,21 @@ export class ReleaseChecker implements ModelObserver {
     }
   }
 
+  /**
+   * Node `id` lost its unflushed writes in a crash (a power cut): its applied
+   * state may go back to what was durable, and it re-applies from its log.
+   * The next observation may find its applied log shorter; it is read again
+   * from there and every re-applied event checked again.
+   */
+  lostUnflushed(id: number): void {
+    this.#mayShrink.add(id);
+  }
+
   /** Reads what node `id` applied since the last call and checks it. */
   observe(id: number, log: AppliedLog): void {
     const last = log.lastEve();
-    const cursor = this.#cursor.get(id) ?? 0;
+    let cursor = this.#cursor.get(id) ?? 0;
+    if (this.#mayShrink.delete(id) && last < cursor) cursor = last;
     if (last < cursor) {
       throw new PromiseViolation(`node ${id}'s applied log shrank from ${cursor} to ${last}`);
     }

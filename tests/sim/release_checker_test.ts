@@ -93,3 +93,20 @@ Deno.test("checker: at the end, a released event missing everywhere is a violati
     "at a quorum no report excuses a loss",
   );
 });
+
+Deno.test("checker: after a crash that lost unflushed writes, a shorter applied log is read again and checked", () => {
+  const c = new ReleaseChecker(true);
+  c.observe(1, logOf([ev(1), ev(2), ev(3)]));
+  c.lostUnflushed(1);
+  c.observe(1, logOf([ev(1)])); // back to what was durable
+  assert.throws(() => c.observe(1, logOf([ev(1), ev(2, 9)])), /logs diverge at event 2/);
+  const d = new ReleaseChecker(true);
+  d.observe(1, logOf([ev(1), ev(2)]));
+  d.lostUnflushed(1);
+  d.observe(1, logOf([ev(1), ev(2)]));
+  assert.throws(
+    () => d.observe(1, logOf([ev(1)])),
+    /shrank/,
+    "only the first look after the crash",
+  );
+});
