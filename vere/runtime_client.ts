@@ -110,7 +110,16 @@ export class RuntimeClient {
 
   /** Sends one message (runtime -> node), in order. */
   send(m: Parameters<typeof encodeRuntimeMessage>[0]): void {
-    const bytes = encodeFrame(encodeRuntimeMessage(m));
+    this.sendFrames(encodeFrame(encodeRuntimeMessage(m)));
+  }
+
+  /**
+   * Sends `bytes`, whole newt frames of runtime messages already encoded
+   * (e.g. by vere/plan_frames.ts), as one buffer: one write for many frames.
+   * In order with {@linkcode send}. The bytes are not copied: leave them
+   * unchanged.
+   */
+  sendFrames(bytes: Uint8Array): void {
     this.#writeChain = this.#writeChain.then(async () => {
       let written = 0;
       while (written < bytes.length) written += await this.#conn.write(bytes.subarray(written));
