@@ -19,6 +19,8 @@ import { cliErrorOf, dataDirOf, targetFlags, targetOf, type TargetOptions } from
 
 import { RUNTIME_SOCKET } from "../server/node.ts";
 
+import { nodePidOf } from "../server/process_cpu.ts";
+
 import {
   type BenchProgress,
   type BenchResult,
@@ -128,6 +130,8 @@ export function benchCommand(): CommandUnknownOpts {
     try {
       summary = await benchShip(target, {
         socket: join(dir, RUNTIME_SOCKET),
+        // The node of this data dir, when it runs here, for its CPU per event.
+        nodePid: nodePidOf(dir),
         ship: options.ship,
         realOk: options.yes,
         events: options.events,
@@ -160,6 +164,7 @@ export function benchCommand(): CommandUnknownOpts {
     const name = renderShip(summary.ship);
     const scratch = summary.scratch;
     const fsyncs = summary.fsyncsPerEvent;
+    const nodeCpu = summary.nodeCpuMicrosPerEvent;
     if (options.json) {
       print(toJson({
         ...summary,
@@ -177,7 +182,9 @@ export function benchCommand(): CommandUnknownOpts {
       } released/s, ` +
         `release latency p50 ${summary.p50Ms.toFixed(2)} ms, p99 ${summary.p99Ms.toFixed(2)} ms; ${
           fsyncs.toFixed(3)
-        } fsyncs per event on the master`,
+        } fsyncs per event on the master; CPU per event: ${
+          nodeCpu === null ? "" : `node ${nodeCpu.toFixed(0)} us, `
+        }this load ${summary.loadCpuMicrosPerEvent.toFixed(0)} us`,
     );
   });
 }

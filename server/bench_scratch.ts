@@ -21,6 +21,8 @@ import { NodeError, NodeUsageError } from "./errors.ts";
 
 import { type ClusterTarget, withNode } from "./pier_client.ts";
 
+import { cpuMicrosPerEvent, processCpuMicros } from "./process_cpu.ts";
+
 import { type LoadResult, runRuntimeLoad } from "./runtime_load.ts";
 
 /** Random names tried for the scratch ship before giving up (each is almost surely free). */
@@ -43,6 +45,8 @@ export type BenchProgress =
 export interface BenchShipOptions {
   /** Path of the master's runtime socket. */
   socket: string;
+  /** The pid of the node serving `socket`, when it runs on this machine: its CPU is measured too. */
+  nodePid?: number;
   /** Bench this ship instead of a scratch one (its events stay): a fake one unless `realOk`. */
   ship?: bigint;
   /** With `ship`: a real ship may take the bench events for good. */
@@ -69,6 +73,11 @@ export interface BenchResult extends LoadResult {
   scratch: boolean;
   /** The master's fsyncs per released event during the load. */
   fsyncsPerEvent: number;
+  /**
+   * CPU microseconds per released event of the node serving the socket (all
+   * its threads, 10 ms steps), or null without `nodePid` or /proc.
+   */
+  nodeCpuMicrosPerEvent: number | null;
   /** The ship's optimism during the load (-1: the cluster default). */
   optimism: number;
 }
@@ -165,6 +174,9 @@ export async function benchShip(
       await withLeader(target.address, target.credentials, (c) => c.ships.set(ship, optimism));
     }
     const before = await withNode(target, (c) => c.status());
+    const nodeCpuBefore = options.nodePid === undefined
+      ? undefined
+      : processCpuMicros(options.nodePid);
     const load = await runRuntimeLoad(options.socket, ship, {
       events: options.events,
       sizeBytes: options.sizeBytes,
@@ -172,12 +184,16 @@ export async function benchShip(
       progress: (line) => options.progress?.({ kind: "load", line }),
       signal: options.signal,
     });
+    const nodeCpuAfter = options.nodePid === undefined
+      ? undefined
+      : processCpuMicros(options.nodePid);
     const after = await withNode(target, (c) => c.status());
     result = {
       ...load,
       ship,
       scratch,
       fsyncsPerEvent: (after.store.fsyncs - before.store.fsyncs) / load.events,
+      nodeCpuMicrosPerEvent: cpuMicrosPerEvent(nodeCpuBefore, nodeCpuAfter, load.events) ?? null,
       optimism: optimism ?? ships.find((s) => s.ship === String(ship))?.optimism ?? -1,
     };
   } catch (e) {

@@ -47,6 +47,13 @@ clusterTest("bench: a scratch ship by default, a real ship only with --yes", 1, 
   const result = JSON.parse(scratch.stdout);
   assert.equal(result.events, 200);
   assert.equal(result.scratch, true);
+  // CPU per event: the load's own, and the node's (it runs here: its pid is in the data dir).
+  assert.ok(result.loadCpuMicrosPerEvent > 0, scratch.stdout);
+  // The node's is in 10 ms steps: 200 events may take less than one.
+  if (Deno.build.os === "linux") {
+    assert.equal(typeof result.nodeCpuMicrosPerEvent, "number", scratch.stdout);
+    assert.ok(result.nodeCpuMicrosPerEvent >= 0, scratch.stdout);
+  }
   assert.match(scratch.stderr, new RegExp(`benching the scratch ship ${result.ship} \\(fake\\)`));
   assert.match(
     scratch.stderr,
@@ -79,6 +86,7 @@ clusterTest("bench: a scratch ship by default, a real ship only with --yes", 1, 
   const fake = await seguro(c, ["bench", "--ship", "~zod", "--events", "40"]);
   assert.equal(fake.code, 0, fake.stderr);
   assert.match(fake.stdout, /^~zod: 40 events of ~1024 B, 64 in flight: \d+ released\/s/m);
+  assert.match(fake.stdout, /; CPU per event: (node \d+ us, )?this load \d+ us$/m);
   assert.equal((await shipList(c)).find((s) => s.name === "~zod")?.lastEve, 40);
 
   // Ctrl-C in the middle of the load: the scratch ship is removed all the same.
