@@ -391,7 +391,8 @@ export class NodeDriver {
     const at = observer?.now() ?? 0;
     if (commitOnly) {
       this.#pendingHardState = rd.hardState;
-    } else if (hardState !== undefined || rd.entries.length > 0 || rd.snapshot !== undefined) {
+    } else if (rd.hardState !== undefined || rd.entries.length > 0 || rd.snapshot !== undefined) {
+      // (A commit-only hard state held back rides along; it never makes a write of its own.)
       fused = applied !== undefined && rd.snapshot === undefined;
       this.#persist({
         hardState,
@@ -401,7 +402,11 @@ export class NodeDriver {
       });
       wrote = true;
     }
-    const seq = this.#store.written;
+    // What must be durable before this Ready is: its own write, or else the Readies
+    // before it (not apply-only transactions: they need no flush of their own).
+    const seq = wrote
+      ? this.#store.written
+      : this.#unflushed[this.#unflushed.length - 1]?.seq ?? this.#store.durable;
     if (rd.snapshot !== undefined) this.#installed(rd.snapshot.index);
     if (applied !== undefined) {
       if (!fused) this.#store.applyTransaction(applied, apply);
@@ -421,7 +426,7 @@ export class NodeDriver {
       this.#unflushed.push({ seq, mark, after, at, snapshot });
       if (snapshot) this.#snapshotsUnflushed++;
       if (this.#store.durable >= seq) this.#drain(this.#store.durable);
-      else this.#store.flush();
+      else this.#store.flush(seq);
     } else {
       // Nothing written and nothing before it waiting: durable as it stands.
       this.raft.durable(mark);

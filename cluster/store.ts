@@ -649,15 +649,20 @@ export class Store {
   }
 
   /**
-   * Makes every transaction committed so far durable, off the main thread;
-   * the listener hears when. One flush runs at a time; a request while one
-   * runs starts another right after it (group commit).
+   * Makes the transactions up to `upTo` (default: every one committed so
+   * far) durable, off the main thread; the listener hears when. One flush
+   * runs at a time and covers everything committed before it starts; a
+   * request it does not cover starts another right after it (group commit).
    */
-  flush(): void {
+  flush(upTo: number = this.#written): void {
     this.#check();
-    if (this.#written === this.#durable) return;
+    invariant(
+      upTo <= this.#written,
+      () => `flush up to transaction ${upTo} asked for, but only ${this.#written} were written`,
+    );
+    if (upTo <= this.#durable) return;
     if (this.#flushTarget !== 0) {
-      if (this.#flushTarget < this.#written) this.#flushAgain = true;
+      if (this.#flushTarget < upTo) this.#flushAgain = true;
       return;
     }
     const target = this.#written;
