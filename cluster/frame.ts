@@ -72,7 +72,9 @@ export class FrameConn {
   /** Bytes queued for writing, bounded by `queueBytesMax`. */
   queuedBytes = 0;
   readonly #queueBytesMax: number;
-  #queue: Uint8Array[] = [];
+  /** Frames waiting: their types and bodies (the header is written at the copy into a write). */
+  #types: number[] = [];
+  #bodies: Uint8Array[] = [];
   #writing = false;
   #closed = false;
   #buf = new Uint8Array(READ_CHUNK_BYTES);
@@ -111,38 +113,45 @@ export class FrameConn {
     if (this.#closed) return false;
     const bytes = 5 + body.length;
     if (this.queuedBytes + bytes > this.#queueBytesMax) return false;
-    this.#queue.push(encodeFrame(type, body));
+    this.#types.push(type);
+    this.#bodies.push(body);
     this.queuedBytes += bytes;
-    if (!this.#writing) this.#drain();
+    if (!this.#writing) {
+      // Written after the current task: every frame it sends (one Ready's to this
+      // peer) goes out in one write.
+      this.#writing = true;
+      queueMicrotask(() => this.#drain());
+    }
     return true;
   }
 
   async #drain(): Promise<void> {
-    this.#writing = true;
     try {
-      while (this.#queue.length > 0 && !this.#closed) {
+      const types = this.#types;
+      const bodies = this.#bodies;
+      while (bodies.length > 0 && !this.#closed) {
         // Gather small frames into one write; send a big one alone.
         let take = 0;
         let size = 0;
         while (
-          take < this.#queue.length &&
-          (take === 0 || size + this.#queue[take].length <= WRITE_BATCH_BYTES)
+          take < bodies.length &&
+          (take === 0 || size + 5 + bodies[take].length <= WRITE_BATCH_BYTES)
         ) {
-          size += this.#queue[take].length;
+          size += 5 + bodies[take].length;
           take++;
         }
-        let chunk: Uint8Array;
-        if (take === 1) {
-          chunk = this.#queue[0];
-        } else {
-          chunk = new Uint8Array(size);
-          let at = 0;
-          for (let i = 0; i < take; i++) {
-            chunk.set(this.#queue[i], at);
-            at += this.#queue[i].length;
-          }
+        const chunk = new Uint8Array(size);
+        const view = new DataView(chunk.buffer);
+        let at = 0;
+        for (let i = 0; i < take; i++) {
+          const body = bodies[i];
+          view.setUint32(at, 1 + body.length);
+          chunk[at + 4] = types[i];
+          chunk.set(body, at + 5);
+          at += 5 + body.length;
         }
-        this.#queue.splice(0, take);
+        types.splice(0, take);
+        bodies.splice(0, take);
         let written = 0;
         while (written < chunk.length) written += await this.stream.write(chunk.subarray(written));
         this.queuedBytes -= size;
@@ -245,7 +254,8 @@ export class FrameConn {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#queue = [];
+    this.#types = [];
+    this.#bodies = [];
     this.queuedBytes = 0;
     this.stream.close();
     for (const f of this.#onClose.splice(0)) f();

@@ -38,7 +38,7 @@ import { shipKey, shipOfKey, type ShipReader } from "./ships.ts";
 import { applyImageChunk, applyImageDone, type ImageReader } from "./images.ts";
 import type { Store } from "./store.ts";
 import { EntryPayloads } from "./storage/entry_payloads.ts";
-import type { ShipTables } from "./storage/ship_tables.ts";
+import type { EntryEvent, ShipTables } from "./storage/ship_tables.ts";
 import type { ImageTables } from "./storage/image_tables.ts";
 import type { MachineSettings } from "./storage/machine_settings.ts";
 
@@ -496,20 +496,25 @@ export class Machine {
     const info = this.#ships.get(ship);
     if (info === undefined) return this.#unknown(ship);
     let last = info.lastEve;
-    let appended = 0;
     let skipped = 0;
+    // Written together, also before a refusal: the events before it are applied.
+    const rows: EntryEvent[] = [];
+    const result = (reason?: string): ApplyResult => {
+      this.#ships.appendEntryEvents(ship, rows, entryIndex, entryTerm);
+      const appended = rows.length;
+      return reason === undefined
+        ? { ok: true, appended, skipped }
+        : { ok: false, reason, appended, skipped };
+    };
     for (let i = 0; i < events.length; i++) {
       const eve = firstEve + i;
       const e = events[i];
       if (eve < info.firstEve) {
-        return {
-          ok: false,
-          reason: `${
+        return result(
+          `${
             this.#name(ship)
           }'s events before ${info.firstEve} were chopped; send events from ${info.firstEve}`,
-          appended,
-          skipped,
-        };
+        );
       }
       if (eve <= last) {
         const stored = this.#ships.event(ship, eve);
@@ -517,30 +522,23 @@ export class Machine {
           skipped++;
           continue;
         }
-        return {
-          ok: false,
-          reason: `${this.#name(ship)} already has a different event ${eve}; re-sync from event ${
+        return result(
+          `${this.#name(ship)} already has a different event ${eve}; re-sync from event ${
             last + 1
           }`,
-          appended,
-          skipped,
-        };
+        );
       }
       if (eve !== last + 1) {
-        return {
-          ok: false,
-          reason: `${this.#name(ship)}'s last event is ${last}; event ${eve} would leave a gap`,
-          appended,
-          skipped,
-        };
+        return result(
+          `${this.#name(ship)}'s last event is ${last}; event ${eve} would leave a gap`,
+        );
       }
       // Stored once: the job stays in the entry's bytes (the log keeps the entry).
       const from = EntryPayloads.locate(entryIndex, entry, e.job);
-      this.#ships.appendEvent(ship, { eve, mug: e.mug, job: e.job, entryIndex, entryTerm }, from);
+      rows.push({ eve, mug: e.mug, at: from.at, length: from.length });
       last = eve;
-      appended++;
     }
-    return { ok: true, appended, skipped };
+    return result();
   }
 }
 

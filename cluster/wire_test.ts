@@ -5,6 +5,8 @@ import type { PeerMessage, WirePiece } from "./snapshot_stream.ts";
 import { decodeMessage, encodeMessage } from "./wire.ts";
 import { WireError } from "./codec.ts";
 import { decodeHello, encodeHello } from "./handshake.ts";
+import { encodeFrame, FrameConn, FrameType } from "./frame.ts";
+import type { ByteStream } from "./byte_stream.ts";
 
 const u32 = fc.integer({ min: 0, max: 0xffff_ffff });
 const u64 = fc.oneof(fc.nat(1000), fc.maxSafeNat());
@@ -155,4 +157,28 @@ Deno.test("hello round-trips and refuses a foreign first frame", () => {
   };
   assert.deepEqual(decodeHello(encodeHello(hello)), hello);
   assert.throws(() => decodeHello(new TextEncoder().encode("GET / HTTP/1.1\r\n")), /bad magic/);
+});
+
+Deno.test("frames sent in one task go out in one write, each with its header", async () => {
+  const writes: Uint8Array[] = [];
+  const stream: ByteStream = {
+    read: () => new Promise(() => {}),
+    write: (bytes) => {
+      writes.push(bytes.slice());
+      return Promise.resolve(bytes.length);
+    },
+    closeWrite: () => Promise.resolve(),
+    close: () => {},
+    remote: "test:0",
+  };
+  const conn = new FrameConn(stream);
+  const bodies = [new Uint8Array([1, 2, 3]), new Uint8Array(0), new Uint8Array([9])];
+  for (const b of bodies) assert.ok(conn.send(FrameType.raft, b));
+  await conn.flush();
+  assert.equal(writes.length, 1, "one write per task (one Ready's messages to a peer)");
+  assert.deepEqual(
+    writes[0],
+    new Uint8Array([...bodies.flatMap((b) => [...encodeFrame(FrameType.raft, b)])]),
+  );
+  assert.equal(conn.queuedBytes, 0);
 });

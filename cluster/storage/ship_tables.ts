@@ -9,7 +9,7 @@
  * @module
  */
 
-import type { DatabaseSync, StatementSync } from "node:sqlite";
+import type { DatabaseSync, SQLInputValue, StatementSync } from "node:sqlite";
 import { type ShipInfo, shipKey, shipOfKey, type ShipReader, type StoredEvent } from "../ships.ts";
 import { EntryPayloads, type PayloadRef } from "./entry_payloads.ts";
 
@@ -17,6 +17,17 @@ const NO_BYTES = new Uint8Array(0);
 
 /** Largest answer of {@linkcode ShipTables.events} unless the caller asks for less. */
 export const EVENTS_BYTES_MAX_DEFAULT = 4 * 1024 * 1024;
+
+/** Event rows one INSERT writes at most (8 values each). */
+const EVENT_ROWS_PER_INSERT = 32;
+
+/** An event whose job is `length` bytes at `at` in its entry's data. */
+export interface EntryEvent {
+  readonly eve: number;
+  readonly mug: number;
+  readonly at: number;
+  readonly length: number;
+}
 
 /** Prepared statements over the ship tables of one open database. */
 export class ShipTables implements ShipReader {
@@ -36,10 +47,14 @@ export class ShipTables implements ShipReader {
   readonly #entriesOf: StatementSync;
   readonly #entriesBelow: StatementSync;
   readonly #payloads: EntryPayloads;
+  readonly #db: DatabaseSync;
+  /** INSERTs of n event rows, prepared on first use. */
+  readonly #insertEvents = new Map<number, StatementSync>();
 
   /** Prepares the statements (the store calls this once per open). */
   constructor(db: DatabaseSync, payloads: EntryPayloads) {
     this.#payloads = payloads;
+    this.#db = db;
     this.#get = db.prepare("SELECT * FROM ship WHERE ship = ?");
     this.#list = db.prepare("SELECT * FROM ship ORDER BY ship");
     this.#insertShip = db.prepare(
@@ -156,6 +171,54 @@ export class ShipTables implements ShipReader {
    * last_eve + 1. With `from`, the job stays in the log entry it points
    * into (which is kept through compaction); without, the row holds it.
    */
+  /**
+   * Appends events whose jobs stay in entry `entryIndex`'s bytes (write;
+   * inside an apply transaction): their rows, EVENT_ROWS_PER_INSERT per
+   * statement, and the ship's row once.
+   */
+  appendEntryEvents(
+    ship: bigint,
+    events: readonly EntryEvent[],
+    entryIndex: number,
+    entryTerm: number,
+  ): void {
+    if (events.length === 0) return;
+    const key = shipKey(ship);
+    this.#payloads.keep(entryIndex);
+    let bytes = 0;
+    for (let i = 0; i < events.length; i += EVENT_ROWS_PER_INSERT) {
+      const n = Math.min(EVENT_ROWS_PER_INSERT, events.length - i);
+      const values: SQLInputValue[] = new Array(8 * n);
+      for (let j = 0, v = 0; j < n; j++) {
+        const e = events[i + j];
+        values[v++] = key;
+        values[v++] = e.eve;
+        values[v++] = e.mug;
+        values[v++] = NO_BYTES;
+        values[v++] = entryIndex;
+        values[v++] = entryTerm;
+        values[v++] = e.at;
+        values[v++] = e.length;
+        bytes += e.length;
+      }
+      this.#insertEventRows(n).run(...values);
+    }
+    const last = events[events.length - 1];
+    this.#advance.run(last.eve, last.mug, bytes, key);
+  }
+
+  #insertEventRows(n: number): StatementSync {
+    let st = this.#insertEvents.get(n);
+    if (st === undefined) {
+      st = this.#db.prepare(
+        "INSERT OR REPLACE INTO event (ship, eve, mug, job, entry_index, entry_term, job_at, job_len) VALUES " +
+          Array(n).fill("(?, ?, ?, ?, ?, ?, ?, ?)").join(", "),
+      );
+      this.#insertEvents.set(n, st);
+    }
+    return st;
+  }
+
   appendEvent(ship: bigint, event: StoredEvent, from?: PayloadRef): void {
     const key = shipKey(ship);
     const e = event;
