@@ -89,6 +89,7 @@ Deno.test("doctor: a sound data dir passes, a running node's is refused, a corru
       "node-key.pem",
       "node.json",
       "seguro.db",
+      "seguro.lock",
       "token",
     ]);
 

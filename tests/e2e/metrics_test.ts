@@ -185,6 +185,7 @@ Deno.test({
       assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name).sort(), [
         "node.json",
         "seguro.db",
+        "seguro.lock",
         "token",
       ]);
       // init and join check the metrics port before they create anything or print a token.
