@@ -218,6 +218,7 @@ export class NodeDriver {
     this.#store.listen(
       (written) => this.#onDurable(written),
       (e) => this.#fail(e),
+      () => this.#cfg.wake?.(),
     );
     this.#compaction = config.compaction ?? COMPACTION_DEFAULT;
     this.machine = new Machine(this.#store, config.shipName);
@@ -345,7 +346,7 @@ export class NodeDriver {
 
   /** True when {@linkcode handleReady} has work (plans to flush, or a Ready). */
   hasWork(): boolean {
-    if (this.#snapshotsUnflushed > 0) return false;
+    if (this.#snapshotsUnflushed > 0 || this.#store.holding) return false;
     return this.ships.hasBatches || this.raft.hasReady();
   }
 
@@ -356,7 +357,7 @@ export class NodeDriver {
 
   /** Flushes gathered plans and handles one Ready if there is one; returns whether it did. */
   handleReady(): boolean {
-    if (this.#snapshotsUnflushed > 0) return false;
+    if (this.#snapshotsUnflushed > 0 || this.#store.holding) return false;
     this.ships.flush();
     if (!this.raft.hasReady()) return false;
     const observer = this.#cfg.observer;

@@ -48,7 +48,12 @@ import { MachineSettings } from "./storage/machine_settings.ts";
 import { LocalSettings, type LocalSettingsInit } from "./storage/local_settings.ts";
 import { SnapshotStage } from "./storage/snapshot_stage.ts";
 import { EntryPayloads } from "./storage/entry_payloads.ts";
-import { Checkpointer, type Flusher, WalFlusher } from "./storage/wal_flush.ts";
+import {
+  Checkpointer,
+  type CheckpointResult,
+  type Flusher,
+  WalFlusher,
+} from "./storage/wal_flush.ts";
 import {
   makePrivateDir,
   openDirProblem,
@@ -76,6 +81,19 @@ const TRANSACTION_BYTES_ESTIMATE = 8 * 1024;
 
 /** The log file is cut back to this size when SQLite starts it over. */
 const WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Log frames (pages, 64 MiB) past which the store holds Ready writes until a
+ * checkpoint has copied the whole log, so that the log can start over: under
+ * a load that never pauses, a checkpoint running beside the writer never
+ * finds the log fully copied, and the log would grow without end. A hold
+ * lasts one checkpoint of what the last one left (tens of ms at the rates a
+ * node writes; the event loop runs on, only writes wait). It is also the
+ * back-pressure of a disk slower than the writes.
+ */
+const HOLD_AT_LOG_FRAMES = 16_384;
+/** Checkpoints a hold tries before it gives up until the next time (other writes spoiled them). */
+const HOLD_TRIES_MAX = 8;
 
 /** SQLite `application_id` marking a Seguro database: 'SGUR'. */
 export const APPLICATION_ID = 0x53475552;
@@ -391,6 +409,11 @@ export class Store {
   #flushAgain = false;
   #onDurable: ((written: number) => void) | undefined;
   #onFlushError: ((e: StoreError) => void) | undefined;
+  #onWritable: (() => void) | undefined;
+  /** Ready writes wait while the checkpointer catches up with the log (see HOLD_AT_LOG_FRAMES). */
+  #holdTries = 0;
+  /** `#written` when the running checkpoint was asked for. */
+  #writtenAtCheckpoint = 0;
   readonly #flusher: Flusher;
   readonly #memory: MemoryFlusher | undefined;
   readonly #checkpointer: Checkpointer | undefined;
@@ -417,7 +440,7 @@ export class Store {
       db.exec("PRAGMA wal_autocheckpoint = 0");
       db.exec(`PRAGMA journal_size_limit = ${WAL_SIZE_LIMIT_BYTES}`);
       this.#flusher = new WalFlusher(dbPath(dir), dir);
-      this.#checkpointer = new Checkpointer(dbPath(dir));
+      this.#checkpointer = new Checkpointer(dbPath(dir), (r) => this.#checkpointed(r));
     } else {
       // In memory (the simulator): everything since the last flush is one open
       // transaction, which a crash may roll back (see crash()).
@@ -643,9 +666,23 @@ export class Store {
    * durable transaction after each one; `onError` once if one fails (the
    * store is closed by then: the node must stop and restart).
    */
-  listen(onDurable: (written: number) => void, onError: (e: StoreError) => void): void {
+  listen(
+    onDurable: (written: number) => void,
+    onError: (e: StoreError) => void,
+    onWritable?: () => void,
+  ): void {
     this.#onDurable = onDurable;
     this.#onFlushError = onError;
+    this.#onWritable = onWritable;
+  }
+
+  /**
+   * True while the log is being caught up with (a few ms, once per tens of
+   * MB of log under a load that never pauses): the driver takes no Ready
+   * until the listener's `onWritable`. Other writes may go on.
+   */
+  get holding(): boolean {
+    return this.#holdTries > 0;
   }
 
   /**
@@ -693,11 +730,35 @@ export class Store {
     });
   }
 
+  /** A checkpoint finished: hold Ready writes for one more if the log needs to start over. */
+  #checkpointed(r: CheckpointResult): void {
+    if (this.#db === undefined) return;
+    // Copied everything, and nothing was written since it started: the next write starts the log over.
+    const caughtUp = r.checkpointed >= r.log && this.#written === this.#writtenAtCheckpoint;
+    if (this.#holdTries > 0) {
+      if (caughtUp || this.#holdTries >= HOLD_TRIES_MAX) {
+        // Caught up: the next write starts the log over.
+        this.#holdTries = 0;
+        this.#onWritable?.();
+      } else if (this.#requestCheckpoint()) this.#holdTries++;
+      return;
+    }
+    if (!caughtUp && r.log >= HOLD_AT_LOG_FRAMES && this.#requestCheckpoint()) {
+      this.#holdTries = 1;
+    }
+  }
+
+  #requestCheckpoint(): boolean {
+    if (!this.#checkpointer!.request()) return false;
+    this.#writtenAtCheckpoint = this.#written;
+    return true;
+  }
+
   /** Copies the log into the database once it has grown enough (in the worker). */
   #maybeCheckpoint(): void {
     const checkpointer = this.#checkpointer;
     if (checkpointer === undefined || this.#bytesSinceCheckpoint < CHECKPOINT_AFTER_BYTES) return;
-    if (checkpointer.request()) this.#bytesSinceCheckpoint = 0;
+    if (this.#requestCheckpoint()) this.#bytesSinceCheckpoint = 0;
   }
 
   /** A copy of the cluster secret. */

@@ -1070,3 +1070,49 @@ Deno.test("simulator's disk: a crash keeps every flushed write and all or none o
     store.close();
   }
 });
+
+Deno.test("under writes that never pause, the log still starts over: Ready writes wait for one catch-up checkpoint", async () => {
+  await withDir(async (dir) => {
+    const store = createStore(dir);
+    let wake = () => {};
+    let flushedTo = 0;
+    let flushWait = () => {};
+    store.listen(
+      (w) => {
+        flushedTo = w;
+        flushWait();
+      },
+      (e) => assert.fail(e),
+      () => wake(),
+    );
+    try {
+      store.persist({ hardState: { term: 1, vote: 1, commit: 0 }, entries: [] });
+      const big = new Uint8Array(512 * 1024).fill(3);
+      let holds = 0;
+      let maxWal = 0;
+      // 200 MiB, written as a busy leader writes: the next batch as soon as the last is flushed.
+      for (let index = 1; index <= 400; index++) {
+        if (store.holding) {
+          holds++;
+          await new Promise<void>((r) => wake = r);
+        }
+        store.persist({ entries: [entry(index, 1, "normal", big)] });
+        store.flush();
+        // Pipelined, as a leader is: the next write goes in while up to 3 flush.
+        while (store.written - flushedTo > 3) await new Promise<void>((r) => flushWait = r);
+        if (index % 4 === 0) await new Promise((r) => setTimeout(r, 0)); // let the worker's answers in
+        maxWal = Math.max(maxWal, Deno.statSync(`${dir}/${DATABASE_FILE}-wal`).size);
+      }
+      console.log(
+        `holds ${holds}, largest log ${maxWal} bytes, ${store.stats().checkpoints} checkpoints`,
+      );
+      assert.ok(holds >= 1, "no catch-up hold in 200 MiB of log");
+      assert.ok(
+        maxWal < 128 * 1024 * 1024,
+        `the log grew to ${maxWal} bytes: it never started over`,
+      );
+    } finally {
+      store.close();
+    }
+  });
+});

@@ -91,6 +91,12 @@ const CLOSING = 1;
 /** Longest {@linkcode Checkpointer.close} waits for a checkpoint in progress. */
 const CLOSE_WAIT_MS = 30_000;
 
+/** What one checkpoint found: frames in the log, and how many of them are in the database now. */
+export interface CheckpointResult {
+  readonly log: number;
+  readonly checkpointed: number;
+}
+
 /**
  * Runs `PRAGMA wal_checkpoint(PASSIVE)` in a Worker on its own connection,
  * one at a time. The Worker starts on the first request: most stores (a
@@ -98,6 +104,7 @@ const CLOSE_WAIT_MS = 30_000;
  */
 export class Checkpointer {
   readonly #dbPath: string;
+  readonly #onDone: (result: CheckpointResult) => void;
   readonly #flags = new Int32Array(new SharedArrayBuffer(8));
   #worker: Worker | undefined;
   #running = false;
@@ -105,9 +112,10 @@ export class Checkpointer {
   /** Checkpoints completed (for tests and stats). */
   completed = 0;
 
-  /** `dbPath`: the database the worker checkpoints. */
-  constructor(dbPath: string) {
+  /** `dbPath`: the database the worker checkpoints; `onDone` hears each result. */
+  constructor(dbPath: string, onDone: (result: CheckpointResult) => void) {
     this.#dbPath = dbPath;
+    this.#onDone = onDone;
   }
 
   /** Asks for a checkpoint unless one is running; returns whether one started. */
@@ -129,11 +137,17 @@ export class Checkpointer {
     const worker = new Worker(new URL("./checkpoint_worker.ts", import.meta.url).href, {
       type: "module",
     });
-    worker.onmessage = (e: MessageEvent<{ type: string; error?: string }>) => {
+    worker.onmessage = (
+      e: MessageEvent<{ type: string; error?: string; log?: number; checkpointed?: number }>,
+    ) => {
       this.#running = false;
       if (e.data.type === "failed") {
         this.#failed = new Error(`checkpointing ${this.#dbPath} failed: ${e.data.error}`);
-      } else this.completed++;
+        return;
+      }
+      this.completed++;
+      if (Atomics.load(this.#flags, CLOSING) === 1) return;
+      this.#onDone({ log: e.data.log ?? 0, checkpointed: e.data.checkpointed ?? 0 });
     };
     worker.onerror = (e) => {
       e.preventDefault();
