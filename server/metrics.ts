@@ -307,7 +307,8 @@ export class NodeMetrics {
     });
     const persist = new Histogram({
       name: "seguro_storage_persist_seconds",
-      help: "Time of one durable write of a Raft Ready: one SQLite transaction with its fsync",
+      help:
+        "Time from a Raft Ready's SQLite transaction until a flush (one fdatasync of the WAL) made it durable",
       buckets: DISK_BUCKETS,
       registers,
     });

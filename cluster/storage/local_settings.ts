@@ -1,8 +1,8 @@
 /**
  * This node's own settings, never replicated, in `local_setting` (the
  * `setting` table of schema versions 1 to 3, renamed in version 4 once the
- * state machine's rows moved to `machine_setting`). Each write is durable
- * (fsynced) in its own transaction. Every key is here:
+ * state machine's rows moved to `machine_setting`). Each write is its own
+ * transaction, flushed at once (durable within one flush). Every key is here:
  *
  * | key                                | value                                             |
  * | ---------------------------------- | ------------------------------------------------- |
