@@ -9,7 +9,7 @@
  * 2. walks it with the C oracle's cursor (`lmdb_oracle bench`, compiled from
  *    ../shared/tools when gcc and liblmdb-dev are present) and with
  *    `readEvents`;
- * 3. on a fresh 3-node cluster (real processes, SQLite synchronous=FULL):
+ * 3. on a fresh 3-node cluster (real processes, every write flushed before it is acknowledged):
  *    appends N events of the same size from memory with `events` requests
  *    of IMPORT_BATCH_BYTES, IMPORT_IN_FLIGHT in flight, as the importer
  *    sends them (the cluster's append throughput);

@@ -842,8 +842,8 @@ export class Store {
    * Runs `body` (writes to the applied-state tables through
    * {@linkcode Store.ships}, {@linkcode Store.images} and
    * {@linkcode Store.machineSettings}) and records `applied` as the applied index, in
-   * one transaction that is NOT fsynced on its own: the write-ahead log is
-   * sequential, so the next `persist` (synchronous=FULL) makes it durable,
+   * one transaction that asks for no flush of its own: the write-ahead log is
+   * sequential, so the next flush makes it durable,
    * and a crash before that loses a suffix of applied state together with
    * its applied index, which the node re-applies from the Raft log. The
    * stored commit index rises to at least `applied`.
@@ -1323,12 +1323,6 @@ function removePidFile(dir: string): void {
 }
 
 /**
- * Puts a read-write connection in exclusive locking mode and takes the lock
- * with an empty write transaction: SQLite then holds it until the connection
- * closes (or the process dies). A holder elsewhere makes this fail within
- * BUSY_TIMEOUT_MS.
- */
-/**
  * Takes the data dir's lock: an exclusive `flock` of `seguro.lock`, held by
  * the store until it closes (the database itself is opened in SQLite's
  * normal locking mode, so that the checkpoint worker can share it).
@@ -1388,6 +1382,11 @@ function syncFilesOf(path: string): void {
   }
 }
 
+/**
+ * Checks that no other connection writes the database (an older Seguro held
+ * it in exclusive locking mode) with an empty write transaction, within
+ * BUSY_TIMEOUT_MS, and sets the connection up.
+ */
 function lockDatabase(db: DatabaseSync, dir: string): void {
   db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
   try {
