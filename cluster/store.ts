@@ -578,12 +578,19 @@ export class Store {
     if (open !== undefined) throw new StoreError(open);
     privatizeDir(dir); // files of an older Seguro were 0644 in a 0700 dir
     let lock: Deno.FsFile | undefined = lockDir(dir);
+    // A process killed -9 may have left commits the OS has not written yet:
+    // make them durable before this node believes (and acknowledges) them.
+    // Before SQLite opens the files: closing another descriptor of a file
+    // would drop this process's POSIX locks on it.
+    try {
+      syncFilesOf(dbPath(dir));
+    } catch (e) {
+      lock.close();
+      throw new StoreError(`Cannot flush ${dbPath(dir)} to disk (${errorText(e)}); check the disk`);
+    }
     const db = new DatabaseSync(dbPath(dir));
     try {
       lockDatabase(db, dir);
-      // A process killed -9 may have left commits the OS has not written yet:
-      // make them durable before this node believes (and acknowledges) them.
-      syncFilesOf(dbPath(dir));
       const version = Number(db.prepare("PRAGMA user_version").get()?.user_version);
       if (version < SCHEMA_VERSION) {
         db.exec("BEGIN IMMEDIATE");
@@ -1434,6 +1441,9 @@ function checkBeforeOpen(dir: string, deep?: DeepCheck): void {
       `${dir} is not a Seguro data dir (no ${DATABASE_FILE}); run 'seguro init' or 'seguro join' to create one, or pass --data-dir`,
     );
   }
+  // First: a store open in this process must not have its files opened and
+  // closed under it (closing a descriptor drops the process's POSIX locks).
+  if (dirLocked(dir)) throw inUseError(dir, deep?.inUseFix);
   const header = new Uint8Array(SQLITE_HEADER.length);
   const file = Deno.openSync(path, { read: true });
   let got = 0;
@@ -1453,7 +1463,6 @@ function checkBeforeOpen(dir: string, deep?: DeepCheck): void {
   }
   // Reading a WAL database creates -wal/-shm files if missing; remove those
   // this check created (they hold nothing: a read-only connection never writes).
-  if (dirLocked(dir)) throw inUseError(dir, deep?.inUseFix);
   const sidecars = [`${path}-wal`, `${path}-shm`].filter((p) => !exists(p));
   try {
     checkReadOnly(dir, path, deep);
