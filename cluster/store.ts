@@ -761,6 +761,12 @@ export class Store {
     return true;
   }
 
+  /** Starts the checkpoint worker now (a node does, before it serves), not at its first checkpoint. */
+  startCheckpointer(): void {
+    this.#check();
+    this.#checkpointer?.start();
+  }
+
   /** Copies the log into the database once it has grown enough (in the worker). */
   #maybeCheckpoint(): void {
     const checkpointer = this.#checkpointer;

@@ -118,6 +118,16 @@ export class Checkpointer {
     this.#onDone = onDone;
   }
 
+  /**
+   * Starts the Worker now: creating one holds the caller's thread for tens
+   * of ms, so a node does it before it serves anything, not at its first
+   * checkpoint under load.
+   */
+  start(): void {
+    if (Atomics.load(this.#flags, CLOSING) === 1) return;
+    this.#worker ??= this.#start();
+  }
+
   /** Asks for a checkpoint unless one is running; returns whether one started. */
   request(): boolean {
     if (this.#running || Atomics.load(this.#flags, CLOSING) === 1) return false;
