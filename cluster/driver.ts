@@ -183,7 +183,7 @@ export class NodeDriver {
   #lastSeen = "";
   #view: NodeView;
   /** Hard state last written to the store. */
-  #durableHardState: HardState;
+  #writtenHardState: HardState;
   /** A commit-only hard state not written yet (see handleReady). */
   #pendingHardState: HardState | undefined;
   readonly #compaction: CompactionPolicy;
@@ -214,7 +214,7 @@ export class NodeDriver {
       },
       initial,
     );
-    this.#durableHardState = initial.hardState;
+    this.#writtenHardState = initial.hardState;
     this.#store.listen(
       (written) => this.#onDurable(written),
       (e) => this.#fail(e),
@@ -370,13 +370,13 @@ export class NodeDriver {
   #handle(rd: Ready): void {
     for (const m of rd.messages) this.#sendOut(m);
     const hardState = rd.hardState ?? this.#pendingHardState;
-    const durable = this.#durableHardState;
+    const written = this.#writtenHardState;
     // A batch that only moves the commit index need not be flushed on its own:
     // commit is re-learned from the leader after a crash. It rides with the
     // next write (term and vote changes never wait).
     const commitOnly = rd.entries.length === 0 && rd.snapshot === undefined &&
-      rd.hardState !== undefined && rd.hardState.term === durable.term &&
-      rd.hardState.vote === durable.vote;
+      rd.hardState !== undefined && rd.hardState.term === written.term &&
+      rd.hardState.vote === written.vote;
     const committed = rd.committedEntries;
     const results: ApplyResult[] = [];
     const applied = committed.length > 0 ? committed[committed.length - 1].index : undefined;
@@ -551,7 +551,7 @@ export class NodeDriver {
   /** Writes one batch (durable once flushed; the applied index is kept by applyTransaction). */
   #persist(batch: PersistBatch): void {
     this.#store.persist(batch);
-    if (batch.hardState !== undefined) this.#durableHardState = batch.hardState;
+    if (batch.hardState !== undefined) this.#writtenHardState = batch.hardState;
     this.#pendingHardState = undefined;
   }
 
