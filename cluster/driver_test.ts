@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { NodeDriver } from "./driver.ts";
 import { Store } from "./store.ts";
 import { encodeRaw } from "./machine.ts";
+import type { PeerMessage } from "./snapshot_stream.ts";
 
 /** A one-node cluster's driver on an in-memory store, leading. */
 function leadingDriver(store: Store, keep: { keepEntries: number; keepBytes: number }): NodeDriver {
@@ -43,5 +44,74 @@ Deno.test("the log stays within twice its tail in bytes, however few entries tha
     assert.equal(store.firstIndex(), driver.raft.firstIndex, "the store compacted with it");
   } finally {
     store.close();
+  }
+});
+
+Deno.test("a leader replicates while its write flushes, and commits with it only once flushed", () => {
+  const ids = [1, 2, 3];
+  const stores = ids.map((id) =>
+    Store.inMemory(`driver-test-${id}`, {
+      identity: { clusterId: "ab".repeat(16), nodeId: id, groupId: 1 },
+      secret: new Uint8Array(32).fill(1),
+      conf: { voters: ids, learners: [] },
+    }, { manualFlush: true })
+  );
+  const inbox = new Map<number, PeerMessage[]>(ids.map((id) => [id, []]));
+  const drivers = ids.map((id, i) =>
+    new NodeDriver({
+      store: stores[i],
+      send: (m) => inbox.get(m.to)!.push(m),
+      log: () => {},
+      electionTicks: 3,
+      randomInt: () => id - 1, // node 1 times out first
+      now: () => 0,
+      advertise: `n${id}:1`,
+    })
+  );
+  const [leader, f2] = drivers;
+  /** Delivers and handles everything, flushing every disk: a calm cluster. */
+  const settle = () => {
+    for (let round = 0; round < 50; round++) {
+      let moved = false;
+      for (const [i, d] of drivers.entries()) {
+        for (const m of inbox.get(i + 1)!.splice(0)) d.step(m), moved = true;
+        while (d.handleReady()) moved = true;
+        if (stores[i].flushPending) stores[i].completeFlushes(), moved = true;
+      }
+      if (!moved) return;
+    }
+  };
+  try {
+    for (let t = 0; t < 20 && leader.raft.role !== "leader"; t++) leader.tick(), settle();
+    assert.equal(leader.raft.role, "leader");
+    const before = leader.raft.commitIndex;
+    leader.raft.propose(encodeRaw(new Uint8Array([7])));
+    assert.ok(leader.handleReady());
+    const last = leader.raft.lastIndex;
+    assert.ok(stores[0].flushPending, "the leader's write is flushing");
+    const appends = inbox.get(2)!.filter((m) => m.type === "app");
+    assert.ok(appends.length > 0, "the append left before the leader's flush completed");
+    // Follower 2 writes, flushes and acknowledges; the leader's own disk has not answered.
+    for (const m of inbox.get(2)!.splice(0)) f2.step(m);
+    while (f2.handleReady()) { /* drain */ }
+    assert.equal(
+      inbox.get(1)!.filter((m) => m.type === "appResp").length,
+      0,
+      "no ack before the flush",
+    );
+    stores[1].completeFlushes();
+    for (const m of inbox.get(1)!.splice(0)) leader.step(m);
+    while (leader.handleReady()) { /* drain */ }
+    assert.equal(leader.raft.persistedIndex < last, true);
+    assert.equal(
+      leader.raft.commitIndex,
+      before,
+      "a quorum by count, but the leader's write is not durable",
+    );
+    stores[0].completeFlushes();
+    while (leader.handleReady()) { /* drain */ }
+    assert.equal(leader.raft.commitIndex, last, "committed once the leader's flush completed");
+  } finally {
+    for (const s of stores) s.close();
   }
 });
