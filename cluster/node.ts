@@ -346,7 +346,6 @@ export class ClusterNode {
 
   /** Starts the timers, the network and the Ready loop. */
   start(): void {
-    this.#store.startCheckpointer();
     this.#updatePeers();
     this.#transport.start();
     this.#timer = setInterval(() => this.#tick(), this.#tickMs);

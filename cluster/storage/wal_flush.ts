@@ -1,19 +1,16 @@
 /**
  * How the store's writes reach the disk without the event loop waiting for
  * it (P13). The store's connection runs with `synchronous=OFF`: a commit
- * only hands its pages to the operating system. Durability comes from two
- * things off the main thread:
+ * only hands its pages to the operating system. Durability comes from
+ * `fdatasync` on Deno's blocking-I/O threads (`FsFile.syncData`):
  *
- * - {@linkcode WalFlusher}: `fdatasync` of the `-wal` file on Deno's
- *   blocking-I/O threads (`FsFile.syncData`). The write-ahead log is
+ * - {@linkcode WalFlusher}: of the `-wal` file. The write-ahead log is
  *   sequential and checksummed, so one flush makes every transaction
  *   committed before it durable, and a crash before it loses a suffix of
  *   transactions, never a middle.
- * - {@linkcode Checkpointer}: copies the log into the database file from a
- *   Worker with its own connection at `synchronous=FULL`, which fsyncs the
- *   log before and the database after, so the writer may start the log over
- *   only once its frames are durable in the database (SQLite's own rule; the
- *   writer never checkpoints: `wal_autocheckpoint=0`).
+ * - {@linkcode FileSync} of the database file, after the store has copied the
+ *   (flushed) log into it, before SQLite may start the log over (see
+ *   `Store.holding` in cluster/store.ts).
  *
  * A failed fsync is final (its pages' state is unknown): the store closes
  * and the node restarts and reloads.
@@ -28,45 +25,32 @@ export interface Flusher {
   close(): void;
 }
 
-/** fdatasync of a database's `-wal` file, asynchronously (Deno's blocking pool). */
-export class WalFlusher implements Flusher {
-  readonly #walPath: string;
-  readonly #dir: string;
+/** fdatasync of one file, asynchronously (Deno's blocking pool), or at once. */
+export class FileSync implements Flusher {
+  readonly #path: string;
   #file: Deno.FsFile | undefined;
-  #dirSynced = false;
   #closed = false;
 
-  /** `dbPath`: the database file; `dir`: its directory (fsynced once, for the log's own entry). */
-  constructor(dbPath: string, dir: string) {
-    this.#walPath = `${dbPath}-wal`;
-    this.#dir = dir;
+  /** `path`: the file (opened read-only on first use). */
+  constructor(path: string) {
+    this.#path = path;
   }
 
-  /** Starts one fdatasync of the log. */
+  #open(): Deno.FsFile {
+    this.#file ??= Deno.openSync(this.#path, { read: true });
+    return this.#file;
+  }
+
+  /** Starts one fdatasync. */
   sync(done: (error?: Error) => void): void {
     let file: Deno.FsFile;
     try {
-      this.#file ??= Deno.openSync(this.#walPath, { read: true });
-      file = this.#file;
+      file = this.#open();
     } catch (e) {
       queueMicrotask(() => done(e as Error));
       return;
     }
-    const work = [file.syncData()];
-    if (!this.#dirSynced) {
-      // The log file's directory entry must be durable too, once.
-      this.#dirSynced = true;
-      work.push(
-        Deno.open(this.#dir, { read: true }).then(async (d) => {
-          try {
-            await d.sync();
-          } finally {
-            d.close();
-          }
-        }),
-      );
-    }
-    Promise.all(work).then(
+    file.syncData().then(
       () => {
         if (!this.#closed) done();
       },
@@ -76,7 +60,12 @@ export class WalFlusher implements Flusher {
     );
   }
 
-  /** Closes the log's file handle. */
+  /** fdatasync now, blocking the caller (for the rare write that cannot wait). */
+  syncNow(): void {
+    this.#open().syncDataSync();
+  }
+
+  /** Closes the file handle. */
   close(): void {
     this.#closed = true;
     this.#file?.close();
@@ -84,100 +73,44 @@ export class WalFlusher implements Flusher {
   }
 }
 
-/** Flags shared with the checkpoint worker (Int32 slots of a SharedArrayBuffer). */
-const BUSY = 0;
-const CLOSING = 1;
+/** fdatasync of a database's `-wal` file, and of its directory once (the log's own entry). */
+export class WalFlusher implements Flusher {
+  readonly #wal: FileSync;
+  readonly #dir: string;
+  #dirSynced = false;
+  #closed = false;
 
-/** Longest {@linkcode Checkpointer.close} waits for a checkpoint in progress. */
-const CLOSE_WAIT_MS = 30_000;
-
-/** What one checkpoint found: frames in the log, and how many of them are in the database now. */
-export interface CheckpointResult {
-  readonly log: number;
-  readonly checkpointed: number;
-}
-
-/**
- * Runs `PRAGMA wal_checkpoint(PASSIVE)` in a Worker on its own connection,
- * one at a time. The Worker starts on the first request: most stores (a
- * command, a test) never write enough to need one.
- */
-export class Checkpointer {
-  readonly #dbPath: string;
-  readonly #onDone: (result: CheckpointResult) => void;
-  readonly #flags = new Int32Array(new SharedArrayBuffer(8));
-  #worker: Worker | undefined;
-  #running = false;
-  #failed: Error | undefined;
-  /** Checkpoints completed (for tests and stats). */
-  completed = 0;
-
-  /** `dbPath`: the database the worker checkpoints; `onDone` hears each result. */
-  constructor(dbPath: string, onDone: (result: CheckpointResult) => void) {
-    this.#dbPath = dbPath;
-    this.#onDone = onDone;
+  /** `dbPath`: the database file; `dir`: its directory. */
+  constructor(dbPath: string, dir: string) {
+    this.#wal = new FileSync(`${dbPath}-wal`);
+    this.#dir = dir;
   }
 
-  /**
-   * Starts the Worker now: creating one holds the caller's thread for tens
-   * of ms, so a node does it before it serves anything, not at its first
-   * checkpoint under load.
-   */
-  start(): void {
-    if (Atomics.load(this.#flags, CLOSING) === 1) return;
-    this.#worker ??= this.#start();
-  }
-
-  /** Asks for a checkpoint unless one is running; returns whether one started. */
-  request(): boolean {
-    if (this.#running || Atomics.load(this.#flags, CLOSING) === 1) return false;
-    if (this.#failed !== undefined) throw this.#failed;
-    this.#worker ??= this.#start();
-    this.#running = true;
-    this.#worker.postMessage({ type: "checkpoint" });
-    return true;
-  }
-
-  /** True while a checkpoint runs. */
-  get running(): boolean {
-    return this.#running;
-  }
-
-  #start(): Worker {
-    const worker = new Worker(new URL("./checkpoint_worker.ts", import.meta.url).href, {
-      type: "module",
-    });
-    worker.onmessage = (
-      e: MessageEvent<{ type: string; error?: string; log?: number; checkpointed?: number }>,
-    ) => {
-      this.#running = false;
-      if (e.data.type === "failed") {
-        this.#failed = new Error(`checkpointing ${this.#dbPath} failed: ${e.data.error}`);
-        return;
+  /** Starts one fdatasync of the log. */
+  sync(done: (error?: Error) => void): void {
+    if (this.#dirSynced) {
+      this.#wal.sync(done);
+      return;
+    }
+    this.#dirSynced = true;
+    // Settles with the error, if any, so that it is never an unhandled rejection.
+    const dir: Promise<Error | undefined> = Deno.open(this.#dir, { read: true }).then(async (d) => {
+      try {
+        await d.sync();
+      } finally {
+        d.close();
       }
-      this.completed++;
-      if (Atomics.load(this.#flags, CLOSING) === 1) return;
-      this.#onDone({ log: e.data.log ?? 0, checkpointed: e.data.checkpointed ?? 0 });
-    };
-    worker.onerror = (e) => {
-      e.preventDefault();
-      this.#running = false;
-      this.#failed = new Error(`the checkpoint worker of ${this.#dbPath} failed: ${e.message}`);
-    };
-    worker.postMessage({ type: "init", path: this.#dbPath, flags: this.#flags });
-    return worker;
+    }).then(() => undefined, (e) => e as Error);
+    this.#wal.sync((error) => {
+      dir.then((dirError) => {
+        if (!this.#closed) done(error ?? dirError);
+      });
+    });
   }
 
-  /**
-   * Stops the worker: waits (blocking, bounded) for a checkpoint in progress
-   * to finish and close its connection, so the caller's close is the last.
-   */
+  /** Closes the log's file handle. */
   close(): void {
-    Atomics.store(this.#flags, CLOSING, 1);
-    const worker = this.#worker;
-    this.#worker = undefined;
-    if (worker === undefined) return;
-    Atomics.wait(this.#flags, BUSY, 1, CLOSE_WAIT_MS);
-    worker.terminate();
+    this.#closed = true;
+    this.#wal.close();
   }
 }
