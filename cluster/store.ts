@@ -154,7 +154,7 @@ export interface PersistBatch {
 export interface StoreStats {
   /** Flushes completed (each one fdatasync of the WAL, covering every transaction before it). */
   readonly fsyncs: number;
-  /** Checkpoints the checkpoint worker completed. */
+  /** Checkpoints completed (the log copied into the database, and the database fsynced). */
   readonly checkpoints: number;
   /** Calls of `persist`, `compact`, `applyTransaction` and local setting writes, including those with nothing to write. */
   readonly transactions: number;
@@ -1340,8 +1340,9 @@ function removePidFile(dir: string): void {
 
 /**
  * Takes the data dir's lock: an exclusive `flock` of `seguro.lock`, held by
- * the store until it closes (the database itself is opened in SQLite's
- * normal locking mode, so that the checkpoint worker can share it).
+ * the store until it closes. Checked before any file of the dir is opened,
+ * so that a second opener in the same process never closes a descriptor of
+ * a file the open store holds POSIX locks on (closing drops them).
  */
 function lockDir(dir: string): Deno.FsFile {
   let file: Deno.FsFile;
