@@ -16,7 +16,7 @@ import { Command } from "@commander-js/extra-typings";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import denoJson from "../deno.json" with { type: "json" };
-import { MAIN_PATH, permissionFlags } from "../server/self_command.ts";
+import { MAIN_PATH, permissionFlags, runFlags, V8_FLAGS } from "../server/self_command.ts";
 
 /** The release targets (Deno's target triples). */
 export const TARGETS = [
@@ -63,6 +63,14 @@ export function bakedPermissions(binary: Uint8Array): string[] {
   return granted.sort();
 }
 
+/** The V8 flags baked into a compiled binary (`"v8_flags"` of its metadata), in order. */
+export function bakedV8Flags(binary: Uint8Array): string[] {
+  const text = new TextDecoder("latin1").decode(binary);
+  const m = text.match(/"v8_flags":(\[[^\]]*\])/);
+  if (m === null) throw new BuildError("no V8 flag metadata found in the compiled binary");
+  return JSON.parse(m[1]);
+}
+
 /** What the release set grants, by name, sorted. */
 export function releasePermissions(): string[] {
   return permissionFlags().map((f) => f.replace(/^--allow-/, "")).sort();
@@ -96,7 +104,7 @@ async function compile(target: string, output: string): Promise<void> {
       "--quiet",
       "--exclude-unused-npm",
       ...await excludeFlags(),
-      ...permissionFlags(),
+      ...runFlags(),
       "--target",
       target,
       "--output",
@@ -124,6 +132,11 @@ async function compile(target: string, output: string): Promise<void> {
     throw new BuildError(
       `${output} grants ${baked.join(", ")}; the release set (deno.json) is ${want.join(", ")}`,
     );
+  }
+  const v8 = bakedV8Flags(await Deno.readFile(output));
+  const missing = V8_FLAGS.filter((f) => !v8.includes(f));
+  if (missing.length > 0) {
+    throw new BuildError(`${output} runs without the V8 flags ${missing.join(" ")}`);
   }
 }
 

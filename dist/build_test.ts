@@ -11,7 +11,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { bakedPermissions, binaryName, releasePermissions } from "./build.ts";
+import { bakedPermissions, bakedV8Flags, binaryName, releasePermissions } from "./build.ts";
 
 const BUILD = fileURLToPath(new URL("./build.ts", import.meta.url));
 const HOST = "x86_64-unknown-linux-gnu";
@@ -49,7 +49,7 @@ async function sha256(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
 
 Deno.test({
   name:
-    `dist: a release binary bakes in exactly the release permission set; sums and install.sh${onlyHere}`,
+    `dist: a release binary bakes in exactly the release permission set and the V8 flags; sums and install.sh${onlyHere}`,
   ignore: !linuxX64,
   async fn() {
     const out = await Deno.makeTempDir({ prefix: "seguro-dist-" });
@@ -63,6 +63,10 @@ Deno.test({
       const binary = await Deno.readFile(join(out, name));
       assert.deepEqual(bakedPermissions(binary), releasePermissions());
       assert.deepEqual(releasePermissions(), ["env", "ffi", "net", "read", "run", "write"]);
+      assert.ok(
+        bakedV8Flags(binary).includes("--initial-old-space-size=64"),
+        `the V8 flags are baked in: ${bakedV8Flags(binary)}`,
+      );
       const sums = await Deno.readTextFile(join(out, "SHA256SUMS"));
       assert.equal(sums, `${await sha256(binary)}  ${name}\n`);
 

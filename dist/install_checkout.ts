@@ -10,7 +10,7 @@
  */
 
 import { join } from "node:path";
-import { MAIN_PATH, permissionFlags } from "../server/self_command.ts";
+import { MAIN_PATH, runFlags } from "../server/self_command.ts";
 
 if (import.meta.main) {
   const args = [...Deno.args];
@@ -32,7 +32,7 @@ if (import.meta.main) {
       "--config",
       config,
       ...(root === undefined ? [] : ["--root", root]),
-      ...permissionFlags(),
+      ...runFlags(),
       MAIN_PATH,
     ],
     stdout: "inherit",

@@ -7,14 +7,14 @@
 
 import assert from "node:assert/strict";
 import denoJson from "../../deno.json" with { type: "json" };
-import { MAIN_PATH, permissionFlags, selfCommand } from "../../server/self_command.ts";
+import { MAIN_PATH, permissionFlags, selfCommand, V8_FLAGS } from "../../server/self_command.ts";
 import { join } from "node:path";
 import { jam, tuple } from "../../vere/noun.ts";
 import { fileURLToPath } from "node:url";
 
 const CONFIG = fileURLToPath(new URL("../../deno.json", import.meta.url));
 
-Deno.test("the release permission set grants what a node needs, and nothing is added elsewhere", () => {
+Deno.test("the release permission set and V8 flags are what a node needs, and the tasks use exactly them", () => {
   assert.deepEqual(permissionFlags().sort(), [
     "--allow-env",
     "--allow-ffi",
@@ -26,18 +26,28 @@ Deno.test("the release permission set grants what a node needs, and nothing is a
   const tasks: Record<string, string> = denoJson.tasks;
   for (const [name, command] of Object.entries(tasks)) {
     if (!/main\.ts\b/.test(command) || /tests\/|bench\//.test(command)) continue;
-    assert.match(command, /deno run -q -P=seguro (--config \S+ )?\S*main\.ts\b/, `task ${name}`);
+    const v8 = `--v8-flags=${V8_FLAGS.join(",")}`;
+    assert.ok(
+      command.includes(`deno run -q -P=seguro ${v8} `),
+      `task ${name} runs with the permission set and ${v8}: ${command}`,
+    );
+    assert.match(
+      command,
+      /deno run -q -P=seguro \S+ (--config \S+ )?\S*main\.ts\b/,
+      `task ${name}`,
+    );
   }
   assert.ok(tasks.seguro && tasks.demo, "the seguro and demo tasks exist");
 });
 
-Deno.test("Seguro starts itself (demo nodes, exec guard) with exactly the release set", () => {
+Deno.test("Seguro starts itself (demo nodes, exec guard) with exactly the release set and V8 flags", () => {
   const { cmd, args } = selfCommand(["exec-guard", "--", "urbit"]);
   assert.equal(cmd, Deno.execPath());
   assert.deepEqual(args, [
     "run",
     "-q",
     ...permissionFlags(),
+    "--v8-flags=--initial-old-space-size=64",
     MAIN_PATH,
     "exec-guard",
     "--",

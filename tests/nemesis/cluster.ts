@@ -14,15 +14,15 @@ import { join } from "node:path";
 import type { Network } from "./netns.ts";
 import { type CommandResult, sh } from "./netns.ts";
 import { NodeProcess } from "./node_process.ts";
-import { permissionFlags } from "../../server/self_command.ts";
+import { runFlags } from "../../server/self_command.ts";
 import type { NodeEndpoint } from "./spec_connection.ts";
 import { ADMIN_MS, NODE_LINES_SHOWN, NODE_START_MS, NODE_STOP_MS } from "./limits.ts";
 
 /** This checkout: the Seguro the nemesis runs unless told another. */
 export const THIS_REPO = fileURLToPath(new URL("../..", import.meta.url));
 
-/** The release permission set (deno.json `permissions.seguro`): what the binary grants. */
-export const SEGURO_PERMISSIONS: readonly string[] = permissionFlags();
+/** The release permission set (deno.json `permissions.seguro`) and V8 flags: what the binary runs with. */
+export const SEGURO_RUN_FLAGS: readonly string[] = runFlags();
 
 /** The port every node listens on (each has its own address). */
 const PORT = 7700;
@@ -122,7 +122,7 @@ export class Cluster {
     const machines = [...this.members.values()].map((x) => x.address).join(",");
     const args = [
       "run",
-      ...SEGURO_PERMISSIONS,
+      ...SEGURO_RUN_FLAGS,
       join(this.#o.repo, "main.ts"),
       "run",
       "--data-dir",
@@ -226,7 +226,7 @@ export class Cluster {
       this.#o.net.nodeNs(id),
       Deno.execPath(),
       "run",
-      ...SEGURO_PERMISSIONS,
+      ...SEGURO_RUN_FLAGS,
       join(this.#o.repo, "main.ts"),
       ...args,
       "--data-dir",

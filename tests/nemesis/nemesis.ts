@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { createPrng, type Prng } from "../../core/prng.ts";
 import { type CheckReport, checkRun } from "./checker.ts";
 import { onCleanup, runCleanup } from "./cleanup.ts";
-import { Cluster, SEGURO_PERMISSIONS } from "./cluster.ts";
+import { Cluster, SEGURO_RUN_FLAGS } from "./cluster.ts";
 import { type ExecResult, runExecRounds } from "./exec_mode.ts";
 import { type FaultKind, NETEM_FAULTS, probeNetem } from "./faults.ts";
 import { type NodeFinal, readFinalLog, waitConverged } from "./node_logs.ts";
@@ -143,7 +143,7 @@ function faultPicker(
 
 async function newToken(repo: string): Promise<string> {
   const main = join(repo, "main.ts");
-  const r = await sh(Deno.execPath(), ["run", ...SEGURO_PERMISSIONS, main, "token", "new"]);
+  const r = await sh(Deno.execPath(), ["run", ...SEGURO_RUN_FLAGS, main, "token", "new"]);
   if (r.code !== 0) throw new Error(`'seguro token new' failed: ${r.stderr.trim()}`);
   return r.stdout.trim();
 }
