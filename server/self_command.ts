@@ -33,7 +33,7 @@ export function permissionFlags(): string[] {
  * from ~20 MB on. A node's working set is ~15 MB, and with the default it ran
  * a full (mark-compact) collection every ~10,000 events at 1 KiB: at 1024 in
  * flight the leader's CPU per event fell from 39 to 29 us (medians of five
- * runs, bench/README.md), for up to ~50 MB more memory per process.
+ * runs, bench/README.md), for 30-40 MB more resident memory per node.
  */
 export const V8_FLAGS: readonly string[] = ["--initial-old-space-size=64"];
 
