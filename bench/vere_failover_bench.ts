@@ -19,7 +19,8 @@ import { join } from "node:path";
 import { ClusterClient } from "../cluster/api.ts";
 import { readEvents } from "../vere/pier.ts";
 import { NodeProcess, TestCluster, type TestMember } from "../tests/e2e/harness.ts";
-import { grownPier, quietPorts, vereBinary, vereMissing } from "../tests/real_vere.ts";
+import { grownPier, vereMissing } from "../tests/real_vere.ts";
+import { ExecVere } from "../tests/e2e/exec_vere.ts";
 import { VereConn } from "../vere/vere_conn.ts";
 
 const { values } = parseArgs({
@@ -76,38 +77,14 @@ async function run(mode: "cold" | "warm"): Promise<Row> {
       },
     );
     if ((await imported.exited).code !== 0) throw new Error(imported.lines.join("\n"));
-    const standbyOf = (m: TestMember) => join(c.root, `standby-${m.id}`, "~zod");
-    const ports = new Map<number, string[]>();
-    for (const m of c.members.values()) ports.set(m.id, await quietPorts());
-    const runArgs = (id: number) => [
-      "--standby-dir",
-      join(c.root, `standby-${id}`),
-      "--exec",
-      `${vereBinary("3.0")} -t --no-dock ${ports.get(id)!.join(" ")} {pier}`,
-      ...(mode === "warm" ? ["--standby-play", "2"] : []),
-    ];
-    for (const m of c.members.values()) {
-      await m.proc!.kill("SIGTERM");
-      c.restart(m.id, runArgs(m.id));
-    }
-    await Promise.any([...c.members.values()].map((m) => m.proc!.waitForEvent("leader")));
-    let marks = new Map([...c.members.values()].map((m) => [m.id, m.proc!.mark()]));
+    const ev = await ExecVere.start(c, mode === "warm" ? ["--standby-play", "2"] : []);
+    const standbyOf = (m: TestMember) => ev.standbyOf(m);
+    let marks = ev.marks();
     const ran = new NodeProcess(["ship", "run", "~zod", "--cluster", c.anyAddress()], {
       SEGURO_TOKEN: c.token,
     });
     if ((await ran.exited).code !== 0) throw new Error(ran.lines.join("\n"));
-    const runner = () =>
-      Promise.any(
-        [...c.members.values()].map(async (m) => {
-          const e = await m.proc!.waitForEvent(
-            "runtime_started",
-            { ship: "~zod" },
-            marks.get(m.id)!,
-            300_000,
-          );
-          return { m, startEve: Number(e.eve) };
-        }),
-      );
+    const runner = () => ev.started(marks, 300_000);
     const { m: master } = await runner();
 
     // The load: EVENTS wakes, then every one committed and on the followers' standby piers.
@@ -141,7 +118,7 @@ async function run(mode: "cold" | "warm"): Promise<Row> {
       }
     })();
     await new Promise((r) => setTimeout(r, 500));
-    marks = new Map([...c.members.values()].map((m) => [m.id, m.proc!.mark()]));
+    marks = ev.marks();
     const killed = performance.now();
     await master.proc!.kill("SIGKILL");
     await busy;

@@ -16,7 +16,8 @@ import { readEvents } from "../../vere/pier.ts";
 import type { ShipJson } from "../../cluster/admin_protocol.ts";
 import { ClusterClient } from "../../cluster/api.ts";
 import { lmdbToolsMissing } from "../fixtures.ts";
-import { grownPier, quietPorts, vereBinary, vereMissing } from "../real_vere.ts";
+import { grownPier, vereBinary, vereMissing } from "../real_vere.ts";
+import { ExecVere } from "./exec_vere.ts";
 import { VereConn } from "../../vere/vere_conn.ts";
 import { clusterTest, NodeProcess, type TestCluster, type TestMember } from "./harness.ts";
 
@@ -110,22 +111,8 @@ clusterTest(
     await grownPier(pier, 10);
     await seguro(c, ["ship", "import", "~zod", pier]);
 
-    const standbyOf = (m: TestMember) => join(c.root, `standby-${m.id}`, "~zod");
-    const ports = new Map<number, string[]>();
-    for (const m of c.members.values()) ports.set(m.id, await quietPorts());
-    const runArgs = (id: number) => [
-      "--standby-dir",
-      join(c.root, `standby-${id}`),
-      "--exec",
-      `${vereBinary("3.0")} -t --no-dock ${ports.get(id)!.join(" ")} {pier}`,
-      "--exec-grace-ms",
-      "5000",
-    ];
-    for (const m of c.members.values()) {
-      await m.proc!.kill("SIGTERM");
-      c.restart(m.id, runArgs(m.id));
-    }
-    await Promise.any([...c.members.values()].map((m) => m.proc!.waitForEvent("leader")));
+    const ev = await ExecVere.start(c, ["--exec-grace-ms", "5000"]);
+    const standbyOf = (m: TestMember) => ev.standbyOf(m);
 
     // Never two veres: sampled every 50 ms for the whole test.
     let most = 0;
@@ -138,21 +125,9 @@ clusterTest(
     })();
 
     try {
-      let marks = new Map([...c.members.values()].map((m) => [m.id, m.proc!.mark()]));
+      let marks = ev.marks();
       await seguro(c, ["ship", "run", "~zod"]);
-      /** The member whose vere started after `marks`, and the event it started at. */
-      const runner = () =>
-        Promise.any(
-          [...c.members.values()].map(async (m) => {
-            const e = await m.proc!.waitForEvent(
-              "runtime_started",
-              { ship: "~zod" },
-              marks.get(m.id)!,
-              120_000,
-            );
-            return { m, startEve: Number(e.eve) };
-          }),
-        );
+      const runner = () => ev.started(marks, 120_000);
 
       const liveMs: number[] = [];
       const windows: number[] = [];
@@ -167,11 +142,11 @@ clusterTest(
           await injection.finished;
           break;
         }
-        marks = new Map([...c.members.values()].map((m) => [m.id, m.proc!.mark()]));
+        marks = ev.marks();
         const killed = performance.now();
         await master.proc!.kill("SIGKILL");
         await injection.finished;
-        c.restart(master.id, runArgs(master.id));
+        ev.restart(master);
         marks.set(master.id, 0);
         const old = master;
         ({ m: master, startEve } = await runner());
@@ -219,36 +194,11 @@ clusterTest(
     const pier = join(c.root, "zod");
     await grownPier(pier, 10);
     await seguro(c, ["ship", "import", "~zod", pier]);
-    const standbyOf = (m: TestMember) => join(c.root, `standby-${m.id}`, "~zod");
-    const ports = new Map<number, string[]>();
-    for (const m of c.members.values()) ports.set(m.id, await quietPorts());
-    const runArgs = (id: number) => [
-      "--standby-dir",
-      join(c.root, `standby-${id}`),
-      "--exec",
-      `${vereBinary("3.0")} -t --no-dock ${ports.get(id)!.join(" ")} {pier}`,
-      "--standby-play",
-      "1",
-    ];
-    for (const m of c.members.values()) {
-      await m.proc!.kill("SIGTERM");
-      c.restart(m.id, runArgs(m.id));
-    }
-    await Promise.any([...c.members.values()].map((m) => m.proc!.waitForEvent("leader")));
-    let marks = new Map([...c.members.values()].map((m) => [m.id, m.proc!.mark()]));
+    const ev = await ExecVere.start(c, ["--standby-play", "1"]);
+    const standbyOf = (m: TestMember) => ev.standbyOf(m);
+    let marks = ev.marks();
     await seguro(c, ["ship", "run", "~zod"]);
-    const runner = () =>
-      Promise.any(
-        [...c.members.values()].map(async (m) => {
-          await m.proc!.waitForEvent(
-            "runtime_started",
-            { ship: "~zod" },
-            marks.get(m.id)!,
-            120_000,
-          );
-          return m;
-        }),
-      );
+    const runner = async () => (await ev.started(marks, 120_000)).m;
     const master = await runner();
     const heldFrom = master.proc!.mark();
     const conn = await VereConn.open(standbyOf(master), 120_000);
@@ -275,9 +225,9 @@ clusterTest(
       0,
       "the held pier of the master is never played",
     );
-    marks = new Map([...c.members.values()].map((m) => [m.id, m.proc!.mark()]));
+    marks = ev.marks();
     await master.proc!.kill("SIGKILL");
-    c.restart(master.id, runArgs(master.id));
+    ev.restart(master);
     marks.set(master.id, 0);
     const next = await runner();
     const probe = await VereConn.open(standbyOf(next), 120_000);
