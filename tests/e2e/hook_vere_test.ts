@@ -20,8 +20,7 @@ import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { ClusterClient } from "../../cluster/api.ts";
-import { encodeFrame, NewtDecoder } from "../../vere/newt.ts";
-import { cell, cord, cue, isCell, list, type Noun, tuple } from "../../vere/noun.ts";
+import { cell, cord, list, tuple } from "../../vere/noun.ts";
 import { readEvents } from "../../vere/pier.ts";
 import { VereConn } from "../../vere/vere_conn.ts";
 import { lmdbMissing } from "../fixtures.ts";
@@ -220,68 +219,43 @@ class HookVere {
 }
 
 /**
- * A client of the ship's control plane (`PIER/.urb/conn.sock`, vere's
- * io/conn.c): injects `/d/term/1 %belt` events (typing, then erasing, one
- * character at the dojo prompt), each answered once computed.
+ * Typing at the ship's dojo through its control plane (a {@linkcode VereConn}
+ * on `PIER/.urb/conn.sock`): `/d/term/1 %belt` events (a character, then its
+ * erasure), each answered once computed.
  */
 class ConnClient {
-  readonly #conn: Deno.UnixConn;
-  readonly #pending = new Map<bigint, () => void>();
-  #rid = 1n;
+  readonly #conn: VereConn;
+  #injected = 0;
   #running = false;
   #loops: Promise<void>[] = [];
-  /** Injections answered. */
+  /** Injections answered (or ended by a lost connection). */
   answered = 0;
 
-  private constructor(conn: Deno.UnixConn) {
+  private constructor(conn: VereConn) {
     this.#conn = conn;
-    this.#read();
   }
 
   static async open(pier: string): Promise<ConnClient> {
-    const conn = await Deno.connect({ transport: "unix", path: join(pier, ".urb", "conn.sock") });
-    return new ConnClient(conn);
-  }
-
-  async #read(): Promise<void> {
-    const dec = new NewtDecoder();
-    try {
-      for await (const chunk of this.#conn.readable) {
-        dec.push(chunk);
-        for (let body = dec.next(); body !== undefined; body = dec.next()) {
-          const msg: Noun = cue(body);
-          const rid = isCell(msg) ? msg.head : msg;
-          if (typeof rid === "bigint") {
-            this.#pending.get(rid)?.();
-            this.#pending.delete(rid);
-          }
-        }
-      }
-    } catch {
-      // closed
-    }
-    // Closed by vere: the injection loops stop (a failed write would otherwise spin them).
-    this.#running = false;
-    for (const done of this.#pending.values()) done();
+    return new ConnClient(await VereConn.open(pier, WAIT_MS));
   }
 
   /** Injects one event; resolves when vere answers (computed, dropped or bailed). */
-  inject(): Promise<void> {
-    const rid = this.#rid++;
-    const belt = rid % 2n === 1n
+  async inject(): Promise<void> {
+    const typed = ++this.#injected % 2 === 1;
+    const belt = typed
       ? tuple(cord("belt"), cord("txt"), list([97n]))
       : cell(cord("belt"), cell(cord("bac"), 0n));
-    const frame = encodeFrame(
-      tuple(rid, cord("ovum"), cord("d"), list([cord("term"), cord("1")]), belt),
-    );
-    const answered = new Promise<void>((resolve) => this.#pending.set(rid, resolve));
-    this.#conn.write(frame).catch(() => {
+    try {
+      const answer = await this.#conn.request(
+        "ovum",
+        tuple(cord("d"), list([cord("term"), cord("1")]), belt),
+      );
+      // Closed by vere: the injection loops stop (a failed write would otherwise spin them).
+      if (answer === cord("lost")) this.#running = false;
+    } catch {
       this.#running = false;
-      this.#pending.get(rid)?.();
-    });
-    return answered.then(() => {
-      this.answered++;
-    });
+    }
+    this.answered++;
   }
 
   /** Keeps IN_FLIGHT injections going until {@linkcode stop}. */
@@ -304,11 +278,7 @@ class ConnClient {
 
   close(): void {
     this.#running = false;
-    try {
-      this.#conn.close();
-    } catch {
-      // closed
-    }
+    this.#conn.close().catch(() => {});
   }
 }
 
