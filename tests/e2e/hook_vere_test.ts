@@ -319,6 +319,23 @@ function releasedFromPier(pier: string, released: Iterable<number>, conn: number
   return out;
 }
 
+/**
+ * Checks that every event vere released (read from its pier, vere stopped)
+ * is on every member of `c` with the same mug and job; returns them.
+ */
+async function releasedKept(
+  c: TestCluster,
+  pier: string,
+  released: ReadonlySet<number>,
+): Promise<ReleasedEvent[]> {
+  const events = releasedFromPier(pier, released, 1);
+  const last = Math.max(...released);
+  for (const m of c.members.values()) await holds(c, m, last);
+  const finals = await Promise.all([...c.members.values()].map((m) => nodeLog(c, m)));
+  assert.deepEqual(checkReleasedKept(events, finals), []);
+  return events;
+}
+
 /** The member (other than `old`) that now leads, once one has said so. */
 async function newLeader(
   c: TestCluster,
@@ -533,11 +550,7 @@ Deno.test({
         const injected = vere.lines.slice(fence, lead).filter((l) => /conn: ovum /.test(l)).length;
         assert.ok(injected > 0, "events were injected while fenced");
         assert.ok(!vere.lines.some((l) => /exiting so that a restart/.test(l)), "no exit");
-        const released = releasedFromPier(pier, vere.released, 1);
-        const last = Math.max(...vere.released);
-        for (const m of c.members.values()) await holds(c, m, last);
-        const finals = await Promise.all([...c.members.values()].map((m) => nodeLog(c, m)));
-        assert.deepEqual(checkReleasedKept(released, finals), []);
+        const released = await releasedKept(c, pier, vere.released);
         console.error(
           `  fenced at line ${fence}, led again at line ${lead}, ${injected} events injected ` +
             `between, none released; released ${released.length} ` +
@@ -596,11 +609,7 @@ Deno.test({
         const between = vere.lines.slice(lost, lead).filter((l) => /seguro: released /.test(l));
         assert.deepEqual(between, [], "released while cut off or fenced");
         assert.ok(!vere.lines.some((l) => /exiting so that a restart/.test(l)), "no exit");
-        const released = releasedFromPier(pier, vere.released, 1);
-        const last = Math.max(...vere.released);
-        for (const m of c.members.values()) await holds(c, m, last);
-        const finals = await Promise.all([...c.members.values()].map((m) => nodeLog(c, m)));
-        assert.deepEqual(checkReleasedKept(released, finals), []);
+        const released = await releasedKept(c, pier, vere.released);
         const tries = vere.lines.slice(lost, lead).filter((l) => /seguro: connect /.test(l));
         console.error(
           `  lost at line ${lost}, led again at line ${lead} (${tries.length} failed connects ` +
