@@ -1052,7 +1052,9 @@ Deno.test("checkpoints copy the flushed log into the database, so it starts over
         await disk.durableUpTo(store.written);
         assert.ok(store.holding, "a checkpoint holds Ready writes until the database is fsynced");
         if (round === 1) {
-          // A write that is not a Ready's, during the database's fsync: made safe, not refused.
+          // A write that is not a Ready's, during the database's fsync, goes through (not
+          // refused) and is there after reopening. That it waits for the database's fsync
+          // first (syncNow) shows only in a power loss, which no test here makes.
           store.localSettings.setLedTerms([1, 2]);
         }
         await disk.writable();
