@@ -1,31 +1,35 @@
 /**
- * Boots the cached fake ~zod of every real vere present (tests/real_vere.ts),
- * one after the other, so that the e2e tests find them ready. `.ci/run` starts
- * it in the background (niced) while the unit tests run; a test that needs a
- * pier still being booted waits on the cache's lock. Absent binaries are
- * skipped with their reason.
+ * Prepares the real vere for the e2e tests, in the order they need it: the
+ * cached fake ~zod of vere 3.0 (tests/real_vere.ts), the patched vere of
+ * hook mode (tests/hook_vere.ts), then the fake ~zod of vere 1.16.
+ * `.ci/run` starts it in the background (niced) while the unit tests run; a
+ * test that needs something still being prepared waits on its cache's lock.
+ * What cannot be prepared here is skipped with its reason.
  *
  * Run: `deno run -A tests/real_vere_boot.ts`
  * @module
  */
 
+import { hookBinary, hookMissing } from "./hook_vere.ts";
 import { bootedPier, vereMissing, type VereVersion } from "./real_vere.ts";
 
-for (const version of ["3.0", "1.16"] as VereVersion[]) {
-  const missing = vereMissing(version);
+async function step(what: string, missing: string | undefined, run: () => Promise<string>) {
   if (missing !== undefined) {
-    console.log(`real vere ${version}: skipped (${missing})`);
-    continue;
+    console.log(`${what}: skipped (${missing})`);
+    return;
   }
   const started = performance.now();
   try {
-    const pier = await bootedPier(version);
-    console.log(
-      `real vere ${version}: ${pier} ready in ${
-        ((performance.now() - started) / 1000).toFixed(0)
-      } s`,
-    );
+    const path = await run();
+    console.log(`${what}: ${path} ready in ${((performance.now() - started) / 1000).toFixed(0)} s`);
   } catch (e) {
-    console.log(`real vere ${version}: ${(e as Error).message}`);
+    console.log(`${what}: ${(e as Error).message}`);
   }
 }
+
+const boot = (version: VereVersion) =>
+  step(`real vere ${version}`, vereMissing(version), () => bootedPier(version));
+
+await boot("3.0");
+await step("hook-mode vere", hookMissing(), hookBinary);
+await boot("1.16");

@@ -9,25 +9,23 @@
  * goes on. A mutant (SEGURO_HOOK_UNSAFE_RELEASE: release without `%done`)
  * makes the same check fail.
  *
- * The patched binary is built once per patch (sha256) under
- * `~/.cache/seguro-tests/vere-hook/`, under a file lock; without the sources
- * (MIRROR_ROOT, default /work/.mirror) or the Debian -dev packages the tests
- * are registered as ignored with the reason.
+ * The patched binary comes from tests/hook_vere.ts (built once per patch,
+ * cached; `.ci/run` builds it in the background before these tests run);
+ * without the sources or the Debian -dev packages the tests are registered
+ * as ignored with the reason.
  */
 
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { ClusterClient } from "../../cluster/api.ts";
 import { cell, cord, list, tuple } from "../../vere/noun.ts";
 import { readEvents } from "../../vere/pier.ts";
 import { VereConn } from "../../vere/vere_conn.ts";
-import { lmdbMissing } from "../fixtures.ts";
+import { hookBinary, hookMissing } from "../hook_vere.ts";
 import { checkReleasedKept } from "../nemesis/checker.ts";
 import { sameBytes, ShipLog } from "../nemesis/event_columns.ts";
 import type { FinalLog, ReleasedEvent } from "../nemesis/history.ts";
-import { bootedPier, copyPier, grownPier, quietPorts, vereMissing } from "../real_vere.ts";
+import { bootedPier, copyPier, grownPier, quietPorts } from "../real_vere.ts";
 import {
   NodeProcess,
   type TestCluster,
@@ -35,9 +33,6 @@ import {
   type TestMember,
 } from "./harness.ts";
 
-const BUILD_SH = fileURLToPath(new URL("../../tools/vere-hook/build.sh", import.meta.url));
-const PATCH = fileURLToPath(new URL("../../tools/vere-hook/seguro-hook.patch", import.meta.url));
-const MIRROR_ROOT = Deno.env.get("MIRROR_ROOT") ?? "/work/.mirror";
 /** ~zod. */
 const SHIP = 0n;
 /** Every wait of these tests ends by then. */
@@ -48,61 +43,6 @@ const GUARD_MS = 600_000;
 const RELEASED_BEFORE_KILL = 20;
 /** Injections in flight on conn.sock. */
 const IN_FLIGHT = 4;
-
-function cacheRoot(): string {
-  const base = Deno.env.get("XDG_CACHE_HOME") ?? join(Deno.env.get("HOME") ?? "/tmp", ".cache");
-  return join(base, "seguro-tests", "vere-hook");
-}
-
-/** Why the patched vere cannot be built or run here (one line), or undefined. */
-function hookMissing(): string | undefined {
-  const vere = vereMissing("3.0");
-  if (vere !== undefined) return vere;
-  const lmdb = lmdbMissing();
-  if (lmdb !== undefined) return lmdb;
-  const out = new Deno.Command("bash", {
-    args: [BUILD_SH, "--check"],
-    env: { WORK: join(cacheRoot(), "work"), MIRROR_ROOT },
-    stdout: "null",
-    stderr: "piped",
-  }).outputSync();
-  if (!out.success) return new TextDecoder().decode(out.stderr).trim().split("\n")[0];
-  return undefined;
-}
-
-/** The patched binary for the current patch: built once (under a lock), then cached. */
-async function hookBinary(): Promise<string> {
-  const sum = createHash("sha256").update(Deno.readFileSync(PATCH)).digest("hex").slice(0, 16);
-  const root = cacheRoot();
-  Deno.mkdirSync(join(root, sum), { recursive: true, mode: 0o700 });
-  const bin = join(root, sum, "urbit");
-  const lock = await Deno.open(join(root, "build.lock"), { create: true, write: true });
-  try {
-    await lock.lock(true);
-    try {
-      Deno.statSync(bin);
-      return bin;
-    } catch {
-      // not built yet
-    }
-    const work = join(root, "work");
-    const out = await new Deno.Command("bash", {
-      args: [BUILD_SH],
-      env: { WORK: work, MIRROR_ROOT, JOBS: "2" },
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const err = new TextDecoder().decode(out.stderr);
-    if (!out.success) throw new Error(`building the patched vere failed: ${err}`);
-    const built = new TextDecoder().decode(out.stdout).trim();
-    await Deno.copyFile(built, `${bin}.tmp`);
-    await Deno.chmod(`${bin}.tmp`, 0o755);
-    await Deno.rename(`${bin}.tmp`, bin);
-    return bin;
-  } finally {
-    lock.close();
-  }
-}
 
 /** A deadline-bounded wait: rejects with `what` after `ms`. */
 function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
