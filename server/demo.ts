@@ -191,15 +191,24 @@ export class EventLog {
     }
   }
 
-  /** The first `event` with `fields`, already seen or yet to come; a NodeError after `timeoutMs`. */
+  /** How many events were seen so far: a mark for {@linkcode waitForEvent}'s `after`. */
+  eventMark(): number {
+    return this.#events.length;
+  }
+
+  /**
+   * The first `event` with `fields` after the first `after` events (by
+   * default all), already seen or yet to come; a NodeError after `timeoutMs`.
+   */
   waitForEvent(
     event: string,
     fields: Record<string, string | number> = {},
     timeoutMs = 30_000,
+    after = 0,
   ): Promise<LogEvent> {
     const test: EventTest = (e) =>
       e.event === event && Object.entries(fields).every(([k, v]) => e[k] === v);
-    const seen = this.#events.find(test);
+    const seen = this.#events.slice(after).find(test);
     if (seen !== undefined) return Promise.resolve(seen);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {

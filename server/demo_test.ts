@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { type DemoReporter, runDemo } from "./demo.ts";
+import { type DemoReporter, EventLog, runDemo } from "./demo.ts";
 import { NodeError } from "./errors.ts";
 
 Deno.test({
@@ -23,4 +23,24 @@ Deno.test({
     assert.deepEqual(seen, ["starting", "nodeStarted", "nodeStarted", "nodeStarted", "booting"]);
     await assert.rejects(Deno.stat(root), Deno.errors.NotFound);
   },
+});
+
+Deno.test("EventLog: a wait after a mark skips the events seen before it", async () => {
+  const log = new EventLog();
+  const line = (event: string, ship: string) => JSON.stringify({ event, ship, msg: event });
+  log.push(line("runtime_started", "~zod"), "not json", line("runtime_stopped", "~zod"));
+  const old = await log.waitForEvent("runtime_started", { ship: "~zod" }, 1000);
+  assert.equal(old.event, "runtime_started");
+  const mark = log.eventMark();
+  assert.equal(mark, 2);
+  const next = log.waitForEvent("runtime_started", { ship: "~zod" }, 5000, mark);
+  let settled = false;
+  next.then(() => settled = true, () => settled = true);
+  await Promise.resolve();
+  assert.equal(settled, false, "the event before the mark does not count");
+  log.push(
+    line("runtime_started", "~nec"),
+    JSON.stringify({ event: "runtime_started", ship: "~zod", eve: 9 }),
+  );
+  assert.equal((await next).eve, 9);
 });
