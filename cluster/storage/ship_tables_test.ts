@@ -86,6 +86,26 @@ Deno.test("events stop at the count or the byte budget, but always return one", 
   });
 });
 
+Deno.test("events read past a page of rows, each with its own bytes, and stop at the budget in any page", () => {
+  withStore((store) => {
+    const ships = store.ships;
+    ships.insertShip({ ship: 5n, fake: true, optimism: -1, life: 0, addedIndex: 1 });
+    for (let eve = 1; eve <= 700; eve++) {
+      ships.appendEvent(5n, { eve, mug: eve, job: job(eve, 10), entryIndex: eve, entryTerm: 1 });
+    }
+    const all = ships.events(5n, 1, 1000);
+    assert.equal(all.length, 700);
+    all.forEach((e, i) => {
+      assert.equal(e.eve, i + 1);
+      assert.equal(e.mug, i + 1);
+      assert.deepEqual(e.job, job(i + 1, 10));
+    });
+    assert.deepEqual(ships.events(5n, 200, 400).map((e) => e.eve)[399], 599);
+    const budget = ships.events(5n, 1, 1000, 10 * 300);
+    assert.deepEqual([budget.length, budget[299].eve], [300, 300], "stops in the second page");
+  });
+});
+
 Deno.test("deleting a ship deletes its events and no other ship's", () => {
   withStore((store) => {
     const ships = store.ships;
