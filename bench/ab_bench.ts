@@ -9,8 +9,11 @@
  *
  * e.g. `deno task bench:ab --before c327097 -- --k quorum --inflight 64,1024 --no-plaintext`.
  * The earlier commit is checked out into a temporary git worktree and runs
- * this checkout's `bench/runtime_bench.ts` (same measurement on both sides);
- * the worktree is removed at the end, also after a failure.
+ * this checkout's `bench/runtime_bench.ts` (same measurement on both sides),
+ * with this checkout's copy of any module the benchmark imports that the
+ * commit does not have (e.g. `server/process_cpu.ts` before P13; each is
+ * named as it is copied); the worktree is removed at the end, also after a
+ * failure.
  * @module
  */
 
@@ -72,6 +75,19 @@ async function runOnce(repo: string): Promise<BenchRow[]> {
   return JSON.parse(new TextDecoder().decode(out.stdout));
 }
 
+/** Copies into `worktree` each module the benchmark imports that is not there. */
+async function copyMissingImports(worktree: string): Promise<void> {
+  const source = await Deno.readTextFile(BENCH);
+  for (const [, path] of source.matchAll(/from "\.\.\/([^"]+)"/g)) {
+    try {
+      await Deno.stat(join(worktree, path));
+    } catch {
+      console.error(`${path} is not in ${values.before}: this checkout's copy runs there`);
+      await Deno.copyFile(join(REPO, path), join(worktree, path));
+    }
+  }
+}
+
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
@@ -83,6 +99,7 @@ const results = new Map<string, Map<string, number[]>>(); // "side row" -> figur
 try {
   await git(["worktree", "add", "--detach", "--force", worktree, values.before]);
   await Deno.copyFile(BENCH, join(worktree, "bench", "runtime_bench.ts"));
+  await copyMissingImports(worktree);
   for (let round = 1; round <= ROUNDS; round++) {
     for (const [side, repo] of [["before", worktree], ["after", REPO]] as const) {
       console.error(`round ${round}/${ROUNDS}: ${side}`);
