@@ -425,14 +425,19 @@ export class AdminService {
    */
   async #read(from: number, count: number, waitMs: number): Promise<LogEntryView[]> {
     const { raft } = this.#cfg.driver;
-    if (from < raft.firstIndex) {
-      throw new ApiError(
-        Status.error,
-        `Entries before ${raft.firstIndex} are compacted on this node (their effects are in its state: ships, events, images); read from ${raft.firstIndex}`,
-      );
-    }
+    const held = () => {
+      if (from < raft.firstIndex) {
+        throw new ApiError(
+          Status.error,
+          `Entries before ${raft.firstIndex} are compacted on this node (their effects are in its state: ships, events, images); read from ${raft.firstIndex}`,
+        );
+      }
+    };
+    held();
     if (waitMs > 0 && raft.appliedIndex < from) {
       await this.#cfg.waitFor(() => raft.appliedIndex >= from, waitMs);
+      // Meanwhile the log may have been compacted past `from`, or replaced by a snapshot.
+      held();
     }
     const out: LogEntryView[] = [];
     const last = Math.min(raft.appliedIndex, from + Math.min(count, READ_ENTRIES_MAX) - 1);

@@ -509,3 +509,29 @@ Deno.test("read of an entry compacted away is refused, naming where the log star
     await cluster.stop();
   }
 });
+
+Deno.test("a long-poll read whose start is compacted while it waits is refused the same way", async () => {
+  const cluster = await startCluster(0, 2);
+  try {
+    await withClient(cluster.addresses[0], async (reader) => {
+      await withClient(cluster.addresses[0], async (writer) => {
+        const from = cluster.nodes[0].status().appliedIndex + 1;
+        const read = reader.read(from, 1, 10_000);
+        // Once the read waits, entries up to and past `from` come in one batch, and the node
+        // compacts its log past `from` in the same turn as it applies them.
+        await writer.status();
+        await Promise.all(
+          Array.from({ length: 10 }, (_, i) => writer.propose(new Uint8Array([i + 1]))),
+        );
+        const first = cluster.nodes[0].status().firstIndex;
+        assert.ok(first > from, `compacted past ${from}: the log starts at ${first}`);
+        await assert.rejects(
+          read,
+          /Entries before \d+ are compacted on this node .*; read from \d+$/,
+        );
+      });
+    });
+  } finally {
+    await cluster.stop();
+  }
+});
