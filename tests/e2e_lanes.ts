@@ -37,8 +37,8 @@ const REAL_VERE_LANE = [
   "tests/e2e/import_failover_test.ts",
   "tests/e2e/exec_test.ts",
   "tests/e2e/demo_test.ts",
-  "tests/e2e/hook_vere_test.ts",
   "tests/e2e/real_vere_exec_test.ts",
+  "tests/e2e/hook_vere_test.ts",
   "tests/e2e/real_vere_test.ts",
 ];
 

@@ -1,7 +1,8 @@
 /**
  * Prepares the real vere for the e2e tests, in the order they need it: the
- * cached fake ~zod of vere 3.0 (tests/real_vere.ts), the patched vere of
- * hook mode (tests/hook_vere.ts), then the fake ~zod of vere 1.16.
+ * cached fake ~zod of vere 3.0 (tests/real_vere.ts), then side by side the
+ * patched vere of hook mode (tests/hook_vere.ts) and the fake ~zod of vere
+ * 1.16.
  * `.ci/run` starts it in the background (niced) while the unit tests run; a
  * test that needs something still being prepared waits on its cache's lock.
  * What cannot be prepared here is skipped with its reason.
@@ -31,5 +32,5 @@ const boot = (version: VereVersion) =>
   step(`real vere ${version}`, vereMissing(version), () => bootedPier(version));
 
 await boot("3.0");
-await step("hook-mode vere", hookMissing(), hookBinary);
-await boot("1.16");
+// Side by side: each uses what the tests leave idle (the build two cores, the boot one).
+await Promise.all([step("hook-mode vere", hookMissing(), hookBinary), boot("1.16")]);
