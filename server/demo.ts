@@ -146,7 +146,7 @@ export function startNode(
     stderr: "piped",
   }).spawn();
   for (const stream of [child.stdout, child.stderr]) {
-    (async () => {
+    log.reading((async () => {
       let rest = "";
       for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
         rest += chunk;
@@ -154,7 +154,8 @@ export function startNode(
         rest = lines.pop()!;
         log.push(...lines);
       }
-    })();
+      if (rest !== "") log.push(rest);
+    })());
   }
   return child;
 }
@@ -176,6 +177,7 @@ type EventTest = (e: LogEvent) => boolean;
 export class EventLog {
   readonly lines: string[] = [];
   readonly #events: LogEvent[] = [];
+  readonly #readers: Promise<void>[] = [];
   #waiters: { test: EventTest; resolve: (e: LogEvent) => void }[] = [];
 
   /** Records output lines, waking the waiters on the events among them. */
@@ -189,6 +191,16 @@ export class EventLog {
       this.#waiters = this.#waiters.filter((w) => !matched.includes(w));
       for (const w of matched) w.resolve(e);
     }
+  }
+
+  /** A reader of the child's output (startNode): {@linkcode drained} waits for it to end. */
+  reading(reader: Promise<void>): void {
+    this.#readers.push(reader.catch(() => undefined));
+  }
+
+  /** Resolves once every reader of the child's output has ended (all its lines are in). */
+  async drained(): Promise<void> {
+    await Promise.all(this.#readers);
   }
 
   /** How many events were seen so far: a mark for {@linkcode waitForEvent}'s `after`. */
@@ -322,12 +334,20 @@ export async function runDemo(options: DemoOptions, report: DemoReporter): Promi
     report.booting();
     const pill = pillOf(options.pill);
     const addArgs = ["ship", "add", "~zod", "--fake", "--cluster", nodes[0].address];
+    const addLog = new EventLog();
     const add = startNode(
       [...addArgs, ...(pill !== undefined ? ["--pill", pill] : [])],
       { SEGURO_TOKEN: token.trim() },
-      new EventLog(),
+      addLog,
     );
-    if (!(await add.status).success) throw new NodeError("seguro ship add failed in the demo");
+    if (!(await add.status).success) {
+      await addLog.drained();
+      throw new NodeError(
+        `seguro ship add failed in the demo: ${
+          addLog.lines.filter((l) => l !== "").slice(-3).join(" / ")
+        }`,
+      );
+    }
     const rt0 = await RuntimeClient.connect({ path: join(nodes[0].dir, "runtime.sock") });
     await rt0.lead(0n);
     const head = rt0.next((m) => m.type === "head");

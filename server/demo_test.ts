@@ -25,6 +25,27 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "runDemo: a failed 'ship add' is a NodeError that says why, in the add's own words",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const notAPill = await Deno.makeTempFile({ suffix: ".pill" });
+    try {
+      await Deno.writeTextFile(notAPill, "not a jammed noun at all");
+      const reporter = new Proxy({} as DemoReporter, { get: () => () => {} });
+      await assert.rejects(
+        runDemo({ pill: notAPill, seconds: 0, rate: 1 }, reporter),
+        (e) =>
+          e instanceof NodeError &&
+          /^seguro ship add failed in the demo: .*is not a jammed noun/.test(e.message),
+      );
+    } finally {
+      await Deno.remove(notAPill);
+    }
+  },
+});
+
 Deno.test("EventLog: a wait after a mark skips the events seen before it", async () => {
   const log = new EventLog();
   const line = (event: string, ship: string) => JSON.stringify({ event, ship, msg: event });
